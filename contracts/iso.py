@@ -1,0 +1,71 @@
+"""ISO code lists the contracts validate against: ISO 4217 currencies and ISO 3166-1 countries.
+
+The lists are embedded rather than taken from a third-party package so that ``contracts`` stays a
+small, dependency-light library whose validation does not shift under a dependency upgrade. The
+JSON Schemas only publish the code *format* (a pattern); the lists below are enforced by the
+models, so adding a code here is not a schema change.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+
+def _codes(text: str) -> frozenset[str]:
+    # Whitespace-separated tables read (and diff) better than hundreds of quoted literals.
+    return frozenset(text.split())
+
+
+#: Active ISO 4217 alphabetic codes (list one), including fund, metal and SDR units, but not
+#: ``XTS`` (reserved for testing) or ``XXX`` (no currency), which can never denominate money.
+#: Codes withdrawn within the last few years (HRK, SLL, ANG, CUC, ZWL) stay accepted so that
+#: recorded history keeps validating.
+CURRENCY_CODES: frozenset[str] = _codes(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN
+    BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP
+    ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IQD IRR
+    ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD
+    MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR
+    PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL
+    THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF
+    XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XUA YER ZAR ZMW ZWG ZWL
+    """
+)
+
+#: ISO 3166-1 alpha-2 codes of the 249 officially assigned countries and territories, plus
+#: ``XK`` (Kosovo), a user-assigned code that the EU, the IMF and most registries use.
+COUNTRY_CODES: frozenset[str] = _codes(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
+    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM
+    DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
+    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN
+    KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ
+    MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM
+    PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV
+    SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
+    VN VU WF WS YE YT ZA ZM ZW XK
+    """
+)
+
+
+def _known_currency(code: str) -> str:
+    if code not in CURRENCY_CODES:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+    return code
+
+
+def _known_country(code: str) -> str:
+    if code not in COUNTRY_CODES:
+        raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
+#: An ISO 4217 alphabetic currency code, upper case, e.g. ``EUR``.
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_known_currency)]
+
+#: An ISO 3166-1 alpha-2 country code, upper case, e.g. ``DE``.
+CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$"), AfterValidator(_known_country)]

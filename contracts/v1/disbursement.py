@@ -1,0 +1,448 @@
+"""Disbursement commands and events: awards, their tranche schedules, payouts and budgets.
+
+Amounts are :class:`~contracts.money.Money`. A tranche is identified by ``(award_id, sequence)``;
+payouts carry an ``idempotency_key`` that the payment rail uses so a tranche is never paid twice.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict, JsonValue
+
+from contracts.envelope import UtcDatetime
+from contracts.money import Money
+from contracts.v1.common import (
+    PAYLOAD_CONFIG,
+    CompensationReason,
+    Identifier,
+    LongText,
+    ShortText,
+    TrancheFailureReason,
+)
+
+#: The payment rail's idempotency key for one payout attempt series of one tranche.
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
+
+_APP_ID = "app_01HZX3Q8W6"
+_AWARD_ID = "award_app_01HZX3Q8W6"
+_BUDGET_ID = "gaip-2027-grants"
+_IDEMPOTENCY_KEY = "award_app_01HZX3Q8W6:tranche:1"
+
+TRANCHE_EXAMPLE: JsonDict = {
+    "sequence": 1,
+    "amount": {"amount": "100000.00", "currency": "EUR"},
+    "milestone": "Local lab opened and first 10 engineers hired",
+    "expected_by": "2027-04-01",
+}
+TRANCHES_EXAMPLE: list[JsonValue] = [
+    TRANCHE_EXAMPLE,
+    {
+        "sequence": 2,
+        "amount": {"amount": "100000.00", "currency": "EUR"},
+        "milestone": "Clinical pilot running in two hospitals",
+        "expected_by": "2027-10-01",
+    },
+    {
+        "sequence": 3,
+        "amount": {"amount": "50000.00", "currency": "EUR"},
+        "milestone": "Pilot evaluation report published",
+        "expected_by": "2028-03-01",
+    },
+]
+_TOTAL_EXAMPLE: JsonDict = {"amount": "250000.00", "currency": "EUR"}
+
+
+class Tranche(BaseModel):
+    """One scheduled payment of an award, released when its milestone is met."""
+
+    model_config = ConfigDict(**PAYLOAD_CONFIG, json_schema_extra={"examples": [TRANCHE_EXAMPLE]})
+
+    sequence: int = Field(
+        ge=1, le=100, description="Position in the schedule, from 1.", examples=[1, 2]
+    )
+    amount: Money = Field(
+        description="The tranche amount.", examples=[{"amount": "100000.00", "currency": "EUR"}]
+    )
+    milestone: ShortText = Field(
+        description="The milestone that releases the tranche.",
+        examples=["Local lab opened and first 10 engineers hired"],
+    )
+    expected_by: date | None = Field(
+        default=None,
+        description="When the milestone is expected to be met; null when open-ended.",
+        examples=["2027-04-01", None],
+    )
+
+
+def _check_schedule(total: Money, tranches: list[Tranche]) -> None:
+    # Tranche arithmetic must add up on the wire too, or a consumer could pay a different total.
+    if [t.sequence for t in tranches] != list(range(1, len(tranches) + 1)):
+        raise ValueError("tranche sequences must be 1, 2, ... in order")
+    if any(t.amount.currency != total.currency for t in tranches):
+        raise ValueError("every tranche must be in the award's currency")
+    if sum((t.amount.amount for t in tranches), Decimal(0)) != total.amount:
+        raise ValueError("tranche amounts must add up to the award total")
+
+
+class OpenAward(BaseModel):
+    """Command ``award.open``: reserve budget for an approved grant and set its tranche schedule.
+
+    ``award_id`` is the idempotency key: opening the same award twice has no further effect.
+    """
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "firm_id": "ACME",
+                    "budget_id": _BUDGET_ID,
+                    "total": _TOTAL_EXAMPLE,
+                    "tranches": TRANCHES_EXAMPLE,
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="Id of the award to open.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    firm_id: Identifier = Field(description="The beneficiary firm.", examples=["ACME"])
+    budget_id: Identifier = Field(
+        description="The program budget the award is charged to.", examples=[_BUDGET_ID]
+    )
+    total: Money = Field(description="The total award.", examples=[_TOTAL_EXAMPLE])
+    tranches: list[Tranche] = Field(
+        min_length=1,
+        max_length=100,
+        description="The tranche schedule; amounts add up to `total`.",
+        examples=[TRANCHES_EXAMPLE],
+    )
+
+    @model_validator(mode="after")
+    def _schedule_adds_up(self) -> Self:
+        _check_schedule(self.total, self.tranches)
+        return self
+
+
+class ReleaseTranche(BaseModel):
+    """Command ``tranche.release``: a tranche's milestone is met; pay it."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "sequence": 1,
+                    "approved_by": "rev.nguyen@gaip.example",
+                    "evidence": "Site inspection report INSP-2027-0412.",
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="The award.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    sequence: int = Field(ge=1, le=100, description="The tranche to release.", examples=[1])
+    approved_by: Identifier = Field(
+        description="Who confirmed the milestone.", examples=["rev.nguyen@gaip.example"]
+    )
+    evidence: LongText | None = Field(
+        default=None,
+        description="What shows the milestone is met, if recorded.",
+        examples=["Site inspection report INSP-2027-0412.", None],
+    )
+
+
+class CancelAward(BaseModel):
+    """Command ``award.cancel``: cancel an award and return its unpaid amount to the budget."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "reason_code": "application_withdrawn",
+                    "reason": "The firm withdrew the application.",
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="The award to cancel.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    reason_code: CompensationReason = Field(
+        description="Why the award is cancelled.",
+        examples=["application_withdrawn", "administrative"],
+    )
+    reason: LongText = Field(
+        description="Human-readable reason.", examples=["The firm withdrew the application."]
+    )
+
+
+class AwardOpened(BaseModel):
+    """Event ``award.opened``: budget is reserved and the tranche schedule is in force."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "firm_id": "ACME",
+                    "budget_id": _BUDGET_ID,
+                    "total": _TOTAL_EXAMPLE,
+                    "tranches": TRANCHES_EXAMPLE,
+                    "opened_at": "2027-01-02T11:00:05Z",
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="The award.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    firm_id: Identifier = Field(description="The beneficiary firm.", examples=["ACME"])
+    budget_id: Identifier = Field(description="The program budget charged.", examples=[_BUDGET_ID])
+    total: Money = Field(description="The total award.", examples=[_TOTAL_EXAMPLE])
+    tranches: list[Tranche] = Field(
+        min_length=1,
+        max_length=100,
+        description="The tranche schedule; amounts add up to `total`.",
+        examples=[TRANCHES_EXAMPLE],
+    )
+    opened_at: UtcDatetime = Field(
+        description="When the award was opened, in UTC.", examples=["2027-01-02T11:00:05Z"]
+    )
+
+    @model_validator(mode="after")
+    def _schedule_adds_up(self) -> Self:
+        _check_schedule(self.total, self.tranches)
+        return self
+
+
+class TrancheReleased(BaseModel):
+    """Event ``tranche.released``: a tranche was released and its payout sent to the rail."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "sequence": 1,
+                    "amount": {"amount": "100000.00", "currency": "EUR"},
+                    "idempotency_key": _IDEMPOTENCY_KEY,
+                    "released_at": "2027-04-03T09:00:00Z",
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="The award.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    sequence: int = Field(ge=1, le=100, description="The tranche released.", examples=[1])
+    amount: Money = Field(
+        description="The amount to pay.", examples=[{"amount": "100000.00", "currency": "EUR"}]
+    )
+    idempotency_key: IdempotencyKey = Field(
+        description="The key the payout uses at the payment rail; retries reuse it.",
+        examples=[_IDEMPOTENCY_KEY],
+    )
+    released_at: UtcDatetime = Field(
+        description="When the tranche was released, in UTC.", examples=["2027-04-03T09:00:00Z"]
+    )
+
+
+class TranchePaid(BaseModel):
+    """Event ``tranche.paid``: the payment rail confirmed the payout."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "sequence": 1,
+                    "amount": {"amount": "100000.00", "currency": "EUR"},
+                    "idempotency_key": _IDEMPOTENCY_KEY,
+                    "payment_reference": "PAY-2027-000184",
+                    "paid_at": "2027-04-03T09:00:02Z",
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="The award.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    sequence: int = Field(ge=1, le=100, description="The tranche paid.", examples=[1])
+    amount: Money = Field(
+        description="The amount paid.", examples=[{"amount": "100000.00", "currency": "EUR"}]
+    )
+    idempotency_key: IdempotencyKey = Field(
+        description="The key the payout used at the payment rail.", examples=[_IDEMPOTENCY_KEY]
+    )
+    payment_reference: ShortText = Field(
+        description="The payment rail's reference for the transfer.",
+        examples=["PAY-2027-000184"],
+    )
+    paid_at: UtcDatetime = Field(
+        description="When the rail confirmed payment, in UTC.", examples=["2027-04-03T09:00:02Z"]
+    )
+
+
+class TrancheFailed(BaseModel):
+    """Event ``tranche.failed``: the payment rail did not pay a released tranche."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "sequence": 1,
+                    "amount": {"amount": "100000.00", "currency": "EUR"},
+                    "idempotency_key": _IDEMPOTENCY_KEY,
+                    "reason_code": "beneficiary_invalid",
+                    "reason": "The beneficiary account was closed.",
+                    "retryable": False,
+                    "failed_at": "2027-04-03T09:00:02Z",
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="The award.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    sequence: int = Field(ge=1, le=100, description="The tranche not paid.", examples=[1])
+    amount: Money = Field(
+        description="The amount that was not paid.",
+        examples=[{"amount": "100000.00", "currency": "EUR"}],
+    )
+    idempotency_key: IdempotencyKey = Field(
+        description="The key the payout used; a retry must reuse it.", examples=[_IDEMPOTENCY_KEY]
+    )
+    reason_code: TrancheFailureReason = Field(
+        description="Why it failed.", examples=["beneficiary_invalid", "rail_unavailable"]
+    )
+    reason: LongText = Field(
+        description="Human-readable reason.", examples=["The beneficiary account was closed."]
+    )
+    retryable: bool = Field(
+        description="Whether retrying with the same idempotency key may succeed.",
+        examples=[False, True],
+    )
+    failed_at: UtcDatetime = Field(
+        description="When the failure was reported, in UTC.", examples=["2027-04-03T09:00:02Z"]
+    )
+
+
+class AwardCancelled(BaseModel):
+    """Event ``award.cancelled``: the award is closed; its unpaid amount went back to the budget."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "reason_code": "application_withdrawn",
+                    "reason": "The firm withdrew the application.",
+                    "returned_to_budget": {"amount": "150000.00", "currency": "EUR"},
+                    "cancelled_at": "2027-05-01T12:00:00Z",
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="The award cancelled.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    reason_code: CompensationReason = Field(
+        description="Why it was cancelled.", examples=["application_withdrawn"]
+    )
+    reason: LongText = Field(
+        description="Human-readable reason.", examples=["The firm withdrew the application."]
+    )
+    returned_to_budget: Money = Field(
+        description="The unpaid amount released back to the program budget.",
+        examples=[{"amount": "150000.00", "currency": "EUR"}],
+    )
+    cancelled_at: UtcDatetime = Field(
+        description="When the award was cancelled, in UTC.", examples=["2027-05-01T12:00:00Z"]
+    )
+
+
+class BudgetExhausted(BaseModel):
+    """Event ``budget.exhausted``: a budget could not cover an award, which was not opened.
+
+    The approval workflow compensates: it releases held zone space.
+    """
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "budget_id": _BUDGET_ID,
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "requested": _TOTAL_EXAMPLE,
+                    "available": {"amount": "120000.00", "currency": "EUR"},
+                    "detected_at": "2027-01-02T11:00:05Z",
+                }
+            ]
+        },
+    )
+
+    budget_id: Identifier = Field(description="The budget that ran short.", examples=[_BUDGET_ID])
+    award_id: Identifier = Field(
+        description="The award that could not be opened.", examples=[_AWARD_ID]
+    )
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    requested: Money = Field(description="What the award needed.", examples=[_TOTAL_EXAMPLE])
+    available: Money = Field(
+        description="What the budget had left.",
+        examples=[{"amount": "120000.00", "currency": "EUR"}],
+    )
+    detected_at: UtcDatetime = Field(
+        description="When the shortfall was found, in UTC.", examples=["2027-01-02T11:00:05Z"]
+    )
+
+    @model_validator(mode="after")
+    def _is_a_shortfall(self) -> Self:
+        if self.requested.currency != self.available.currency:
+            raise ValueError("requested and available must be in the same currency")
+        if self.available.amount >= self.requested.amount:
+            raise ValueError("available must be less than requested for a shortfall")
+        return self
