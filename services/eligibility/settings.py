@@ -1,0 +1,27 @@
+"""Settings of the eligibility service (env prefix ``INCENTIVES_ELIGIBILITY_``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from services.kit.settings import ServiceSettings, service_settings_config
+
+
+class Settings(ServiceSettings):
+    """Eligibility service settings.
+
+    Common settings (broker, secrets, var dir) come from ``INCENTIVES_*``.
+    """
+
+    model_config = service_settings_config("eligibility")
+    service_name: ClassVar[str] = "eligibility"
+
+    port: int = Field(
+        default=8006,
+        ge=0,
+        le=65535,
+        description="HTTP port (health, OpenAPI and AsyncAPI docs).",
+        examples=[8006],
+    )

@@ -1,0 +1,139 @@
+"""Async database engines: SQLite (embedded default) or PostgreSQL, chosen by URL.
+
+Nothing here runs at import time; :func:`create_engine` is called by a service's composition root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, event, text
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.kit.logging import get_logger
+
+log = get_logger(__name__)
+
+#: How long a SQLite writer waits for the lock before failing with "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    PostgreSQL stores ``timestamptz``. SQLite has no timezone support, so values are stored as
+    naive UTC and made aware again on load; naive input is refused so local times never sneak in.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether a database URL points at SQLite."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (health checks, projections) proceed while the writer commits; the busy
+    # timeout turns short lock waits into waits instead of errors; NORMAL sync is durable in WAL.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """An async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``).
+
+    SQLite gets WAL, a busy timeout, and a single pooled connection: SQLite admits one writer at
+    a time anyway, and funnelling the process through one connection avoids "database is locked"
+    errors between our own tasks. The parent folder of the file is created if missing.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+        return engine
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (handlers read them afterwards)."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine, within: float = 2.0) -> None:
+    """Raise if the database does not answer ``SELECT 1`` within ``within`` seconds."""
+    async with asyncio.timeout(within), engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def wait_for_database(
+    engine: AsyncEngine, *, interval: float = 1.0, deadline: float | None = None
+) -> None:
+    """Block until the database answers, logging one line (not a traceback) while it does not.
+
+    ``deadline`` (seconds) bounds the wait; ``None`` waits forever, as a container would.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    warned = False
+    while True:
+        try:
+            await ping(engine)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            error: BaseException = exc
+        except Exception as exc:  # driver-specific connect errors (asyncpg, aiosqlite)
+            error = exc
+        else:
+            if warned:
+                log.info("database reachable", url=engine.url.render_as_string(hide_password=True))
+            return
+        if deadline is not None and loop.time() - started > deadline:
+            raise error
+        if not warned:
+            log.warning(
+                f"database {engine.url.render_as_string(hide_password=True)} not reachable yet, "
+                "retrying",
+                error=f"{type(error).__name__}: {error}",
+            )
+            warned = True
+        await asyncio.sleep(interval)

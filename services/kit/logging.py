@@ -1,0 +1,133 @@
+"""Structured JSON logs with correlation context and secret redaction.
+
+Every record (ours via structlog, and stdlib records from uvicorn, FastStream, aiokafka,
+SQLAlchemy) is rendered as one JSON line carrying the context bound with :func:`bind_context`:
+``service``, ``correlation_id``, ``causation_id``, ``event_id``. A redaction processor masks
+values whose key looks secret and any :class:`~pydantic.SecretStr` wherever it appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import structlog
+from pydantic import SecretBytes, SecretStr
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED = "**********"
+
+#: Keys whose values are never logged, matched case-insensitively anywhere in the key.
+_SECRET_KEY = re.compile(r"secret|token|password|passwd|authorization|api[_-]?key|cookie", re.I)
+#: Bearer credentials that leak into free text (e.g. an exception message quoting a header).
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+
+#: Context keys bound per message or request; listed so callers can clear them consistently.
+CONTEXT_KEYS = ("correlation_id", "causation_id", "event_id", "request_id", "consumer")
+
+
+def _redact_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, SecretStr | SecretBytes):
+        return REDACTED
+    if depth > 4:  # logs are not the place for deep structures; stop walking them
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED
+            if isinstance(k, str) and _SECRET_KEY.search(k)
+            else _redact_value(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value(v, depth + 1) for v in value)
+    if isinstance(value, str) and "bearer" in value.lower():
+        return _BEARER.sub(r"\1 " + REDACTED, value)
+    return value
+
+
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask secret-looking keys, SecretStr values and bearer tokens."""
+    for key in list(event_dict):
+        if _SECRET_KEY.search(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact_value(event_dict[key])
+    return event_dict
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+
+
+def configure_logging(service: str, level: str = "INFO", *, stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging to one JSON-lines handler on ``stream`` (stderr).
+
+    Idempotent: calling it again replaces the handler, so tests and a re-run ``main`` do not
+    duplicate lines.
+    """
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(default=str),
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    handler.set_name("incentives-json")
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if existing.get_name() == "incentives-json":
+            root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # FastStream gives its logger a coloured stderr handler and stops propagation; route it
+    # through the JSON handler instead, like every other library.
+    faststream_logger = logging.getLogger("faststream")
+    for existing in list(faststream_logger.handlers):
+        faststream_logger.removeHandler(existing)
+    faststream_logger.propagate = True
+    # Per-message chatter from the client libraries would drown the service's own lines.
+    for noisy in ("aiokafka", "sqlalchemy.engine", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+    structlog.configure(
+        processors=[
+            *_shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A structlog logger; its lines carry whatever context is bound at call time."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger
+
+
+@contextmanager
+def bind_context(**values: Any) -> Iterator[None]:
+    """Bind context for the duration of a block (one message, one request), then restore it."""
+    tokens = structlog.contextvars.bind_contextvars(
+        **{k: (str(v) if v is not None else None) for k, v in values.items()}
+    )
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)

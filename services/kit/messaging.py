@@ -1,0 +1,133 @@
+"""Kafka plumbing shared by the relay, the dead-letter publisher and the service runtime.
+
+Tansu (the embedded broker) rejects aiokafka's idempotent and transactional producers, so the
+producer here is a plain one with ``acks="all"``; exactly-once effects come from the outbox and
+idempotent consumers instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.kit.logging import get_logger
+
+log = get_logger(__name__)
+
+#: Consumer settings Tansu needs: it completes a group join after half the session timeout.
+CONSUMER_SESSION_TIMEOUT_MS = 2000
+CONSUMER_HEARTBEAT_INTERVAL_MS = 500
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record to publish."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+def create_producer(bootstrap: str, *, client_id: str = "incentives") -> AIOKafkaProducer:
+    """A producer that waits for all in-sync replicas; call ``await producer.start()``.
+
+    ``linger_ms`` batches the relay's bursts into few requests without hurting latency much.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=2,
+        request_timeout_ms=10_000,
+    )
+
+
+async def send_all(producer: AIOKafkaProducer, records: Iterable[Record]) -> None:
+    """Send records and wait until the broker acknowledged every one of them.
+
+    Sends are queued in order before any is awaited, so they batch; aiokafka keeps one request in
+    flight per partition, so records of one key arrive in the order given.
+    """
+    futures = [
+        await producer.send(r.topic, value=r.value, key=r.key, headers=list(r.headers))
+        for r in records
+    ]
+    if futures:
+        await asyncio.gather(*futures)
+
+
+def bootstrap_addresses(bootstrap: str) -> list[tuple[str, int]]:
+    """``"h1:9092,h2:9093"`` -> ``[("h1", 9092), ("h2", 9093)]``."""
+    out: list[tuple[str, int]] = []
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        out.append((host or part.strip(), int(port or 9092)))
+    return out
+
+
+async def broker_reachable(bootstrap: str, within: float = 1.0) -> bool:
+    """Whether any bootstrap server accepts a TCP connection.
+
+    A plain socket probe: aiokafka logs an error line per failed connect, which is noise while a
+    service simply waits for the broker to come up.
+    """
+    for host, port in bootstrap_addresses(bootstrap):
+        try:
+            async with asyncio.timeout(within):
+                _reader, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return True
+    return False
+
+
+async def wait_for_broker(
+    bootstrap: str, *, interval: float = 1.0, deadline: float | None = None
+) -> None:
+    """Block until the broker accepts connections, logging one line while it does not."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    warned = False
+    while not await broker_reachable(bootstrap):
+        if deadline is not None and loop.time() - started > deadline:
+            raise TimeoutError(f"broker {bootstrap} not reachable after {deadline:.0f}s")
+        if not warned:
+            log.warning(f"broker {bootstrap} not reachable yet, retrying")
+            warned = True
+        await asyncio.sleep(interval)
+    if warned:
+        log.info(f"broker {bootstrap} reachable")
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[tuple[str, int]], *, replication_factor: int = 1
+) -> None:
+    """Create topics with explicit partition counts; existing topics are left alone.
+
+    Explicit creation matters: auto-created topics get the broker's default partition count.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name=name, num_partitions=partitions, replication_factor=replication_factor)
+            for name, partitions in topics
+            if name not in existing
+        ]
+        if wanted:
+            # Created concurrently by another process: the goal is reached all the same.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()

@@ -1,0 +1,355 @@
+"""A service's composition root, and the runner every ``main()`` calls.
+
+:class:`Service` owns what one service process needs: the database engine and unit-of-work
+factory, the FastStream broker with its idempotent subscribers, a Kafka producer shared by the
+outbox relay and the dead-letter path, the relay itself and the token verifier. It builds the
+FastAPI app whose lifespan starts and stops all of it:
+
+1. wait for the database (one log line while it is down), migrate it to head;
+2. in the background: wait for the broker (one log line), start the producer, the subscribers
+   and the relay; ``/health`` answers 503 until this is done, so the HTTP port is up early;
+3. on shutdown (SIGTERM/SIGINT via uvicorn): stop consuming, stop the relay, flush and stop
+   the producer, dispose of the engine.
+
+:func:`run_service` turns a settings class and a ``create_app`` into a blocking ``main``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from services.kit.asyncapi import asyncapi_router
+from services.kit.auth import TokenService, install_token_service
+from services.kit.consumer import Handler, IdempotentConsumer, subscribe
+from services.kit.db import create_engine, create_session_factory, ping, wait_for_database
+from services.kit.dlq import dlq_topic
+from services.kit.errors import DependencyUnavailable
+from services.kit.health import Check, health_router
+from services.kit.logging import configure_logging, get_logger
+from services.kit.messaging import Record, create_producer, send_all, wait_for_broker
+from services.kit.migrations import upgrade_to_head
+from services.kit.outbox import OutboxRelay
+from services.kit.problems import install_problem_handlers
+from services.kit.retry import RetryPolicy
+from services.kit.settings import ServiceSettings
+from services.kit.uow import UnitOfWorkFactory
+
+log = get_logger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+class Service:
+    """Everything one service process owns. Create it in ``create_app``; never at import time."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        migrations: Path,
+        version: str = "0.1.0",
+        retry: RetryPolicy | None = None,
+        relay_poll_interval: float = 0.5,
+        reconnect_interval: float = 1.0,
+    ) -> None:
+        self.name = settings.service_name
+        self.settings = settings
+        self.migrations = migrations
+        self.version = version
+        self.retry = retry or RetryPolicy()
+        self.reconnect_interval = reconnect_interval
+
+        self.engine = create_engine(settings.database_url)
+        self.session_factory = create_session_factory(self.engine)
+        self.relay = OutboxRelay(
+            self.session_factory, self.publish, poll_interval=relay_poll_interval
+        )
+        self.uow = UnitOfWorkFactory(self.session_factory, on_outbox_committed=self.relay.wake)
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap,
+            client_id=f"incentives-{self.name}",
+            acks="all",
+            enable_idempotence=False,  # Tansu rejects InitProducerId; the outbox gives safety
+            # FastStream logs every message at this level; per-message lines are debug material.
+            log_level=logging.DEBUG,
+            # A plain stdlib logger, so FastStream's lines reach the JSON handler like ours.
+            logger=logging.getLogger(f"faststream.{self.name}"),
+        )
+        self.tokens = TokenService(settings.jwt_secret)
+        self.consumers: list[IdempotentConsumer] = []
+        self.extra_checks: dict[str, Check] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self._broker_started = False
+        self.ready = asyncio.Event()
+
+    # --- wiring ----------------------------------------------------------------------------------
+
+    def consume(
+        self,
+        *topics: str,
+        handler: Handler,
+        name: str | None = None,
+        types: Collection[str] | None = None,
+        group_id: str | None = None,
+        description: str | None = None,
+    ) -> IdempotentConsumer:
+        """Subscribe ``handler`` idempotently to ``topics``.
+
+        ``name`` is the deduplication scope and, by default, the consumer group (default: the
+        service name). ``types`` restricts which message types reach the handler.
+        """
+        consumer_name = name or self.name
+        consumer = IdempotentConsumer(
+            consumer_name,
+            handler,
+            uow_factory=self.uow,
+            dead_letters=self.publish,
+            types=types,
+            retry=self.retry,
+        )
+        subscribe(
+            self.broker,
+            consumer,
+            *topics,
+            group_id=group_id or consumer_name,
+            description=description,
+        )
+        for topic in topics:
+            # Documents the dead-letter channel in AsyncAPI; records go through self.publish.
+            self.broker.publisher(
+                dlq_topic(topic),
+                title=f"{dlq_topic(topic)}:{consumer_name}",
+                description=(
+                    f"Records {consumer_name} could not process: original key, value and headers, "
+                    "plus dlq.* headers (reason, error, source topic/partition/offset)."
+                ),
+            )
+        self.consumers.append(consumer)
+        return consumer
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        """Send records with the shared producer (outbox relay and dead letters)."""
+        producer = self._producer
+        if producer is None:
+            raise DependencyUnavailable(f"broker {self.settings.kafka_bootstrap} not connected")
+        await send_all(producer, records)
+
+    def create_app(
+        self,
+        *,
+        title: str,
+        description: str,
+        routers: Sequence[APIRouter] = (),
+        **fastapi_kwargs: Any,
+    ) -> FastAPI:
+        """The service's FastAPI app: routers, /health, /asyncapi, problem handlers, lifespan."""
+        app = FastAPI(
+            title=title,
+            description=description,
+            version=self.version,
+            lifespan=self.lifespan,
+            **fastapi_kwargs,
+        )
+        install_problem_handlers(app)
+        install_token_service(app, self.tokens)
+        app.state.service = self
+        # A provider, not a snapshot: checks added after create_app (e.g. Temporal) count too.
+        app.include_router(health_router(self.name, self.health_checks))
+        app.include_router(
+            asyncapi_router(self.broker, title=title, version=self.version, description=description)
+        )
+        for router in routers:
+            app.include_router(router)
+        return app
+
+    # --- health ----------------------------------------------------------------------------------
+
+    def health_checks(self) -> dict[str, Check]:
+        """Database, broker and relay checks, plus any in :attr:`extra_checks`."""
+
+        async def database() -> str | None:
+            await ping(self.engine)
+            return None
+
+        async def broker() -> str | None:
+            if not self._broker_started:
+                raise DependencyUnavailable(
+                    f"broker {self.settings.kafka_bootstrap} not reachable yet"
+                )
+            if not await self.broker.ping(timeout=1.5):
+                raise DependencyUnavailable(f"broker {self.settings.kafka_bootstrap} not answering")
+            return None
+
+        async def outbox_relay() -> str | None:
+            if not self.relay.running:
+                raise DependencyUnavailable("outbox relay not running")
+            return f"{await self.relay.pending()} pending"
+
+        return {
+            "database": database,
+            "broker": broker,
+            "outbox_relay": outbox_relay,
+            **self.extra_checks,
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        """Start everything (the broker side in the background) and stop it all on exit."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        """Migrate the database, then connect to the broker in the background."""
+        await wait_for_database(self.engine, interval=self.reconnect_interval)
+        await upgrade_to_head(self.engine, self.migrations)
+        log.info("database migrated", database=self.engine.url.render_as_string(hide_password=True))
+        self._connector = asyncio.create_task(self._connect(), name=f"{self.name}-connect")
+        self._connector.add_done_callback(self._connector_done)
+
+    def _connector_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("broker connection task failed", exc_info=task.exception())
+
+    async def _connect(self) -> None:
+        bootstrap = self.settings.kafka_bootstrap
+        while True:
+            await wait_for_broker(bootstrap, interval=self.reconnect_interval)
+            producer = create_producer(bootstrap, client_id=f"incentives-{self.name}")
+            self._producer = producer  # set early so stop() flushes it even mid-start
+            try:
+                await producer.start()
+                await self.broker.start()
+            except Exception as exc:
+                # Reachable but not ready (still starting, or restarting): retry quietly.
+                log.warning(
+                    f"broker {bootstrap} not ready yet, retrying",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                self._producer = None
+                await asyncio.sleep(self.reconnect_interval)
+                continue
+            self._broker_started = True
+            break
+        self.relay.start()
+        self.ready.set()
+        log.info(
+            "service ready",
+            broker=bootstrap,
+            consumers=[c.name for c in self.consumers],
+        )
+
+    async def stop(self) -> None:
+        """Stop consuming first, then the relay, the producer and the engine."""
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+            self._connector = None
+        # Also when the connector was cancelled half-way through broker.start(): stopping a
+        # broker that never started is a no-op. Waits for in-flight handlers, which may still
+        # dead-letter through the producer, so the producer stops after it.
+        await self.broker.stop()
+        self._broker_started = False
+        await self.relay.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()  # flushes what is queued
+        await self.engine.dispose()
+        self.ready.clear()
+        log.info("service stopped")
+
+
+def _bind(host: str, port: int, service: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        log.error(f"port {port} on {host} for {service} is not available: {exc.strerror}")
+        raise SystemExit(2) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_service(settings_cls: type[S], create_app: Callable[[S], Any]) -> None:
+    """Blocking entry point: settings from the environment, JSON logs, HTTP until SIGTERM.
+
+    Exits 2 on configuration errors (invalid settings, port in use) and 3 when startup fails.
+    """
+    configure_logging(settings_cls.service_name)
+    try:
+        settings = settings_cls()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        log.error(f"invalid configuration for {settings_cls.service_name}: {problems}")
+        raise SystemExit(2) from None
+    configure_logging(settings.service_name, settings.log_level)
+    sock = _bind(settings.host, settings.port, settings.service_name)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # keep our JSON handler; uvicorn's loggers propagate to it
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "starting",
+        url=f"http://{settings.host}:{settings.port}",
+        database=_safe_url(settings.database_url),
+        broker=settings.kafka_bootstrap,
+    )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal for the handler
+    # that was installed before it: by default that kills the process (exit -15) or raises
+    # KeyboardInterrupt. Shutdown is complete by then, so those handlers are made no-ops and a
+    # requested stop exits 0.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _stopped_already)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        log.error(f"{settings.service_name} failed to start")
+        sys.exit(3)
+
+
+def _stopped_already(_signum: int, _frame: FrameType | None) -> None:
+    """A stop signal re-raised after the graceful shutdown finished: nothing left to do."""
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

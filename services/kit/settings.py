@@ -1,0 +1,157 @@
+"""Settings shared by every process, and the base for each service's own settings.
+
+Common fields are read from ``INCENTIVES_<FIELD>`` whatever the subclass's prefix, so one
+environment configures the whole platform; service fields (port, database URL) use the service's
+own prefix, e.g. ``INCENTIVES_APPLICATIONS_PORT``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The signing key used when none is configured. Good enough for a laptop, refused elsewhere.
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105
+
+#: HS256 keys shorter than the hash output weaken the MAC (RFC 7518 section 3.2).
+MIN_SECRET_LENGTH = 32
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _common(name: str) -> AliasChoices:
+    # The alias wins over any subclass env_prefix, so these stay INCENTIVES_<NAME> everywhere,
+    # while the field name still works as a constructor keyword.
+    return AliasChoices(name, f"INCENTIVES_{name.upper()}")
+
+
+class InsecureSettingsError(ValueError):
+    """Raised when a production-like configuration would run with a development secret."""
+
+
+class CommonSettings(BaseSettings):
+    """Configuration every process of the platform shares (env prefix ``INCENTIVES_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INCENTIVES_",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=_common("kafka_bootstrap"),
+        description="Kafka bootstrap servers, `host:port[,host:port...]`.",
+        examples=["127.0.0.1:9092", "kafka-1:9092,kafka-2:9092"],
+    )
+    temporal_address: str = Field(
+        default="127.0.0.1:7233",
+        validation_alias=_common("temporal_address"),
+        description="Temporal frontend address, `host:port`.",
+        examples=["127.0.0.1:7233"],
+    )
+    var_dir: Path = Field(
+        default=Path("./var"),
+        validation_alias=_common("var_dir"),
+        description="State folder for SQLite files, logs, pid files and the Temporal database.",
+        examples=["./var", "/var/lib/incentives"],
+    )
+    dev_mode: bool = Field(
+        default=True,
+        validation_alias=_common("dev_mode"),
+        description=(
+            "Development conveniences (a built-in JWT signing key). Must be false in production; "
+            "the service then refuses to start with the default or a short key."
+        ),
+        examples=[True, False],
+    )
+    jwt_secret: SecretStr = Field(
+        default=SecretStr(DEV_JWT_SECRET),
+        validation_alias=_common("jwt_secret"),
+        description=(
+            f"HS256 signing key for bearer tokens, at least {MIN_SECRET_LENGTH} characters "
+            "outside dev mode."
+        ),
+    )
+    log_level: LogLevel = Field(
+        default="INFO",
+        validation_alias=_common("log_level"),
+        description="Minimum level of emitted log records.",
+        examples=["INFO", "DEBUG"],
+    )
+
+    @model_validator(mode="after")
+    def _refuse_insecure_secret(self) -> CommonSettings:
+        if self.dev_mode:
+            return self
+        secret = self.jwt_secret.get_secret_value()
+        if secret == DEV_JWT_SECRET or len(secret) < MIN_SECRET_LENGTH:
+            # Raised as a ValueError so pydantic reports it as a settings validation error,
+            # which stops the process before it serves a single request.
+            raise InsecureSettingsError(
+                "INCENTIVES_JWT_SECRET is unset, the development default, or shorter than "
+                f"{MIN_SECRET_LENGTH} characters, and INCENTIVES_DEV_MODE is false: "
+                "refusing to start"
+            )
+        return self
+
+
+class ServiceSettings(CommonSettings):
+    """Base for one service's settings; subclasses set ``service_name`` and ``model_config``.
+
+    Example::
+
+        class Settings(ServiceSettings):
+            model_config = service_settings_config("audit")
+            service_name: ClassVar[str] = "audit"
+            port: int = Field(default=8003, description="HTTP port.")
+    """
+
+    service_name: ClassVar[str] = "service"
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface the HTTP server binds to; `0.0.0.0` inside a container.",
+        examples=["127.0.0.1", "0.0.0.0"],
+    )
+    port: int = Field(
+        default=8000,
+        ge=0,
+        le=65535,
+        description="HTTP port of the service (health, API, OpenAPI and AsyncAPI docs).",
+        examples=[8001],
+    )
+    database_url: str = Field(
+        default="",
+        description=(
+            "SQLAlchemy async URL of the service database. Empty means a SQLite file "
+            "`<var_dir>/<service>.db`. PostgreSQL: `postgresql+asyncpg://user@host/db`."
+        ),
+        examples=[
+            "sqlite+aiosqlite:///./var/applications.db",
+            "postgresql+asyncpg://postgres@127.0.0.1:5432/applications",
+        ],
+    )
+
+    @model_validator(mode="after")
+    def _default_database(self) -> ServiceSettings:
+        if not self.database_url:
+            path = (self.var_dir / f"{self.service_name}.db").resolve()
+            self.database_url = f"sqlite+aiosqlite:///{path}"
+        return self
+
+
+def service_settings_config(service_name: str, **overrides: Any) -> SettingsConfigDict:
+    """The settings config for a service: env prefix ``INCENTIVES_<SERVICE>_``."""
+    config = SettingsConfigDict(
+        env_prefix=f"INCENTIVES_{service_name.upper()}_",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+    config.update(overrides)  # type: ignore[typeddict-item]
+    return config
