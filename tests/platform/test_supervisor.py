@@ -1,0 +1,91 @@
+"""The supervisor behind ``incentives up``, with stand-in services on the real broker and Temporal.
+
+Stand-ins keep these tests about the supervisor (start order, health waits, crash reports,
+shutdown by PID) rather than about the services, which the e2e smoke test covers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from services.cli.embedded import port_in_use
+from services.cli.state import read_state
+from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone
+
+pytestmark = pytest.mark.integration
+
+
+def test_stub_platform_reports_a_dead_service_then_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """A service dying after start-up is reported with its log and the rest keeps running;
+    SIGINT (Ctrl-C) then stops every process and removes the state."""
+    run = PlatformRun.on_free_ports(tmp_path)
+    proc = run.popen_up(stubs=True)
+    try:
+        state = run.wait_ready(proc, timeout=90)
+        pids = all_pids(state)
+        assert run.incentives("status").returncode == 0
+
+        zones = state.part("zones")
+        assert zones is not None
+        os.kill(zones.pid, signal.SIGKILL)
+        assert wait_all_gone([zones.pid], timeout=10) == []
+
+        status = run.incentives("status")
+        assert status.returncode == 1
+        assert "Unhealthy: zones" in status.stdout
+        assert proc.poll() is None, "a dead service must not take the platform down"
+        output = run.up_output()
+        assert "zones exited with code" in output
+        assert "zones stub serving" in output  # the tail of its log is shown
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert wait_all_gone(pids) == []
+    assert read_state(tmp_path) is None
+
+
+def test_a_service_failing_at_start_up_aborts_everything(tmp_path: Path) -> None:
+    """Start-up stops at the first service that exits, naming it with its last log lines."""
+    run = PlatformRun.on_free_ports(tmp_path)
+    proc = run.popen_up(stubs=True, extra_env={"STUB_FAIL": "review"})
+    try:
+        assert proc.wait(timeout=120) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = run.up_output()
+    assert "Start-up failed: review exited with code 3" in output
+    assert "review: failing on purpose" in output
+    assert read_state(tmp_path) is None
+    assert "Stopped." in output
+    for part, port in run.ports.items():
+        assert not port_in_use(port), f"{part} port {port} still served after an aborted start-up"
+
+
+def test_losing_the_broker_stops_the_platform(tmp_path: Path) -> None:
+    """Infrastructure dying is fatal: the supervisor stops everything and exits 1."""
+    run = PlatformRun.on_free_ports(tmp_path)
+    proc = run.popen_up(stubs=True)
+    try:
+        state = run.wait_ready(proc, timeout=90)
+        pids = all_pids(state)
+        broker = state.part("broker")
+        assert broker is not None
+        os.kill(broker.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "broker exited with code" in run.up_output()
+    assert "stopping everything" in run.up_output()
+    assert wait_all_gone(pids) == []
