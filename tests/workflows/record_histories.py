@@ -1,0 +1,42 @@
+"""Record the scenario histories replayed in CI: ``python -m tests.workflows.record_histories``.
+
+Run it after an intended workflow change (guarded by ``workflow.patched`` where old runs
+exist), then commit the JSON files under ``tests/workflows/histories``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from services.cli.embedded import temporal_test_server_binary
+from tests.workflows.scenarios import SCENARIOS, RecordingPublisher, pydantic_client, worker
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def record() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(temporal_test_server_binary())
+    )
+    try:
+        client = pydantic_client(env.client)
+        async with worker(client, RecordingPublisher()):
+            for name, scenario in SCENARIOS.items():
+                workflow_id = f"history-{name}"
+                await scenario(client, workflow_id)
+                history = await client.get_workflow_handle(workflow_id).fetch_history()
+                (HISTORIES / f"{name}.json").write_text(history.to_json())
+                print(f"recorded {name}")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
+    # Collect the Temporal client and worker objects while the interpreter is still whole;
+    # left to finalisation they can abort the process (temporalio sdk-python #300).
+    gc.collect()

@@ -1,0 +1,90 @@
+"""The Kafka→Temporal bridge: application and eligibility facts become workflow signals.
+
+Every fact is delivered with signal-with-start on workflow id = application id, so the first
+fact to arrive starts the workflow and later ones only signal it; a redelivered message
+signals an event id the workflow has already seen, which it ignores. A fact about an
+application whose workflow has already closed is acknowledged and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from contracts.envelope import Envelope
+from services.kit.consumer import Incoming
+from services.kit.logging import get_logger
+from services.kit.uow import UnitOfWork
+from workflows.approval import (
+    TASK_QUEUE,
+    ApprovalInput,
+    EligibilitySignal,
+    IncentiveApproval,
+    SubmittedSignal,
+    WithdrawalSignal,
+)
+
+log = get_logger(__name__)
+
+#: The message types the bridge forwards, by topic.
+APPLICATION_TYPES = ("application.submitted", "application.withdrawn")
+ELIGIBILITY_TYPES = ("eligibility.assessed",)
+
+
+def signal_for(envelope: Envelope[Any]) -> tuple[str, BaseModel]:
+    """The workflow signal (name and argument) that carries ``envelope``."""
+    event_id = str(envelope.event_id)
+    payload = envelope.payload
+    match envelope.type:
+        case "application.submitted":
+            return "submitted", SubmittedSignal(
+                event_id=event_id, firm_id=payload.firm_id, revision=payload.revision
+            )
+        case "application.withdrawn":
+            return "withdrawn", WithdrawalSignal(
+                event_id=event_id, reason=payload.reason, actor_id=envelope.actor.id
+            )
+        case "eligibility.assessed":
+            return "eligibility_assessed", EligibilitySignal(event_id=event_id, assessment=payload)
+    raise ValueError(f"the bridge does not forward {envelope.type!r}")
+
+
+class Bridge:
+    """Forwards facts to ``IncentiveApproval`` workflows through a Temporal client."""
+
+    def __init__(self, client: Client, task_queue: str = TASK_QUEUE) -> None:
+        self._client = client
+        self._task_queue = task_queue
+
+    async def forward(self, envelope: Envelope[Any]) -> WorkflowHandle[Any, Any] | None:
+        """Signal-with-start the application's workflow; None when it has already closed."""
+        name, argument = signal_for(envelope)
+        try:
+            handle = await self._client.start_workflow(
+                IncentiveApproval.run,
+                ApprovalInput(
+                    application_id=envelope.subject, correlation_id=str(envelope.correlation_id)
+                ),
+                id=envelope.subject,
+                task_queue=self._task_queue,
+                start_signal=name,
+                start_signal_args=[argument],
+                # One journey per application id: a closed workflow is never started again.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            log.info(
+                "workflow already closed; fact not forwarded",
+                application_id=envelope.subject,
+                type=envelope.type,
+            )
+            return None
+        return handle
+
+    async def handle(self, incoming: Incoming, _uow: UnitOfWork) -> None:
+        """Idempotent-consumer handler: the processed mark commits after the signal landed."""
+        await self.forward(incoming.envelope)

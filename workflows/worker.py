@@ -1,0 +1,183 @@
+"""Composition root of the workflow worker: the Temporal worker plus the Kafka→Temporal bridge.
+
+One process runs both, sharing one Temporal client. Start-up order matters:
+
+1. the kit's service lifespan migrates the worker database and connects to the broker in the
+   background (``/health`` answers 503 until it is up);
+2. in the background too, the Temporal client connects, waiting with one log line while the
+   server is unreachable, and the worker starts polling the task queue;
+3. the bridge's handler waits for that client, so no fact is consumed before it can be
+   forwarded.
+
+On shutdown the worker and the client are closed before the interpreter exits (a live Temporal
+core at exit can abort the process, temporalio sdk-python #300).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from contracts.topics import get_topic
+from services.kit.consumer import Incoming
+from services.kit.errors import DependencyUnavailable
+from services.kit.logging import get_logger
+from services.kit.runtime import Service, run_service
+from services.kit.uow import UnitOfWork
+from workflows.activities import Publisher
+from workflows.approval import IncentiveApproval
+from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge
+from workflows.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = get_logger(__name__)
+
+#: How long the Temporal health check may take before /health reports it down.
+HEALTH_TIMEOUT = timedelta(seconds=2)
+
+
+async def connect_temporal(
+    address: str, namespace: str, *, interval: float = 1.0, within: float | None = None
+) -> Client:
+    """Connect to Temporal, retrying quietly: one log line while it is unreachable."""
+    loop = asyncio.get_running_loop()
+    deadline = None if within is None else loop.time() + within
+    warned = False
+    while True:
+        try:
+            return await Client.connect(
+                address, namespace=namespace, data_converter=pydantic_data_converter
+            )
+        except Exception as exc:
+            if deadline is not None and loop.time() >= deadline:
+                raise DependencyUnavailable(f"Temporal {address} not reachable") from exc
+            if not warned:
+                log.warning(f"Temporal {address} not reachable yet, retrying", error=str(exc))
+                warned = True
+            await asyncio.sleep(interval)
+
+
+class TemporalSide:
+    """The worker's Temporal client, its polling worker and the bridge that uses the client."""
+
+    def __init__(self, settings: Settings, service: Service) -> None:
+        self.settings = settings
+        self.service = service
+        self.client: Client | None = None
+        self.worker: Worker | None = None
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._worker_run: asyncio.Task[None] | None = None
+
+    async def bridge_handler(self, incoming: Incoming, uow: UnitOfWork) -> None:
+        """Forward one fact once Temporal is connected (the consumer waits meanwhile)."""
+        await self._connected.wait()
+        if self.client is None:  # shutting down: leave the record for redelivery
+            raise DependencyUnavailable("Temporal client closed")
+        await Bridge(self.client, self.settings.task_queue).handle(incoming, uow)
+
+    async def health(self) -> str | None:
+        """The Temporal check of ``/health``."""
+        if self.client is None or self.worker is None:
+            raise DependencyUnavailable(f"Temporal {self.settings.temporal_address} not connected")
+        if not await self.client.service_client.check_health(timeout=HEALTH_TIMEOUT):
+            raise DependencyUnavailable(f"Temporal {self.settings.temporal_address} not serving")
+        return f"polling {self.settings.task_queue}"
+
+    def start(self) -> None:
+        """Connect and start polling in the background."""
+        self._task = asyncio.create_task(self._run(), name="temporal-connect")
+
+    async def _run(self) -> None:
+        self.client = await connect_temporal(
+            self.settings.temporal_address, self.settings.temporal_namespace
+        )
+        self.worker = Worker(
+            self.client,
+            task_queue=self.settings.task_queue,
+            workflows=[IncentiveApproval],
+            activities=[Publisher(self.service.publish).publish_message],
+        )
+        self._worker_run = asyncio.create_task(self.worker.run(), name="temporal-worker")
+        self._connected.set()
+        log.info(
+            "temporal worker polling",
+            address=self.settings.temporal_address,
+            task_queue=self.settings.task_queue,
+        )
+
+    async def stop(self) -> None:
+        """Stop polling and drop the client before the process exits."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.worker is not None and self._worker_run is not None:
+            await self.worker.shutdown()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker_run
+        self.worker = None
+        self.client = None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the worker's ASGI app (health and AsyncAPI); everything starts with its lifespan."""
+    settings = settings or Settings()
+    service = Service(settings, migrations=MIGRATIONS)
+    temporal = TemporalSide(settings, service)
+    service.consume(
+        get_topic("applications.events").name,
+        handler=temporal.bridge_handler,
+        name="worker-bridge-applications",
+        types=APPLICATION_TYPES,
+        description="Submissions and withdrawals, forwarded to IncentiveApproval workflows.",
+    )
+    service.consume(
+        get_topic("eligibility.events").name,
+        handler=temporal.bridge_handler,
+        name="worker-bridge-eligibility",
+        types=ELIGIBILITY_TYPES,
+        description="Eligibility decisions, forwarded to IncentiveApproval workflows.",
+    )
+    service.extra_checks["temporal"] = temporal.health
+    app = service.create_app(
+        title="Workflow worker",
+        description=(
+            "Runs the IncentiveApproval Temporal workflows and bridges Kafka facts into them"
+            " (health endpoint only)."
+        ),
+    )
+    service_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
+        async with service_lifespan(app_) as state:
+            temporal.start()
+            try:
+                yield state
+            finally:
+                await temporal.stop()
+
+    app.router.lifespan_context = lifespan
+    app.state.temporal = temporal
+    return app
+
+
+def main() -> None:
+    """Run the worker until SIGTERM/SIGINT, configured by environment."""
+    run_service(Settings, create_app)
+
+
+if __name__ == "__main__":
+    main()
