@@ -7,7 +7,8 @@ Commands:
 - ``status``: probe every part, exit 0 only when all are healthy;
 - ``serve NAME``: run one service in the foreground, configured by environment (as in a
   container);
-- ``topics create``: create the registry's topics on any Kafka cluster (idempotent).
+- ``topics create``: create the registry's topics on any Kafka cluster (idempotent);
+- ``rules check|explain``: validate eligibility rule files, explain a decision rule by rule.
 
 Further command groups plug in with ``app.add_typer(...)`` below.
 Nothing heavy is imported at module import time: each command imports what it needs.
@@ -28,6 +29,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
 
 app = typer.Typer(
@@ -38,6 +40,7 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(help="Manage the platform's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+app.add_typer(rules_app, name="rules")
 
 VarDirOption = Annotated[
     Path | None,

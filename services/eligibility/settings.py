@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 
+from services.eligibility.rulefiles import SHIPPED_RULES_DIR
 from services.kit.settings import ServiceSettings, service_settings_config
 
 
@@ -24,4 +26,13 @@ class Settings(ServiceSettings):
         le=65535,
         description="HTTP port (health, OpenAPI and AsyncAPI docs).",
         examples=[8006],
+    )
+    rules_dir: Path = Field(
+        default=SHIPPED_RULES_DIR,
+        description=(
+            "Folder of rule-set files (*.toml, one per version), or a single file. Loaded and "
+            "validated once at start; an invalid file stops the service. Default: the rule "
+            "sets shipped with the service."
+        ),
+        examples=["/etc/incentives/rulesets"],
     )

@@ -1,0 +1,942 @@
+"""Eligibility rules: versioned rule sets of CEL expressions, and their evaluation.
+
+Pure: no I/O here. A rule set is parsed from the *bytes* of its file (the caller reads them), so
+its content hash is the SHA-256 of exactly those bytes, and a decision can name the file that
+made it. Everything expensive (TOML parsing, validation, CEL compilation) happens once, in
+:func:`parse_rule_set`; :meth:`RuleSet.evaluate` only runs the compiled programs.
+
+Rule-set file (TOML)
+--------------------
+::
+
+    [rule_set]
+    id = "gaip-eligibility"            # identifier, shared by every version of the rules
+    version = "2026.1"                 # unique per id
+    effective_from = 2026-01-01        # applies to applications submitted on/after this UTC date
+    title = "..."                      # optional
+    description = "..."                # optional
+
+    [parameters]                       # optional constants, bound to `params` in expressions
+    minimum_investment_eur = 1_000_000
+
+    [money]                            # optional; fixed exchange rates of this version
+    base_currency = "EUR"
+    rates = { USD = "0.92" }           # base units per unit, as decimal strings (never floats)
+
+    [[rules]]                          # evaluated in file order
+    id = "minimum_investment"          # unique within the rule set
+    description = "..."                # optional: what the rule checks
+    requires = ["proposal.investment_commitment"]   # optional: content fields the rule needs
+    expression = "proposal.investment_commitment.eur >= params.minimum_investment_eur"
+    explanation = "..."                # required: why the rule failed, for the firm
+    pass_explanation = "..."           # optional: shown when it passes
+    missing_explanation = "..."        # optional: shown when it needs information
+    failure = "ineligible"             # or "needs_information": what a `false` result means
+
+CEL bindings
+------------
+Each expression sees the five sections of the application content as variables, ``firm``,
+``incentives``, ``proposal``, ``commitments`` and ``documents``, plus ``params``. Values are
+the contract's, with these conversions:
+
+- every field of the contract is present; an optional field not given is ``null`` (test with
+  ``!= null``: ``has()`` is always true), an empty list is ``[]``;
+- enums are their string values (``proposal.sector == "health"``), timestamps are CEL
+  timestamps;
+- percentages are doubles (``firm.foreign_ownership_pct >= 25``);
+- money is a map ``{"amount": double, "currency": "USD", "eur": double | null}``: ``amount`` in
+  its own currency, and the amount in the rule set's base currency under the lower-case base
+  code (``eur`` for EUR), converted with the rule set's fixed rates in exact decimal arithmetic
+  and rounded to cents (half-even); ``null`` when the rule set has no rate for the currency.
+  Doubles compare exactly with whole-number thresholds: an amount with at most four decimals
+  below 10^11 never rounds across one.
+
+Outcome and errors
+------------------
+A rule is checked in this order:
+
+1. if a field it ``requires`` is missing (absent, ``null``, an empty string or an empty list),
+   it is not evaluated: it *needs information* naming those fields;
+2. otherwise its expression runs. ``true`` passes. ``false`` fails, or needs information on its
+   ``requires`` fields when the rule says ``failure = "needs_information"``;
+3. an evaluation error (a missing key, a type mismatch, a non-boolean result) is never a pass.
+   A rule that names ``requires`` then needs information on those fields (the data it depends
+   on is there but unusable, e.g. a currency the rule set cannot convert); a rule without
+   ``requires`` fails with its explanation. The error text is kept on the outcome for auditors
+   and operators, never sent to the firm.
+
+The decision is *ineligible* if any rule failed, else *needs information* if any rule needs it
+(naming every missing field), else *eligible*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from enum import Enum, StrEnum
+from typing import Any, Final
+
+import cel
+from pydantic import BaseModel
+
+from contracts.iso import CURRENCY_CODES
+from contracts.money import Money
+from contracts.v1.applications import CONTENT_EXAMPLE, ApplicationContent
+from contracts.v1.common import EligibilityOutcome
+from contracts.v1.eligibility import EligibilityAssessed, RuleResult
+
+__all__ = [
+    "CONTENT_VARIABLES",
+    "PARAMS_VARIABLE",
+    "Decision",
+    "MoneyTable",
+    "NoRuleSetInForce",
+    "Rule",
+    "RuleCatalog",
+    "RuleFailure",
+    "RuleOutcome",
+    "RuleSet",
+    "RuleSetError",
+    "RuleStatus",
+    "build_catalog",
+    "content_sha256",
+    "parse_rule_set",
+]
+
+#: The application content's sections, each bound to a CEL variable of the same name.
+CONTENT_VARIABLES: Final = ("firm", "incentives", "proposal", "commitments", "documents")
+#: The variable holding the rule set's ``[parameters]``.
+PARAMS_VARIABLE: Final = "params"
+_KNOWN_VARIABLES: Final = frozenset({*CONTENT_VARIABLES, PARAMS_VARIABLE})
+
+#: Contract limits a decision must fit (``EligibilityAssessed``, ``RuleResult``).
+MAX_RULES: Final = 500
+MAX_EXPLANATION: Final = 4000
+#: Error details kept per rule outcome; CEL messages can be long and are for operators only.
+MAX_ERROR_DETAIL: Final = 500
+
+_RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+_RULE_SET_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,49}$")
+_FIELD_PATH = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*|\[[0-9]+\])*$")
+_PATH_TOKEN = re.compile(r"([a-z][a-z0-9_]*)|\[([0-9]+)\]")
+# Variables bound by CEL comprehension macros (`list.exists(d, ...)`): not free variables.
+_MACRO_BINDER = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_CENT: Final = Decimal("0.01")
+
+_TOP_LEVEL_KEYS: Final = frozenset({"rule_set", "parameters", "money", "rules"})
+_RULE_SET_KEYS: Final = frozenset({"id", "version", "effective_from", "title", "description"})
+_MONEY_KEYS: Final = frozenset({"base_currency", "rates"})
+_RULE_KEYS: Final = frozenset(
+    {
+        "id",
+        "description",
+        "requires",
+        "expression",
+        "explanation",
+        "pass_explanation",
+        "missing_explanation",
+        "failure",
+    }
+)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class RuleSetError(ValueError):
+    """A rule-set file (or a set of them) is invalid; ``problems`` lists every reason."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems: tuple[str, ...] = tuple(problems)
+        listed = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{source}: invalid rule set\n{listed}")
+
+
+class NoRuleSetInForce(LookupError):
+    """No rule set applies at the requested date (it predates every ``effective_from``)."""
+
+    def __init__(self, on: date, earliest: date | None) -> None:
+        self.on = on
+        self.earliest = earliest
+        since = f"; the earliest takes effect on {earliest}" if earliest else ""
+        super().__init__(f"no eligibility rule set is in force on {on}{since}")
+
+
+# --- rule sets ------------------------------------------------------------------------------
+
+
+class RuleFailure(StrEnum):
+    """What a rule's ``false`` result means."""
+
+    INELIGIBLE = "ineligible"
+    NEEDS_INFORMATION = "needs_information"
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyTable:
+    """Fixed exchange rates of one rule-set version: base-currency units per currency unit."""
+
+    base_currency: str
+    rates: Mapping[str, Decimal]
+
+    @property
+    def base_key(self) -> str:
+        """The key of the converted amount in a CEL money map (``eur`` for EUR)."""
+        return self.base_currency.lower()
+
+    def to_base(self, money: Money) -> Decimal | None:
+        """``money`` in the base currency, rounded to cents; ``None`` without a rate."""
+        rate = self.rates.get(money.currency)
+        if rate is None:
+            return None
+        return (money.amount * rate).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: a compiled CEL expression and what to tell the firm about it."""
+
+    id: str
+    expression: str
+    explanation: str
+    description: str | None = None
+    pass_explanation: str | None = None
+    missing_explanation: str | None = None
+    requires: tuple[str, ...] = ()
+    failure: RuleFailure = RuleFailure.INELIGIBLE
+    #: The compiled program, built once when the rule set is parsed.
+    program: cel.Program | None = field(default=None, compare=False, repr=False)
+    #: ``requires`` split into (field name, list index) steps once, for the per-message check.
+    steps: tuple[tuple[tuple[str, int | None], ...], ...] = field(
+        default=(), compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if not self.steps and self.requires:
+            object.__setattr__(self, "steps", tuple(_path_steps(p) for p in self.requires))
+
+    def passed_text(self) -> str:
+        """The explanation of a pass."""
+        if self.pass_explanation:
+            return self.pass_explanation
+        if self.description:
+            return f"Met: {self.description}"
+        return "The application meets this rule."
+
+    def missing_text(self, fields: Sequence[str]) -> str:
+        """The explanation of a needs-information outcome naming ``fields``."""
+        if self.missing_explanation:
+            return self.missing_explanation
+        return (
+            "More information is needed to assess this rule; please complete: "
+            + ", ".join(fields)
+            + "."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """A parsed, validated and compiled rule set: one version of the program's rules."""
+
+    id: str
+    version: str
+    effective_from: date
+    #: SHA-256 (hex) of the rule-set file's bytes.
+    sha256: str
+    rules: tuple[Rule, ...]
+    money: MoneyTable
+    parameters: Mapping[str, Any]
+    title: str | None = None
+    description: str | None = None
+    #: Where the rule set came from (a file name), for messages.
+    source: str = "<rules>"
+    #: Content sections the expressions reference: only these are converted per application.
+    variables: frozenset[str] = frozenset(CONTENT_VARIABLES)
+    #: Non-fatal findings of validation (e.g. a rule that errors on sparse applications).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """``id version`` for messages."""
+        return f"{self.id} {self.version}"
+
+    def evaluate(self, content: ApplicationContent) -> Decision:
+        """Evaluate every rule against ``content`` (see the module doc for the semantics)."""
+        context = cel.Context(self._bindings(content))
+        outcomes = tuple(_evaluate_rule(rule, content, context) for rule in self.rules)
+        return Decision.from_outcomes(self, outcomes)
+
+    def _bindings(self, content: ApplicationContent) -> dict[str, Any]:
+        # Converting values into CEL is the dominant per-application cost, so only the sections
+        # some expression references are converted.
+        bindings: dict[str, Any] = {
+            name: _cel_value(getattr(content, name), self.money)
+            for name in CONTENT_VARIABLES
+            if name in self.variables
+        }
+        if PARAMS_VARIABLE in self.variables:
+            bindings[PARAMS_VARIABLE] = dict(self.parameters)
+        return bindings
+
+
+def content_sha256(data: bytes) -> str:
+    """The content hash of a rule-set file: SHA-256 of its bytes, lower-case hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def parse_rule_set(data: bytes, source: str = "<rules>") -> RuleSet:
+    """Parse, validate and compile a rule set from the bytes of its TOML file.
+
+    Every problem is collected before raising, so one run shows them all.
+
+    Raises:
+        RuleSetError: not UTF-8 TOML, unknown or missing keys, a bad id/version/date, a CEL
+            expression that does not compile or references an unknown variable, duplicate rule
+            ids, a rule without an explanation, a ``requires`` path the contract does not have,
+            or a rule that errors on the contract's complete example application.
+    """
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RuleSetError(source, [f"not UTF-8 text: {exc}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleSetError(source, [f"not valid TOML: {exc}"]) from exc
+
+    problems: list[str] = []
+    _unknown_keys(document, _TOP_LEVEL_KEYS, "the file", problems)
+    header = _table(document, "rule_set", problems, required=True)
+    _unknown_keys(header, _RULE_SET_KEYS, "[rule_set]", problems)
+    rule_set_id = _matching(header, "id", _RULE_SET_ID, "[rule_set] id", problems)
+    version = _matching(header, "version", _VERSION, "[rule_set] version", problems)
+    effective_from = _effective_from(header.get("effective_from"), problems)
+    title = _optional_text(header, "title", "[rule_set] title", problems)
+    description = _optional_text(header, "description", "[rule_set] description", problems)
+    parameters = _parameters(_table(document, "parameters", problems), problems)
+    money = _money_table(_table(document, "money", problems), problems)
+    rules = _rules(document.get("rules"), problems)
+    if problems:
+        raise RuleSetError(source, problems)
+
+    assert rule_set_id is not None
+    assert version is not None
+    assert effective_from is not None
+    referenced: set[str] = set()
+    for rule in rules:
+        assert rule.program is not None
+        referenced.update(rule.program.variables())
+    rule_set = RuleSet(
+        id=rule_set_id,
+        version=version,
+        effective_from=effective_from,
+        sha256=content_sha256(data),
+        rules=tuple(rules),
+        money=money,
+        parameters=types.MappingProxyType(parameters),
+        title=title,
+        description=description,
+        source=source,
+        variables=frozenset(referenced & _KNOWN_VARIABLES),
+    )
+    problems, warnings = _trial_runs(rule_set)
+    if problems:
+        raise RuleSetError(source, problems)
+    return dataclasses.replace(rule_set, warnings=tuple(warnings)) if warnings else rule_set
+
+
+# --- catalog --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCatalog:
+    """Every known rule-set version, ordered by ``effective_from``."""
+
+    rule_sets: tuple[RuleSet, ...]
+
+    def in_force(self, at: date | datetime) -> RuleSet:
+        """The rule set in force at ``at``: the latest ``effective_from`` on or before it.
+
+        A datetime must be timezone-aware; its UTC date counts.
+
+        Raises:
+            NoRuleSetInForce: ``at`` is before every rule set.
+        """
+        on = _utc_date(at)
+        chosen: RuleSet | None = None
+        for rule_set in self.rule_sets:
+            if rule_set.effective_from <= on:
+                chosen = rule_set
+        if chosen is None:
+            earliest = self.rule_sets[0].effective_from if self.rule_sets else None
+            raise NoRuleSetInForce(on, earliest)
+        return chosen
+
+    def assess(self, content: ApplicationContent, submitted_at: date | datetime) -> Decision:
+        """Evaluate ``content`` with the rule set in force at ``submitted_at``."""
+        return self.in_force(submitted_at).evaluate(content)
+
+
+def build_catalog(rule_sets: Iterable[RuleSet], source: str = "<rule sets>") -> RuleCatalog:
+    """A catalog of ``rule_sets``; refuses an empty one and ambiguous versions or dates.
+
+    Raises:
+        RuleSetError: no rule set, a version listed twice, or two rule sets effective on the
+            same date (the one in force would be ambiguous).
+    """
+    ordered = sorted(rule_sets, key=lambda r: r.effective_from)
+    problems: list[str] = []
+    if not ordered:
+        problems.append("no rule set found")
+    seen_versions: dict[tuple[str, str], str] = {}
+    seen_dates: dict[date, str] = {}
+    for rule_set in ordered:
+        key = (rule_set.id, rule_set.version)
+        if key in seen_versions:
+            problems.append(
+                f"{rule_set.label} is defined twice ({seen_versions[key]}, {rule_set.source})"
+            )
+        seen_versions.setdefault(key, rule_set.source)
+        if rule_set.effective_from in seen_dates:
+            problems.append(
+                f"{seen_dates[rule_set.effective_from]} and {rule_set.source} both take effect "
+                f"on {rule_set.effective_from}"
+            )
+        seen_dates.setdefault(rule_set.effective_from, rule_set.source)
+    if problems:
+        raise RuleSetError(source, problems)
+    return RuleCatalog(tuple(ordered))
+
+
+def _utc_date(at: date | datetime) -> date:
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise ValueError("a naive datetime is ambiguous; pass an aware (UTC) datetime")
+        return at.astimezone(UTC).date()
+    return at
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+class RuleStatus(StrEnum):
+    """One rule's result."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    NEEDS_INFORMATION = "needs_information"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    """The result of one rule against one application."""
+
+    rule_id: str
+    status: RuleStatus
+    #: Firm-readable explanation of the result.
+    explanation: str
+    #: Content fields this rule needs but could not use (needs information only).
+    missing_fields: tuple[str, ...] = ()
+    #: The evaluation error, for operators and auditors; never shown to the firm.
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Whether the rule passed."""
+        return self.status is RuleStatus.PASSED
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready record of this outcome (the decision store keeps these)."""
+        return {
+            "rule_id": self.rule_id,
+            "status": self.status.value,
+            "passed": self.passed,
+            "explanation": self.explanation,
+            "missing_fields": list(self.missing_fields),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one rule set against one application, and which rule set it was."""
+
+    rule_set_id: str
+    rule_set_version: str
+    rule_set_sha256: str
+    rule_set_effective_from: date
+    outcome: EligibilityOutcome
+    results: tuple[RuleOutcome, ...]
+    #: Every missing field, in rule order, without repeats.
+    missing_fields: tuple[str, ...]
+
+    @classmethod
+    def from_outcomes(cls, rule_set: RuleSet, outcomes: Sequence[RuleOutcome]) -> Decision:
+        """Combine rule outcomes: any failure is ineligible, then any gap needs information."""
+        statuses = {outcome.status for outcome in outcomes}
+        if RuleStatus.FAILED in statuses:
+            verdict = EligibilityOutcome.INELIGIBLE
+        elif RuleStatus.NEEDS_INFORMATION in statuses:
+            verdict = EligibilityOutcome.NEEDS_INFORMATION
+        else:
+            verdict = EligibilityOutcome.ELIGIBLE
+        missing = dict.fromkeys(path for outcome in outcomes for path in outcome.missing_fields)
+        return cls(
+            rule_set_id=rule_set.id,
+            rule_set_version=rule_set.version,
+            rule_set_sha256=rule_set.sha256,
+            rule_set_effective_from=rule_set.effective_from,
+            outcome=verdict,
+            results=tuple(outcomes),
+            missing_fields=tuple(missing),
+        )
+
+    @property
+    def failed(self) -> tuple[RuleOutcome, ...]:
+        """The rules that failed."""
+        return tuple(r for r in self.results if r.status is RuleStatus.FAILED)
+
+    def to_event(
+        self, *, application_id: str, application_revision: int, assessed_at: datetime
+    ) -> EligibilityAssessed:
+        """The ``eligibility.assessed`` payload of this decision."""
+        return EligibilityAssessed(
+            application_id=application_id,
+            application_revision=application_revision,
+            outcome=self.outcome,
+            rule_set_id=self.rule_set_id,
+            rule_set_version=self.rule_set_version,
+            rule_set_sha256=self.rule_set_sha256,
+            rule_set_effective_from=self.rule_set_effective_from,
+            rule_results=[
+                RuleResult(rule_id=r.rule_id, passed=r.passed, explanation=r.explanation)
+                for r in self.results
+            ],
+            missing_fields=list(self.missing_fields),
+            assessed_at=assessed_at,
+        )
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+def _evaluate_rule(rule: Rule, content: ApplicationContent, context: cel.Context) -> RuleOutcome:
+    missing = tuple(
+        path
+        for path, steps in zip(rule.requires, rule.steps, strict=True)
+        if _is_missing(content, steps)
+    )
+    if missing:
+        return RuleOutcome(
+            rule.id, RuleStatus.NEEDS_INFORMATION, rule.missing_text(missing), missing
+        )
+    assert rule.program is not None
+    try:
+        result = rule.program.execute(context)
+    except Exception as exc:  # any CEL failure is a rule outcome, not a crash
+        return _errored(rule, f"{type(exc).__name__}: {exc}")
+    if result is True:
+        return RuleOutcome(rule.id, RuleStatus.PASSED, rule.passed_text())
+    if result is False:
+        if rule.failure is RuleFailure.NEEDS_INFORMATION:
+            return RuleOutcome(
+                rule.id,
+                RuleStatus.NEEDS_INFORMATION,
+                rule.missing_text(rule.requires),
+                rule.requires,
+            )
+        return RuleOutcome(rule.id, RuleStatus.FAILED, rule.explanation)
+    return _errored(rule, f"the expression gave {type(result).__name__} {result!r}, not a bool")
+
+
+def _errored(rule: Rule, detail: str) -> RuleOutcome:
+    detail = detail[:MAX_ERROR_DETAIL]
+    if rule.requires:
+        return RuleOutcome(
+            rule.id,
+            RuleStatus.NEEDS_INFORMATION,
+            rule.missing_text(rule.requires),
+            rule.requires,
+            error=detail,
+        )
+    return RuleOutcome(rule.id, RuleStatus.FAILED, rule.explanation, error=detail)
+
+
+def _path_steps(path: str) -> tuple[tuple[str, int | None], ...]:
+    """``"a.b[2]"`` as ``(("a", None), ("b", None), ("", 2))``."""
+    return tuple(
+        (name, None) if name else ("", int(index)) for name, index in _PATH_TOKEN.findall(path)
+    )
+
+
+def _is_missing(content: ApplicationContent, steps: Sequence[tuple[str, int | None]]) -> bool:
+    value: Any = content
+    for name, index in steps:
+        if value is None:
+            return True
+        if index is None:
+            value = getattr(value, name, None)
+        elif not isinstance(value, list) or index >= len(value):
+            return True
+        else:
+            value = value[index]
+    return value is None or (isinstance(value, str | list) and len(value) == 0)
+
+
+def _cel_value(value: Any, money: MoneyTable) -> Any:
+    """A contract value as CEL sees it (see the module doc)."""
+    if value is None or isinstance(value, bool | int | float | datetime):
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Money):
+        converted = money.to_base(value)
+        return {
+            "amount": float(value.amount),
+            "currency": value.currency,
+            money.base_key: None if converted is None else float(converted),
+        }
+    if isinstance(value, BaseModel):
+        return {name: _cel_value(getattr(value, name), money) for name in type(value).model_fields}
+    if isinstance(value, list | tuple):
+        return [_cel_value(item, money) for item in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"no CEL binding for {type(value).__name__}")
+
+
+# --- parsing helpers ------------------------------------------------------------------------
+
+
+def _unknown_keys(
+    table: Mapping[str, Any], allowed: frozenset[str], where: str, problems: list[str]
+) -> None:
+    for key in table:
+        if key not in allowed:
+            problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _table(
+    document: Mapping[str, Any], key: str, problems: list[str], *, required: bool = False
+) -> dict[str, Any]:
+    value = document.get(key)
+    if value is None:
+        if required:
+            problems.append(f"missing [{key}] table")
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"[{key}] must be a table")
+        return {}
+    return value
+
+
+def _matching(
+    table: Mapping[str, Any], key: str, pattern: re.Pattern[str], where: str, problems: list[str]
+) -> str | None:
+    value = table.get(key)
+    if value is None:
+        problems.append(f"{where} is missing")
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        problems.append(f"{where} {value!r} must match {pattern.pattern}")
+        return None
+    return value
+
+
+def _optional_text(
+    table: Mapping[str, Any], key: str, where: str, problems: list[str]
+) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f"{where} must be non-empty text")
+        return None
+    if len(value.strip()) > MAX_EXPLANATION:
+        problems.append(f"{where} is longer than {MAX_EXPLANATION} characters")
+        return None
+    return value.strip()
+
+
+def _effective_from(value: Any, problems: list[str]) -> date | None:
+    where = "[rule_set] effective_from"
+    if value is None:
+        problems.append(f"{where} is missing (a date such as 2026-01-01)")
+        return None
+    if isinstance(value, datetime):  # a datetime is a date subclass: check it first
+        problems.append(f"{where} must be a date (YYYY-MM-DD), not a date-time: {value}")
+        return None
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    problems.append(f"{where} must be a date (YYYY-MM-DD), got {value!r}")
+    return None
+
+
+def _parameters(table: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    for key, value in table.items():
+        problem = _parameter_problem(value)
+        if problem:
+            problems.append(f"[parameters] {key}: {problem}")
+    return dict(table)
+
+
+def _parameter_problem(value: Any) -> str | None:
+    # CEL has no date type; TOML dates would fail at the first evaluation, so refuse them here.
+    if isinstance(value, bool | int | float | str):
+        return None
+    if isinstance(value, list):
+        return next((p for p in map(_parameter_problem, value) if p), None)
+    if isinstance(value, dict):
+        return next((p for p in map(_parameter_problem, value.values()) if p), None)
+    return f"{type(value).__name__} values are not supported (use text, numbers or booleans)"
+
+
+def _money_table(table: Mapping[str, Any], problems: list[str]) -> MoneyTable:
+    _unknown_keys(table, _MONEY_KEYS, "[money]", problems)
+    base = table.get("base_currency", "EUR")
+    if not isinstance(base, str) or base not in CURRENCY_CODES:
+        problems.append(f"[money] base_currency {base!r} is not an ISO 4217 code")
+        base = "EUR"
+    raw_rates = table.get("rates", {})
+    if not isinstance(raw_rates, dict):
+        problems.append('[money] rates must be a table of CURRENCY = "rate"')
+        raw_rates = {}
+    rates: dict[str, Decimal] = {base: Decimal(1)}
+    for code, raw in raw_rates.items():
+        where = f"[money] rates.{code}"
+        if code not in CURRENCY_CODES:
+            problems.append(f"{where}: not an ISO 4217 currency code")
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            problems.append(
+                f'{where}: write the rate as a decimal string ("0.92"); floats are inexact'
+            )
+            continue
+        try:
+            rate = Decimal(raw)
+        except InvalidOperation:
+            problems.append(f"{where}: {raw!r} is not a decimal number")
+            continue
+        if not rate.is_finite() or rate <= 0:
+            problems.append(f"{where}: the rate must be a positive number")
+            continue
+        if code == base and rate != 1:
+            problems.append(f"{where}: the base currency's rate must be 1")
+            continue
+        rates[code] = rate
+    return MoneyTable(base_currency=base, rates=types.MappingProxyType(rates))
+
+
+def _rules(value: Any, problems: list[str]) -> list[Rule]:
+    if value is None:
+        problems.append("no rules: add at least one [[rules]] table")
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        problems.append("rules must be an array of tables ([[rules]])")
+        return []
+    if not value:
+        problems.append("no rules: add at least one [[rules]] table")
+    if len(value) > MAX_RULES:
+        problems.append(f"{len(value)} rules; a decision holds at most {MAX_RULES}")
+    rules: list[Rule] = []
+    first_seen: dict[str, int] = {}
+    for number, table in enumerate(value, start=1):
+        rule = _rule(number, table, problems)
+        if rule is None:
+            continue
+        if rule.id in first_seen:
+            problems.append(
+                f"duplicate rule id {rule.id!r} (rules #{first_seen[rule.id]} and #{number})"
+            )
+            continue
+        first_seen[rule.id] = number
+        rules.append(rule)
+    return rules
+
+
+def _rule(number: int, table: Mapping[str, Any], problems: list[str]) -> Rule | None:
+    raw_id = table.get("id")
+    where = f"rule #{number}" + (f" {raw_id!r}" if isinstance(raw_id, str) else "")
+    before = len(problems)
+    _unknown_keys(table, _RULE_KEYS, where, problems)
+    rule_id = _matching(table, "id", _RULE_ID, f"{where}: id", problems)
+
+    explanation = table.get("explanation")
+    if not isinstance(explanation, str) or not explanation.strip():
+        problems.append(f"{where}: no explanation (the text a firm reads when the rule fails)")
+        explanation = None
+    elif len(explanation.strip()) > MAX_EXPLANATION:
+        problems.append(f"{where}: explanation longer than {MAX_EXPLANATION} characters")
+    description = _optional_text(table, "description", f"{where}: description", problems)
+    passed = _optional_text(table, "pass_explanation", f"{where}: pass_explanation", problems)
+    missing = _optional_text(
+        table, "missing_explanation", f"{where}: missing_explanation", problems
+    )
+
+    requires = table.get("requires", [])
+    if not isinstance(requires, list) or not all(isinstance(p, str) for p in requires):
+        problems.append(f"{where}: requires must be a list of field paths")
+        requires = []
+    for path in requires:
+        if not _FIELD_PATH.fullmatch(path):
+            problems.append(f"{where}: requires {path!r} is not a field path like firm.legal_name")
+        elif not _path_in_contract(path):
+            problems.append(f"{where}: requires {path!r}, which the application content lacks")
+    if len(set(requires)) != len(requires):
+        problems.append(f"{where}: requires lists a field twice")
+
+    failure_raw = table.get("failure", RuleFailure.INELIGIBLE.value)
+    try:
+        failure = RuleFailure(failure_raw)
+    except ValueError:
+        problems.append(
+            f"{where}: failure {failure_raw!r} must be 'ineligible' or 'needs_information'"
+        )
+        failure = RuleFailure.INELIGIBLE
+    if failure is RuleFailure.NEEDS_INFORMATION and not requires:
+        problems.append(f"{where}: failure = 'needs_information' needs the fields in requires")
+
+    expression = table.get("expression")
+    program: cel.Program | None = None
+    if not isinstance(expression, str) or not expression.strip():
+        problems.append(f"{where}: no expression")
+        expression = None
+    else:
+        program = _compile(expression, where, problems)
+
+    if len(problems) > before or rule_id is None or expression is None or explanation is None:
+        return None
+    return Rule(
+        id=rule_id,
+        expression=expression,
+        explanation=explanation.strip(),
+        description=description,
+        pass_explanation=passed,
+        missing_explanation=missing,
+        requires=tuple(requires),
+        failure=failure,
+        program=program,
+    )
+
+
+def _compile(expression: str, where: str, problems: list[str]) -> cel.Program | None:
+    try:
+        program = cel.compile(expression)
+    except Exception as exc:  # the binding raises ValueError; be safe
+        problems.append(f"{where}: CEL does not compile: {exc}")
+        return None
+    bound = set(_MACRO_BINDER.findall(expression))
+    unknown = sorted(set(program.variables()) - _KNOWN_VARIABLES - bound)
+    if unknown:
+        problems.append(
+            f"{where}: unknown variable(s) {', '.join(unknown)}; expressions see "
+            f"{', '.join(sorted(_KNOWN_VARIABLES))}"
+        )
+        return None
+    return program
+
+
+def _path_in_contract(path: str) -> bool:
+    """Whether ``path`` names a field of :class:`ApplicationContent` (indexes into lists)."""
+    current: Any = ApplicationContent
+    for name, _index in _PATH_TOKEN.findall(path):
+        current = _unwrap(current)
+        if name:
+            if not (isinstance(current, type) and issubclass(current, BaseModel)):
+                return False
+            info = current.model_fields.get(name)
+            if info is None:
+                return False
+            current = info.annotation
+        else:
+            if typing.get_origin(current) is not list:
+                return False
+            current = typing.get_args(current)[0]
+    return True
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Annotated`` and ``X | None`` from a field annotation."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
+
+
+# --- trial runs -----------------------------------------------------------------------------
+
+
+def _trial_runs(rule_set: RuleSet) -> tuple[list[str], list[str]]:
+    """Run every rule on the contract's example application, complete and stripped down.
+
+    An error on the complete example is a bug in the rule (problem). An error on the sparse
+    one, from a rule that names no ``requires``, would fail applications that merely left an
+    optional field out, so it is flagged (warning).
+    """
+    problems: list[str] = []
+    warnings: list[str] = []
+    full = _example_content()
+    sparse = _sparse_content()
+    for label, content, report in (
+        ("the complete example application", full, problems),
+        ("an application without optional fields", sparse, warnings),
+    ):
+        context = cel.Context(rule_set._bindings(content))
+        for rule in rule_set.rules:
+            outcome = _evaluate_rule(rule, content, context)
+            if outcome.error is None:
+                continue
+            if report is warnings and rule.requires:
+                continue  # handled as needs_information, as designed
+            report.append(f"rule {rule.id!r} errors on {label}: {outcome.error}")
+    return problems, warnings
+
+
+def _example_content() -> ApplicationContent:
+    return ApplicationContent.model_validate(CONTENT_EXAMPLE)
+
+
+def _sparse_content() -> ApplicationContent:
+    example = _example_content()
+    return example.model_copy(
+        update={
+            "firm": example.firm.model_copy(update={"parent_companies": []}),
+            "incentives": example.incentives.model_copy(
+                update={"grant": None, "zone_space": [], "fast_track": []}
+            ),
+            "commitments": example.commitments.model_copy(
+                update={
+                    "training": None,
+                    "university_partnerships": [],
+                    "exchange_programs": [],
+                    "data_protection_attestation": None,
+                    "responsible_ai_attestation": None,
+                }
+            ),
+            "documents": [],
+        }
+    )
