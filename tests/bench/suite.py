@@ -1,0 +1,268 @@
+"""Runs the selected benchmarks on infrastructure of their own and prints the figures."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import os
+import platform
+import pstats
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from tests.bench.common import Result, fresh_pg_database, tansu
+from tests.bench.kit_hop import bench_kit_hop
+from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
+from tests.bench.relay import RELAY, bench_relay
+
+KIT_PG = "kit hop (pg)"
+KIT_SQLITE = "kit hop (sqlite)"
+
+#: Selectable benchmarks (``--only``), in run order, with their progress labels.
+CHOICES: dict[str, str] = {
+    "raw": "raw baselines",
+    "kit-pg": KIT_PG,
+    "kit-sqlite": KIT_SQLITE,
+    "relay": RELAY,
+}
+#: Messages per benchmark by default: several seconds of steady state each, and the whole run
+#: stays within about three minutes on two cores (the kit hops run at 50-150 msgs/s today).
+DEFAULT_N: dict[str, int] = {"raw": 20_000, "kit-pg": 2_000, "kit-sqlite": 2_000, "relay": 20_000}
+QUICK_N = 300
+#: Upper bound on one benchmark's wall time (setup and verification included).
+DEFAULT_TIMEOUT = 300.0
+
+
+@dataclass
+class Options:
+    """What the command line asked for."""
+
+    only: Sequence[str] = field(default_factory=lambda: tuple(CHOICES))
+    n: int | None = None
+    quick: bool = False
+    profile: bool = False
+    profile_lines: int = 30
+    timeout: float = DEFAULT_TIMEOUT
+
+    def count(self, name: str) -> int:
+        """Messages for benchmark ``name``."""
+        if self.n is not None:
+            return self.n
+        return QUICK_N if self.quick else DEFAULT_N[name]
+
+    def selected(self) -> list[str]:
+        """The benchmarks to run, in run order; the raw baselines always run (ratios need them)."""
+        wanted = {"raw", *self.only}
+        return [name for name in CHOICES if name in wanted]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A benchmark that raised instead of producing a figure."""
+
+    name: str
+    error: str
+
+
+@dataclass
+class Outcome:
+    """Everything a run produced."""
+
+    results: list[Result] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    profiles: dict[str, cProfile.Profile] = field(default_factory=dict)
+
+
+async def run_suite(options: Options, console: Console) -> Outcome:
+    """Start Tansu, run the selected benchmarks, stop Tansu; a failure does not stop the rest.
+
+    The raw baselines run first and, when anything else runs, once more at the end: the ratios
+    use both runs pooled, so load that changes during the run (a shared two-core machine) skews
+    them less, and the start/end rows show how much it changed.
+    """
+    outcome = Outcome()
+    selected = options.selected()
+    bracketed = len(selected) > 1
+    plan = [(key, "") for key in selected]
+    if bracketed:
+        plan = [("raw", " (start)"), *plan[1:], ("raw", " (end)")]
+    progress = Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with tempfile.TemporaryDirectory(prefix="incentives-bench-") as tmp, progress:
+        workdir = Path(tmp)
+        async with tansu(workdir) as bootstrap:
+            for key, suffix in plan:
+                label, n = CHOICES[key] + suffix, options.count(key)
+                task = progress.add_task(label, total=n)
+
+                def report(done: int, task: TaskID = task) -> None:
+                    progress.update(task, completed=done)
+
+                profiler = cProfile.Profile() if options.profile and key != "raw" else None
+                try:
+                    async with asyncio.timeout(options.timeout):
+                        results = await _run_one(key, bootstrap, workdir, n, report, profiler)
+                    outcome.results.extend(replace(r, name=r.name + suffix) for r in results)
+                except TimeoutError:
+                    outcome.failures.append(
+                        Failure(label, f"did not finish within {options.timeout:.0f}s")
+                    )
+                    progress.update(task, description=f"{label} FAILED")
+                except Exception as exc:
+                    outcome.failures.append(Failure(label, f"{type(exc).__name__}: {exc}"))
+                    progress.update(task, description=f"{label} FAILED")
+                else:
+                    progress.update(task, completed=n)
+                if profiler is not None:
+                    outcome.profiles[label] = profiler
+    if bracketed:
+        outcome.results = pool_baselines(outcome.results)
+    return outcome
+
+
+def pool_baselines(results: Sequence[Result]) -> list[Result]:
+    """Add pooled ``raw produce``/``raw hop`` baselines over their ``(start)``/``(end)`` runs.
+
+    The pooled rate is total messages over total seconds; each sampled run is then shown as a
+    ratio to it, which makes drift during the run visible.
+    """
+    pooled: list[Result] = []
+    rest: list[Result] = []
+    for base in (RAW_PRODUCE, RAW_HOP):
+        samples = [r for r in results if r.name.startswith(f"{base} (")]
+        if not samples:
+            continue
+        rates = ", ".join(
+            f"{r.name.removeprefix(base).strip(' ()')} {r.rate:,.0f}/s" for r in samples
+        )
+        pooled.append(
+            Result(
+                base,
+                sum(r.n for r in samples),
+                sum(r.seconds for r in samples),
+                note=f"{samples[0].note}; pooled over {rates}",
+            )
+        )
+        rest.extend(replace(r, baseline=base, note="") for r in samples)
+    sampled = {r.name for r in rest}
+    return [*pooled, *rest, *(r for r in results if r.name not in sampled)]
+
+
+async def _run_one(
+    key: str,
+    bootstrap: str,
+    workdir: Path,
+    n: int,
+    report: Callable[[int], None],
+    profiler: cProfile.Profile | None,
+) -> list[Result]:
+    if key == "raw":
+        return list(await bench_raw(bootstrap, n, on_progress=report))
+    if key == "kit-pg":
+        async with fresh_pg_database() as url:
+            result = await bench_kit_hop(
+                bootstrap, url, n, name=KIT_PG, on_progress=report, profiler=profiler
+            )
+        return [result]
+    if key == "kit-sqlite":
+        url = f"sqlite+aiosqlite:///{workdir / 'kit-hop.db'}"
+        result = await bench_kit_hop(
+            bootstrap, url, n, name=KIT_SQLITE, on_progress=report, profiler=profiler
+        )
+        return [result]
+    if key == "relay":
+        async with fresh_pg_database() as url:
+            result = await bench_relay(bootstrap, url, n, on_progress=report, profiler=profiler)
+        return [result]
+    raise ValueError(f"unknown benchmark {key!r}")
+
+
+def ratio_of(result: Result, results: Sequence[Result]) -> float | None:
+    """``result``'s rate over its baseline's rate in the same run (None without a baseline)."""
+    if result.baseline is None:
+        return None
+    for other in results:
+        if other.name == result.baseline:
+            return result.rate / other.rate
+    return None
+
+
+def render(outcome: Outcome, console: Console) -> None:
+    """The figures table, then what the ratios mean and any failures."""
+    table = Table(title="Throughput (ratios against baselines measured in this run)")
+    for column, justify in (
+        ("name", "left"),
+        ("n", "right"),
+        ("seconds", "right"),
+        ("msgs/s", "right"),
+        ("ratio vs raw", "right"),
+        ("target", "right"),
+        ("met?", "center"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for result in outcome.results:
+        ratio = ratio_of(result, outcome.results)
+        if result.baseline is None:
+            shown_ratio = "baseline"
+        elif ratio is None:
+            shown_ratio = "no baseline"
+        else:
+            shown_ratio = f"{ratio:.3f} x {result.baseline}"
+        target = f">= {result.target:.2f}" if result.target is not None else "-"
+        if result.target is None or ratio is None:
+            met = "-"
+        else:
+            met = "[green]yes[/]" if ratio >= result.target else "[red]NO[/]"
+        table.add_row(
+            result.name,
+            f"{result.n:,}",
+            f"{result.seconds:.2f}",
+            f"{result.rate:,.0f}",
+            shown_ratio,
+            target,
+            met,
+        )
+    for failure in outcome.failures:
+        table.add_row(failure.name, "-", "-", "-", "[red]FAILED[/]", "-", "-")
+    console.print(table)
+    console.print(
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs. Hops are timed from the first consumed record (after the group "
+        "join) to the last output record acknowledged by the broker; every run checks that each "
+        "input event arrived exactly once."
+    )
+    for result in outcome.results:
+        if result.note:
+            console.print(f"  {result.name}: {result.note}")
+    for failure in outcome.failures:
+        console.print(f"[red]{failure.name} failed:[/] {failure.error}")
+
+
+def render_profiles(outcome: Outcome, console: Console, lines: int) -> None:
+    """The hottest functions of each profiled benchmark, by own time and by cumulative time."""
+    for label, profiler in outcome.profiles.items():
+        for order in ("tottime", "cumulative"):
+            buffer = io.StringIO()
+            stats = pstats.Stats(profiler, stream=buffer)
+            stats.strip_dirs().sort_stats(order).print_stats(lines)
+            console.rule(f"profile of {label}, by {order}")
+            console.print(buffer.getvalue(), markup=False, highlight=False)

@@ -1,0 +1,140 @@
+"""The benchmarks run correctly with a handful of messages; their timing is never asserted.
+
+Each benchmark already checks that every input event arrived exactly once (and, for the kit
+hop, that the database agrees); these tests make sure those checks pass on the real broker and
+PostgreSQL, and that the checker itself catches losses and duplicates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from tests.bench.__main__ import parse_args
+from tests.bench.common import BenchError, Result, assert_exactly_once, fresh_pg_database
+from tests.bench.kit_hop import HOP_TARGET, bench_kit_hop
+from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
+from tests.bench.relay import RELAY, bench_relay
+from tests.bench.suite import DEFAULT_N, QUICK_N, Outcome, pool_baselines, ratio_of, render
+
+N = 200
+
+
+def _positive(result: Result, n: int = N) -> None:
+    assert result.n == n
+    assert result.seconds > 0
+    assert result.rate > 0
+
+
+@pytest.mark.integration
+async def test_raw_baselines_move_every_message_once(kafka_bootstrap: str) -> None:
+    produce, hop = await bench_raw(kafka_bootstrap, N)
+    assert (produce.name, hop.name) == (RAW_PRODUCE, RAW_HOP)
+    _positive(produce)
+    _positive(hop)
+
+
+@pytest.mark.integration
+async def test_kit_hop_on_postgres_delivers_every_message_once(
+    kafka_bootstrap: str, pg_url: str
+) -> None:
+    seen: list[int] = []
+    async with fresh_pg_database(pg_url, "bench_smoke") as url:
+        result = await bench_kit_hop(
+            kafka_bootstrap, url, N, name="kit hop (pg)", on_progress=seen.append
+        )
+    _positive(result)
+    assert (result.baseline, result.target) == (RAW_HOP, HOP_TARGET)
+    assert seen[-1] == N
+
+
+@pytest.mark.integration
+async def test_kit_hop_on_sqlite_delivers_every_message_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hop.db'}"
+    result = await bench_kit_hop(kafka_bootstrap, url, N, name="kit hop (sqlite)")
+    _positive(result)
+
+
+@pytest.mark.integration
+async def test_relay_publishes_every_row_once(kafka_bootstrap: str, pg_url: str) -> None:
+    async with fresh_pg_database(pg_url, "bench_smoke") as url:
+        result = await bench_relay(kafka_bootstrap, url, N)
+    assert result.name == RELAY
+    _positive(result)
+
+
+def _record(event_id: str) -> Any:
+    return SimpleNamespace(topic="t", partition=0, offset=0, headers=[("event_id", event_id)])
+
+
+def _id(record: Any) -> str:
+    return str(record.headers[0][1])
+
+
+@pytest.mark.parametrize(
+    ("arrived", "problem"),
+    [
+        (["a", "b"], "1 missing"),
+        (["a", "b", "c", "c"], "1 duplicated"),
+        (["a", "b", "c", "z"], "1 unexpected"),
+    ],
+)
+def test_a_lost_duplicated_or_stray_message_fails_the_benchmark(
+    arrived: list[str], problem: str
+) -> None:
+    with pytest.raises(BenchError, match=problem):
+        assert_exactly_once("x", ["a", "b", "c"], [_record(i) for i in arrived], _id)
+
+
+def test_exactly_once_passes_when_each_message_arrived_once() -> None:
+    assert_exactly_once("x", ["a", "b", "c"], [_record(i) for i in "cab"], _id)
+
+
+def test_ratios_are_taken_against_the_named_baseline_and_rendered() -> None:
+    raw = Result(RAW_HOP, 1000, 1.0)
+    hop = Result("kit hop (pg)", 100, 1.0, baseline=RAW_HOP, target=HOP_TARGET)
+    orphan = Result("orphan", 10, 1.0, baseline="missing")
+    assert ratio_of(hop, [raw, hop]) == pytest.approx(0.1)
+    assert ratio_of(raw, [raw, hop]) is None
+    assert ratio_of(orphan, [orphan]) is None
+    console = Console(width=160, record=True)
+    render(Outcome(results=[raw, hop, orphan]), console)
+    text = console.export_text()
+    assert "0.100 x raw hop" in text
+    assert "NO" in text
+    assert "no baseline" in text
+
+
+def test_start_and_end_baselines_are_pooled() -> None:
+    results = [
+        Result(f"{RAW_HOP} (start)", 1000, 1.0),
+        Result("kit hop (pg)", 100, 1.0, baseline=RAW_HOP),
+        Result(f"{RAW_HOP} (end)", 1000, 3.0),
+    ]
+    pooled = pool_baselines(results)
+    assert [r.name for r in pooled] == [
+        RAW_HOP,
+        f"{RAW_HOP} (start)",
+        f"{RAW_HOP} (end)",
+        "kit hop (pg)",
+    ]
+    assert pooled[0].rate == pytest.approx(500.0)  # 2000 messages in 4 seconds
+    assert ratio_of(pooled[1], pooled) == pytest.approx(2.0)
+    assert ratio_of(pooled[3], pooled) == pytest.approx(0.2)
+
+
+def test_command_line_options() -> None:
+    options = parse_args(["--only", "kit-pg", "--quick"])
+    assert options.selected() == ["raw", "kit-pg"]  # the baseline always runs
+    assert options.count("kit-pg") == QUICK_N
+    options = parse_args(["--n", "123"])
+    assert options.count("relay") == 123
+    assert parse_args([]).count("raw") == DEFAULT_N["raw"]
+    with pytest.raises(SystemExit):
+        parse_args(["--n", "0"])
