@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import itertools
 import os
 import uuid
@@ -157,3 +158,13 @@ async def _drop_database(name: str) -> None:
             name,
         )
     await _pg_admin(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Collect Temporal clients and workers while the interpreter is still whole.
+
+    Left to interpreter finalisation, the Temporal core can abort the process with
+    ``PyGILState_Release`` (temporalio sdk-python #300); the suite must never exit with a crash.
+    """
+    del config
+    gc.collect()
