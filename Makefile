@@ -42,8 +42,17 @@ typecheck: install
 	$(BIN)/mypy contracts services workflows
 	$(BIN)/lint-imports
 
+# Drift against the committed schemas, then compatibility with v1 as first released: every
+# change since must have been additive, so a breaking change cannot hide in the commit that
+# also rewrote the committed files.
 contracts-check: install
 	$(BIN)/python -m contracts.schemas_tool check
+	@first=$$(git log --diff-filter=A --format=%H -- contracts/schemas/v1/index.json 2>/dev/null | tail -n 1); \
+	if [ -n "$$first" ]; then \
+	  tmp=$$(mktemp -d) && git archive "$$first" contracts/schemas/v1 | tar -x -C "$$tmp" && \
+	  $(BIN)/python -m contracts.schemas_tool check --against "$$tmp/contracts/schemas/v1"; \
+	  rc=$$?; rm -rf "$$tmp"; exit $$rc; \
+	else echo "no git history: compatibility with the first v1 release not checked"; fi
 
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
