@@ -1,0 +1,145 @@
+"""The review desk ↔ workflow interface: reviewer decisions as Temporal updates, and reviewer
+profiles from the registry.
+
+These are not Kafka messages. The review desk authenticates the reviewer, then sends a
+:class:`ReviewDecisionRequest` as the ``decide`` update of the application's
+``IncentiveApproval`` workflow. The workflow's validator refuses it by raising a Temporal
+``ApplicationError`` whose ``type`` is one of the :class:`DecisionRefusal` codes and whose
+message says why in words a reviewer can read; the desk maps the code to an RFC 9457 problem.
+
+Reviewer profiles come from the desk's registry. The workflow fetches them (through an activity)
+when it assigns a stage, and keeps the snapshot: conflict-of-interest checks then use what the
+registry declared at assignment time.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.v1.common import (
+    PAYLOAD_CONFIG,
+    Decision,
+    FieldPath,
+    Identifier,
+    LongText,
+    ReviewStage,
+    ShortText,
+)
+
+#: The name of the workflow update that carries a reviewer's decision.
+DECIDE_UPDATE = "decide"
+
+_REVIEWER = "rev.tanaka@gaip.example"
+
+
+class ReviewerRole(StrEnum):
+    """What a reviewer may decide, as declared in the registry."""
+
+    TECHNICAL = "technical"
+    SECURITY = "security"
+    FINANCE = "finance"
+    COMMITTEE = "committee"
+    SUPERVISOR = "supervisor"
+
+
+class ReviewerProfile(BaseModel):
+    """A reviewer as the registry declares them."""
+
+    model_config = ConfigDict(**PAYLOAD_CONFIG)
+
+    reviewer_id: Identifier = Field(
+        description="The reviewer's user id (the `sub` of their token).", examples=[_REVIEWER]
+    )
+    name: ShortText = Field(description="Display name.", examples=["Dr. Aiko Tanaka"])
+    roles: list[ReviewerRole] = Field(
+        min_length=1,
+        description="Stages the reviewer may decide; `supervisor` receives escalations.",
+        examples=[["technical", "committee"]],
+    )
+    affiliations: list[ShortText] = Field(
+        default_factory=list,
+        max_length=100,
+        description=(
+            "Organisations the reviewer works or worked for, advises or sits on the board of. "
+            "Matched case-insensitively against the firm and its parent companies."
+        ),
+        examples=[["Kyoto University", "Acme Vision AI GmbH"]],
+    )
+    ownership_interests: list[ShortText] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Organisations the reviewer holds shares or other ownership interests in.",
+        examples=[["Acme Holdings AG"]],
+    )
+    active: bool = Field(
+        default=True, description="Inactive reviewers get no new tasks.", examples=[True]
+    )
+
+
+class ReviewDecisionRequest(BaseModel):
+    """The ``decide`` update: one reviewer's decision on one stage of one application."""
+
+    model_config = ConfigDict(**PAYLOAD_CONFIG)
+
+    request_id: Identifier = Field(
+        description=(
+            "Idempotency key of the decision (the desk derives it from the task and the "
+            "request). A repeated request id returns the first outcome."
+        ),
+        examples=["dec_01J9Q5A7NB"],
+    )
+    task_id: Identifier = Field(description="The task being decided.", examples=["task_01J9Q4T2ZT"])
+    stage: ReviewStage = Field(description="The stage being decided.", examples=["technical"])
+    reviewer_id: Identifier = Field(
+        description="The authenticated reviewer (from their token).", examples=[_REVIEWER]
+    )
+    token_roles: list[ReviewerRole] = Field(
+        default_factory=list,
+        description="The reviewer's roles according to the registry at the time of the request.",
+        examples=[["technical"]],
+    )
+    decision: Decision = Field(
+        description="Approve, reject, or request more information.", examples=["approve"]
+    )
+    comment: LongText = Field(
+        description="The reviewer's reasoning; shown to the firm on rejection.",
+        examples=["Architecture and evaluation plan are sound."],
+    )
+    requested_fields: list[FieldPath] = Field(
+        default_factory=list,
+        max_length=50,
+        description="With `request_information`: the application fields the firm must amend.",
+        examples=[["commitments.training"]],
+    )
+
+
+class DecisionRefusal(StrEnum):
+    """Why the workflow refused a decision. Each maps to an HTTP status at the desk."""
+
+    WRONG_ROLE = "wrong_role"
+    NOT_ASSIGNED = "not_assigned"
+    CONFLICT_OF_INTEREST = "conflict_of_interest"
+    SEPARATION_OF_DUTIES = "separation_of_duties"
+    STAGE_NOT_OPEN = "stage_not_open"
+    DUPLICATE_DECISION = "duplicate_decision"
+    INVALID_REQUEST = "invalid_request"
+
+
+class ReviewDecisionOutcome(BaseModel):
+    """What the ``decide`` update returns once the decision is accepted."""
+
+    model_config = ConfigDict(**PAYLOAD_CONFIG)
+
+    request_id: Identifier = Field(description="The request decided.", examples=["dec_01J9Q5A7NB"])
+    stage: ReviewStage = Field(description="The stage decided.", examples=["technical"])
+    decision: Decision = Field(description="The decision recorded.", examples=["approve"])
+    stage_closed: bool = Field(
+        description="Whether this decision closed the stage (a committee needs N of M).",
+        examples=[True],
+    )
+    application_phase: ShortText = Field(
+        description="Where the application stands after the decision.",
+        examples=["finance_review"],
+    )
