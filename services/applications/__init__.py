@@ -1,7 +1,10 @@
 """Applications API.
 
-- Owns: Application records and drafts, and the firm-facing status projection.
+- Owns: application records and drafts, their timelines, the firms' idempotency keys, and the
+  firm-facing status projection.
 - Consumes: every ``*.events`` topic (status projection).
 - Emits: ``applications.events`` (submitted, amended, withdrawn) through its outbox.
-- HTTP: port 8001 (``/health``, ``/docs``, ``/asyncapi``).
+- HTTP: port 8001 (``/v1/applications``, ``/health``, ``/docs``, ``/asyncapi``).
+
+See ``README.md`` in this folder.
 """

@@ -8,7 +8,8 @@ Commands:
 - ``serve NAME``: run one service in the foreground, configured by environment (as in a
   container);
 - ``topics create``: create the registry's topics on any Kafka cluster (idempotent);
-- ``rules check|explain``: validate eligibility rule files, explain a decision rule by rule.
+- ``rules check|explain``: validate eligibility rule files, explain a decision rule by rule;
+- ``token``: issue a development bearer token for a principal.
 
 Further command groups plug in with ``app.add_typer(...)`` below.
 Nothing heavy is imported at module import time: each command imports what it needs.
@@ -31,6 +32,7 @@ from rich.table import Table
 
 from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
+from services.cli.token import token
 
 app = typer.Typer(
     name="incentives",
@@ -41,6 +43,7 @@ app = typer.Typer(
 topics_app = typer.Typer(help="Manage the platform's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(rules_app, name="rules")
+app.command("token")(token)
 
 VarDirOption = Annotated[
     Path | None,

@@ -1,0 +1,707 @@
+"""The applications domain: statuses, what a firm may do in each, and the status projection.
+
+Pure: no database, broker or web framework. It is fed plain values and contract models and
+answers with plain values, so every rule here is unit-tested directly.
+
+Three concerns live here:
+
+1. **Content rules.** What a draft must contain before it can be submitted
+   (:func:`submission_issues`), cross-field checks pydantic cannot express on one field
+   (:func:`content_issues`), RFC 7396 merge patches for draft edits (:func:`merge_patch`) and the
+   field paths an amendment changes (:func:`changed_fields`).
+2. **The firm's actions.** Which actions each status allows (:func:`allowed_actions`,
+   :func:`ensure_allowed`).
+3. **The status projection.** Every downstream event is interpreted into a :class:`Fact`
+   (:func:`interpret`): a timeline note, and possibly a candidate status. :func:`transition`
+   decides whether a candidate replaces the current status. It is built so that the result does
+   not depend on the order in which events arrive (they come from several topics, so only each
+   topic is ordered) and a duplicate changes nothing:
+
+   - a *closure* (ineligible, rejected, withdrawn) beats any open status; between two closures
+     the earlier one wins, because the journey ended then;
+   - *approved* and *award_opened* beat every other open status and only move forward;
+   - between the other open statuses the later fact (``occurred_at``) wins;
+   - a fact about a superseded revision of the content (an assessment of revision 1 arriving
+     after the firm amended to revision 2) does not change the status;
+   - an eligibility assessment of exactly the current revision always follows ``submitted``,
+     whatever the producers' clocks say: it cannot have happened before the submission.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contracts.envelope import Envelope, UtcDatetime
+from contracts.v1.applications import (
+    ApplicationAmended,
+    ApplicationContent,
+    ApplicationSubmitted,
+    ApplicationWithdrawn,
+)
+from contracts.v1.approvals import ApplicationApproved, ApplicationRejected
+from contracts.v1.common import (
+    EligibilityOutcome,
+    FieldPath,
+    Identifier,
+    LongText,
+    Stage,
+    WithdrawalReason,
+    ZoneUnits,
+)
+from contracts.v1.disbursement import (
+    AwardCancelled,
+    AwardOpened,
+    BudgetExhausted,
+    TrancheFailed,
+    TranchePaid,
+    TrancheReleased,
+)
+from contracts.v1.eligibility import EligibilityAssessed
+from contracts.v1.review import (
+    ReviewDecisionRecorded,
+    ReviewEscalated,
+    ReviewInformationRequested,
+    ReviewReminderDue,
+    ReviewTaskAssigned,
+    ReviewTaskCancelled,
+)
+from contracts.v1.zones import ZoneAllocated, ZoneRefused, ZoneReleased, ZoneWaitlisted
+
+# --- statuses and actions ------------------------------------------------------------------------
+
+
+class Status(StrEnum):
+    """Where an application stands, as its firm sees it."""
+
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    ELIGIBLE = "eligible"
+    INELIGIBLE = "ineligible"
+    INFORMATION_REQUESTED = "information_requested"
+    UNDER_REVIEW = "under_review"
+    APPROVED = "approved"
+    AWARD_OPENED = "award_opened"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+#: Statuses that end the journey. Nothing but an earlier closure replaces them.
+CLOSED: Final = frozenset({Status.INELIGIBLE, Status.REJECTED, Status.WITHDRAWN})
+
+#: Statuses after the final decision, in the order they follow each other.
+_SETTLED_RANK: Final[Mapping[Status, int]] = {Status.APPROVED: 1, Status.AWARD_OPENED: 2}
+
+
+class Action(StrEnum):
+    """What a firm can do with its application."""
+
+    EDIT = "edit"
+    SUBMIT = "submit"
+    DELETE = "delete"
+    AMEND = "amend"
+    WITHDRAW = "withdraw"
+
+
+_ACTIONS: Final[Mapping[Status, tuple[Action, ...]]] = {
+    Status.DRAFT: (Action.EDIT, Action.SUBMIT, Action.DELETE),
+    Status.SUBMITTED: (Action.WITHDRAW,),
+    Status.ELIGIBLE: (Action.WITHDRAW,),
+    Status.INFORMATION_REQUESTED: (Action.AMEND, Action.WITHDRAW),
+    Status.UNDER_REVIEW: (Action.WITHDRAW,),
+    # Withdrawing after approval is the firm's right; the workflow's saga then releases held
+    # zone space and cancels the open award.
+    Status.APPROVED: (Action.WITHDRAW,),
+    Status.AWARD_OPENED: (Action.WITHDRAW,),
+    Status.INELIGIBLE: (),
+    Status.REJECTED: (),
+    Status.WITHDRAWN: (),
+}
+
+
+def allowed_actions(status: Status) -> tuple[Action, ...]:
+    """The actions a firm may take on an application in ``status``."""
+    return _ACTIONS[status]
+
+
+class ActionNotAllowed(Exception):
+    """The application's status does not allow the action (the API answers 409)."""
+
+    def __init__(self, status: Status, action: Action) -> None:
+        self.status = status
+        self.action = action
+        self.allowed = allowed_actions(status)
+        if status is Status.DRAFT:
+            hint = "submit the draft first"
+        elif status in CLOSED:
+            hint = "the application is closed"
+        elif action is Action.AMEND:
+            hint = "amendments are accepted only while information has been requested"
+        else:
+            hint = "the application has been submitted; drafts only can be edited or deleted"
+        super().__init__(f"cannot {action} an application that is {status}: {hint}")
+
+
+def ensure_allowed(status: Status, action: Action) -> None:
+    """Raise :class:`ActionNotAllowed` unless ``action`` is allowed in ``status``."""
+    if action not in _ACTIONS[status]:
+        raise ActionNotAllowed(status, action)
+
+
+# --- content rules -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """One problem with one field of the application content."""
+
+    #: Path into the content, e.g. ``("firm", "parent_companies", 0, "ownership_pct")``.
+    path: tuple[str | int, ...]
+    message: str
+    #: Machine-readable kind, e.g. ``missing``, ``ownership_exceeds_100``.
+    type: str
+
+    @property
+    def dotted(self) -> str:
+        """The path as dotted text (list indexes in brackets), e.g. ``firm.parent_companies[0]``."""
+        out = ""
+        for part in self.path:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        return out
+
+
+class InvalidContent(Exception):
+    """The content breaks a rule (the API answers 422 with one field error per issue)."""
+
+    def __init__(self, message: str, issues: Sequence[FieldIssue]) -> None:
+        super().__init__(message)
+        self.issues = tuple(issues)
+
+
+def _percent(value: Any) -> Decimal | None:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            return Decimal(value)
+        except ArithmeticError:
+            return None
+    return None
+
+
+def _duplicates(items: Iterable[Any], key: str) -> list[int]:
+    seen: set[Any] = set()
+    dupes: list[int] = []
+    for index, item in enumerate(items):
+        value = item.get(key) if isinstance(item, Mapping) else None
+        if value is None:
+            continue
+        if value in seen:
+            dupes.append(index)
+        seen.add(value)
+    return dupes
+
+
+def content_issues(content: Mapping[str, Any]) -> list[FieldIssue]:
+    """Cross-field rules for complete content and drafts alike (a draft is checked on what it has).
+
+    - the parent companies cannot own more than 100 % of the firm together;
+    - zone space is requested once per unit type, each fast-track item once, and document ids
+      are unique (the contract says "one entry per unit type"; a repeat is a client bug).
+    """
+    issues: list[FieldIssue] = []
+    firm = content.get("firm")
+    if isinstance(firm, Mapping):
+        parents = firm.get("parent_companies") or []
+        shares = [_percent(p.get("ownership_pct")) for p in parents if isinstance(p, Mapping)]
+        total = sum((s for s in shares if s is not None), Decimal(0))
+        if total > 100:
+            issues.append(
+                FieldIssue(
+                    ("firm", "parent_companies"),
+                    f"parent companies own {total} % together; the total cannot exceed 100 %",
+                    "ownership_exceeds_100",
+                )
+            )
+    incentives = content.get("incentives")
+    if isinstance(incentives, Mapping):
+        for index in _duplicates(incentives.get("zone_space") or [], "unit_type"):
+            issues.append(
+                FieldIssue(
+                    ("incentives", "zone_space", index, "unit_type"),
+                    "this unit type is already requested; use one entry per unit type",
+                    "duplicate_unit_type",
+                )
+            )
+        for index in _duplicates(incentives.get("fast_track") or [], "item"):
+            issues.append(
+                FieldIssue(
+                    ("incentives", "fast_track", index, "item"),
+                    "this fast-track item is already requested",
+                    "duplicate_fast_track_item",
+                )
+            )
+    for index in _duplicates(content.get("documents") or [], "document_id"):
+        issues.append(
+            FieldIssue(
+                ("documents", index, "document_id"),
+                "this document is already referenced",
+                "duplicate_document",
+            )
+        )
+    return issues
+
+
+def _submission_rules(as_json: Mapping[str, Any]) -> list[FieldIssue]:
+    issues: list[FieldIssue] = []
+    incentives = as_json.get("incentives")
+    if isinstance(incentives, Mapping) and not any(
+        incentives.get(kind) for kind in ("grant", "zone_space", "fast_track")
+    ):
+        issues.append(
+            FieldIssue(
+                ("incentives",),
+                "request at least one incentive: a grant, zone space or a fast-track item",
+                "no_incentive_requested",
+            )
+        )
+    issues.extend(content_issues(as_json))
+    return issues
+
+
+def check_submission(content: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidContent` unless complete content may be submitted.
+
+    ``content`` is a validated :class:`~contracts.v1.applications.ApplicationContent` in JSON
+    form. On top of the contract's own validation, a submission asks for at least one incentive
+    and passes :func:`content_issues`. Attestations may still be missing: eligibility then asks
+    for them, and the firm amends.
+    """
+    issues = _submission_rules(content)
+    if issues:
+        raise InvalidContent(f"the application cannot be submitted: {len(issues)} issue(s)", issues)
+
+
+def complete_content(draft: Mapping[str, Any]) -> ApplicationContent:
+    """The draft as complete content, ready to submit; :class:`InvalidContent` listing every gap.
+
+    Every required field of :class:`~contracts.v1.applications.ApplicationContent` must be
+    there, and :func:`check_submission` must pass.
+    """
+    try:
+        content = ApplicationContent.model_validate(draft)
+    except ValidationError as exc:
+        issues = [
+            FieldIssue(
+                tuple(error["loc"]),
+                "required to submit" if error["type"] == "missing" else str(error["msg"]),
+                str(error["type"]),
+            )
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        issues.extend(_submission_rules(draft))
+        raise InvalidContent(
+            f"the draft is incomplete or invalid: {len(issues)} field(s) to fix", issues
+        ) from None
+    issues = _submission_rules(draft)
+    if issues:
+        raise InvalidContent(f"the draft cannot be submitted: {len(issues)} issue(s)", issues)
+    return content
+
+
+def submission_issues(draft: Mapping[str, Any]) -> list[FieldIssue]:
+    """What stands between ``draft`` and a valid submission (empty when it can be submitted)."""
+    try:
+        complete_content(draft)
+    except InvalidContent as exc:
+        return list(exc.issues)
+    return []
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply an RFC 7396 JSON merge patch: objects merge, ``null`` removes, the rest replaces."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            current = result.get(key)
+            result[key] = merge_patch(current if isinstance(current, Mapping) else {}, value)
+        else:
+            result[key] = value
+    return result
+
+
+#: The contract caps ``changed_fields`` at 100 entries.
+MAX_CHANGED_FIELDS: Final = 100
+
+
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Dotted paths of the leaves that differ; a changed list is reported as a whole.
+
+    Sorted, and collapsed to the top-level sections when there would be more than
+    :data:`MAX_CHANGED_FIELDS`.
+    """
+    paths: list[str] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+        elif _normalise(a) != _normalise(b):
+            paths.append(prefix)
+
+    walk(before, after, "")
+    if len(paths) > MAX_CHANGED_FIELDS:
+        paths = sorted({p.split(".", 1)[0] for p in paths})
+    return sorted(paths)
+
+
+def _normalise(value: Any) -> Any:
+    # An absent list and an empty one mean the same to the program.
+    if value is None or value == []:
+        return None
+    return value
+
+
+# --- the status projection -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusState:
+    """The projected status of one application."""
+
+    status: Status
+    #: When the fact that set the status happened (the event's ``occurred_at``).
+    changed_at: datetime
+    #: The content revision the firm last submitted (1 at submission, +1 per amendment).
+    revision: int
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A status an event proposes."""
+
+    status: Status
+    at: datetime
+    reasons: tuple[str, ...] = ()
+    #: The content revision the event is about, when the event says (eligibility does).
+    revision: int | None = None
+
+
+def transition(current: StatusState, change: StatusChange) -> bool:
+    """Whether ``change`` replaces ``current`` (see the module docstring for the rules)."""
+    if current.status is Status.DRAFT:
+        return False  # downstream facts exist only for submitted applications
+    if change.revision is not None and change.revision < current.revision:
+        return False  # about content the firm has since amended
+    if current.status in CLOSED:
+        return change.status in CLOSED and change.at < current.changed_at
+    if change.status in CLOSED:
+        return True
+    if current.status in _SETTLED_RANK:
+        rank, current_rank = _SETTLED_RANK.get(change.status, 0), _SETTLED_RANK[current.status]
+        # The same decision reported twice: the earlier report stands, whatever the order.
+        return rank > current_rank or (rank == current_rank and change.at < current.changed_at)
+    if change.status in _SETTLED_RANK:
+        return True
+    if (
+        current.status is Status.SUBMITTED
+        and change.revision is not None
+        and change.revision == current.revision
+    ):
+        return True
+    return change.at >= current.changed_at
+
+
+class InformationRequest(BaseModel):
+    """What the program asked the firm for; the firm answers by amending its application."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Stage = Field(
+        description="The stage that asked: `eligibility`, or a review stage.",
+        examples=["eligibility", "technical"],
+    )
+    request_id: Identifier | None = Field(
+        default=None,
+        description="Id of a reviewer's request (an amendment answers it); null for eligibility.",
+        examples=["req_5T2W8N", None],
+    )
+    fields: list[FieldPath] = Field(
+        default_factory=list,
+        description="Content fields to complete or correct, as dotted paths.",
+        examples=[["commitments.data_protection_attestation"]],
+    )
+    questions: list[LongText] = Field(
+        default_factory=list,
+        description="What the program wants to know, in words.",
+        examples=[["How many local engineers will the residency train per year?"]],
+    )
+    requested_at: UtcDatetime = Field(
+        description="When the information was requested, in UTC.",
+        examples=["2026-12-02T15:20:00Z"],
+    )
+    respond_by: UtcDatetime | None = Field(
+        default=None,
+        description="Deadline for the amendment, in UTC, when the request sets one.",
+        examples=["2027-01-01T15:20:00Z", None],
+    )
+    event_id: uuid.UUID = Field(
+        description="The event that carried the request; the amendment names it as its cause.",
+        examples=["0b6f3c3e-6d0e-4a5c-9a55-3c1d7c3f9b21"],
+    )
+
+
+@dataclass(frozen=True)
+class Fact:
+    """What one event means for an application's status view."""
+
+    #: A short sentence for the timeline.
+    summary: str
+    reasons: tuple[str, ...] = ()
+    #: Internal workflow mechanics (reminders, escalations) that firms do not see.
+    staff_only: bool = False
+    change: StatusChange | None = None
+    eligibility: EligibilityAssessed | None = None
+    information_request: InformationRequest | None = None
+
+
+def _stage_name(stage: str) -> str:
+    return {"security": "security and data-protection"}.get(stage, stage)
+
+
+def _units(units: Sequence[ZoneUnits]) -> str:
+    return ", ".join(f"{u.quantity} x {u.unit_type} in {u.zone_id}" for u in units)
+
+
+def _failed(assessment: EligibilityAssessed) -> tuple[str, ...]:
+    return tuple(r.explanation for r in assessment.rule_results if not r.passed)
+
+
+def _assessment_fact(payload: EligibilityAssessed, at: datetime, event_id: uuid.UUID) -> Fact:
+    rule_set = f"{payload.rule_set_id} {payload.rule_set_version}"
+    revision = payload.application_revision
+    match payload.outcome:
+        case EligibilityOutcome.ELIGIBLE:
+            return Fact(
+                summary=f"Eligible under rule set {rule_set} (revision {revision}).",
+                change=StatusChange(Status.ELIGIBLE, at, (), revision),
+                eligibility=payload,
+            )
+        case EligibilityOutcome.INELIGIBLE:
+            reasons = _failed(payload) or ("The application does not meet the program's rules.",)
+            return Fact(
+                summary=f"Not eligible under rule set {rule_set} (revision {revision}).",
+                reasons=reasons,
+                change=StatusChange(Status.INELIGIBLE, at, reasons, revision),
+                eligibility=payload,
+            )
+        case EligibilityOutcome.NEEDS_INFORMATION:
+            fields = tuple(payload.missing_fields)
+            reasons = (f"Missing: {', '.join(fields)}.", *_failed(payload))
+            return Fact(
+                summary=f"More information needed under rule set {rule_set}.",
+                reasons=reasons,
+                change=StatusChange(Status.INFORMATION_REQUESTED, at, reasons, revision),
+                eligibility=payload,
+                information_request=InformationRequest(
+                    source=Stage.ELIGIBILITY,
+                    fields=list(fields),
+                    questions=list(_failed(payload)),
+                    requested_at=payload.assessed_at,
+                    event_id=event_id,
+                ),
+            )
+    raise AssertionError(f"unhandled outcome {payload.outcome}")  # pragma: no cover
+
+
+def interpret(envelope: Envelope[Any]) -> Fact | None:
+    """What ``envelope`` means for the status view; ``None`` for types the view ignores."""
+    at = envelope.occurred_at
+    payload = envelope.payload
+    reasons: tuple[str, ...]
+    match payload:
+        # --- this service's own events ---------------------------------------------------------
+        case ApplicationSubmitted() | ApplicationAmended():
+            # Only this service submits and amends, and it records both on the timeline in
+            # the same transaction that stages the event: coming back, they add nothing.
+            return None
+        case ApplicationWithdrawn():
+            # Also emitted by the workflow when requested information does not arrive in time.
+            if payload.reason_code is WithdrawalReason.INFORMATION_TIMEOUT:
+                summary = "Withdrawn: the requested information did not arrive in time."
+            else:
+                summary = "Application withdrawn by the firm."
+            reasons = (payload.reason,)
+            return Fact(
+                summary=summary,
+                reasons=reasons,
+                change=StatusChange(Status.WITHDRAWN, at, reasons),
+            )
+        # --- eligibility ----------------------------------------------------------------------
+        case EligibilityAssessed():
+            return _assessment_fact(payload, at, envelope.event_id)
+        # --- review -----------------------------------------------------------------------
+        case ReviewTaskAssigned():
+            return Fact(
+                summary=f"{_stage_name(payload.stage).capitalize()} review started.",
+                change=StatusChange(Status.UNDER_REVIEW, at),
+            )
+        case ReviewDecisionRecorded():
+            decision = {
+                "approve": "approved",
+                "reject": "rejected",
+                "request_information": "asked for more information",
+            }[payload.decision]
+            return Fact(summary=f"{_stage_name(payload.stage).capitalize()} review {decision}.")
+        case ReviewInformationRequested():
+            # `source` is newer than the first v1 schema (the workflow sets it to `eligibility`
+            # when the rules, not the stage's reviewer, found fields missing); older producers
+            # omit it, hence the lookup with a default.
+            asked_by: Stage | None = getattr(payload, "source", None)
+            source = asked_by or Stage(payload.stage.value)
+            who = (
+                "The eligibility check"
+                if source is Stage.ELIGIBILITY
+                else f"The {_stage_name(payload.stage)} review"
+            )
+            reasons = tuple(payload.questions) or (f"Please review: {', '.join(payload.fields)}.",)
+            return Fact(
+                summary=(
+                    f"{who} asks for more information (respond by {payload.respond_by:%Y-%m-%d})."
+                ),
+                reasons=reasons,
+                change=StatusChange(Status.INFORMATION_REQUESTED, at, reasons),
+                information_request=InformationRequest(
+                    source=source,
+                    request_id=payload.request_id,
+                    fields=list(payload.fields),
+                    questions=list(payload.questions),
+                    requested_at=payload.requested_at,
+                    respond_by=payload.respond_by,
+                    event_id=envelope.event_id,
+                ),
+            )
+        case ReviewReminderDue():
+            return Fact(
+                summary=f"Reminder: {payload.stage} review open for {payload.days_open} days.",
+                staff_only=True,
+            )
+        case ReviewEscalated():
+            return Fact(
+                summary=f"{payload.stage.capitalize()} review escalated to a supervisor.",
+                reasons=(payload.reason,),
+                staff_only=True,
+            )
+        case ReviewTaskCancelled():
+            return Fact(
+                summary=f"{payload.stage.capitalize()} review task cancelled.",
+                reasons=(payload.reason,),
+                staff_only=True,
+            )
+        # --- final decisions --------------------------------------------------------------
+        case ApplicationApproved():
+            granted = []
+            if payload.grant is not None:
+                granted.append(f"grant of {payload.grant}")
+            if payload.zone_space:
+                granted.append("zone space")
+            if payload.fast_track:
+                granted.append("fast-track: " + ", ".join(payload.fast_track))
+            reasons = (f"Granted: {'; '.join(granted)}.",) if granted else ()
+            return Fact(
+                summary="Application approved.",
+                reasons=reasons,
+                change=StatusChange(Status.APPROVED, at, reasons),
+            )
+        case ApplicationRejected():
+            reasons = tuple(payload.reasons)
+            if payload.stage is Stage.ELIGIBILITY:
+                # The firm already sees "ineligible" with the failed rules: the workflow's
+                # closure keeps that status rather than replacing it with a vaguer "rejected".
+                return Fact(
+                    summary="Application closed: not eligible.",
+                    reasons=reasons,
+                    change=StatusChange(Status.INELIGIBLE, at, reasons),
+                )
+            return Fact(
+                summary=f"Application rejected at the {_stage_name(payload.stage)} stage.",
+                reasons=reasons,
+                change=StatusChange(Status.REJECTED, at, reasons),
+            )
+        # --- zones ------------------------------------------------------------------------
+        case ZoneAllocated():
+            done = "" if payload.complete else " (partly; the rest is waitlisted)"
+            return Fact(summary=f"Zone space allocated{done}: {_units(payload.units)}.")
+        case ZoneWaitlisted():
+            entries = ", ".join(
+                f"{e.quantity} x {e.unit_type} in {e.zone_id} (position {e.position})"
+                for e in payload.entries
+            )
+            return Fact(summary=f"Waitlisted for zone space: {entries}.")
+        case ZoneReleased():
+            return Fact(
+                summary=f"Zone space released: {_units(payload.units)}.", reasons=(payload.reason,)
+            )
+        case ZoneRefused():
+            return Fact(summary="Zone space could not be allocated.", reasons=(payload.reason,))
+        # --- disbursement ----------------------------------------------------------------
+        case AwardOpened():
+            return Fact(
+                summary=f"Award opened: {payload.total} in {len(payload.tranches)} tranche(s).",
+                change=StatusChange(Status.AWARD_OPENED, at),
+            )
+        case TrancheReleased():
+            return Fact(summary=f"Tranche {payload.sequence} released: {payload.amount}.")
+        case TranchePaid():
+            return Fact(summary=f"Tranche {payload.sequence} paid: {payload.amount}.")
+        case TrancheFailed():
+            return Fact(
+                summary=f"Tranche {payload.sequence} payment failed.", reasons=(payload.reason,)
+            )
+        case AwardCancelled():
+            return Fact(summary="Award cancelled.", reasons=(payload.reason,))
+        case BudgetExhausted():
+            return Fact(
+                summary=f"Program budget short: {payload.requested} needed, "
+                f"{payload.available} available.",
+                staff_only=True,
+            )
+    return None
+
+
+def is_newer_assessment(stored: EligibilityAssessed | None, new: EligibilityAssessed) -> bool:
+    """Whether ``new`` should replace the assessment shown on the status view.
+
+    The latest revision's latest assessment is shown, even when a later review status has
+    already moved the application on: the firm still sees which rule set judged it.
+    """
+    if stored is None:
+        return True
+    return (new.application_revision, new.assessed_at) >= (
+        stored.application_revision,
+        stored.assessed_at,
+    )
+
+
+#: Actor kinds that are program staff.
+STAFF_ACTOR_KINDS: Final = frozenset({"reviewer", "supervisor", "auditor", "admin"})
+
+
+def visible_actor_id(kind: str, actor_id: str, *, for_firm: bool) -> str:
+    """The actor id a caller may see: firms see program staff by role, not by name.
+
+    Reviewers' identities stay inside the program, so that firms cannot approach or pressure
+    them; staff callers see everything.
+    """
+    if for_firm and kind in STAFF_ACTOR_KINDS:
+        return f"program {kind}"
+    return actor_id

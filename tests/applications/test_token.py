@@ -1,0 +1,87 @@
+"""``incentives token``: prints a token the services accept, signed with the configured key."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from services.cli.token import token
+from services.kit.auth import Role, TokenService
+from services.kit.errors import Unauthorized
+from services.kit.settings import DEV_JWT_SECRET
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    """The command as the ``incentives`` app registers it."""
+    app = typer.Typer()
+    app.command()(token)
+    return app
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INCENTIVES_JWT_SECRET", raising=False)
+    monkeypatch.delenv("INCENTIVES_DEV_MODE", raising=False)
+
+
+def test_a_firm_token_names_the_firm_and_the_user(cli: typer.Typer) -> None:
+    result = CliRunner().invoke(
+        cli, ["--role", "firm", "--firm", "ACME", "--user", "alice@acme.example"]
+    )
+    assert result.exit_code == 0, result.output
+    principal = TokenService(SecretStr(DEV_JWT_SECRET)).verify(result.stdout.strip())
+    assert principal.role is Role.FIRM
+    assert principal.firm_id == "ACME"
+    assert principal.sub == "alice@acme.example"
+    assert principal.qualified_role == "firm:ACME"
+
+
+def test_staff_tokens_and_the_qualified_firm_role(cli: typer.Typer) -> None:
+    verify = TokenService(SecretStr(DEV_JWT_SECRET)).verify
+    reviewer = CliRunner().invoke(cli, ["--role", "reviewer", "--ttl", "30m"])
+    assert verify(reviewer.stdout.strip()).role is Role.REVIEWER
+    firm = CliRunner().invoke(cli, ["--role", "firm:GLOBEX"])
+    assert verify(firm.stdout.strip()).firm_id == "GLOBEX"
+
+
+def test_the_configured_secret_signs(cli: typer.Typer, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "a-production-like-secret-of-sufficient-length-42"
+    monkeypatch.setenv("INCENTIVES_JWT_SECRET", secret)
+    monkeypatch.setenv("INCENTIVES_DEV_MODE", "false")
+    result = CliRunner().invoke(cli, ["--role", "auditor"])
+    assert result.exit_code == 0, result.output
+    assert TokenService(SecretStr(secret)).verify(result.stdout.strip()).role is Role.AUDITOR
+    with pytest.raises(Unauthorized):
+        TokenService(SecretStr(DEV_JWT_SECRET)).verify(result.stdout.strip())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--role", "emperor"], "unknown role"),
+        (["--role", "firm"], "needs --firm"),
+        (["--role", "firm", "--firm", "AC ME"], "without spaces"),
+        (["--role", "reviewer", "--firm", "ACME"], "firm only"),
+        (["--role", "firm:ACME", "--firm", "GLOBEX"], "disagree"),
+        (["--role", "admin", "--ttl", "forever"], "--ttl"),
+        (["--role", "admin", "--ttl", "90d"], "at most 30 days"),
+    ],
+)
+def test_mistakes_are_explained(cli: typer.Typer, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert message in result.stderr
+
+
+def test_an_insecure_secret_outside_dev_mode_is_refused(
+    cli: typer.Typer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INCENTIVES_DEV_MODE", "false")
+    result = CliRunner().invoke(cli, ["--role", "admin"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "refusing to start" in result.stderr
