@@ -1,5 +1,9 @@
 """Activities: the workflow's only way to touch the outside world.
 
+Each activity is a bound method of a class that receives its dependencies from the worker's
+composition root (a publish function, the desk's URL and a token source), so tests register
+fakes under the same activity names.
+
 Publishing goes straight to Kafka, not through an outbox: Temporal already makes the activity
 durable (it is retried until it succeeds), and the envelope's deterministic ``event_id`` lets
 consumers drop the copies a retry produces.
@@ -9,13 +13,27 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from pydantic import BaseModel, Field
+import httpx
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from contracts.v1.desk import ReviewerProfile, ReviewerRole
 from services.kit.messaging import Record
 
 #: Sends records and returns once the broker acknowledged all of them.
 PublishFn = Callable[[Sequence[Record]], Awaitable[None]]
+
+#: Returns a bearer token for the worker's own principal (``system:workflows``, role admin).
+TokenFn = Callable[[], str]
+
+#: The path of the desk's candidates endpoint (see plan/ISSUE4.md, "Assignment").
+CANDIDATES_PATH = "/internal/v1/candidates"
+
+#: Statuses worth retrying: the desk is starting, overloaded or briefly unavailable.
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+_PROFILES = TypeAdapter(list[ReviewerProfile])
 
 
 class OutgoingMessage(BaseModel):
@@ -46,3 +64,79 @@ class Publisher:
                 )
             ]
         )
+
+
+class CandidateQuery(BaseModel):
+    """Who may take a stage (or receive an escalation) of one application."""
+
+    role: ReviewerRole = Field(description="The stage's role, or `supervisor` for escalations.")
+    application_id: str = Field(description="The application being staffed (for the logs).")
+
+
+class ReviewDesk:
+    """Asks the review desk for reviewer profiles; its bound method is the activity.
+
+    The desk answers ``GET {base_url}/internal/v1/candidates?stage=<role>`` with the active
+    reviewers holding that role. Conflict of interest and separation of duties are decided by
+    the workflow on the returned profiles, which it keeps as the assignment snapshot.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: TokenFn,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+        self._transport = transport
+
+    @property
+    def base_url(self) -> str:
+        """The desk's base URL (without a trailing slash)."""
+        return self._base_url
+
+    @activity.defn(name="candidate_reviewers")
+    async def candidate_reviewers(self, query: CandidateQuery) -> list[ReviewerProfile]:
+        """The registry's active reviewers with ``query.role``.
+
+        Raises a retryable ``ApplicationError`` when the desk is unreachable or failing, and a
+        non-retryable one when it refuses the request or answers something that is not a list
+        of reviewer profiles (retrying would not change the answer).
+        """
+        url = f"{self._base_url}{CANDIDATES_PATH}"
+        # A fresh short-lived token per call: the worker runs far longer than a token lives.
+        headers = {"Authorization": f"Bearer {self._token()}"}
+        async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
+            try:
+                response = await client.get(
+                    url, params={"stage": query.role.value}, headers=headers
+                )
+            except httpx.HTTPError as exc:
+                raise ApplicationError(
+                    f"review desk {self._base_url} unreachable: {exc!r}", type="DeskUnavailable"
+                ) from exc
+        status = response.status_code
+        if status >= 500 or status in _TRANSIENT_STATUSES:
+            raise ApplicationError(
+                f"review desk answered {status} for {query.role.value} candidates",
+                type="DeskUnavailable",
+            )
+        if status >= 400:
+            raise ApplicationError(
+                f"review desk refused the {query.role.value} candidates request ({status}): "
+                f"{response.text[:500]}",
+                type="DeskRefused",
+                non_retryable=True,
+            )
+        try:
+            return _PROFILES.validate_json(response.content)
+        except ValidationError as exc:
+            raise ApplicationError(
+                f"review desk sent an invalid candidates list: {exc}",
+                type="DeskInvalidResponse",
+                non_retryable=True,
+            ) from exc

@@ -1,112 +1,190 @@
 """The ``IncentiveApproval`` workflow: one long-running instance per application.
 
 The workflow id is the application id. The Kafka→Temporal bridge starts it with
-signal-with-start from ``application.submitted`` and forwards later facts as signals. Every
-signal carries the ``event_id`` of the Kafka message it came from; the workflow ignores an id it
-has seen, so a redelivered message or a replayed stream changes nothing.
+signal-with-start and forwards later facts (submission, amendments, eligibility decisions,
+withdrawal) as signals. Every signal carries the ``event_id`` of the Kafka message it came from;
+the workflow ignores an id it has seen, so a redelivered message changes nothing.
 
-Stage 1 (eligibility) lives here: wait for the decision; an ineligible application is closed
-with the failed rules as reasons. The review stages build on the state kept below.
+Stages::
+
+    eligibility ─▶ technical ∥ security ─▶ finance ─▶ committee (N of M) ─▶ approved
+         │                 │                  │             │
+         └── any stage may reject (application.rejected) or request information, which pauses
+             the stage until the firm amends and eligibility passes the new revision; no
+             amendment within the timeout withdraws the application.
+
+Reviewers act through the ``decide`` update (:data:`contracts.v1.desk.DECIDE_UPDATE`). Its
+validator refuses with an ``ApplicationError`` whose type is a
+:class:`~contracts.v1.desk.DecisionRefusal` code; a repeated ``request_id`` returns the first
+outcome. The update handler applies the decision to the state at once (so the next validation
+already sees it) and queues the events it causes; the main coroutine publishes them, in order,
+through the publish activity.
+
+Every transition is an event naming its actor: the reviewer for their decisions, information
+requests and rejections; ``system:eligibility`` for the rules' outcomes; ``system:workflows``
+for what the workflow does by itself (assignments, reminders, escalations, cancellations, the
+approval, an information timeout). Events are chained by ``causation_id``.
 
 Workflow code is deterministic: time comes from ``workflow.now()``, event ids from
-:func:`contracts.envelope.deterministic_event_id`, and all I/O happens in activities.
+:func:`contracts.envelope.deterministic_event_id` with a step unique per transition, reviewer
+choice from sorted ids, timers from ``workflow.wait_condition(..., timeout=...)``, and all I/O
+happens in activities.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import uuid
-from datetime import timedelta
-from enum import StrEnum
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.catalog import encode, make_envelope
-    from contracts.envelope import Actor, deterministic_event_id
-    from contracts.v1.approvals import ApplicationRejected
-    from contracts.v1.common import EligibilityOutcome, Stage
-    from contracts.v1.eligibility import EligibilityAssessed
-    from workflows.activities import OutgoingMessage, Publisher
+    from contracts.envelope import Actor, ActorKind, Envelope, deterministic_event_id
+    from contracts.topics import topic_for_type
+    from contracts.v1.applications import ApplicationContent, ApplicationWithdrawn
+    from contracts.v1.approvals import ApplicationApproved, ApplicationRejected, StageApproval
+    from contracts.v1.common import (
+        Decision,
+        EligibilityOutcome,
+        ReviewStage,
+        Stage,
+        WithdrawalReason,
+    )
+    from contracts.v1.desk import (
+        DECIDE_UPDATE,
+        DecisionRefusal,
+        ReviewDecisionOutcome,
+        ReviewDecisionRequest,
+        ReviewerProfile,
+        ReviewerRole,
+    )
+    from contracts.v1.review import (
+        ReviewDecisionRecorded,
+        ReviewEscalated,
+        ReviewInformationRequested,
+        ReviewReminderDue,
+        ReviewTaskAssigned,
+        ReviewTaskCancelled,
+    )
+    from workflows import policy
+    from workflows.activities import CandidateQuery, OutgoingMessage, Publisher, ReviewDesk
+    from workflows.inputs import (
+        AmendedSignal,
+        ApprovalInput,
+        ApprovalPolicy,
+        EligibilitySignal,
+        SubmittedSignal,
+        WithdrawalSignal,
+    )
+    from workflows.state import (
+        ApprovalState,
+        DecisionView,
+        InformationRequest,
+        Phase,
+        StageState,
+        StageStatus,
+        Task,
+        TaskStatus,
+    )
 
 #: The task queue the worker polls and the bridge starts workflows on.
 TASK_QUEUE = "incentive-approval"
 #: The named system actor for steps the workflow takes by itself.
 WORKFLOW_ACTOR = "workflows"
+#: The named system actor of eligibility decisions the workflow enacts.
+ELIGIBILITY_ACTOR = "eligibility"
 PRODUCER = "workflows"
+
+#: The review stages in order; the stages of one group run in parallel.
+REVIEW_GROUPS: tuple[tuple[Phase, tuple[ReviewStage, ...]], ...] = (
+    (Phase.TECHNICAL_SECURITY_REVIEW, (ReviewStage.TECHNICAL, ReviewStage.SECURITY)),
+    (Phase.FINANCE_REVIEW, (ReviewStage.FINANCE,)),
+    (Phase.COMMITTEE_REVIEW, (ReviewStage.COMMITTEE,)),
+)
 
 PUBLISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
 )
+#: The desk is asked again within a few minutes; after that the workflow waits its own retry
+#: interval (a durable timer), so a long desk outage never blocks withdrawal handling.
+DESK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
+DESK_SCHEDULE_TO_CLOSE = timedelta(minutes=5)
+
+#: LongText fields hold at most this many characters.
+_LONG_TEXT = 4000
 
 
-class ApprovalInput(BaseModel):
-    """What starts the workflow. Everything else arrives as signals, in any order."""
+class _Refused(Exception):
+    """A validator's refusal before it becomes an ``ApplicationError``."""
 
-    model_config = ConfigDict(frozen=True)
-
-    application_id: str = Field(description="The application id; also the workflow id.")
-    correlation_id: str = Field(description="The application's journey id (a UUID).")
-
-
-class SubmittedSignal(BaseModel):
-    """An ``application.submitted`` event forwarded by the bridge."""
-
-    event_id: str
-    firm_id: str
-    revision: int
+    def __init__(self, code: DecisionRefusal, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
-class EligibilitySignal(BaseModel):
-    """An ``eligibility.assessed`` event forwarded by the bridge."""
-
-    event_id: str
-    assessment: EligibilityAssessed
+def _group_of(stage: ReviewStage) -> tuple[Phase, tuple[ReviewStage, ...]]:
+    return next(group for group in REVIEW_GROUPS if stage in group[1])
 
 
-class WithdrawalSignal(BaseModel):
-    """An ``application.withdrawn`` event forwarded by the bridge."""
-
-    event_id: str
-    reason: str
-    actor_id: str
+def _next_phase(stage: ReviewStage) -> Phase:
+    """The phase after the group of ``stage`` is approved."""
+    index = next(i for i, group in enumerate(REVIEW_GROUPS) if stage in group[1])
+    return REVIEW_GROUPS[index + 1][0] if index + 1 < len(REVIEW_GROUPS) else Phase.APPROVED
 
 
-class Phase(StrEnum):
-    """Where the workflow is."""
-
-    AWAITING_ELIGIBILITY = "awaiting_eligibility"
-    UNDER_REVIEW = "under_review"
-    REJECTED = "rejected"
-    WITHDRAWN = "withdrawn"
-
-
-class ApprovalState(BaseModel):
-    """What the ``state`` query answers."""
-
-    application_id: str
-    phase: Phase
-    eligibility_outcome: EligibilityOutcome | None = None
-    rule_set_version: str | None = None
-    reasons: list[str] = Field(default_factory=list)
+def _clip(text: str) -> str:
+    return text if len(text) <= _LONG_TEXT else text[: _LONG_TEXT - 1] + "…"
 
 
 @workflow.defn(name="IncentiveApproval")
 class IncentiveApproval:
-    """Drives one application from submission to a decision."""
+    """Drives one application from submission to approval, rejection or withdrawal."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: ApprovalInput) -> None:
+        self._input = inp
         self._seen: set[str] = set()
+        self._firm_id: str | None = None
         self._submitted: SubmittedSignal | None = None
-        self._eligibility: EligibilityAssessed | None = None
-        self._eligibility_event_id: str | None = None
+        self._content: ApplicationContent | None = None
+        self._revision: int | None = None
+        self._assessments: dict[int, EligibilitySignal] = {}
+        self._assessment: EligibilitySignal | None = None
         self._withdrawal: WithdrawalSignal | None = None
-        self._state: ApprovalState | None = None
+        self._phase = Phase.AWAITING_ELIGIBILITY
+        self._reasons: list[str] = []
+        self._stages: dict[ReviewStage, StageState] = {
+            stage: StageState(stage=stage) for stage in ReviewStage
+        }
+        committee = self._stages[ReviewStage.COMMITTEE]
+        committee.required = inp.policy.committee_required
+        committee.members = inp.policy.committee_members
+        self._tasks: dict[str, Task] = {}
+        self._profiles: dict[str, ReviewerProfile] = {}
+        self._outcomes: dict[str, ReviewDecisionOutcome] = {}
+        self._decisions: list[DecisionView] = []
+        self._outbox: list[Envelope[BaseModel]] = []
+        self._request: InformationRequest | None = None
+        self._requests = 0
+        # The event that caused the latest transition: the causation of what follows.
+        self._cause: uuid.UUID | None = None
 
-    # --- signals and queries -------------------------------------------------------------------
+    # --- signals -------------------------------------------------------------------------------
 
     def _first_time(self, event_id: str) -> bool:
         if event_id in self._seen:
@@ -114,18 +192,35 @@ class IncentiveApproval:
         self._seen.add(event_id)
         return True
 
+    def _adopt(self, firm_id: str, revision: int, content: ApplicationContent) -> None:
+        # Amendments and the submission travel on one partition, but keep the newest anyway.
+        self._firm_id = self._firm_id or firm_id
+        if self._revision is None or revision > self._revision:
+            self._revision = revision
+            self._content = content
+
     @workflow.signal(name="submitted")
     def submitted(self, signal: SubmittedSignal) -> None:
         """The application was submitted (duplicates ignored)."""
         if self._first_time(signal.event_id) and self._submitted is None:
             self._submitted = signal
+            self._adopt(signal.firm_id, signal.revision, signal.content)
+
+    @workflow.signal(name="amended")
+    def amended(self, signal: AmendedSignal) -> None:
+        """The firm amended the application: a new revision (duplicates ignored)."""
+        if self._first_time(signal.event_id):
+            self._adopt(signal.firm_id, signal.revision, signal.content)
 
     @workflow.signal(name="eligibility_assessed")
     def eligibility_assessed(self, signal: EligibilitySignal) -> None:
-        """Record an eligibility decision (duplicates ignored)."""
+        """Record an eligibility decision for the revision it assessed (duplicates ignored).
+
+        Decisions are kept per revision: the workflow only ever acts on the decision about the
+        revision it waits for, so a late decision about an older revision changes nothing.
+        """
         if self._first_time(signal.event_id):
-            self._eligibility = signal.assessment
-            self._eligibility_event_id = signal.event_id
+            self._assessments.setdefault(signal.assessment.application_revision, signal)
 
     @workflow.signal(name="withdrawn")
     def withdrawn(self, signal: WithdrawalSignal) -> None:
@@ -133,118 +228,919 @@ class IncentiveApproval:
         if self._first_time(signal.event_id) and self._withdrawal is None:
             self._withdrawal = signal
 
+    # --- query ---------------------------------------------------------------------------------
+
     @workflow.query(name="state")
-    def state(self) -> ApprovalState | None:
-        """Where the application stands in the workflow."""
-        return self._state
+    def state(self) -> ApprovalState:
+        """Where the application stands: phase, stages, tasks, decisions, open request."""
+        return self._snapshot()
+
+    def _snapshot(self) -> ApprovalState:
+        open_tasks = [t for t in self._tasks.values() if t.status is TaskStatus.OPEN]
+        assignments: dict[ReviewStage, list[str]] = {}
+        for task in open_tasks:
+            assignments.setdefault(task.stage, []).append(task.reviewer_id)
+        assessment = self._assessment.assessment if self._assessment else None
+        return ApprovalState(
+            application_id=self._input.application_id,
+            phase=self._phase,
+            firm_id=self._firm_id,
+            revision=self._revision,
+            eligibility_outcome=assessment.outcome if assessment else None,
+            rule_set_version=assessment.rule_set_version if assessment else None,
+            reasons=list(self._reasons),
+            quorum=self._policy.quorum,
+            open_stages=[s for s, st in self._stages.items() if st.status is StageStatus.OPEN],
+            assignments=assignments,
+            stages=[st.model_copy(deep=True) for st in self._stages.values()],
+            tasks=[t.model_copy() for t in self._tasks.values()],
+            decisions=list(self._decisions),
+            information_request=self._request,
+            information_requests=self._requests,
+        )
+
+    # --- the decide update ---------------------------------------------------------------------
+
+    @workflow.update(name=DECIDE_UPDATE)
+    def decide(self, request: ReviewDecisionRequest) -> ReviewDecisionOutcome:
+        """Record a reviewer's decision and return where the application stands after it."""
+        first = self._outcomes.get(request.request_id)
+        if first is not None:  # a retried request: same answer, nothing recorded twice
+            return first
+        task = self._tasks[request.task_id]
+        now = workflow.now()
+        task.status = TaskStatus.DECIDED
+        task.request_id = request.request_id
+        task.decision = request.decision
+        task.comment = request.comment
+        task.decided_at = now
+        task.requested_fields = list(request.requested_fields)
+        task.decided_on_revision = self._revision
+        decision_event = self._queue(
+            "review.decision_recorded",
+            ReviewDecisionRecorded(
+                task_id=task.task_id,
+                application_id=self._input.application_id,
+                stage=task.stage,
+                reviewer_id=task.reviewer_id,
+                decision=request.decision,
+                comment=request.comment,
+                decided_at=now,
+            ),
+            step=f"decision:{task.stage.value}:{task.reviewer_id}:{task.round}",
+            actor=Actor(kind=ActorKind.REVIEWER, id=task.reviewer_id),
+            causation=uuid.UUID(task.assigned_event_id),
+        )
+        task.decision_event_id = str(decision_event)
+        self._cause = decision_event
+        self._decisions.append(
+            DecisionView(
+                request_id=request.request_id,
+                task_id=task.task_id,
+                stage=task.stage,
+                reviewer_id=task.reviewer_id,
+                decision=request.decision,
+                comment=request.comment,
+                decided_at=now,
+            )
+        )
+
+        stage = self._stages[task.stage]
+        tally = self._tally(task.stage)
+        closed = False
+        if request.decision is Decision.REQUEST_INFORMATION:
+            self._pause_group(task)
+        elif tally.rejected:
+            closed = True
+            self._reject_by_reviewers(task)
+        elif tally.approved:
+            closed = True
+            stage.status = StageStatus.APPROVED
+            self._cancel_open_tasks(
+                f"The committee reached {tally.approvals} of {tally.members} approvals.",
+                stages=(task.stage,),
+            )
+            _, group = _group_of(task.stage)
+            if all(self._stages[s].status is StageStatus.APPROVED for s in group):
+                self._phase = _next_phase(task.stage)
+                # The next group is being staffed from now on (the main coroutine assigns it).
+                for phase, stages in REVIEW_GROUPS:
+                    if phase is self._phase:
+                        for next_stage in stages:
+                            self._stages[next_stage].status = StageStatus.STAFFING
+        outcome = ReviewDecisionOutcome(
+            request_id=request.request_id,
+            stage=task.stage,
+            decision=request.decision,
+            stage_closed=closed,
+            application_phase=self._phase.value,
+        )
+        self._outcomes[request.request_id] = outcome
+        return outcome
+
+    @decide.validator
+    def validate_decide(self, request: ReviewDecisionRequest) -> None:
+        """Refuse a decision the rules do not allow, with the reason in words.
+
+        Checked in this order, so a reviewer learns the most fundamental problem first:
+        invalid_request, wrong_role, conflict_of_interest, separation_of_duties,
+        duplicate_decision, stage_not_open, not_assigned. A repeated ``request_id`` passes and
+        gets the first outcome.
+        """
+        try:
+            self._check_decision(request)
+        except _Refused as refused:
+            raise ApplicationError(
+                refused.message, type=refused.code.value, non_retryable=True
+            ) from None
+
+    def _check_decision(self, request: ReviewDecisionRequest) -> None:
+        if request.request_id in self._outcomes:
+            return
+        who, stage = request.reviewer_id, request.stage
+        if request.requested_fields and request.decision is not Decision.REQUEST_INFORMATION:
+            raise _Refused(
+                DecisionRefusal.INVALID_REQUEST,
+                "requested_fields only go with a request_information decision.",
+            )
+        role = policy.STAGE_ROLES[stage]
+        if role not in request.token_roles:
+            raise _Refused(
+                DecisionRefusal.WRONG_ROLE,
+                f"{who} does not hold the {role.value} role needed to decide the "
+                f"{stage.value} stage.",
+            )
+        profile = self._profiles.get(who)
+        hits = policy.conflicts(profile, self._organisations()) if profile else []
+        if hits:
+            raise _Refused(
+                DecisionRefusal.CONFLICT_OF_INTEREST,
+                f"{who} declares an affiliation or ownership interest in "
+                f"{', '.join(hits)} (the applicant or its parent company) and may not decide "
+                "this application.",
+            )
+        other = next(
+            (
+                t.stage
+                for t in self._tasks.values()
+                if t.reviewer_id == who and t.stage is not stage and t.decision is not None
+            ),
+            None,
+        )
+        if other is not None:
+            raise _Refused(
+                DecisionRefusal.SEPARATION_OF_DUTIES,
+                f"{who} already decided the {other.value} stage of this application; one "
+                "person decides at most one stage.",
+            )
+        task = self._tasks.get(request.task_id)
+        mine = task is not None and task.reviewer_id == who and task.stage is stage
+        duplicate = self._decided_task(who, stage, task if mine else None)
+        if duplicate is not None:
+            assert duplicate.decision is not None
+            assert duplicate.decided_at is not None
+            raise _Refused(
+                DecisionRefusal.DUPLICATE_DECISION,
+                f"{who} already decided the {stage.value} stage ({duplicate.decision.value} "
+                f"on task {duplicate.task_id}, {duplicate.decided_at:%Y-%m-%d %H:%M} UTC).",
+            )
+        status = self._stages[stage].status
+        if self._phase.final or status is not StageStatus.OPEN:
+            raise _Refused(
+                DecisionRefusal.STAGE_NOT_OPEN,
+                f"The {stage.value} stage is not open for decisions: it is {status.value} "
+                f"and the application is {self._phase.value}.",
+            )
+        if task is None or not mine or task.status is not TaskStatus.OPEN:
+            raise _Refused(
+                DecisionRefusal.NOT_ASSIGNED,
+                f"{who} is not assigned an open task {request.task_id} of the {stage.value} "
+                "stage of this application.",
+            )
+
+    def _decided_task(self, who: str, stage: ReviewStage, named: Task | None) -> Task | None:
+        """The decision that makes a new one by ``who`` on ``stage`` a duplicate, if any.
+
+        Either the named task is already decided, or ``who`` approved or rejected the stage
+        and holds no open task on it (after an information request the same reviewer gets a
+        fresh task and decides again; that is not a duplicate).
+        """
+        if named is not None and named.decision is not None:
+            return named
+        mine = [t for t in self._tasks.values() if t.reviewer_id == who and t.stage is stage]
+        if any(t.status is TaskStatus.OPEN for t in mine):
+            return None
+        final = [t for t in mine if t.decision in (Decision.APPROVE, Decision.REJECT)]
+        return final[-1] if final else None
 
     # --- the run -------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: ApprovalInput) -> ApprovalState:
-        """Stage 1: eligibility. Closes on ineligibility or withdrawal."""
-        self._state = ApprovalState(
-            application_id=inp.application_id, phase=Phase.AWAITING_ELIGIBILITY
-        )
+        """Eligibility, then the review groups in order; ends approved, rejected or withdrawn."""
+        if await self._eligibility_stage():
+            for phase, stages in REVIEW_GROUPS:
+                if not await self._review_group(phase, stages):
+                    break
+            else:
+                self._approve()
+        await self._flush()
+        return self._snapshot()
+
+    @property
+    def _policy(self) -> ApprovalPolicy:
+        return self._input.policy
+
+    @property
+    def _app_id(self) -> str:
+        return self._input.application_id
+
+    def _organisations(self) -> tuple[str, ...]:
+        return policy.firm_organisations(self._content) if self._content else ()
+
+    def _current_assessment(self) -> EligibilitySignal | None:
+        return None if self._revision is None else self._assessments.get(self._revision)
+
+    # --- eligibility and the information loop ---------------------------------------------------
+
+    async def _eligibility_stage(self) -> bool:
+        """Stage 1. True when the application may go to review."""
         # The bridge reads applications.events and eligibility.events separately, so the
         # decision may arrive before the submission; wait for both.
         await workflow.wait_condition(
             lambda: (
-                (self._submitted is not None and self._eligibility is not None)
+                (self._submitted is not None and self._current_assessment() is not None)
                 or self._withdrawal is not None
             )
         )
         if self._withdrawal is not None:
-            return self._close_withdrawn(self._withdrawal)
-
-        assessment = self._eligibility
-        assert assessment is not None
-        self._state = self._state.model_copy(
-            update={
-                "eligibility_outcome": assessment.outcome,
-                "rule_set_version": assessment.rule_set_version,
-            }
-        )
-        if assessment.outcome is EligibilityOutcome.INELIGIBLE:
-            reasons = [r.explanation for r in assessment.rule_results if not r.passed] or [
-                "The application does not meet the program's eligibility rules."
-            ]
-            await self._reject(inp, Stage.ELIGIBILITY, reasons, "system:eligibility")
-            return self._state
-
-        self._state = self._state.model_copy(update={"phase": Phase.UNDER_REVIEW})
-        # The review stages follow; until then the application waits here, and a withdrawal
-        # still closes it cleanly.
-        await workflow.wait_condition(lambda: self._withdrawal is not None)
-        return self._close_withdrawn(self._withdrawal)
-
-    @property
-    def _firm_id(self) -> str:
-        assert self._submitted is not None
-        return self._submitted.firm_id
-
-    def _close_withdrawn(self, signal: WithdrawalSignal | None) -> ApprovalState:
-        assert self._state is not None
+            self._end_withdrawn()
+            return False
+        signal = self._current_assessment()
         assert signal is not None
-        self._state = self._state.model_copy(
-            update={"phase": Phase.WITHDRAWN, "reasons": [signal.reason]}
-        )
-        return self._state
+        return await self._enact_eligibility(signal, waiting=ReviewStage.TECHNICAL)
 
-    async def _reject(
-        self, inp: ApprovalInput, stage: Stage, reasons: list[str], decided_by: str
-    ) -> None:
-        assert self._state is not None
-        payload = ApplicationRejected(
-            application_id=inp.application_id,
-            firm_id=self._firm_id,
-            stage=stage,
-            reasons=reasons,
-            decided_by=decided_by,
-            rejected_at=workflow.now(),
-        )
-        await self._emit(
-            inp,
-            "application.rejected",
-            payload,
-            step=f"rejected:{stage.value}",
-            causation_id=self._eligibility_event_id,
-        )
-        self._state = self._state.model_copy(update={"phase": Phase.REJECTED, "reasons": reasons})
+    async def _enact_eligibility(self, signal: EligibilitySignal, *, waiting: ReviewStage) -> bool:
+        """Act on an eligibility decision; True when the application may go (back) to review.
 
-    async def _emit(
+        ``waiting`` is the review stage that waits if the rules ask for more information.
+        """
+        self._assessment = signal
+        self._cause = uuid.UUID(signal.event_id)
+        assessment = signal.assessment
+        match assessment.outcome:
+            case EligibilityOutcome.INELIGIBLE:
+                reasons = [r.explanation for r in assessment.rule_results if not r.passed] or [
+                    "The application does not meet the program's eligibility rules."
+                ]
+                self._reject(
+                    Stage.ELIGIBILITY,
+                    reasons,
+                    decided_by=f"system:{ELIGIBILITY_ACTOR}",
+                    actor=Actor.system(ELIGIBILITY_ACTOR),
+                )
+                return False
+            case EligibilityOutcome.NEEDS_INFORMATION:
+                return await self._information_loop(self._eligibility_request(signal, waiting))
+        return True
+
+    def _eligibility_request(
+        self, signal: EligibilitySignal, waiting: ReviewStage
+    ) -> InformationRequest:
+        assessment = signal.assessment
+        failed = [r.explanation for r in assessment.rule_results if not r.passed]
+        return self._new_request(
+            stage=waiting,
+            source=Stage.ELIGIBILITY,
+            requested_by=f"system:{ELIGIBILITY_ACTOR}",
+            task_id=policy.eligibility_task_id(self._app_id, assessment.application_revision),
+            fields=list(assessment.missing_fields),
+            questions=failed,
+            base_revision=assessment.application_revision,
+        )
+
+    def _reviewer_request(self, task: Task) -> InformationRequest:
+        assert task.comment is not None
+        assert task.decided_on_revision is not None
+        # Dated and based on the decision itself: an amendment may arrive before this runs.
+        return self._new_request(
+            stage=task.stage,
+            source=Stage(task.stage.value),
+            requested_by=task.reviewer_id,
+            task_id=task.task_id,
+            fields=list(task.requested_fields),
+            questions=[task.comment],
+            base_revision=task.decided_on_revision,
+            requested_at=task.decided_at,
+        )
+
+    def _new_request(
         self,
-        inp: ApprovalInput,
+        *,
+        stage: ReviewStage,
+        source: Stage,
+        requested_by: str,
+        task_id: str,
+        fields: list[str],
+        questions: list[str],
+        base_revision: int,
+        requested_at: datetime | None = None,
+    ) -> InformationRequest:
+        loop = self._requests + 1
+        now = requested_at or workflow.now()
+        return InformationRequest(
+            request_id=policy.information_request_id(self._app_id, loop),
+            loop=loop,
+            stage=stage,
+            source=source,
+            requested_by=requested_by,
+            task_id=task_id,
+            fields=fields,
+            questions=questions,
+            requested_at=now,
+            respond_by=now + timedelta(days=self._policy.information_timeout_days),
+            base_revision=base_revision,
+            event_id=str(self._event_id(f"information_requested:{loop}")),
+        )
+
+    async def _information_loop(self, request: InformationRequest) -> bool:
+        """Ask the firm, wait for the amendment and eligibility's verdict on it.
+
+        Repeats while eligibility still finds information missing. True when the amended
+        application passed eligibility (the paused stage resumes); False when the run ended
+        (withdrawn by the firm or for lack of an amendment, or rejected by eligibility).
+        """
+        while True:
+            self._open_request(request)
+            await self._flush()
+            try:
+                await workflow.wait_condition(
+                    functools.partial(self._answered_or_withdrawn, request),
+                    timeout=request.respond_by - workflow.now(),
+                    timeout_summary=f"information-timeout:{request.loop}",
+                )
+            except TimeoutError:
+                self._withdraw_for_timeout(request)
+                return False
+            if self._withdrawal is not None:
+                self._end_withdrawn()
+                return False
+            # Eligibility re-runs on the amended revision; only its decision on the newest
+            # revision counts (a newer amendment while waiting moves the target).
+            self._phase = Phase.AWAITING_ELIGIBILITY
+            await workflow.wait_condition(
+                lambda: self._current_assessment() is not None or self._withdrawal is not None
+            )
+            if self._withdrawal is not None:
+                self._end_withdrawn()
+                return False
+            self._request = None
+            signal = self._current_assessment()
+            assert signal is not None
+            if signal.assessment.outcome is EligibilityOutcome.NEEDS_INFORMATION:
+                self._assessment = signal
+                self._cause = uuid.UUID(signal.event_id)
+                request = self._eligibility_request(signal, request.stage)
+                continue
+            return await self._enact_eligibility(signal, waiting=request.stage)
+
+    def _answered_or_withdrawn(self, request: InformationRequest) -> bool:
+        answered = self._revision is not None and self._revision > request.base_revision
+        return answered or self._withdrawal is not None
+
+    def _open_request(self, request: InformationRequest) -> None:
+        self._requests = request.loop
+        self._request = request
+        self._phase = Phase.INFORMATION_REQUESTED
+        from_eligibility = request.source is Stage.ELIGIBILITY
+        self._queue(
+            "review.information_requested",
+            ReviewInformationRequested(
+                request_id=request.request_id,
+                task_id=request.task_id,
+                application_id=self._app_id,
+                stage=request.stage,
+                reviewer_id=request.requested_by,
+                fields=request.fields,
+                questions=[_clip(q) for q in request.questions],
+                requested_at=request.requested_at,
+                respond_by=request.respond_by,
+                source=Stage.ELIGIBILITY if from_eligibility else None,
+            ),
+            step=f"information_requested:{request.loop}",
+            actor=(
+                Actor.system(ELIGIBILITY_ACTOR)
+                if from_eligibility
+                else Actor(kind=ActorKind.REVIEWER, id=request.requested_by)
+            ),
+            causation=self._cause,
+            occurred_at=request.requested_at,
+        )
+        self._cause = uuid.UUID(request.event_id)
+
+    def _withdraw_for_timeout(self, request: InformationRequest) -> None:
+        assert self._firm_id is not None
+        reason = (
+            f"No amendment within {self._policy.information_timeout_days} days of the "
+            f"information request {request.request_id}."
+        )
+        self._cancel_open_tasks(reason)
+        self._queue(
+            "application.withdrawn",
+            ApplicationWithdrawn(
+                application_id=self._app_id,
+                firm_id=self._firm_id,
+                reason_code=WithdrawalReason.INFORMATION_TIMEOUT,
+                reason=reason,
+                withdrawn_at=workflow.now(),
+            ),
+            step=f"withdrawn:information_timeout:{request.loop}",
+            actor=Actor.system(WORKFLOW_ACTOR),
+            causation=uuid.UUID(request.event_id),
+        )
+        self._close(Phase.WITHDRAWN, [reason])
+
+    # --- review groups -------------------------------------------------------------------------
+
+    async def _review_group(self, phase: Phase, stages: tuple[ReviewStage, ...]) -> bool:
+        """Run one group of parallel stages; True when every stage of it approved."""
+        self._phase = phase
+        for stage in stages:
+            self._stages[stage].status = StageStatus.STAFFING
+        while True:
+            if not await self._staff(stages):
+                return False
+            outcome = await self._watch(stages)
+            if outcome is not StageStatus.PAUSED:
+                return outcome is StageStatus.APPROVED
+            asking = self._asking_task(stages)
+            if not await self._information_loop(self._reviewer_request(asking)):
+                return False
+            # The stage resumes: the same reviewers get fresh tasks for the amended revision.
+            self._phase = phase
+            for stage in stages:
+                if self._stages[stage].status is StageStatus.PAUSED:
+                    self._stages[stage].status = StageStatus.STAFFING
+
+    def _asking_task(self, stages: Sequence[ReviewStage]) -> Task:
+        return next(
+            t
+            for t in reversed(self._tasks.values())
+            if t.stage in stages and t.decision is Decision.REQUEST_INFORMATION
+        )
+
+    def _group_status(self, stages: Sequence[ReviewStage]) -> StageStatus:
+        statuses = [self._stages[s].status for s in stages]
+        for decisive in (StageStatus.REJECTED, StageStatus.PAUSED):
+            if decisive in statuses:
+                return decisive
+        if all(s is StageStatus.APPROVED for s in statuses):
+            return StageStatus.APPROVED
+        return StageStatus.OPEN
+
+    async def _watch(self, stages: tuple[ReviewStage, ...]) -> StageStatus:
+        """Publish decisions as they come and fire SLA timers until the group settles.
+
+        Returns APPROVED, REJECTED or PAUSED for the group, or CANCELLED once withdrawn.
+        """
+        while True:
+            await self._flush()
+            if self._withdrawal is not None and not self._phase.final:
+                self._end_withdrawn()
+                return StageStatus.CANCELLED
+            status = self._group_status(stages)
+            if status is not StageStatus.OPEN:
+                return status
+            delay = self._next_sla(stages)
+            if delay is None or delay > timedelta(0):
+                # A decision, a withdrawal or the next SLA mark, whichever comes first.
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: (
+                            bool(self._outbox)
+                            or self._withdrawal is not None
+                            or self._group_status(stages) is not StageStatus.OPEN
+                        ),
+                        timeout=delay,
+                        timeout_summary="sla",
+                    )
+            await self._fire_slas(stages)
+
+    def _next_sla(self, stages: Sequence[ReviewStage]) -> timedelta | None:
+        """Time until the next reminder or escalation of an open task; None if none is due."""
+        marks: list[datetime] = []
+        for task in self._open_tasks(stages):
+            if task.reminded_at is None:
+                marks.append(task.assigned_at + timedelta(days=self._policy.sla_reminder_days))
+            if task.escalated_at is None:
+                marks.append(task.due_at)
+        return min(marks) - workflow.now() if marks else None
+
+    async def _fire_slas(self, stages: Sequence[ReviewStage]) -> None:
+        supervisors: list[ReviewerProfile] | None = None
+        for task in self._open_tasks(stages):
+            now = workflow.now()
+            reminder = task.assigned_at + timedelta(days=self._policy.sla_reminder_days)
+            if task.reminded_at is None and now >= reminder:
+                # Dated when it fell due; the timer itself may fire a few milliseconds later.
+                task.reminded_at = reminder
+                self._queue(
+                    "review.reminder_due",
+                    ReviewReminderDue(
+                        task_id=task.task_id,
+                        application_id=self._app_id,
+                        stage=task.stage,
+                        reviewer_id=task.reviewer_id,
+                        assigned_at=task.assigned_at,
+                        due_at=task.due_at,
+                        days_open=(reminder - task.assigned_at).days,
+                        reminded_at=reminder,
+                    ),
+                    step=f"reminder:{task.stage.value}:{task.reviewer_id}:{task.round}",
+                    actor=Actor.system(WORKFLOW_ACTOR),
+                    causation=uuid.UUID(task.assigned_event_id),
+                )
+            if task.escalated_at is None and now >= task.due_at:
+                if supervisors is None:
+                    supervisors = await self._supervisors()
+                if task.status is not TaskStatus.OPEN:  # decided while the desk answered
+                    continue
+                now = workflow.now()
+                supervisor = self._supervisor_for(task, supervisors)
+                task.escalated_at = now
+                task.escalated_to = supervisor
+                self._queue(
+                    "review.escalated",
+                    ReviewEscalated(
+                        task_id=task.task_id,
+                        application_id=self._app_id,
+                        stage=task.stage,
+                        reviewer_id=task.reviewer_id,
+                        supervisor_id=supervisor,
+                        reason=(
+                            f"No decision {self._policy.sla_escalation_days} days after assignment."
+                        ),
+                        days_open=(now - task.assigned_at).days,
+                        escalated_at=now,
+                    ),
+                    step=f"escalated:{task.stage.value}:{task.reviewer_id}:{task.round}",
+                    actor=Actor.system(WORKFLOW_ACTOR),
+                    causation=uuid.UUID(task.assigned_event_id),
+                )
+
+    async def _supervisors(self) -> list[ReviewerProfile]:
+        try:
+            return await self._candidates(ReviewerRole.SUPERVISOR)
+        except ActivityError as exc:
+            # An escalation must not wait for the registry: it goes to the shared queue.
+            workflow.logger.warning("no supervisor list; escalating to the shared queue: %s", exc)
+            return []
+
+    def _supervisor_for(self, task: Task, supervisors: Sequence[ReviewerProfile]) -> str | None:
+        """The first eligible supervisor by id, or None for the supervisors' shared queue."""
+        organisations = self._organisations()
+        for profile in sorted(supervisors, key=lambda p: p.reviewer_id):
+            if (
+                profile.active
+                and ReviewerRole.SUPERVISOR in profile.roles
+                and profile.reviewer_id != task.reviewer_id
+                and not policy.conflicts(profile, organisations)
+            ):
+                self._profiles.setdefault(profile.reviewer_id, profile)
+                return profile.reviewer_id
+        return None
+
+    def _open_tasks(self, stages: Sequence[ReviewStage] | None = None) -> list[Task]:
+        return [
+            t
+            for t in self._tasks.values()
+            if t.status is TaskStatus.OPEN and (stages is None or t.stage in stages)
+        ]
+
+    # --- staffing ------------------------------------------------------------------------------
+
+    async def _staff(self, stages: tuple[ReviewStage, ...]) -> bool:
+        """Assign the stages of a group that are staffing; False if withdrawn meanwhile.
+
+        While nobody eligible is available (or the desk does not answer) the workflow waits
+        ``assignment_retry_minutes`` on a durable timer and asks again; a withdrawal ends the
+        wait.
+        """
+        while True:
+            if self._withdrawal is not None:
+                self._end_withdrawn()
+                return False
+            plan = await self._plan_staffing(stages)
+            if plan is not None:
+                break
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._withdrawal is not None,
+                    timeout=timedelta(minutes=self._policy.assignment_retry_minutes),
+                    timeout_summary="assignment-retry",
+                )
+        now = workflow.now()
+        for stage, reviewers in plan.items():
+            for reviewer in reviewers:
+                self._assign(stage, reviewer, now)
+            self._stages[stage].status = StageStatus.OPEN
+        await self._flush()
+        return True
+
+    async def _plan_staffing(
+        self, stages: tuple[ReviewStage, ...]
+    ) -> dict[ReviewStage, list[str]] | None:
+        """Who gets a task now, per stage; None when the seats cannot all be filled yet.
+
+        Reviewers who already gave a final decision keep it; the others keep their seat unless
+        the (amended) application now conflicts with their declared interests, in which case
+        the seat is filled again from the desk's candidates.
+        """
+        organisations = self._organisations()
+        keep: dict[ReviewStage, list[str]] = {}
+        seats: list[tuple[ReviewStage, int]] = []
+        for stage in stages:
+            state = self._stages[stage]
+            if state.status is not StageStatus.STAFFING:
+                continue
+            final = {
+                t.reviewer_id
+                for t in self._tasks.values()
+                if t.stage is stage and t.decision in (Decision.APPROVE, Decision.REJECT)
+            }
+            keep[stage] = [
+                r
+                for r in state.reviewers
+                if r not in final and not policy.conflicts(self._profiles[r], organisations)
+            ]
+            needed = state.members - len(final) - len(keep[stage])
+            if needed > 0:
+                seats.append((stage, needed))
+        chosen: dict[ReviewStage, list[str]] = {}
+        if seats:
+            try:
+                fetched = await asyncio.gather(
+                    *(self._candidates(policy.STAGE_ROLES[stage]) for stage, _ in seats)
+                )
+            except ActivityError as exc:
+                workflow.logger.warning("review desk unavailable; retrying later: %s", exc)
+                return None
+            committed = self._committed()
+            pools: dict[ReviewStage, list[str]] = {}
+            for (stage, _), profiles in zip(seats, fetched, strict=True):
+                for profile in profiles:
+                    self._profiles[profile.reviewer_id] = profile  # the latest snapshot
+                pools[stage] = [
+                    p.reviewer_id
+                    for p in profiles
+                    if policy.may_review(p, stage, organisations, committed)
+                    and p.reviewer_id not in self._stages[stage].reviewers
+                ]
+            taken = [r for reviewers in keep.values() for r in reviewers]
+            choice = policy.choose_reviewers(seats, pools, taken)
+            if choice is None:
+                workflow.logger.info("no eligible reviewer for %s yet", [s for s, _ in seats])
+                return None
+            chosen = choice
+        plan: dict[ReviewStage, list[str]] = {}
+        for stage, kept in keep.items():
+            state = self._stages[stage]
+            # Conflicted members leave the stage; their seats went to the new reviewers.
+            decided = [r for r in state.reviewers if r not in kept and self._has_final(stage, r)]
+            state.reviewers = [*decided, *kept, *chosen.get(stage, [])]
+            plan[stage] = [*kept, *chosen.get(stage, [])]
+        return plan
+
+    def _has_final(self, stage: ReviewStage, reviewer: str) -> bool:
+        return any(
+            t.stage is stage
+            and t.reviewer_id == reviewer
+            and t.decision in (Decision.APPROVE, Decision.REJECT)
+            for t in self._tasks.values()
+        )
+
+    def _committed(self) -> dict[str, ReviewStage]:
+        """Reviewer -> the stage of this application they hold or decided."""
+        return {r: s for s, state in self._stages.items() for r in state.reviewers}
+
+    async def _candidates(self, role: ReviewerRole) -> list[ReviewerProfile]:
+        return await workflow.execute_activity_method(
+            ReviewDesk.candidate_reviewers,
+            CandidateQuery(role=role, application_id=self._app_id),
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=DESK_SCHEDULE_TO_CLOSE,
+            retry_policy=DESK_RETRY,
+        )
+
+    def _assign(self, stage: ReviewStage, reviewer: str, now: datetime) -> None:
+        assert self._firm_id is not None
+        assert self._content is not None
+        round_ = self._requests
+        step = f"task_assigned:{stage.value}:{reviewer}:{round_}"
+        task = Task(
+            task_id=policy.task_id(self._app_id, stage, reviewer, round_),
+            stage=stage,
+            reviewer_id=reviewer,
+            round=round_,
+            assigned_at=now,
+            due_at=now + timedelta(days=self._policy.sla_escalation_days),
+            assigned_event_id=str(self._event_id(step)),
+        )
+        self._tasks[task.task_id] = task
+        self._queue(
+            "review.task_assigned",
+            ReviewTaskAssigned(
+                task_id=task.task_id,
+                application_id=self._app_id,
+                stage=stage,
+                reviewer_id=reviewer,
+                summary=policy.summary_of(self._firm_id, self._content),
+                assigned_at=now,
+                due_at=task.due_at,
+                quorum=self._policy.quorum if stage is ReviewStage.COMMITTEE else None,
+            ),
+            step=step,
+            actor=Actor.system(WORKFLOW_ACTOR),
+            causation=self._cause,
+        )
+
+    # --- decisions' consequences (called from the update handler) -------------------------------
+
+    def _tally(self, stage: ReviewStage) -> policy.Tally:
+        decided = [t for t in self._tasks.values() if t.stage is stage]
+        state = self._stages[stage]
+        return policy.Tally(
+            required=state.required,
+            members=state.members,
+            approvals=sum(t.decision is Decision.APPROVE for t in decided),
+            rejections=sum(t.decision is Decision.REJECT for t in decided),
+        )
+
+    def _pause_group(self, task: Task) -> None:
+        """A reviewer asked for information: the whole group waits for the amendment."""
+        _, group = _group_of(task.stage)
+        for stage in group:
+            if self._stages[stage].status is StageStatus.OPEN:
+                self._stages[stage].status = StageStatus.PAUSED
+        self._cancel_open_tasks(
+            f"Paused: {task.reviewer_id} requested information from the firm "
+            f"({task.stage.value} stage); the task is assigned again after the amendment.",
+            stages=group,
+        )
+        self._phase = Phase.INFORMATION_REQUESTED
+
+    def _reject_by_reviewers(self, task: Task) -> None:
+        """The stage of ``task`` is rejected: the application's journey ends."""
+        self._stages[task.stage].status = StageStatus.REJECTED
+        reasons = [
+            t.comment
+            for t in self._tasks.values()
+            if t.stage is task.stage and t.decision is Decision.REJECT and t.comment
+        ]
+        self._cancel_open_tasks(f"The application was rejected at the {task.stage.value} stage.")
+        self._reject(
+            Stage(task.stage.value),
+            reasons,
+            decided_by=task.reviewer_id,
+            actor=Actor(kind=ActorKind.REVIEWER, id=task.reviewer_id),
+        )
+
+    def _cancel_open_tasks(
+        self, reason: str, *, stages: Sequence[ReviewStage] | None = None
+    ) -> None:
+        now = workflow.now()
+        for task in self._open_tasks(stages):
+            task.status = TaskStatus.CANCELLED
+            task.cancelled_reason = reason
+            self._queue(
+                "review.task_cancelled",
+                ReviewTaskCancelled(
+                    task_id=task.task_id,
+                    application_id=self._app_id,
+                    stage=task.stage,
+                    reviewer_id=task.reviewer_id,
+                    reason=_clip(reason),
+                    cancelled_at=now,
+                ),
+                step=f"task_cancelled:{task.stage.value}:{task.reviewer_id}:{task.round}",
+                actor=Actor.system(WORKFLOW_ACTOR),
+                causation=self._cause,
+            )
+
+    # --- endings -------------------------------------------------------------------------------
+
+    def _close(self, phase: Phase, reasons: list[str]) -> None:
+        self._phase = phase
+        self._reasons = reasons
+        self._request = None
+        for state in self._stages.values():
+            if state.status in (StageStatus.STAFFING, StageStatus.OPEN, StageStatus.PAUSED):
+                state.status = StageStatus.CANCELLED
+
+    def _reject(self, stage: Stage, reasons: list[str], *, decided_by: str, actor: Actor) -> None:
+        assert self._firm_id is not None
+        reasons = [_clip(r) for r in reasons]
+        self._queue(
+            "application.rejected",
+            ApplicationRejected(
+                application_id=self._app_id,
+                firm_id=self._firm_id,
+                stage=stage,
+                reasons=reasons,
+                decided_by=decided_by,
+                rejected_at=workflow.now(),
+            ),
+            step=f"rejected:{stage.value}",
+            actor=actor,
+            causation=self._cause,
+        )
+        self._close(Phase.REJECTED, reasons)
+
+    def _end_withdrawn(self) -> None:
+        signal = self._withdrawal
+        assert signal is not None
+        self._cause = uuid.UUID(signal.event_id)
+        self._cancel_open_tasks(f"The firm withdrew the application: {signal.reason}")
+        self._close(Phase.WITHDRAWN, [signal.reason])
+
+    def _approve(self) -> None:
+        assert self._firm_id is not None
+        assert self._content is not None
+        order = list(ReviewStage)
+        approvals = [
+            StageApproval(stage=d.stage, reviewer_id=d.reviewer_id, decided_at=d.decided_at)
+            for d in sorted(self._decisions, key=lambda d: order.index(d.stage))
+            if d.decision is Decision.APPROVE
+        ]
+        incentives = self._content.incentives
+        self._queue(
+            "application.approved",
+            ApplicationApproved(
+                application_id=self._app_id,
+                firm_id=self._firm_id,
+                approvals=approvals,
+                quorum=self._policy.quorum,
+                grant=incentives.grant.amount if incentives.grant else None,
+                zone_space=list(incentives.zone_space),
+                fast_track=[f.item for f in incentives.fast_track],
+                approved_at=workflow.now(),
+            ),
+            step="approved",
+            actor=Actor.system(WORKFLOW_ACTOR),
+            causation=self._cause,
+        )
+        self._close(Phase.APPROVED, [])
+
+    # --- publishing ----------------------------------------------------------------------------
+
+    def _event_id(self, step: str) -> uuid.UUID:
+        return deterministic_event_id(workflow.info().workflow_id, step)
+
+    def _queue(
+        self,
         message_type: str,
         payload: BaseModel,
         *,
         step: str,
-        causation_id: str | None,
-        topic: str = "approvals.events",
-    ) -> None:
-        """Publish through an activity with an id derived from the workflow and the step.
+        actor: Actor,
+        causation: uuid.UUID | None,
+        occurred_at: datetime | None = None,
+    ) -> uuid.UUID:
+        """Queue an event for :meth:`_flush`; returns its deterministic id.
 
-        A retried activity, or a replayed workflow, republishes the same id.
+        Handlers queue, only the main coroutine publishes, so events leave in the order the
+        transitions happened.
         """
         envelope = make_envelope(
             message_type,
             payload,
-            subject=inp.application_id,
-            actor=Actor.system(WORKFLOW_ACTOR),
+            subject=self._app_id,
+            actor=actor,
             producer=PRODUCER,
-            correlation_id=uuid.UUID(inp.correlation_id),
-            causation_id=uuid.UUID(causation_id) if causation_id else None,
-            event_id=deterministic_event_id(workflow.info().workflow_id, step),
-            occurred_at=workflow.now(),
+            correlation_id=uuid.UUID(self._input.correlation_id),
+            causation_id=causation,
+            event_id=self._event_id(step),
+            occurred_at=occurred_at or workflow.now(),
         )
-        await workflow.execute_activity_method(
-            Publisher.publish_message,
-            OutgoingMessage(
-                topic=topic,
-                key=inp.application_id,
-                value=encode(envelope).decode(),
-                headers=[(k, v.decode()) for k, v in envelope.headers()],
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=PUBLISH_RETRY,
-        )
+        self._outbox.append(envelope)
+        return envelope.event_id
+
+    async def _flush(self) -> None:
+        """Publish the queued events in order through the publish activity.
+
+        A retried activity, or a replayed workflow, republishes the same event ids.
+        """
+        while self._outbox:
+            envelope = self._outbox[0]
+            await workflow.execute_activity_method(
+                Publisher.publish_message,
+                OutgoingMessage(
+                    topic=topic_for_type(envelope.type).name,
+                    key=envelope.subject,
+                    value=encode(envelope).decode(),
+                    headers=[(k, v.decode()) for k, v in envelope.headers()],
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PUBLISH_RETRY,
+            )
+            self._outbox.pop(0)

@@ -1,9 +1,11 @@
 """The Kafka→Temporal bridge: application and eligibility facts become workflow signals.
 
-Every fact is delivered with signal-with-start on workflow id = application id, so the first
-fact to arrive starts the workflow and later ones only signal it; a redelivered message
-signals an event id the workflow has already seen, which it ignores. A fact about an
-application whose workflow has already closed is acknowledged and changes nothing.
+Forwarded: ``application.submitted``, ``application.amended`` (a new revision while information
+is requested), ``application.withdrawn`` and ``eligibility.assessed``. Every fact is delivered
+with signal-with-start on workflow id = application id, so the first fact to arrive starts the
+workflow and later ones only signal it; a redelivered message signals an event id the workflow
+has already seen, which it ignores. A fact about an application whose workflow has already
+closed is acknowledged and changes nothing.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from contracts.envelope import Envelope
 from services.kit.consumer import Incoming
 from services.kit.logging import get_logger
 from services.kit.uow import UnitOfWork
-from workflows.approval import (
-    TASK_QUEUE,
+from workflows.approval import TASK_QUEUE, IncentiveApproval
+from workflows.inputs import (
+    AmendedSignal,
     ApprovalInput,
+    ApprovalPolicy,
     EligibilitySignal,
-    IncentiveApproval,
     SubmittedSignal,
     WithdrawalSignal,
 )
@@ -31,7 +34,7 @@ from workflows.approval import (
 log = get_logger(__name__)
 
 #: The message types the bridge forwards, by topic.
-APPLICATION_TYPES = ("application.submitted", "application.withdrawn")
+APPLICATION_TYPES = ("application.submitted", "application.amended", "application.withdrawn")
 ELIGIBILITY_TYPES = ("eligibility.assessed",)
 
 
@@ -42,7 +45,19 @@ def signal_for(envelope: Envelope[Any]) -> tuple[str, BaseModel]:
     match envelope.type:
         case "application.submitted":
             return "submitted", SubmittedSignal(
-                event_id=event_id, firm_id=payload.firm_id, revision=payload.revision
+                event_id=event_id,
+                firm_id=payload.firm_id,
+                revision=payload.revision,
+                content=payload.content,
+            )
+        case "application.amended":
+            return "amended", AmendedSignal(
+                event_id=event_id,
+                firm_id=payload.firm_id,
+                revision=payload.revision,
+                content=payload.content,
+                in_response_to=payload.in_response_to,
+                actor_id=envelope.actor.id,
             )
         case "application.withdrawn":
             return "withdrawn", WithdrawalSignal(
@@ -56,9 +71,16 @@ def signal_for(envelope: Envelope[Any]) -> tuple[str, BaseModel]:
 class Bridge:
     """Forwards facts to ``IncentiveApproval`` workflows through a Temporal client."""
 
-    def __init__(self, client: Client, task_queue: str = TASK_QUEUE) -> None:
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str = TASK_QUEUE,
+        policy: ApprovalPolicy | None = None,
+    ) -> None:
         self._client = client
         self._task_queue = task_queue
+        # Fixed into each new run's input: a later settings change leaves running ones alone.
+        self._policy = policy or ApprovalPolicy()
 
     async def forward(self, envelope: Envelope[Any]) -> WorkflowHandle[Any, Any] | None:
         """Signal-with-start the application's workflow; None when it has already closed."""
@@ -67,7 +89,9 @@ class Bridge:
             handle = await self._client.start_workflow(
                 IncentiveApproval.run,
                 ApprovalInput(
-                    application_id=envelope.subject, correlation_id=str(envelope.correlation_id)
+                    application_id=envelope.subject,
+                    correlation_id=str(envelope.correlation_id),
+                    policy=self._policy,
                 ),
                 id=envelope.subject,
                 task_queue=self._task_queue,

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.kit.settings import ServiceSettings, service_settings_config
 from workflows.approval import TASK_QUEUE
+from workflows.inputs import ApprovalPolicy
 
 
 class Settings(ServiceSettings):
-    """Worker settings. Common settings (broker, Temporal, var dir) come from ``INCENTIVES_*``.
+    """Worker settings. Common settings (broker, Temporal, var dir, JWT key) come from
+    ``INCENTIVES_*``.
 
     The worker's own database holds only the bridge's processed-message marks and its outbox.
+    The review rules (SLA days, committee N of M, information timeout) are copied into each new
+    workflow's input, so changing them affects applications submitted afterwards only.
     """
 
     model_config = service_settings_config("worker")
@@ -34,3 +38,67 @@ class Settings(ServiceSettings):
     temporal_namespace: str = Field(
         default="default", description="Temporal namespace.", examples=["default"]
     )
+    review_url: str = Field(
+        default="http://127.0.0.1:8002",
+        description=(
+            "Base URL of the review desk; the assignment activity calls its "
+            "`/internal/v1/candidates` endpoint with a token signed by INCENTIVES_JWT_SECRET."
+        ),
+        examples=["http://127.0.0.1:8002", "http://review:8002"],
+    )
+    review_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="HTTP timeout of one desk call.", examples=[10]
+    )
+    sla_reminder_days: int = Field(
+        default=7,
+        ge=1,
+        le=365,
+        description="Days after a task's assignment when a reminder event is emitted.",
+        examples=[7],
+    )
+    sla_escalation_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        description=(
+            "Days after a task's assignment when it escalates to a supervisor (its due date); "
+            "must exceed the reminder days."
+        ),
+        examples=[14],
+    )
+    committee_required: int = Field(
+        default=2, ge=1, le=50, description="Committee approvals needed (N of M).", examples=[2]
+    )
+    committee_members: int = Field(
+        default=3, ge=1, le=50, description="Committee members asked (M).", examples=[3]
+    )
+    information_timeout_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="Days the firm has to amend after an information request before withdrawal.",
+        examples=[30],
+    )
+    assignment_retry_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=7 * 24 * 60,
+        description="Wait before asking the desk again when no eligible reviewer is available.",
+        examples=[60],
+    )
+
+    @model_validator(mode="after")
+    def _valid_policy(self) -> Self:
+        self.approval_policy()  # refuse an inconsistent policy at start, not per workflow
+        return self
+
+    def approval_policy(self) -> ApprovalPolicy:
+        """The review rules copied into each new workflow's input."""
+        return ApprovalPolicy(
+            sla_reminder_days=self.sla_reminder_days,
+            sla_escalation_days=self.sla_escalation_days,
+            committee_required=self.committee_required,
+            committee_members=self.committee_members,
+            information_timeout_days=self.information_timeout_days,
+            assignment_retry_minutes=self.assignment_retry_minutes,
+        )

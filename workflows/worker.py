@@ -1,6 +1,8 @@
 """Composition root of the workflow worker: the Temporal worker plus the Kafka→Temporal bridge.
 
-One process runs both, sharing one Temporal client. Start-up order matters:
+One process runs both, sharing one Temporal client. The worker registers the publish activity
+(Kafka) and the review desk's candidates activity (HTTP, authenticated as ``system:workflows``
+with a short-lived admin token signed by the shared JWT key). Start-up order matters:
 
 1. the kit's service lifespan migrates the worker database and connects to the broker in the
    background (``/health`` answers 503 until it is up);
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -29,13 +31,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from contracts.topics import get_topic
+from services.kit.auth import Principal, Role, TokenService
 from services.kit.consumer import Incoming
 from services.kit.errors import DependencyUnavailable
 from services.kit.logging import get_logger
 from services.kit.runtime import Service, run_service
 from services.kit.uow import UnitOfWork
-from workflows.activities import Publisher
-from workflows.approval import IncentiveApproval
+from workflows.activities import Publisher, ReviewDesk
+from workflows.approval import WORKFLOW_ACTOR, IncentiveApproval
 from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge
 from workflows.settings import Settings
 
@@ -45,6 +48,24 @@ log = get_logger(__name__)
 
 #: How long the Temporal health check may take before /health reports it down.
 HEALTH_TIMEOUT = timedelta(seconds=2)
+#: Lifetime of the worker's own tokens: one per desk call, so they can be short.
+SERVICE_TOKEN_TTL = timedelta(minutes=5)
+
+
+def service_token_issuer(settings: Settings) -> Callable[[], str]:
+    """Issues the worker's bearer tokens: ``system:workflows`` with the admin role."""
+    tokens = TokenService(settings.jwt_secret)
+    principal = Principal(sub=f"system:{WORKFLOW_ACTOR}", role=Role.ADMIN, name="Workflow worker")
+    return lambda: tokens.issue(principal, ttl=SERVICE_TOKEN_TTL)
+
+
+def review_desk(settings: Settings) -> ReviewDesk:
+    """The candidates activity's dependencies, from settings."""
+    return ReviewDesk(
+        settings.review_url,
+        service_token_issuer(settings),
+        timeout=settings.review_timeout_seconds,
+    )
 
 
 async def connect_temporal(
@@ -85,7 +106,8 @@ class TemporalSide:
         await self._connected.wait()
         if self.client is None:  # shutting down: leave the record for redelivery
             raise DependencyUnavailable("Temporal client closed")
-        await Bridge(self.client, self.settings.task_queue).handle(incoming, uow)
+        bridge = Bridge(self.client, self.settings.task_queue, self.settings.approval_policy())
+        await bridge.handle(incoming, uow)
 
     async def health(self) -> str | None:
         """The Temporal check of ``/health``."""
@@ -107,7 +129,10 @@ class TemporalSide:
             self.client,
             task_queue=self.settings.task_queue,
             workflows=[IncentiveApproval],
-            activities=[Publisher(self.service.publish).publish_message],
+            activities=[
+                Publisher(self.service.publish).publish_message,
+                review_desk(self.settings).candidate_reviewers,
+            ],
         )
         self._worker_run = asyncio.create_task(self.worker.run(), name="temporal-worker")
         self._connected.set()
@@ -141,7 +166,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         handler=temporal.bridge_handler,
         name="worker-bridge-applications",
         types=APPLICATION_TYPES,
-        description="Submissions and withdrawals, forwarded to IncentiveApproval workflows.",
+        description=(
+            "Submissions, amendments and withdrawals, forwarded to IncentiveApproval workflows."
+        ),
     )
     service.consume(
         get_topic("eligibility.events").name,

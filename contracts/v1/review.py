@@ -24,6 +24,7 @@ from contracts.v1.common import (
     ReviewStage,
     Sector,
     ShortText,
+    Stage,
 )
 
 APPLICATION_SUMMARY_EXAMPLE: JsonDict = {
@@ -237,6 +238,16 @@ class ReviewInformationRequested(BaseModel):
     respond_by: UtcDatetime = Field(
         description="Deadline for the firm's amendment, in UTC (30 days by default).",
         examples=["2027-01-01T15:20:00Z"],
+    )
+    source: Stage | None = Field(
+        default=None,
+        description=(
+            "Who asked, when it is not the reviewer of `stage`: `eligibility` when the "
+            "eligibility rules found missing fields (`reviewer_id` is then `system:eligibility` "
+            "and `stage` the review stage waiting for the amendment); null when the reviewer "
+            "of `stage` asked."
+        ),
+        examples=[None, "eligibility"],
     )
 
     @model_validator(mode="after")

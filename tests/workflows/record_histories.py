@@ -1,7 +1,8 @@
 """Record the scenario histories replayed in CI: ``python -m tests.workflows.record_histories``.
 
-Run it after an intended workflow change (guarded by ``workflow.patched`` where old runs
-exist), then commit the JSON files under ``tests/workflows/histories``.
+Run it after an intended workflow change (guarded by ``workflow.patched`` once runs exist in
+production), then commit the JSON files under ``tests/workflows/histories``. Files of scenarios
+that no longer exist are removed, so the folder always matches :data:`SCENARIOS`.
 """
 
 from __future__ import annotations
@@ -10,27 +11,32 @@ import asyncio
 import gc
 from pathlib import Path
 
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from services.cli.embedded import temporal_test_server_binary
-from tests.workflows.scenarios import SCENARIOS, RecordingPublisher, pydantic_client, worker
+from tests.workflows.scenarios import SCENARIOS, harness
 
 HISTORIES = Path(__file__).parent / "histories"
 
 
 async def record() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(temporal_test_server_binary())
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(temporal_test_server_binary()),
     )
     try:
-        client = pydantic_client(env.client)
-        async with worker(client, RecordingPublisher()):
+        client = env.client
+        async with harness(client, env) as h:
             for name, scenario in SCENARIOS.items():
                 workflow_id = f"history-{name}"
-                await scenario(client, workflow_id)
+                await scenario(h, workflow_id)
                 history = await client.get_workflow_handle(workflow_id).fetch_history()
                 (HISTORIES / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}")
+        for stale in set(HISTORIES.glob("*.json")) - {HISTORIES / f"{n}.json" for n in SCENARIOS}:
+            stale.unlink()
+            print(f"removed {stale.name}")
     finally:
         await env.shutdown()
 

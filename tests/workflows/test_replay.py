@@ -9,13 +9,14 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.workflows.scenarios import SCENARIOS
 from workflows.approval import IncentiveApproval
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
-def test_histories_are_recorded() -> None:
-    assert {p.stem for p in HISTORIES} >= {"ineligible", "eligible_then_withdrawn"}
+def test_every_scenario_has_a_recorded_history() -> None:
+    assert {p.stem for p in HISTORIES} == set(SCENARIOS)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -1,0 +1,95 @@
+"""The Kafka→Temporal bridge: which facts it forwards, as which signals, into which input."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from contracts import catalog
+from contracts.envelope import Actor, Envelope
+from contracts.v1.common import EligibilityOutcome
+from tests.workflows.scenarios import Harness, assessment
+from workflows.approval import IncentiveApproval
+from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge, signal_for
+from workflows.inputs import AmendedSignal, ApprovalPolicy, SubmittedSignal, WithdrawalSignal
+from workflows.state import Phase
+
+
+def envelope(message_type: str, **update: Any) -> Envelope[Any]:
+    payload = catalog.example_payloads(message_type)[0].model_copy(update=update)
+    return catalog.make_envelope(
+        message_type,
+        payload,
+        subject=payload.application_id,  # type: ignore[attr-defined]
+        actor=Actor(kind="firm", id="alice@acme.example", firm_id="ACME"),  # type: ignore[arg-type]
+        producer="applications",
+        correlation_id=uuid.uuid4(),
+    )
+
+
+def test_forwarded_types() -> None:
+    assert APPLICATION_TYPES == (
+        "application.submitted",
+        "application.amended",
+        "application.withdrawn",
+    )
+    assert ELIGIBILITY_TYPES == ("eligibility.assessed",)
+
+
+def test_amendments_become_the_amended_signal() -> None:
+    env = envelope("application.amended")
+    name, signal = signal_for(env)
+    assert name == "amended"
+    assert isinstance(signal, AmendedSignal)
+    assert signal.event_id == str(env.event_id)
+    assert signal.revision == 2
+    assert signal.in_response_to == "req_5T2W8N"
+    assert signal.content == env.payload.content
+    assert signal.actor_id == "alice@acme.example"
+
+
+def test_submissions_carry_the_content() -> None:
+    env = envelope("application.submitted")
+    name, signal = signal_for(env)
+    assert name == "submitted"
+    assert isinstance(signal, SubmittedSignal)
+    assert signal.content.firm.legal_name == "Acme Vision AI GmbH"
+
+
+def test_withdrawals() -> None:
+    name, signal = signal_for(envelope("application.withdrawn"))
+    assert name == "withdrawn"
+    assert isinstance(signal, WithdrawalSignal)
+
+
+def test_other_types_are_refused() -> None:
+    with pytest.raises(ValueError, match="does not forward"):
+        signal_for(envelope("review.task_assigned"))
+
+
+async def test_the_bridge_starts_runs_with_the_configured_policy(
+    client: Client, h: Harness
+) -> None:
+    app_id = f"app_{uuid.uuid4().hex[:12]}"
+    bridge = Bridge(client, h.task_queue, ApprovalPolicy(committee_required=3, committee_members=5))
+    submitted = envelope("application.submitted", application_id=app_id)
+    handle = await bridge.forward(submitted)
+    assert handle is not None
+    assert await bridge.forward(submitted) is not None, "a redelivery only signals"
+    state = await handle.query(IncentiveApproval.state)
+    assert state.quorum is not None
+    assert (state.quorum.required, state.quorum.members) == (3, 5)
+    decision = catalog.make_envelope(
+        "eligibility.assessed",
+        assessment(app_id, EligibilityOutcome.INELIGIBLE),
+        subject=app_id,
+        actor=Actor.system("eligibility"),
+        producer="eligibility",
+        correlation_id=submitted.correlation_id,
+    )
+    await bridge.forward(decision)
+    assert (await handle.result()).phase is Phase.REJECTED
+    assert await bridge.forward(decision) is None, "a closed run is never started again"

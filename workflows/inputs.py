@@ -1,0 +1,109 @@
+"""What goes into an ``IncentiveApproval`` run: its input and the signals the bridge sends.
+
+These are the workflow's own types, not Kafka contracts: they are recorded in Temporal histories,
+so change them additively (new fields with defaults) or re-record the histories.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contracts.v1.applications import ApplicationContent
+from contracts.v1.common import CommitteeQuorum
+from contracts.v1.eligibility import EligibilityAssessed
+
+
+class ApprovalPolicy(BaseModel):
+    """The review rules in force for one run, from the worker settings at start.
+
+    Fixed in the input so a settings change never alters a running application's rules (and
+    replays stay deterministic).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    sla_reminder_days: int = Field(
+        default=7, ge=1, le=365, description="Days after assignment when a reminder is emitted."
+    )
+    sla_escalation_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        description="Days after assignment when the task escalates to a supervisor (its due date).",
+    )
+    committee_required: int = Field(default=2, ge=1, le=50, description="Approvals needed (N).")
+    committee_members: int = Field(default=3, ge=1, le=50, description="Members asked (M).")
+    information_timeout_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="Days the firm has to amend after an information request before withdrawal.",
+    )
+    assignment_retry_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=7 * 24 * 60,
+        description="How long to wait before asking the desk again when no reviewer can be chosen.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.sla_escalation_days <= self.sla_reminder_days:
+            raise ValueError("the escalation must come after the reminder")
+        if self.committee_required > self.committee_members:
+            raise ValueError("committee_required cannot exceed committee_members")
+        return self
+
+    @property
+    def quorum(self) -> CommitteeQuorum:
+        """The committee rule as the contracts state it."""
+        return CommitteeQuorum(required=self.committee_required, members=self.committee_members)
+
+
+class ApprovalInput(BaseModel):
+    """What starts the workflow. Everything else arrives as signals, in any order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    application_id: str = Field(description="The application id; also the workflow id.")
+    correlation_id: str = Field(description="The application's journey id (a UUID).")
+    policy: ApprovalPolicy = Field(
+        default_factory=ApprovalPolicy, description="SLA, committee and timeout rules."
+    )
+
+
+class SubmittedSignal(BaseModel):
+    """An ``application.submitted`` event forwarded by the bridge."""
+
+    event_id: str
+    firm_id: str
+    revision: int
+    content: ApplicationContent
+
+
+class AmendedSignal(BaseModel):
+    """An ``application.amended`` event forwarded by the bridge: a new revision of the content."""
+
+    event_id: str
+    firm_id: str
+    revision: int
+    content: ApplicationContent
+    in_response_to: str | None = None
+    actor_id: str
+
+
+class EligibilitySignal(BaseModel):
+    """An ``eligibility.assessed`` event forwarded by the bridge."""
+
+    event_id: str
+    assessment: EligibilityAssessed
+
+
+class WithdrawalSignal(BaseModel):
+    """An ``application.withdrawn`` event forwarded by the bridge."""
+
+    event_id: str
+    reason: str
+    actor_id: str

@@ -1,0 +1,146 @@
+"""The state an ``IncentiveApproval`` run keeps and answers to the ``state`` query.
+
+Tasks, stages and the open information request are mutable records the workflow updates in its
+signal/update handlers; :class:`ApprovalState` is the snapshot the query and the run's result
+return. They are recorded in Temporal histories (the result), so change them additively.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from contracts.v1.common import CommitteeQuorum, Decision, EligibilityOutcome, ReviewStage, Stage
+
+
+class Phase(StrEnum):
+    """Where the application stands in the workflow."""
+
+    AWAITING_ELIGIBILITY = "awaiting_eligibility"
+    TECHNICAL_SECURITY_REVIEW = "technical_security_review"
+    FINANCE_REVIEW = "finance_review"
+    COMMITTEE_REVIEW = "committee_review"
+    INFORMATION_REQUESTED = "information_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+    @property
+    def final(self) -> bool:
+        """No further transition: the run ends."""
+        return self in (Phase.APPROVED, Phase.REJECTED, Phase.WITHDRAWN)
+
+
+class StageStatus(StrEnum):
+    """Where one review stage stands."""
+
+    PENDING = "pending"  # not reached yet
+    STAFFING = "staffing"  # choosing reviewers (waits while nobody eligible is available)
+    OPEN = "open"  # tasks assigned, decisions accepted
+    PAUSED = "paused"  # information requested; resumes after the amendment
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"  # the application ended elsewhere (withdrawn, rejected)
+
+
+class TaskStatus(StrEnum):
+    """Where one reviewer's task stands."""
+
+    OPEN = "open"
+    DECIDED = "decided"
+    CANCELLED = "cancelled"
+
+
+class Task(BaseModel):
+    """One reviewer's task on one stage in one round (a new round follows each amendment)."""
+
+    task_id: str
+    stage: ReviewStage
+    reviewer_id: str
+    round: int = Field(description="The information-loop count when the task was assigned.")
+    assigned_at: datetime
+    due_at: datetime = Field(description="The escalation deadline.")
+    assigned_event_id: str = Field(description="The review.task_assigned event of the task.")
+    status: TaskStatus = TaskStatus.OPEN
+    request_id: str | None = None
+    decision: Decision | None = None
+    comment: str | None = None
+    requested_fields: list[str] = Field(default_factory=list)
+    decided_on_revision: int | None = Field(
+        default=None, description="The content revision the reviewer decided on."
+    )
+    decided_at: datetime | None = None
+    decision_event_id: str | None = None
+    reminded_at: datetime | None = None
+    escalated_at: datetime | None = None
+    escalated_to: str | None = None
+    cancelled_reason: str | None = None
+
+
+class StageState(BaseModel):
+    """One review stage: its status, who reviews it, and the quorum it needs."""
+
+    stage: ReviewStage
+    status: StageStatus = StageStatus.PENDING
+    required: int = Field(default=1, description="Approvals that carry the stage.")
+    members: int = Field(default=1, description="Reviewers asked.")
+    reviewers: list[str] = Field(
+        default_factory=list, description="Everyone assigned to the stage, in assignment order."
+    )
+
+
+class InformationRequest(BaseModel):
+    """An information request the firm must answer by amending the application."""
+
+    request_id: str
+    loop: int = Field(description="1 for the first request of the application, then 2, ...")
+    stage: ReviewStage = Field(description="The review stage waiting for the amendment.")
+    source: Stage = Field(description="Who asked: the stage's reviewer, or eligibility.")
+    requested_by: str = Field(description="The reviewer id, or `system:eligibility`.")
+    task_id: str
+    fields: list[str] = Field(default_factory=list)
+    questions: list[str] = Field(default_factory=list)
+    requested_at: datetime
+    respond_by: datetime
+    base_revision: int = Field(description="The revision the request was made on.")
+    event_id: str = Field(description="The review.information_requested event.")
+
+
+class DecisionView(BaseModel):
+    """A recorded reviewer decision."""
+
+    request_id: str
+    task_id: str
+    stage: ReviewStage
+    reviewer_id: str
+    decision: Decision
+    comment: str
+    decided_at: datetime
+
+
+class ApprovalState(BaseModel):
+    """What the ``state`` query answers and the run returns."""
+
+    application_id: str
+    phase: Phase
+    firm_id: str | None = None
+    revision: int | None = Field(default=None, description="The latest content revision seen.")
+    eligibility_outcome: EligibilityOutcome | None = None
+    rule_set_version: str | None = None
+    reasons: list[str] = Field(default_factory=list, description="Why it ended, when it did.")
+    quorum: CommitteeQuorum | None = None
+    open_stages: list[ReviewStage] = Field(
+        default_factory=list, description="Stages accepting decisions now."
+    )
+    assignments: dict[ReviewStage, list[str]] = Field(
+        default_factory=dict, description="Open tasks: stage -> reviewer ids."
+    )
+    stages: list[StageState] = Field(default_factory=list)
+    tasks: list[Task] = Field(default_factory=list)
+    decisions: list[DecisionView] = Field(default_factory=list)
+    information_request: InformationRequest | None = Field(
+        default=None, description="The request waiting for an amendment, if any."
+    )
+    information_requests: int = Field(default=0, description="Requests made so far.")
