@@ -1,29 +1,45 @@
-"""The idempotent consumer: decode, deduplicate, handle, commit, or dead-letter.
+"""The idempotent consumer: decode, deduplicate, handle, commit, or dead-letter, by the batch.
 
-For every record:
+Records arrive in batches (one ``getmany`` of the Kafka client; a single record is a batch of
+one). For a batch:
 
-1. decode the envelope (``contracts.catalog.decode``). Undecodable, schema-invalid or
-   unknown-type records are dead-lettered at once;
-2. skip types this consumer does not handle (they are not errors: topics carry several types);
-3. in one :class:`~services.kit.uow.UnitOfWork`: mark ``(consumer, event_id)`` processed (a
-   duplicate stops here and changes nothing), call the handler, commit. State, the processed
-   mark and any outbox rows become durable together;
-4. a :class:`~services.kit.errors.FinalError` from the handler dead-letters the record; any
-   other error is retried with backoff (a fresh unit of work per attempt) and dead-lettered
-   with ``retries_exhausted`` when the policy runs out.
+1. decode every record (``contracts.catalog.decode``). Undecodable, schema-invalid or
+   unknown-type records become dead letters at once; types this consumer does not handle are
+   skipped (not errors: topics carry several types);
+2. in ONE :class:`~services.kit.uow.UnitOfWork`: mark every remaining ``(consumer, event_id)``
+   processed with one statement (the ids already marked, and repeats inside the batch, are
+   duplicates and change nothing), run the handler of each new message in record order, and
+   commit once. State, processed marks and outbox rows become durable together;
+3. if one handler fails, the transaction is rolled back and the batch is split around that
+   message: the messages before it run again as a batch, the failing one runs alone with the
+   per-message policy (a :class:`~services.kit.errors.FinalError` dead-letters it; any other
+   error is retried with backoff and dead-lettered as ``retries_exhausted`` when the policy runs
+   out; the batch's failure counts as its first attempt), then the messages after it continue
+   as a batch. Errors outside the handlers (the marks, the outbox insert, the commit) retry the
+   whole batch with backoff, and then fall back to one message at a time;
+4. the dead letters of the batch are published, and the call returns.
 
-The Kafka offset is committed only after one of those outcomes is durable (the state commit or
-the broker's acknowledgement of the DLQ record): at least once, never lost. If even the DLQ
-publish fails, the exception propagates, FastStream rewinds to the record, and it is tried again.
+The caller commits the Kafka offsets only after that return, when every record of the batch has
+a durable outcome (its state commit, or the broker's acknowledgement of its DLQ record): at
+least once, never lost. If the DLQ publish fails, the exception propagates, the subscriber
+rewinds to the batch, and the redelivery finds the committed messages already marked.
+
+Records of one partition are handled in their offset order, also across splits, so one key's
+(one application's) messages are applied in order. A handler may run more than once for one
+message (a split re-runs the messages before the failure; any redelivery does): its side effects
+outside the unit of work must be idempotent, as at-least-once delivery requires anyway.
 
 Dead-lettered messages are *not* marked processed, so a replay after a fix is processed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Iterable
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any, Union
 
 from faststream.kafka import KafkaBroker
@@ -45,17 +61,33 @@ from services.kit.errors import (
     SchemaInvalid,
     UnknownType,
     UnsupportedSchemaVersion,
+    is_transient,
 )
 from services.kit.logging import bind_context, get_logger
 from services.kit.messaging import (
     CONSUMER_HEARTBEAT_INTERVAL_MS,
     CONSUMER_SESSION_TIMEOUT_MS,
+    Record,
 )
 from services.kit.outbox import Publish
-from services.kit.retry import RetryPolicy, call_with_retries
+from services.kit.retry import Retrier, RetryPolicy
 from services.kit.uow import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
+
+#: Records per batch at most (one ``getmany``). Large enough to amortise the per-batch costs
+#: (one mark statement, one outbox insert, one commit, one offset commit), small enough that a
+#: split after a failure re-runs little and a transaction holds its row locks briefly.
+DEFAULT_MAX_RECORDS = 500
+#: How long an idle ``getmany`` waits for records. Records that arrive end the wait at once;
+#: this only bounds the idle loop (FastStream also sleeps this long after an empty poll).
+DEFAULT_BATCH_TIMEOUT_MS = 20
+
+#: Concurrent lanes per consumer on PostgreSQL (see :meth:`IdempotentConsumer._handle_lanes`):
+#: while one lane waits for a database round trip, another runs its handler.
+DEFAULT_LANES = 3
+
+_HANDLERS_DO_NOT_COMMIT = "handlers never commit: the consumer commits once for the whole batch"
 
 
 @dataclass(frozen=True)
@@ -95,6 +127,48 @@ def decode_envelope(raw: bytes) -> Envelope[Any]:
         raise InvalidMessage(str(exc)) from exc
 
 
+#: One message to handle: its position in the delivered batch, and what the handler gets.
+_Item = tuple[int, Incoming]
+#: Dead letters decided so far, with the batch position of their record.
+_Dead = list[tuple[int, Record]]
+
+
+class _HandlerFailed(Exception):
+    """A handler (or the flush after it) raised inside a batch; ``position`` is its index."""
+
+    def __init__(self, position: int, error: Exception) -> None:
+        super().__init__(f"handler failed at position {position}: {error!r}")
+        self.position = position
+        self.error = error
+
+
+def _batch_failure_is_transient(exc: BaseException) -> bool:
+    # A handler failure is resolved by splitting the batch, not by retrying all of it.
+    return is_transient(exc) and not isinstance(exc, _HandlerFailed)
+
+
+def _split_into_lanes(work: list[_Item], lanes: int) -> list[list[_Item]]:
+    """Partition ``work`` into at most ``lanes`` lists, keeping each partition in one list.
+
+    Partitions are dealt round-robin in order of first appearance, and every list keeps record
+    order, so one partition's (one key's) messages are still handled in offset order.
+    """
+    if lanes <= 1:
+        return [work]
+    lane_of: dict[tuple[str, int], int] = {}
+    out: list[list[_Item]] = []
+    for item in work:
+        record = item[1].record
+        where = (record.topic, record.partition)
+        lane = lane_of.get(where)
+        if lane is None:
+            lane = lane_of[where] = len(lane_of) % lanes
+            if lane == len(out):
+                out.append([])
+        out[lane].append(item)
+    return out
+
+
 class IdempotentConsumer:
     """Processes records for one named consumer; independent of the broker client.
 
@@ -112,74 +186,221 @@ class IdempotentConsumer:
         types: Collection[str] | None = None,
         retry: RetryPolicy | None = None,
         decode: Decoder = decode_envelope,
+        lanes: int = 1,
     ) -> None:
+        if lanes < 1:
+            raise ValueError("lanes must be at least 1")
         self.name = name
+        #: Partitions of one batch handled concurrently, each lane in its own transaction
+        #: (and database connection). 1 on SQLite, which has one connection.
+        self.lanes = lanes
         self._handler = handler
         self._uow_factory = uow_factory
         self._dead_letters = dead_letters
         self.types = frozenset(types) if types is not None else None
         self._retry = retry or RetryPolicy()
+        # Built once: retrying is the slow path, but it should not also rebuild its machinery.
+        self._retrier = Retrier(self._retry)
+        self._batch_retrier = Retrier(self._retry, retry_on=_batch_failure_is_transient)
         self._decode = decode
 
     async def process(self, record: ConsumedRecord) -> Outcome:
         """Handle one record to a durable outcome, or raise (and the record is redelivered)."""
+        (outcome,) = await self.process_batch((record,))
+        return outcome
+
+    async def process_batch(self, records: Sequence[ConsumedRecord]) -> list[Outcome]:
+        """Handle ``records`` to durable outcomes (one per record, in order), or raise.
+
+        When this returns, the caller may commit the offsets of every record in ``records``.
+        When it raises, it must not: the records are delivered again and the ones that were
+        already committed are recognised as duplicates.
+        """
+        outcomes: list[Outcome] = [Outcome.IGNORED] * len(records)
+        dead: _Dead = []
+        work: list[_Item] = []
+        decode, types = self._decode, self.types
+        with bind_context(consumer=self.name):
+            for index, record in enumerate(records):
+                try:
+                    envelope = decode(record.value)
+                except FinalError as exc:
+                    dead.append((index, self._dead_letter(record, exc, attempts=1)))
+                    outcomes[index] = Outcome.DEAD_LETTERED
+                    continue
+                if types is not None and envelope.type not in types:
+                    continue  # IGNORED: another consumer's message type, not an error
+                work.append((index, Incoming(envelope=envelope, record=record)))
+            if work:
+                await self._handle_lanes(work, outcomes, dead)
+            if dead:
+                # In record order (a refusal is decided after the batch's decode failures), so
+                # a partition's dead letters keep its order for whoever replays them. Awaited
+                # before the caller commits the offsets: a DLQ record that did not reach the
+                # broker must not let the original be acknowledged.
+                dead.sort(key=lambda entry: entry[0])
+                await self._dead_letters([record for _index, record in dead])
+        return outcomes
+
+    async def _handle_lanes(self, work: list[_Item], outcomes: list[Outcome], dead: _Dead) -> None:
+        """Run ``work`` in up to ``lanes`` concurrent lanes, each partition in exactly one.
+
+        Each lane is a task of its own. Besides the concurrency, that keeps the coroutine stack
+        shallow: every database round trip of a handler resumes only the lane's frames, not the
+        subscriber's whole middleware stack above :meth:`process_batch`. If a lane fails, the
+        others are cancelled (and roll back) before the error propagates, so nothing of this
+        batch still runs when the caller rewinds to it.
+        """
+        lanes = _split_into_lanes(work, self.lanes)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for lane in lanes:
+                    group.create_task(self._handle(lane, outcomes, dead))
+        except BaseExceptionGroup as failures:
+            # Callers (and their tests) expect the error itself, not a group of one.
+            raise failures.exceptions[0] from failures
+
+    async def _handle(self, work: list[_Item], outcomes: list[Outcome], dead: _Dead) -> None:
+        """Run ``work`` in batches, splitting around failing messages, in record order."""
+        # Each step is a batch (failed is None) or one message whose batch attempt failed.
+        steps: deque[tuple[list[_Item], Exception | None]] = deque([(work, None)])
+        while steps:
+            items, failed = steps.popleft()
+            if failed is not None:
+                ((index, incoming),) = items
+                outcomes[index] = await self._handle_one(index, incoming, failed, dead)
+                continue
+            try:
+                results = await self._run_batch(items)
+            except _HandlerFailed as failure:
+                at = failure.position
+                split = [(items[:at], None), ([items[at]], failure.error), (items[at + 1 :], None)]
+                steps.extendleft(reversed([step for step in split if step[0]]))
+                continue
+            except RetriesExhausted as exc:
+                # The batch as a whole keeps failing outside any handler: go one by one, so
+                # each message gets its own budget and outcome.
+                log.warning(
+                    "batch failed repeatedly; processing its messages one at a time",
+                    size=len(items),
+                    error=str(exc),
+                )
+                steps.extendleft(reversed([([item], None) for item in items]))
+                continue
+            for (index, _incoming), outcome in zip(items, results, strict=True):
+                outcomes[index] = outcome
+
+    async def _run_batch(self, items: list[_Item]) -> list[Outcome]:
+        """:meth:`_commit_batch`, retried with backoff when it fails outside the handlers."""
+        try:
+            return await self._commit_batch(items)  # the common case, without retry machinery
+        except _HandlerFailed:
+            raise
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return await self._batch_retrier.call(partial(self._commit_batch, items), failed=exc)
+
+    async def _commit_batch(self, items: list[_Item]) -> list[Outcome]:
+        """Handle ``items`` in one transaction; all of it commits, or none of it does.
+
+        Raises :class:`_HandlerFailed` when a handler raised (after the rollback); other errors
+        (marks, outbox, commit) propagate as they are.
+        """
+        results = [Outcome.DUPLICATE] * len(items)
+        first_seen: dict[Any, int] = {}
+        for position, (_index, incoming) in enumerate(items):
+            first_seen.setdefault(incoming.envelope.event_id, position)
+        async with self._uow_factory() as uow:
+            new = await uow.mark_processed_many(self.name, first_seen)
+            uow.commit_refused = _HANDLERS_DO_NOT_COMMIT
+            handler = self._handler
+            for position, (_index, incoming) in enumerate(items):
+                envelope = incoming.envelope
+                event_id = envelope.event_id
+                if event_id not in new or first_seen[event_id] != position:
+                    self._log_duplicate(incoming)
+                    continue
+                record = incoming.record
+                with bind_context(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    event_id=event_id,
+                    correlation_id=envelope.correlation_id,
+                    causation_id=envelope.causation_id,
+                    message_type=envelope.type,
+                ):
+                    try:
+                        await handler(incoming, uow)
+                        await uow.flush()
+                    except Exception as exc:
+                        raise _HandlerFailed(position, exc) from exc
+                results[position] = Outcome.PROCESSED
+            uow.commit_refused = None
+            await uow.commit()
+        return results
+
+    async def _handle_one(
+        self, index: int, incoming: Incoming, failed: Exception, dead: _Dead
+    ) -> Outcome:
+        """The per-message path for a message whose handler failed inside a batch."""
+        record, envelope = incoming.record, incoming.envelope
         with bind_context(
-            consumer=self.name,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
+            event_id=envelope.event_id,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.causation_id,
+            message_type=envelope.type,
         ):
             try:
-                envelope = self._decode(record.value)
+                return await self._retrier.call(lambda: self._attempt(incoming), failed=failed)
+            except RetriesExhausted as exc:
+                dead.append((index, self._dead_letter(record, exc, attempts=exc.attempts)))
             except FinalError as exc:
-                await self._dead_letter(record, exc, attempts=1)
-                return Outcome.DEAD_LETTERED
-            with bind_context(
-                event_id=envelope.event_id,
-                correlation_id=envelope.correlation_id,
-                causation_id=envelope.causation_id,
-                message_type=envelope.type,
-            ):
-                if self.types is not None and envelope.type not in self.types:
-                    log.debug("message type not handled here, skipped")
-                    return Outcome.IGNORED
-                incoming = Incoming(envelope=envelope, record=record)
-                try:
-                    outcome = await call_with_retries(self._retry, lambda: self._attempt(incoming))
-                except RetriesExhausted as exc:
-                    await self._dead_letter(record, exc, attempts=exc.attempts)
-                    return Outcome.DEAD_LETTERED
-                except FinalError as exc:
-                    await self._dead_letter(record, exc, attempts=1)
-                    return Outcome.DEAD_LETTERED
-                log.debug("message handled", outcome=str(outcome))
-                return outcome
+                dead.append((index, self._dead_letter(record, exc, attempts=1)))
+            return Outcome.DEAD_LETTERED
 
     async def _attempt(self, incoming: Incoming) -> Outcome:
         async with self._uow_factory() as uow:
             if not await uow.mark_processed(self.name, incoming.envelope.event_id):
-                log.info("duplicate delivery ignored")
+                self._log_duplicate(incoming)
                 return Outcome.DUPLICATE
             await self._handler(incoming, uow)
             await uow.commit()
         return Outcome.PROCESSED
 
-    async def _dead_letter(self, record: ConsumedRecord, error: FinalError, attempts: int) -> None:
+    @staticmethod
+    def _log_duplicate(incoming: Incoming) -> None:
+        record = incoming.record
+        log.info(
+            "duplicate delivery ignored",
+            event_id=str(incoming.envelope.event_id),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+
+    def _dead_letter(self, record: ConsumedRecord, error: FinalError, attempts: int) -> Record:
+        """The DLQ record for ``record`` (published by :meth:`process_batch`), logged."""
         # For exhausted retries the reason header says so; the error headers name the cause.
         cause = error.last_error if isinstance(error, RetriesExhausted) else error
         dlq_record = dead_letter(
             record, reason=error.reason, error=cause, consumer=self.name, attempts=attempts
         )
-        # Awaited before the offset is committed: a DLQ record that did not reach the broker
-        # must not let the original be acknowledged.
-        await self._dead_letters([dlq_record])
         log.error(
             "message dead-lettered",
             reason=str(error.reason),
             dlq_topic=dlq_record.topic,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
             error=str(error),
             exc_info=cause,
         )
+        return dlq_record
 
 
 class _DocumentedAs:
@@ -239,17 +460,28 @@ def subscribe(
     *topics: str,
     group_id: str,
     description: str | None = None,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    batch_timeout_ms: int = DEFAULT_BATCH_TIMEOUT_MS,
 ) -> Any:
     """Register ``consumer`` on ``broker`` for ``topics`` in consumer group ``group_id``.
 
-    Offsets are committed after processing (``AckPolicy.NACK_ON_ERROR``: an exception that
-    escapes rewinds to the record), new groups start from the earliest offset, and the session
-    timeouts suit Tansu. Returns the FastStream subscriber.
+    A batch subscriber: each poll hands up to ``max_records`` records to
+    :meth:`IdempotentConsumer.process_batch`, and the offsets are committed once per batch,
+    after it returned (``AckPolicy.NACK_ON_ERROR``: an exception that escapes rewinds every
+    partition of the batch to its first record). New groups start from the earliest offset, and
+    the session timeouts suit Tansu. Returns the FastStream subscriber.
     """
+    if max_records < 1:
+        raise ValueError("max_records must be at least 1")
+    # Documented per record (one envelope), as before: that the kit polls records in batches
+    # is its own business, not part of the channel's contract. The annotation validates
+    # nothing, so the list of raw bodies passes through.
     body_type = _documented_body(_documented_types(consumer.types, topics))
 
     async def handle(body: Any, message: KafkaMessage) -> None:
-        await consumer.process(ConsumedRecord.from_kafka(message.raw_message))
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple | list) else (raw,)
+        await consumer.process_batch([ConsumedRecord.from_kafka(r) for r in records])
 
     # Annotations are strings under `from __future__ import annotations`; FastStream resolves
     # them from module globals, where the per-subscriber body type does not live.
@@ -258,6 +490,9 @@ def subscribe(
     subscriber = broker.subscriber(
         *topics,
         group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         session_timeout_ms=CONSUMER_SESSION_TIMEOUT_MS,

@@ -22,6 +22,8 @@ log = get_logger(__name__)
 
 #: How long a SQLite writer waits for the lock before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: PostgreSQL connections older than this are replaced at checkout (seconds).
+POOL_RECYCLE_S = 1800
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -69,7 +71,9 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
 
     SQLite gets WAL, a busy timeout, and a single pooled connection: SQLite admits one writer at
     a time anyway, and funnelling the process through one connection avoids "database is locked"
-    errors between our own tasks. The parent folder of the file is created if missing.
+    errors between our own tasks (the consumer holds it for one transaction per batch, and the
+    outbox relay never holds it while it waits for the broker). The parent folder of the file
+    is created if missing. PostgreSQL gets a pool without pre-ping (see below).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -86,12 +90,17 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         )
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         return engine
+    # No pre-ping: with asyncpg it costs a BEGIN/;/ROLLBACK round trip on every checkout. A
+    # connection that died (server restart, failover) fails its first statement instead, which
+    # SQLAlchemy sees as a disconnect and answers by discarding the whole pool; the message path
+    # retries that as a transient error. Recycling bounds how old an idle connection gets, so
+    # proxies and firewalls that drop idle connections are rarely met.
     return create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_recycle=POOL_RECYCLE_S,
     )
 
 

@@ -1,14 +1,23 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in id order, at least once.
 
-Protocol per batch: read the oldest unpublished rows, publish them and wait for the broker's
-acknowledgement (``acks=all``), then mark them published. A crash before the mark republishes
-the batch on restart; consumers deduplicate on ``event_id``, so the effect is exactly once.
-No database transaction is held open while talking to Kafka.
+Protocol per batch, in one session: read the oldest unpublished rows, publish them and wait for
+the broker's acknowledgement of every one (``acks=all``), then mark them published and commit.
+A crash before that commit republishes the batch on restart; consumers deduplicate on
+``event_id``, so the effect is exactly once.
+
+On PostgreSQL the rows are read ``FOR UPDATE`` and the transaction stays open across the
+publish: a second relay on the same database (a replica of the service) waits for the first
+one's batch instead of publishing it again, and then continues after it, so replicas neither
+duplicate nor reorder each other's messages. Only the outbox rows of the batch are locked;
+writers insert new rows undisturbed. On SQLite (one connection per process, one relay) the read
+commits before the publish, so the connection is not held while the broker answers.
+
+Wake-ups are debounced: a commit hint starts a cycle after a few milliseconds, so the commits
+of concurrent requests share one cycle instead of paying one each.
 
 Ordering: rows are published in ``id`` order and aiokafka keeps one in-flight request per
 partition, so messages of one key (one application) arrive in the order they were committed,
 provided the service serialises writes per application (it does, by locking the aggregate row).
-One relay runs per service database; a second one would only cause duplicate deliveries.
 """
 
 from __future__ import annotations
@@ -17,31 +26,72 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, update
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.envelope import utcnow
+from services.kit.db import UTCDateTime
 from services.kit.logging import get_logger
 from services.kit.messaging import Record
-from services.kit.tables import OutboxMessage
+from services.kit.tables import OUTBOX
 
 log = get_logger(__name__)
 
 #: Sends records and returns once the broker acknowledged all of them; raises otherwise.
 Publish = Callable[[Sequence[Record]], Awaitable[None]]
 
+#: Rows per cycle by default: one select, one publish burst, one update, one commit.
+DEFAULT_BATCH_SIZE = 1000
+#: How long a wake-up hint waits for more commits before the cycle starts (seconds).
+DEFAULT_DEBOUNCE = 0.005
 
-def to_record(row: OutboxMessage) -> Record:
-    """The Kafka record for an outbox row."""
+# Constant statements (the limit and the ids are parameters), so each is compiled and prepared
+# once, whatever the batch size.
+_UNPUBLISHED = (
+    sa.select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value, OUTBOX.c.headers)
+    .where(OUTBOX.c.published_at.is_(None))
+    .order_by(OUTBOX.c.id)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_UNPUBLISHED_LOCKED = _UNPUBLISHED.with_for_update()
+_MARK_PG = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.BigInteger))))
+    .values(published_at=sa.bindparam("now", type_=UTCDateTime))
+)
+_MARK = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(published_at=sa.bindparam("now", type_=UTCDateTime))
+)
+
+
+def to_record(row: Any) -> Record:
+    """The Kafka record for an outbox row (an ``OutboxMessage`` or a row of its table)."""
+    key = row.key
     return Record(
         topic=row.topic,
-        value=row.value,
-        key=row.key.encode() if row.key is not None else None,
-        headers=tuple((name, value.encode()) for name, value in row.headers),
+        value=bytes(row.value),
+        key=key.encode() if key is not None else None,
+        headers=tuple([(name, value.encode()) for name, value in row.headers]),
     )
+
+
+def _records(rows: Sequence[Any]) -> list[Record]:
+    # The relay's hot loop: rows of _UNPUBLISHED unpacked positionally (cheaper than by name).
+    return [
+        Record(
+            topic,
+            bytes(value),
+            key.encode() if key is not None else None,
+            tuple([(name, text.encode()) for name, text in headers]),
+        )
+        for _id, topic, key, value, headers in rows
+    ]
 
 
 class OutboxRelay:
@@ -52,15 +102,19 @@ class OutboxRelay:
         session_factory: async_sessionmaker[AsyncSession],
         publish: Publish,
         *,
-        batch_size: int = 500,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         poll_interval: float = 0.5,
         max_backoff: float = 5.0,
+        debounce: float = DEFAULT_DEBOUNCE,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
         self._session_factory = session_factory
         self._publish = publish
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
+        self._debounce = debounce
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published_total = 0
@@ -78,38 +132,38 @@ class OutboxRelay:
         """Publish the whole unpublished backlog now; returns the number of rows published."""
         total = 0
         while True:
-            async with self._session_factory() as session:
-                rows = (
-                    await session.exec(
-                        select(OutboxMessage)
-                        .where(col(OutboxMessage.published_at).is_(None))
-                        .order_by(col(OutboxMessage.id))
-                        .limit(self._batch_size)
-                    )
-                ).all()
-            if not rows:
-                return total
-            await self._publish([to_record(row) for row in rows])
-            # The window between the publish above and this mark is where a crash causes a
-            # republish; that duplicate is expected and absorbed by idempotent consumers.
-            await self._mark_published([row.id for row in rows if row.id is not None])
-            total += len(rows)
-            self.published_total += len(rows)
-            if len(rows) < self._batch_size:
+            published = await self._publish_batch()
+            total += published
+            if published < self._batch_size:
                 return total
 
-    async def _mark_published(self, ids: list[int]) -> None:
+    async def _publish_batch(self) -> int:
+        """One cycle: select, publish, mark, commit. Returns the number of rows published."""
         async with self._session_factory() as session:
-            await session.exec(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id).in_(ids))
-                .values(published_at=utcnow())
-                .execution_options(synchronize_session=False)
+            hold = session.get_bind().dialect.name == "postgresql"
+            connection = await session.connection()
+            rows = (
+                await connection.execute(
+                    _UNPUBLISHED_LOCKED if hold else _UNPUBLISHED, {"limit": self._batch_size}
+                )
+            ).all()
+            if not rows:
+                return 0
+            if not hold:
+                await session.commit()  # SQLite: free the only connection during the publish
+            await self._publish(_records(rows))
+            # The window between the publish above and this commit is where a crash causes a
+            # republish; that duplicate is expected and absorbed by idempotent consumers.
+            connection = await session.connection()
+            await connection.execute(
+                _MARK_PG if hold else _MARK, {"ids": [row[0] for row in rows], "now": utcnow()}
             )
             await session.commit()
+        self.published_total += len(rows)
+        return len(rows)
 
     async def run(self) -> None:
-        """Publish forever: on every wake-up hint, and every ``poll_interval`` regardless."""
+        """Publish forever: on every wake-up hint (debounced), and every ``poll_interval``."""
         backoff = self._poll_interval
         failing = False
         while True:
@@ -133,8 +187,13 @@ class OutboxRelay:
             backoff = self._poll_interval
             if published:
                 log.debug("outbox rows published", count=published)
+            woken = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval)
+                async with asyncio.timeout(self._poll_interval):
+                    woken = await self._wakeup.wait()
+            if woken and self._debounce > 0:
+                # Let the commits racing this one land, so one cycle carries them all.
+                await asyncio.sleep(self._debounce)
 
     def start(self) -> asyncio.Task[None]:
         """Start :meth:`run` as a background task (idempotent)."""
@@ -154,12 +213,13 @@ class OutboxRelay:
     async def pending(self) -> int:
         """How many rows wait for publication."""
         async with self._session_factory() as session:
-            result = await session.exec(
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(col(OutboxMessage.published_at).is_(None))
+            connection = await session.connection()
+            count = await connection.scalar(
+                sa.select(sa.func.count())
+                .select_from(OUTBOX)
+                .where(OUTBOX.c.published_at.is_(None))
             )
-            return int(result.one())
+            return int(count or 0)
 
     async def republish_since(self, since: datetime) -> int:
         """Queue every row created at or after ``since`` for publication again.
@@ -168,11 +228,8 @@ class OutboxRelay:
         id order and consumers drop what they had already processed. Returns the row count.
         """
         async with self._session_factory() as session:
-            result = await session.exec(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.created_at) >= since)
-                .values(published_at=None)
-                .execution_options(synchronize_session=False)
+            result: Any = await session.exec(
+                sa.update(OUTBOX).where(OUTBOX.c.created_at >= since).values(published_at=None)
             )
             await session.commit()
         self.wake()

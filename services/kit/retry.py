@@ -48,34 +48,79 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
-async def call_with_retries(policy: RetryPolicy, func: Callable[[], Awaitable[T]]) -> T:
-    """Call ``func`` until it succeeds, a final error occurs, or the policy runs out.
+class Retrier:
+    """Runs calls under one :class:`RetryPolicy`; build it once, call it many times.
 
-    Final errors propagate at once. When the attempts are used up the last transient error is
-    wrapped in :class:`~services.kit.errors.RetriesExhausted` (chained, never swallowed).
+    The tenacity machinery (stop, wait and retry strategies) is built here, once, instead of
+    per call. A tenacity object keeps per-call state on itself, so a call that overlaps another
+    one (two consumers sharing a retrier) works on a copy rather than on the shared object.
     """
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential_jitter(
-            multiplier=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
-        ),
-        retry=retry_if_exception(is_transient),
-        before_sleep=_log_retry,
-        reraise=True,
-    )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                return await func()
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        attempts = retrying.statistics.get("attempt_number", policy.attempts)
-        raise RetriesExhausted(
-            f"gave up after {attempts} attempts: {type(exc).__name__}: {exc}",
-            attempts=attempts,
-            last_error=exc,
-        ) from exc
-    raise AssertionError(
-        "unreachable: tenacity either returns a result or raises"
-    )  # pragma: no cover
+
+    def __init__(
+        self,
+        policy: RetryPolicy | None = None,
+        *,
+        retry_on: Callable[[BaseException], bool] = is_transient,
+    ) -> None:
+        self.policy = policy or RetryPolicy()
+        self._retry_on = retry_on
+        self._retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self.policy.initial_delay,
+                max=self.policy.max_delay,
+                jitter=self.policy.jitter,
+            ),
+            # Only errors: a cancellation (shutdown, a sibling lane failing) or an interrupt
+            # must end the call, never be retried.
+            retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and retry_on(exc)),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        self._busy = False
+
+    async def call(
+        self, func: Callable[[], Awaitable[T]], *, failed: BaseException | None = None
+    ) -> T:
+        """Call ``func`` until it succeeds, a final error occurs, or the policy runs out.
+
+        Final errors (and any error ``retry_on`` declines) propagate at once. When the attempts
+        are used up the last transient error is wrapped in
+        :class:`~services.kit.errors.RetriesExhausted` (chained, never swallowed).
+
+        ``failed`` is the error of a first attempt the caller already made (a message that
+        failed inside a batch): it counts as attempt 1, so the policy's backoff and attempt
+        budget apply exactly as if this call had made it.
+        """
+        retrying = self._retrying.copy() if self._busy else self._retrying
+        owner = not self._busy
+        self._busy = True
+        pending = failed
+
+        async def attempt() -> T:
+            nonlocal pending
+            if pending is not None:
+                error, pending = pending, None
+                raise error
+            return await func()
+
+        try:
+            result: T = await retrying(attempt)
+            return result
+        except Exception as exc:
+            if not self._retry_on(exc):
+                raise
+            attempts = int(retrying.statistics.get("attempt_number", self.policy.attempts))
+            raise RetriesExhausted(
+                f"gave up after {attempts} attempts: {type(exc).__name__}: {exc}",
+                attempts=attempts,
+                last_error=exc,
+            ) from exc
+        finally:
+            if owner:
+                self._busy = False
+
+
+async def call_with_retries(policy: RetryPolicy, func: Callable[[], Awaitable[T]]) -> T:
+    """One-off :meth:`Retrier.call`; code that retries often keeps a :class:`Retrier`."""
+    return await Retrier(policy).call(func)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -36,8 +37,21 @@ from pydantic import ValidationError
 
 from services.kit.asyncapi import asyncapi_router
 from services.kit.auth import TokenService, install_token_service
-from services.kit.consumer import Handler, IdempotentConsumer, subscribe
-from services.kit.db import create_engine, create_session_factory, ping, wait_for_database
+from services.kit.consumer import (
+    DEFAULT_BATCH_TIMEOUT_MS,
+    DEFAULT_LANES,
+    DEFAULT_MAX_RECORDS,
+    Handler,
+    IdempotentConsumer,
+    subscribe,
+)
+from services.kit.db import (
+    create_engine,
+    create_session_factory,
+    is_sqlite,
+    ping,
+    wait_for_database,
+)
 from services.kit.dlq import dlq_topic
 from services.kit.errors import DependencyUnavailable
 from services.kit.health import Check, health_router
@@ -53,6 +67,30 @@ from services.kit.uow import UnitOfWorkFactory
 log = get_logger(__name__)
 
 S = TypeVar("S", bound=ServiceSettings)
+
+#: Records per batch on SQLite (see :meth:`Service.consume`).
+SQLITE_MAX_RECORDS = 64
+
+#: Collector thresholds for service processes (CPython's default is 700, 10, 10). A consumer
+#: batch keeps hundreds of messages' objects alive for a few milliseconds; with the default
+#: young-generation threshold they survive into the old generation and trigger full
+#: collections, which scan every object of the process (measured: ~18% of a busy consumer's
+#: time). A larger young generation lets them die young.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_garbage_collector() -> tuple[int, int, int]:
+    """Tune the cyclic garbage collector of a service process; returns the previous thresholds.
+
+    Collects once, freezes what exists (modules, models, the app: never garbage, so full
+    collections stop rescanning them) and applies :data:`GC_THRESHOLDS`. Call it once, after
+    the app is built; :func:`run_service` does.
+    """
+    previous = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    return previous
 
 
 class Service:
@@ -109,12 +147,25 @@ class Service:
         types: Collection[str] | None = None,
         group_id: str | None = None,
         description: str | None = None,
+        max_records: int | None = None,
+        batch_timeout_ms: int = DEFAULT_BATCH_TIMEOUT_MS,
+        lanes: int | None = None,
     ) -> IdempotentConsumer:
         """Subscribe ``handler`` idempotently to ``topics``.
 
         ``name`` is the deduplication scope and, by default, the consumer group (default: the
-        service name). ``types`` restricts which message types reach the handler.
+        service name). ``types`` restricts which message types reach the handler. Records are
+        handled in batches of up to ``max_records`` (one transaction and one offset commit per
+        batch; ``1`` handles each message in a transaction of its own), and an idle poll waits
+        ``batch_timeout_ms`` for records. ``lanes`` partitions of a batch are handled
+        concurrently, each in its own transaction.
+
+        Defaults depend on the database. PostgreSQL: :data:`DEFAULT_MAX_RECORDS` records,
+        :data:`DEFAULT_LANES` lanes. SQLite: :data:`SQLITE_MAX_RECORDS` records and one lane:
+        the process has one connection, so a batch's transaction makes HTTP requests and the
+        relay wait for it; smaller batches keep that wait short.
         """
+        sqlite = is_sqlite(self.settings.database_url)
         consumer_name = name or self.name
         consumer = IdempotentConsumer(
             consumer_name,
@@ -123,6 +174,7 @@ class Service:
             dead_letters=self.publish,
             types=types,
             retry=self.retry,
+            lanes=lanes or (1 if sqlite else DEFAULT_LANES),
         )
         subscribe(
             self.broker,
@@ -130,6 +182,8 @@ class Service:
             *topics,
             group_id=group_id or consumer_name,
             description=description,
+            max_records=max_records or (SQLITE_MAX_RECORDS if sqlite else DEFAULT_MAX_RECORDS),
+            batch_timeout_ms=batch_timeout_ms,
         )
         for topic in topics:
             # Documents the dead-letter channel in AsyncAPI; records go through self.publish.
@@ -316,6 +370,7 @@ def run_service(settings_cls: type[S], create_app: Callable[[S], Any]) -> None:
     configure_logging(settings.service_name, settings.log_level)
     sock = _bind(settings.host, settings.port, settings.service_name)
     app = create_app(settings)
+    tune_garbage_collector()
     config = uvicorn.Config(
         app,
         log_config=None,  # keep our JSON handler; uvicorn's loggers propagate to it

@@ -69,7 +69,8 @@ class ProcessedMessage(SQLModel, table=True):
     )
 
 
-KIT_TABLES: tuple[sa.Table, ...] = (
-    OutboxMessage.__table__,  # type: ignore[attr-defined]
-    ProcessedMessage.__table__,  # type: ignore[attr-defined]
-)
+#: The Core tables, for the hot paths that insert and select plain rows (no ORM objects).
+OUTBOX: sa.Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+PROCESSED: sa.Table = ProcessedMessage.__table__  # type: ignore[attr-defined]
+
+KIT_TABLES: tuple[sa.Table, ...] = (OUTBOX, PROCESSED)

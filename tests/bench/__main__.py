@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from services.kit.logging import configure_logging
+from services.kit.runtime import tune_garbage_collector
 from tests.bench.suite import (
     CHOICES,
     DEFAULT_N,
@@ -105,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("bench", "WARNING")
     # FastStream keeps its own logger at INFO (partition assignments, shutdown callbacks).
     logging.getLogger("faststream").setLevel(logging.WARNING)
+    # Collector settings of a service process (run_service applies them too), for every
+    # benchmark alike: the baselines and the kit run under the same collector.
+    tune_garbage_collector()
     console = Console()
     if not console.is_terminal:  # piped or logged: do not wrap the table at 80 columns
         console = Console(width=120)

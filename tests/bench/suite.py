@@ -30,18 +30,26 @@ from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
 
 KIT_PG = "kit hop (pg)"
+KIT_PG_UPSERT = "kit hop (pg, upsert)"
 KIT_SQLITE = "kit hop (sqlite)"
 
 #: Selectable benchmarks (``--only``), in run order, with their progress labels.
 CHOICES: dict[str, str] = {
     "raw": "raw baselines",
     "kit-pg": KIT_PG,
+    "kit-pg-upsert": KIT_PG_UPSERT,
     "kit-sqlite": KIT_SQLITE,
     "relay": RELAY,
 }
 #: Messages per benchmark by default: several seconds of steady state each, and the whole run
-#: stays within about three minutes on two cores (the kit hops run at 50-150 msgs/s today).
-DEFAULT_N: dict[str, int] = {"raw": 20_000, "kit-pg": 2_000, "kit-sqlite": 2_000, "relay": 20_000}
+#: stays within about three minutes on two cores (the kit hops run at about 1,000 msgs/s).
+DEFAULT_N: dict[str, int] = {
+    "raw": 20_000,
+    "kit-pg": 10_000,
+    "kit-pg-upsert": 10_000,
+    "kit-sqlite": 10_000,
+    "relay": 20_000,
+}
 QUICK_N = 300
 #: Upper bound on one benchmark's wall time (setup and verification included).
 DEFAULT_TIMEOUT = 300.0
@@ -183,6 +191,18 @@ async def _run_one(
                 bootstrap, url, n, name=KIT_PG, on_progress=report, profiler=profiler
             )
         return [result]
+    if key == "kit-pg-upsert":
+        async with fresh_pg_database() as url:
+            result = await bench_kit_hop(
+                bootstrap,
+                url,
+                n,
+                name=KIT_PG_UPSERT,
+                upsert=True,
+                on_progress=report,
+                profiler=profiler,
+            )
+        return [replace(result, note="the same hop, the handler's two statements as one upsert")]
     if key == "kit-sqlite":
         url = f"sqlite+aiosqlite:///{workdir / 'kit-hop.db'}"
         result = await bench_kit_hop(

@@ -53,6 +53,17 @@ async def test_kit_hop_on_postgres_delivers_every_message_once(
 
 
 @pytest.mark.integration
+async def test_kit_hop_with_the_upsert_handler_delivers_every_message_once(
+    kafka_bootstrap: str, pg_url: str
+) -> None:
+    async with fresh_pg_database(pg_url, "bench_smoke") as url:
+        result = await bench_kit_hop(
+            kafka_bootstrap, url, N, name="kit hop (pg, upsert)", upsert=True
+        )
+    _positive(result)
+
+
+@pytest.mark.integration
 async def test_kit_hop_on_sqlite_delivers_every_message_once(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

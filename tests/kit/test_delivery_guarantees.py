@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -47,10 +47,10 @@ class RecordingConsumer(IdempotentConsumer):
         super().__init__(*args, **kwargs)
         self.outcomes: list[Outcome] = []
 
-    async def process(self, record: ConsumedRecord) -> Outcome:
-        outcome = await super().process(record)
-        self.outcomes.append(outcome)
-        return outcome
+    async def process_batch(self, records: Sequence[ConsumedRecord]) -> list[Outcome]:
+        outcomes = await super().process_batch(records)
+        self.outcomes.extend(outcomes)
+        return outcomes
 
 
 @pytest.fixture

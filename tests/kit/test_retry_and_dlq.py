@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from services.kit.dlq import ConsumedRecord, dead_letter, dlq_topic, parse_dead_letter
 from services.kit.errors import BusinessRefusal, Reason, RetriesExhausted, RetryableError
-from services.kit.retry import RetryPolicy, call_with_retries
+from services.kit.retry import Retrier, RetryPolicy, call_with_retries
 
 FAST = RetryPolicy(attempts=4, initial_delay=0.05, max_delay=0.2, jitter=0.0)
 
@@ -104,3 +105,41 @@ def test_dead_letter_truncates_huge_error_messages() -> None:
         attempts=1,
     )
     assert len(dict(dlq.headers)["dlq.error"]) == 4096
+
+
+async def test_cancellation_is_never_retried() -> None:
+    calls = 0
+
+    async def slow() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(Retrier(FAST).call(slow))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls == 1  # a shutdown, or a sibling lane failing, ends the call at once
+
+
+async def test_an_earlier_failure_counts_as_the_first_attempt() -> None:
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise RetryableError("still down")
+        return "done"
+
+    retrier = Retrier(FAST)
+    assert await retrier.call(flaky, failed=RetryableError("down in the batch")) == "done"
+    assert calls == 3
+    with pytest.raises(BusinessRefusal):  # a final first failure is not retried at all
+        await retrier.call(flaky, failed=BusinessRefusal("refused in the batch"))
+    calls = -10
+    with pytest.raises(RetriesExhausted) as caught:
+        await retrier.call(flaky, failed=RetryableError("down in the batch"))
+    assert caught.value.attempts == FAST.attempts
+    assert calls == -10 + FAST.attempts - 1

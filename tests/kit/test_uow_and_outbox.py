@@ -40,10 +40,14 @@ async def test_commit_writes_outbox_and_wakes_relay(sqlite_engine: AsyncEngine) 
     )
     env = envelope()
     async with uow_factory() as uow:
-        row = uow.add_outbox(env, "applications.events")
+        uow.add_outbox(env, "applications.events")
+        assert uow.outbox_count == 1
         await uow.commit()
     assert woken == [True]
+    async with create_session_factory(sqlite_engine)() as session:
+        (row,) = (await session.exec(select(OutboxMessage))).all()
     assert row.id is not None
+    assert row.published_at is None
     assert row.key == env.subject
     assert catalog.decode(row.value) == env
     assert dict(row.headers)["event_id"] == str(env.event_id)
