@@ -180,7 +180,7 @@ class Service:
             self.broker,
             consumer,
             *topics,
-            group_id=group_id or consumer_name,
+            group_id=group_id or f"{self.settings.consumer_group_prefix}{consumer_name}",
             description=description,
             max_records=max_records or (SQLITE_MAX_RECORDS if sqlite else DEFAULT_MAX_RECORDS),
             batch_timeout_ms=batch_timeout_ms,

@@ -83,6 +83,16 @@ class CommonSettings(BaseSettings):
         description="Minimum level of emitted log records.",
         examples=["INFO", "DEBUG"],
     )
+    consumer_group_prefix: str = Field(
+        default="",
+        max_length=100,
+        validation_alias=_common("consumer_group_prefix"),
+        description=(
+            "Prefix of every Kafka consumer group, so that several deployments (staging and "
+            "production, or isolated test runs) can share one cluster."
+        ),
+        examples=["", "staging-"],
+    )
 
     @model_validator(mode="after")
     def _refuse_insecure_secret(self) -> CommonSettings:

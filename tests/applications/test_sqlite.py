@@ -20,7 +20,10 @@ BASE = "/v1/applications"
 
 @pytest.fixture
 async def client(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(var_dir=tmp_path, kafka_bootstrap=kafka_bootstrap)
+    # Its own consumer group: the package's PostgreSQL service consumes in the default one.
+    settings = Settings(
+        var_dir=tmp_path, kafka_bootstrap=kafka_bootstrap, consumer_group_prefix="sqlite-"
+    )
     assert settings.database_url.startswith("sqlite+aiosqlite://")
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -13,14 +13,11 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from contracts import catalog
@@ -31,6 +28,7 @@ from services.kit.db import create_engine
 from services.kit.logging import configure_logging
 from services.kit.messaging import create_producer, ensure_topics
 from tests.kit.helpers import eventually, fresh_database, scalar
+from tests.support import free_port, healthy, serving
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +45,6 @@ SERVICES: dict[str, str] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 async def registry_topics(kafka_bootstrap: str) -> None:
     """The registry's topics and DLQ twins, created as ``incentives topics create`` would."""
@@ -63,27 +55,15 @@ async def registry_topics(kafka_bootstrap: str) -> None:
 
 
 def service_settings(name: str, **values: Any) -> Any:
+    # A consumer group of its own: other packages' services use the default groups on the
+    # same session broker, and joining a group another test left mid-rebalance can stall.
+    values.setdefault("consumer_group_prefix", f"{uuid.uuid4().hex[:8]}-")
     return importlib.import_module(f"services.{name}.settings").Settings(**values)
 
 
 def service_app(name: str, settings: Any) -> FastAPI:
     app: FastAPI = importlib.import_module(f"services.{name}.main").create_app(settings)
     return app
-
-
-@asynccontextmanager
-async def serving(app: FastAPI, port: int) -> AsyncIterator[httpx.AsyncClient]:
-    """Run ``app`` with uvicorn on ``port`` (lifespan included) and yield a client for it."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
 
 
 def sample(message_type: str) -> Any:
@@ -100,22 +80,17 @@ def sample(message_type: str) -> Any:
     )
 
 
-async def healthy(client: httpx.AsyncClient) -> bool:
-    with contextlib.suppress(httpx.TransportError):
-        return (await client.get("/health")).status_code == 200
-    return False
-
-
 @pytest.mark.usefixtures("registry_topics")
 @pytest.mark.parametrize("name", list(SERVICES))
 async def test_service_is_healthy_and_consumes_its_topics(
-    name: str, pg_url: str, kafka_bootstrap: str, tmp_path: Path
+    name: str, pg_url: str, kafka_bootstrap: str, temporal_dev: str, tmp_path: Path
 ) -> None:
     async with fresh_database(pg_url, name) as database_url:
         port = free_port()
         settings = service_settings(
             name,
             kafka_bootstrap=kafka_bootstrap,
+            temporal_address=temporal_dev,
             database_url=database_url,
             port=port,
             var_dir=tmp_path,
@@ -125,11 +100,12 @@ async def test_service_is_healthy_and_consumes_its_topics(
             health = (await client.get("/health")).json()
             assert health["status"] == "ok"
             assert health["service"] == name
-            assert {k: v["status"] for k, v in health["checks"].items()} == {
-                "database": "ok",
-                "broker": "ok",
-                "outbox_relay": "ok",
-            }
+            expected = {"database", "broker", "outbox_relay"}
+            if name == "review":  # the desk sends decisions to Temporal
+                expected.add("temporal")
+            assert {k: v["status"] for k, v in health["checks"].items()} == dict.fromkeys(
+                expected, "ok"
+            )
             assert (await client.get("/openapi.json")).status_code == 200
             asyncapi = (await client.get("/asyncapi.json")).json()
             message_type = SERVICES[name]
@@ -185,7 +161,9 @@ async def test_embedded_sqlite_default(kafka_bootstrap: str, tmp_path: Path) -> 
     assert (tmp_path / "zones.db").exists()
 
 
-async def test_waits_for_a_late_broker_with_one_log_line(pg_url: str, tmp_path: Path) -> None:
+async def test_waits_for_a_late_broker_with_one_log_line(
+    pg_url: str, temporal_dev: str, tmp_path: Path
+) -> None:
     """Started before the broker: 503 naming the broker, one clear line, then healthy."""
     buffer = io.StringIO()
     configure_logging("review", "INFO", stream=buffer)
@@ -197,6 +175,7 @@ async def test_waits_for_a_late_broker_with_one_log_line(pg_url: str, tmp_path: 
             settings = service_settings(
                 "review",
                 kafka_bootstrap=bootstrap,
+                temporal_address=temporal_dev,
                 database_url=database_url,
                 port=http_port,
                 var_dir=tmp_path,
