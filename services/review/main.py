@@ -1,36 +1,181 @@
-"""Composition root of the review service: ``create_app`` wires it, ``main`` runs it."""
+"""Composition root of the review service: ``create_app`` wires it, ``main`` runs it.
+
+Start-up order:
+
+1. the kit's lifespan migrates the database and connects to the broker in the background;
+2. the demo reviewers are seeded when the registry is empty and seeding is on;
+3. the Temporal client connects in the background (``/health`` reports ``temporal`` until then;
+   a decision meanwhile is a 503 problem).
+
+Shutdown drops the Temporal client first, then the kit stops the consumer, relay and engine.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import select
 
+from contracts.envelope import utcnow
 from contracts.topics import get_topic
+from services.kit.logging import get_logger
+from services.kit.problems import problem_response, problem_type
 from services.kit.runtime import Service, run_service
-from services.review.handlers import record_receipt
+from services.kit.uow import UnitOfWorkFactory
+from services.review.api import internal_router, registry_router, router
+from services.review.handlers import HANDLED_TYPES, project_inbox
+from services.review.models import ReviewerRecord
+from services.review.seed import SEED_ACTOR, demo_reviewers
 from services.review.settings import Settings
+from services.review.temporal import DeskProblem, TemporalDesk
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+log = get_logger(__name__)
+
+DESCRIPTION = """\
+The reviewer desk of the Global AI Partnerships program: reviewers see the tasks assigned to
+them and decide them; supervisors see escalations; admins manage the reviewer registry.
+
+## Authentication
+
+Every request carries `Authorization: Bearer <JWT>` (401 without a valid one). Roles:
+
+| role | may |
+| --- | --- |
+| `reviewer` | read and decide **their own** tasks (`sub` = registry id); read own registry entry |
+| `supervisor` | the same, plus read escalated tasks and the registry |
+| `auditor` | read every task, escalation and registry entry; change nothing |
+| `admin` | read everything; manage the registry; list candidates (the workflow's activity) |
+| `firm:<id>` | nothing here (403) |
+
+Another reviewer's task is answered **404**, so task ids do not leak. Development tokens:
+`incentives token --role reviewer --user rev.novak@gaip.example`.
+
+## The inbox
+
+The inbox is a projection of the workflow's review events (`review.events`), final decisions
+(`approvals.events`) and withdrawals: a task appears a moment after it is assigned. Each task
+has a `status` (`open`, `decided`, `cancelled` when the workflow no longer needs it, `closed`
+when the application ended while it was open) and an `sla_state` (`on_time`, `reminder_sent`,
+`overdue`, `escalated`).
+
+## Deciding
+
+`POST /v1/tasks/{task_id}/decision` with an `Idempotency-Key` sends the decision to the
+application's `IncentiveApproval` workflow as the `decide` update. Its validator refuses, with
+the reason in the problem's `reason` member: `wrong_role`, `not_assigned`,
+`conflict_of_interest`, `separation_of_duties` (403), `stage_not_open`, `duplicate_decision`
+(409), `invalid_request` (422). Temporal unreachable: 503, retry with the same key.
+
+Every error is an RFC 9457 problem (`application/problem+json`).
+"""
+
 
 def consumed_topics() -> tuple[str, ...]:
-    """The topics this service consumes: ``review.events`` and ``approvals.events``."""
-    return (get_topic("review.events").name, get_topic("approvals.events").name)
+    """The topics the inbox is built from."""
+    return (
+        get_topic("review.events").name,
+        get_topic("approvals.events").name,
+        get_topic("applications.events").name,
+    )
+
+
+async def seed_registry(uow_factory: UnitOfWorkFactory) -> int:
+    """Insert the demo reviewers if the registry is empty; how many were inserted.
+
+    Insert-or-ignore: replicas starting together may both find the registry empty, and the
+    second one's rows then simply are not inserted again.
+    """
+    async with uow_factory() as uow:
+        session = uow.session
+        if (await session.exec(select(ReviewerRecord.reviewer_id).limit(1))).first() is not None:
+            return 0
+        table = ReviewerRecord.__table__  # type: ignore[attr-defined]
+        dialect = session.get_bind().dialect.name
+        now = utcnow()
+        rows = [
+            {
+                "reviewer_id": p.reviewer_id,
+                "name": p.name,
+                "roles": [r.value for r in p.roles],
+                "affiliations": list(p.affiliations),
+                "ownership_interests": list(p.ownership_interests),
+                "active": p.active,
+                "created_at": now,
+                "updated_at": now,
+                "updated_by": SEED_ACTOR,
+            }
+            for p in demo_reviewers()
+        ]
+        insert: Any = pg_insert if dialect == "postgresql" else sqlite_insert
+        await session.exec(insert(table).values(rows).on_conflict_do_nothing())
+        await uow.commit()
+    log.info("demo reviewers seeded", count=len(rows))
+    return len(rows)
+
+
+async def _desk_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DeskProblem)
+    return problem_response(
+        exc.status,
+        exc.title,
+        type_=problem_type(exc.code),
+        detail=exc.detail,
+        instance=request.url.path,
+        **exc.extensions,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the ASGI app; the broker, database and relay start with its lifespan."""
-    service = Service(settings or Settings(), migrations=MIGRATIONS)
+    """Build the ASGI app; database, broker, seeding and Temporal start with its lifespan."""
+    settings = settings or Settings()
+    service = Service(settings, migrations=MIGRATIONS)
     service.consume(
         *consumed_topics(),
-        handler=record_receipt,
-        description="Review and approval events feeding the reviewer inbox.",
+        handler=project_inbox,
+        types=HANDLED_TYPES,
+        description=(
+            "Review tasks, decisions, reminders, escalations and cancellations, plus the "
+            "application's end (approved, rejected, withdrawn): the reviewer inbox."
+        ),
     )
-    return service.create_app(
+    desk = TemporalDesk(
+        settings.temporal_address,
+        settings.temporal_namespace,
+        decision_timeout=settings.decision_timeout,
+        retry_interval=settings.temporal_retry_interval,
+    )
+    service.extra_checks["temporal"] = desk.health
+    app = service.create_app(
         title="Review desk",
-        description=("Reviewer desk: inbox, task detail and decisions on approval workflows."),
+        description=DESCRIPTION,
+        routers=[router, registry_router, internal_router],
     )
+    app.add_exception_handler(DeskProblem, _desk_problem)
+    app.state.desk = desk
+    service_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
+        async with service_lifespan(app_) as state:
+            if settings.seed_demo_reviewers:
+                await seed_registry(service.uow)
+            desk.start()
+            try:
+                yield state
+            finally:
+                await desk.stop()
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 def main() -> None:

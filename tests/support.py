@@ -1,0 +1,59 @@
+"""Helpers shared by the test packages that run services under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from services.cli.embedded import free_port
+
+__all__ = ["free_port", "healthy", "serving"]
+
+
+@asynccontextmanager
+async def serving(
+    app: FastAPI, port: int, *, timeout: float = 30
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app`` with uvicorn on ``port`` (lifespan included) and yield a client for it.
+
+    Returns once the server listens; a server that stops during start-up re-raises its error.
+    """
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=timeout
+        ) as client:
+            await _wait_listening(client, task)
+            yield client
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+async def _wait_listening(client: httpx.AsyncClient, task: asyncio.Task[Any]) -> None:
+    for _ in range(300):
+        if task.done():
+            task.result()  # re-raise what stopped the server
+            raise AssertionError("the server stopped during start-up")
+        with contextlib.suppress(httpx.TransportError):
+            await client.get("/health")
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the server did not start listening")
+
+
+async def healthy(client: httpx.AsyncClient) -> bool:
+    """Whether the service answers 200 on /health."""
+    with contextlib.suppress(httpx.TransportError):
+        return (await client.get("/health")).status_code == 200
+    return False
