@@ -24,8 +24,8 @@ from services.kit.db import create_engine
 from services.kit.logging import configure_logging
 from services.kit.messaging import create_producer, ensure_topics
 from services.kit.runtime import Service
-from tests.applications.helpers import free_port, healthy, serving
 from tests.kit.helpers import eventually, fresh_database, scalar
+from tests.support import free_port, healthy, serving
 
 
 @dataclass

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
-import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
-import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from fastapi import FastAPI
 from pydantic import SecretStr
 
 from contracts import catalog
@@ -27,13 +19,6 @@ from services.kit.auth import Principal, Role, TokenService
 from services.kit.settings import DEV_JWT_SECRET
 
 TOKENS = TokenService(SecretStr(DEV_JWT_SECRET))
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def auth(role: str = "firm", firm: str | None = "ACME", sub: str | None = None) -> dict[str, str]:
@@ -67,28 +52,6 @@ def content(**changes: Any) -> dict[str, Any]:
 def key() -> str:
     """A fresh idempotency key."""
     return str(uuid.uuid4())
-
-
-@asynccontextmanager
-async def serving(app: FastAPI, port: int) -> AsyncIterator[httpx.AsyncClient]:
-    """Run ``app`` with uvicorn on ``port`` (lifespan included) and yield a client for it."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
-async def healthy(client: httpx.AsyncClient) -> bool:
-    """Whether the service answers 200 on /health."""
-    with contextlib.suppress(httpx.TransportError):
-        return (await client.get("/health")).status_code == 200
-    return False
 
 
 def event(

@@ -15,8 +15,9 @@ import pytest
 from services.eligibility.main import create_app as create_eligibility
 from services.eligibility.settings import Settings as EligibilitySettings
 from tests.applications.conftest import Running
-from tests.applications.helpers import auth, content, free_port, healthy, key, new_firm, serving
+from tests.applications.helpers import auth, content, key, new_firm
 from tests.kit.helpers import eventually, fresh_database
+from tests.support import free_port, healthy, serving
 
 pytestmark = pytest.mark.integration
 

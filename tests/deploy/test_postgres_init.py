@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,19 +23,13 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.compose_model import COMPOSE_FILE, INIT_SCRIPT, environment, load_yaml
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
 #: Passwords with the characters most likely to break quoting (quotes, ;, $, @, spaces).
 INCENTIVES_PASSWORD = "in'c\"en;tives $x @y"
 TEMPORAL_PASSWORD = "tem'po\"ral; DROP ROLE x; --"
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def postgres_bindir() -> Path:
