@@ -60,6 +60,11 @@ class Result:
     baseline: str | None = None
     target: float | None = None
     note: str = ""
+    #: Absolute targets (DESIGN) next to the ratio target: rate per second, p99 in ms.
+    rate_target: float | None = None
+    p99_target_ms: float | None = None
+    #: p50 and p99 latency in milliseconds, for request/response benchmarks.
+    latency_ms: tuple[float, float] | None = None
 
     @property
     def rate(self) -> float:

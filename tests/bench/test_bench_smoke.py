@@ -15,10 +15,12 @@ import pytest
 from rich.console import Console
 
 from tests.bench.__main__ import parse_args
-from tests.bench.common import BenchError, Result, assert_exactly_once, fresh_pg_database
+from tests.bench.common import BenchError, Result, assert_exactly_once, fresh_pg_database, tansu
+from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.kit_hop import HOP_TARGET, bench_kit_hop
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
+from tests.bench.submissions import BARE_HTTP, SUBMISSIONS, bench_bare_http, bench_submissions
 from tests.bench.suite import DEFAULT_N, QUICK_N, Outcome, pool_baselines, ratio_of, render
 
 N = 200
@@ -78,6 +80,57 @@ async def test_relay_publishes_every_row_once(kafka_bootstrap: str, pg_url: str)
         result = await bench_relay(kafka_bootstrap, url, N)
     assert result.name == RELAY
     _positive(result)
+
+
+@pytest.mark.integration
+async def test_submissions_reach_the_database_once_each(pg_url: str, tmp_path: Path) -> None:
+    # A broker of its own, as in the suite: the service consumes every domain events topic.
+    base = await bench_bare_http(tmp_path, 50)
+    assert base.name == BARE_HTTP
+    _positive(base, 50)
+    async with tansu(tmp_path) as bootstrap, fresh_pg_database(pg_url, "bench_smoke") as url:
+        # Checks itself that the database holds exactly 50 applications and outbox rows.
+        result = await bench_submissions(bootstrap, url, tmp_path, 50)
+    assert (result.name, result.baseline) == (SUBMISSIONS, BARE_HTTP)
+    _positive(result, 50)
+    assert result.latency_ms is not None
+    assert 0 < result.latency_ms[0] <= result.latency_ms[1]
+
+
+@pytest.mark.integration
+async def test_eligibility_decides_each_application_once(pg_url: str, tmp_path: Path) -> None:
+    seen: list[int] = []
+    async with tansu(tmp_path) as bootstrap, fresh_pg_database(pg_url, "bench_smoke") as url:
+        # Checks itself that each application got exactly one eligibility.assessed.
+        result = await bench_eligibility(bootstrap, url, tmp_path, 50, on_progress=seen.append)
+    assert (result.name, result.baseline) == (ELIGIBILITY, RAW_HOP)
+    _positive(result, 50)
+    assert seen[-1] == 50
+
+
+def test_absolute_targets_are_rendered_next_to_the_ratio() -> None:
+    base = Result(BARE_HTTP, 1000, 1.0)
+    fast = Result(
+        SUBMISSIONS,
+        1200,
+        1.0,
+        baseline=BARE_HTTP,
+        rate_target=1000.0,
+        p99_target_ms=50.0,
+        latency_ms=(5.0, 20.0),
+    )
+    console = Console(width=200, record=True)
+    render(Outcome(results=[base, fast]), console)
+    text = console.export_text()
+    assert "5.0 / 20.0" in text
+    assert ">= 1,000/s, p99 < 50 ms" in text
+    assert "yes" in text
+    slow = Result(
+        SUBMISSIONS, 1200, 1.0, baseline=BARE_HTTP, p99_target_ms=50.0, latency_ms=(5.0, 60.0)
+    )
+    console = Console(width=200, record=True)
+    render(Outcome(results=[base, slow]), console)
+    assert "NO" in console.export_text()
 
 
 def _record(event_id: str) -> Any:
@@ -147,5 +200,11 @@ def test_command_line_options() -> None:
     options = parse_args(["--n", "123"])
     assert options.count("relay") == 123
     assert parse_args([]).count("raw") == DEFAULT_N["raw"]
+    assert parse_args(["--only", "eligibility", "--only", "submissions"]).selected() == [
+        "raw",
+        "submissions",
+        "eligibility",
+    ]
+    assert parse_args(["--quick"]).count("submissions") == QUICK_N
     with pytest.raises(SystemExit):
         parse_args(["--n", "0"])
