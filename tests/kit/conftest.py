@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.kit.db import create_engine
-from services.kit.messaging import ensure_topics
+from services.kit.messaging import create_producer, ensure_topics
 from tests.kit.helpers import create_kit_schema, fresh_database
 
 
@@ -51,3 +52,14 @@ def make_topic(
         return name
 
     return make
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer on the session broker (acks=all, as the kit publishes)."""
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()

@@ -31,7 +31,7 @@ from services.kit.consumer import Handler, IdempotentConsumer, Incoming, Outcome
 from services.kit.db import create_session_factory
 from services.kit.dlq import ConsumedRecord, parse_dead_letter
 from services.kit.errors import BusinessRefusal
-from services.kit.messaging import Record, create_producer, send_all
+from services.kit.messaging import Record, send_all
 from services.kit.outbox import OutboxRelay
 from services.kit.retry import RetryPolicy
 from services.kit.uow import UnitOfWork, UnitOfWorkFactory
@@ -57,16 +57,6 @@ class BatchRecorder(IdempotentConsumer):
         self.batches.append(len(records))
         self.outcomes.extend(outcomes)
         return outcomes
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = create_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()
 
 
 @asynccontextmanager

@@ -28,7 +28,7 @@ from services.kit.consumer import Handler, IdempotentConsumer, Incoming, Outcome
 from services.kit.db import create_session_factory
 from services.kit.dlq import ConsumedRecord, parse_dead_letter
 from services.kit.errors import RetryableError
-from services.kit.messaging import create_producer, send_all
+from services.kit.messaging import send_all
 from services.kit.outbox import OutboxRelay
 from services.kit.retry import RetryPolicy
 from services.kit.uow import UnitOfWork, UnitOfWorkFactory
@@ -51,16 +51,6 @@ class RecordingConsumer(IdempotentConsumer):
         outcomes = await super().process_batch(records)
         self.outcomes.extend(outcomes)
         return outcomes
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = create_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()
 
 
 @asynccontextmanager
