@@ -345,6 +345,31 @@ def _stage_key(
     )
 
 
+async def _commit_with_key(
+    uow: UnitOfWork,
+    record: ApplicationRecord,
+    principal: Principal,
+    key: str | None,
+    operation: str,
+    request_fingerprint: str,
+    now: datetime,
+) -> list[TimelineEntry]:
+    """Stage the idempotency key (answer 200), read the timeline, commit; return the timeline."""
+    _stage_key(
+        uow,
+        principal,
+        key,
+        operation=operation,
+        request_fingerprint=request_fingerprint,
+        application_id=record.id,
+        status_code=200,
+        now=now,
+    )
+    entries = await store.timeline(uow.session, record.id)
+    await uow.commit()
+    return entries
+
+
 # --- staging events ------------------------------------------------------------------------------
 
 
@@ -797,18 +822,9 @@ async def submit_draft(
                 raise _invalid(exc) from None
             now = utcnow()
             _stage_submission(uow, record, content, content_json, principal=principal, now=now)
-            _stage_key(
-                uow,
-                principal,
-                idempotency_key,
-                operation="submit",
-                request_fingerprint=request_fingerprint,
-                application_id=record.id,
-                status_code=200,
-                now=now,
+            entries = await _commit_with_key(
+                uow, record, principal, idempotency_key, "submit", request_fingerprint, now
             )
-            entries = await store.timeline(uow.session, application_id)
-            await uow.commit()
     except IntegrityError as exc:
         return await _replay_after_conflict(
             service, principal, idempotency_key, request_fingerprint, exc
@@ -870,18 +886,9 @@ async def withdraw(
                 summary="Application withdrawn by the firm.",
                 reasons=[body.reason],
             )
-            _stage_key(
-                uow,
-                principal,
-                idempotency_key,
-                operation="withdraw",
-                request_fingerprint=request_fingerprint,
-                application_id=record.id,
-                status_code=200,
-                now=now,
+            entries = await _commit_with_key(
+                uow, record, principal, idempotency_key, "withdraw", request_fingerprint, now
             )
-            entries = await store.timeline(uow.session, application_id)
-            await uow.commit()
     except IntegrityError as exc:
         return await _replay_after_conflict(
             service, principal, idempotency_key, request_fingerprint, exc
@@ -973,18 +980,9 @@ async def amend(
                 reasons=[body.reason],
                 causation_id=open_request.event_id if open_request else None,
             )
-            _stage_key(
-                uow,
-                principal,
-                idempotency_key,
-                operation="amend",
-                request_fingerprint=request_fingerprint,
-                application_id=record.id,
-                status_code=200,
-                now=now,
+            entries = await _commit_with_key(
+                uow, record, principal, idempotency_key, "amend", request_fingerprint, now
             )
-            entries = await store.timeline(uow.session, application_id)
-            await uow.commit()
     except IntegrityError as exc:
         return await _replay_after_conflict(
             service, principal, idempotency_key, request_fingerprint, exc
