@@ -1,4 +1,4 @@
-"""ISO code lists the contracts validate against: ISO 4217 currencies and ISO 3166-1 countries.
+"""ISO codes the contracts validate: ISO 4217 currencies, ISO 3166-1 countries, ISO 17442 LEIs.
 
 The lists are embedded rather than taken from a third-party package so that ``contracts`` stays a
 small, dependency-light library whose validation does not shift under a dependency upgrade. The
@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
+from stdnum import lei as _lei
+from stdnum.exceptions import ValidationError as _NumberError
 
 
 def _codes(text: str) -> frozenset[str]:
@@ -69,3 +71,17 @@ CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_know
 
 #: An ISO 3166-1 alpha-2 country code, upper case, e.g. ``DE``.
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$"), AfterValidator(_known_country)]
+
+
+def _valid_lei(code: str) -> str:
+    # python-stdnum checks the ISO 7064 MOD 97-10 check digits (the last two characters).
+    try:
+        _lei.validate(code)
+    except _NumberError as exc:
+        raise ValueError(f"{code!r} is not a valid ISO 17442 LEI: {exc}") from None
+    return code
+
+
+#: An ISO 17442 Legal Entity Identifier: 18 upper-case letters or digits and two check digits
+#: (ISO 7064 MOD 97-10), e.g. ``391200ACMEVISIONAI97``.
+Lei = Annotated[str, Field(pattern=r"^[A-Z0-9]{18}[0-9]{2}$"), AfterValidator(_valid_lei)]

@@ -47,6 +47,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.catalog import encode, make_envelope
+    from contracts.conflicts import Organisation, conflicts, firm_organisations
     from contracts.envelope import Actor, ActorKind, Envelope, deterministic_event_id
     from contracts.topics import topic_for_type
     from contracts.v1.applications import ApplicationContent, ApplicationWithdrawn
@@ -371,7 +372,7 @@ class IncentiveApproval:
                 f"{stage.value} stage.",
             )
         profile = self._profiles.get(who)
-        hits = policy.conflicts(profile, self._organisations()) if profile else []
+        hits = conflicts(profile, self._organisations()) if profile else []
         if hits:
             raise _Refused(
                 DecisionRefusal.CONFLICT_OF_INTEREST,
@@ -455,8 +456,8 @@ class IncentiveApproval:
     def _app_id(self) -> str:
         return self._input.application_id
 
-    def _organisations(self) -> tuple[str, ...]:
-        return policy.firm_organisations(self._content) if self._content else ()
+    def _organisations(self) -> tuple[Organisation, ...]:
+        return firm_organisations(self._content) if self._content else ()
 
     def _current_assessment(self) -> EligibilitySignal | None:
         return None if self._revision is None else self._assessments.get(self._revision)
@@ -804,7 +805,7 @@ class IncentiveApproval:
                 profile.active
                 and ReviewerRole.SUPERVISOR in profile.roles
                 and profile.reviewer_id != task.reviewer_id
-                and not policy.conflicts(profile, organisations)
+                and not conflicts(profile, organisations)
             ):
                 self._profiles.setdefault(profile.reviewer_id, profile)
                 return profile.reviewer_id
@@ -871,7 +872,7 @@ class IncentiveApproval:
             keep[stage] = [
                 r
                 for r in state.reviewers
-                if r not in final and not policy.conflicts(self._profiles[r], organisations)
+                if r not in final and not conflicts(self._profiles[r], organisations)
             ]
             needed = state.members - len(final) - len(keep[stage])
             if needed > 0:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from contracts.conflicts import Organisation, conflicts
 from contracts.v1.applications import ApplicationContent
 from contracts.v1.common import ReviewStage
 from contracts.v1.desk import ReviewerProfile, ReviewerRole
@@ -26,36 +26,11 @@ STAGE_ROLES: Mapping[ReviewStage, ReviewerRole] = {
     ReviewStage.COMMITTEE: ReviewerRole.COMMITTEE,
 }
 
-_SPACES = re.compile(r"\s+")
-
-
-def normalise_organisation(name: str) -> str:
-    """The comparable form of an organisation name: case-folded, single-spaced, no end dots.
-
-    Matching is exact on this form: "ACME Vision AI GmbH." equals "acme  vision ai gmbh", but
-    "Acme" does not match "Acme Vision AI GmbH" (a prefix would flag unrelated firms).
-    """
-    return _SPACES.sub(" ", name.casefold()).strip().rstrip(".,; ").strip()
-
-
-def firm_organisations(content: ApplicationContent) -> tuple[str, ...]:
-    """The firm and its parent companies, as named in the application (the conflict targets)."""
-    names = [content.firm.legal_name, *(p.legal_name for p in content.firm.parent_companies)]
-    return tuple(dict.fromkeys(names))  # de-duplicated, order kept
-
-
-def conflicts(profile: ReviewerProfile, organisations: Iterable[str]) -> list[str]:
-    """The organisations of ``organisations`` the reviewer is affiliated with or owns part of."""
-    declared = {
-        normalise_organisation(o) for o in (*profile.affiliations, *profile.ownership_interests)
-    }
-    return [o for o in organisations if normalise_organisation(o) in declared]
-
 
 def may_review(
     profile: ReviewerProfile,
     stage: ReviewStage,
-    organisations: Sequence[str],
+    organisations: Sequence[Organisation],
     committed: Mapping[str, ReviewStage],
 ) -> bool:
     """Whether ``profile`` may be assigned ``stage``.

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from contracts.envelope import UtcDatetime
-from contracts.iso import CountryCode
+from contracts.iso import CountryCode, Lei
 from contracts.money import Money
 from contracts.v1.common import (
     PAYLOAD_CONFIG,
@@ -126,6 +126,22 @@ class ParentCompany(BaseModel):
         description="Share of the applicant the parent owns, in percent.",
         examples=["60.00", "100"],
     )
+    registration_number: ShortText | None = Field(
+        default=None,
+        description=(
+            "The parent's number in the company register of its `country`. Optional; when given, "
+            "a reviewer who declared this register entry has a conflict of interest."
+        ),
+        examples=["HRB 654321"],
+    )
+    lei: Lei | None = Field(
+        default=None,
+        description=(
+            "The parent's ISO 17442 Legal Entity Identifier (20 characters, check digits "
+            "verified), if it has one. Used for conflict-of-interest checks."
+        ),
+        examples=["529900ACMEHOLDINGS14"],
+    )
 
 
 class Firm(BaseModel):
@@ -141,7 +157,10 @@ class Firm(BaseModel):
         examples=["DE", "AE", "KR", "JP"],
     )
     registration_number: ShortText = Field(
-        description="The firm's number in its home company register.",
+        description=(
+            "The firm's number in the company register of its country of incorporation. A "
+            "reviewer who declared this register entry has a conflict of interest."
+        ),
         examples=["HRB 123456", "CN-1234567"],
     )
     foreign_ownership_pct: Percentage = Field(
@@ -153,6 +172,14 @@ class Firm(BaseModel):
         max_length=20,
         description="Companies owning part of the firm, directly. Empty for an independent firm.",
         examples=[[PARENT_COMPANY_EXAMPLE], []],
+    )
+    lei: Lei | None = Field(
+        default=None,
+        description=(
+            "The firm's ISO 17442 Legal Entity Identifier (20 characters, check digits "
+            "verified), if it has one. Used for conflict-of-interest checks."
+        ),
+        examples=["391200ACMEVISIONAI97"],
     )
 
 

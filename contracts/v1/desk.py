@@ -15,9 +15,11 @@ registry declared at assignment time.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts.iso import CountryCode, Lei
 from contracts.v1.common import (
     PAYLOAD_CONFIG,
     Decision,
@@ -44,6 +46,50 @@ class ReviewerRole(StrEnum):
     SUPERVISOR = "supervisor"
 
 
+class OrganisationIdentifier(BaseModel):
+    """An organisation named by identifier: its company-register entry, its LEI, or both.
+
+    Compared with the applicant's and its parent companies' identifiers: the register number
+    within the same country (case, spacing and punctuation folded), the LEI exactly.
+    """
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {"register_country": "DE", "register_number": "HRB 654321"},
+                {"lei": "529900ACMEHOLDINGS14"},
+            ]
+        },
+    )
+
+    register_country: CountryCode | None = Field(
+        default=None,
+        description="ISO 3166-1 alpha-2 country of the company register; with `register_number`.",
+        examples=["DE"],
+    )
+    register_number: ShortText | None = Field(
+        default=None,
+        description="The organisation's number in that register; with `register_country`.",
+        examples=["HRB 654321"],
+    )
+    lei: Lei | None = Field(
+        default=None,
+        description="The organisation's ISO 17442 Legal Entity Identifier.",
+        examples=["529900ACMEHOLDINGS14"],
+    )
+
+    @model_validator(mode="after")
+    def _register_or_lei(self) -> Self:
+        if (self.register_country is None) != (self.register_number is None):
+            raise ValueError("register_country and register_number go together")
+        if self.register_number is None and self.lei is None:
+            raise ValueError(
+                "give a register entry (register_country and register_number) or an lei"
+            )
+        return self
+
+
 class ReviewerProfile(BaseModel):
     """A reviewer as the registry declares them."""
 
@@ -63,7 +109,8 @@ class ReviewerProfile(BaseModel):
         max_length=100,
         description=(
             "Organisations the reviewer works or worked for, advises or sits on the board of. "
-            "Matched case-insensitively against the firm and its parent companies."
+            "Matched against the firm and its parent companies with case, Unicode compatibility "
+            "forms, punctuation and spacing folded (see `contracts.conflicts`)."
         ),
         examples=[["Kyoto University", "Acme Vision AI GmbH"]],
     )
@@ -72,6 +119,16 @@ class ReviewerProfile(BaseModel):
         max_length=100,
         description="Organisations the reviewer holds shares or other ownership interests in.",
         examples=[["Acme Holdings AG"]],
+    )
+    declared_identifiers: list[OrganisationIdentifier] = Field(
+        default_factory=list,
+        max_length=100,
+        description=(
+            "Company-register entries or LEIs of organisations the reviewer is affiliated with "
+            "or owns part of. A match with the firm or a parent company is a conflict of "
+            "interest, whatever the names say."
+        ),
+        examples=[[{"register_country": "DE", "register_number": "HRB 654321"}]],
     )
     active: bool = Field(
         default=True, description="Inactive reviewers get no new tasks.", examples=[True]

@@ -19,6 +19,7 @@ from fastapi.security import HTTPBearer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from contracts.conflicts import conflicts, named
 from contracts.envelope import utcnow
 from contracts.v1.common import ReviewStage
 from contracts.v1.desk import ReviewDecisionRequest, ReviewerProfile, ReviewerRole
@@ -29,10 +30,9 @@ from services.kit.problems import PROBLEM_RESPONSES, Problem
 from services.kit.runtime import Service
 from services.review.domain import (
     TaskStatus,
-    conflicting_organisations,
     decision_request_id,
 )
-from services.review.models import ReviewerRecord, ReviewTask
+from services.review.models import ReviewerRecord, ReviewTask, identifiers_json
 from services.review.schemas import (
     DECISION_EXAMPLES,
     REVIEWER_EXAMPLE,
@@ -509,6 +509,7 @@ def reviewer_view(record: ReviewerRecord) -> ReviewerView:
         roles=[ReviewerRole(r) for r in record.roles],
         affiliations=list(record.affiliations),
         ownership_interests=list(record.ownership_interests),
+        declared_identifiers=record.identifiers(),
         active=record.active,
         created_at=record.created_at,
         updated_at=record.updated_at,
@@ -524,6 +525,7 @@ def reviewer_profile(record: ReviewerRecord) -> ReviewerProfile:
         roles=[ReviewerRole(r) for r in record.roles],
         affiliations=list(record.affiliations),
         ownership_interests=list(record.ownership_interests),
+        declared_identifiers=record.identifiers(),
         active=record.active,
     )
 
@@ -640,6 +642,7 @@ async def replace_reviewer(
         record.roles = [r.value for r in profile.roles]
         record.affiliations = list(profile.affiliations)
         record.ownership_interests = list(profile.ownership_interests)
+        record.declared_identifiers = identifiers_json(profile)
         record.active = profile.active
         record.updated_at = utcnow()
         record.updated_by = principal.sub
@@ -677,6 +680,7 @@ def _record_from(
         roles=[r.value for r in profile.roles],
         affiliations=list(profile.affiliations),
         ownership_interests=list(profile.ownership_interests),
+        declared_identifiers=identifiers_json(profile),
         active=profile.active,
         created_at=created_at,
         updated_at=created_at,
@@ -740,11 +744,5 @@ async def candidates(
         ).all()
     profiles = [reviewer_profile(r) for r in rows if role.value in r.roles]
     if organisation:
-        profiles = [
-            p
-            for p in profiles
-            if not conflicting_organisations(
-                [*p.affiliations, *p.ownership_interests], organisation
-            )
-        ]
+        profiles = [p for p in profiles if not conflicts(p, named(organisation))]
     return profiles

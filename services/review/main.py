@@ -31,7 +31,7 @@ from services.kit.runtime import Service, run_service
 from services.kit.uow import UnitOfWorkFactory
 from services.review.api import internal_router, registry_router, router
 from services.review.handlers import HANDLED_TYPES, project_inbox
-from services.review.models import ReviewerRecord
+from services.review.models import ReviewerRecord, identifiers_json
 from services.review.seed import SEED_ACTOR, demo_reviewers
 from services.review.settings import Settings
 from services.review.temporal import DeskProblem, TemporalDesk
@@ -108,6 +108,7 @@ async def seed_registry(uow_factory: UnitOfWorkFactory) -> int:
                 "roles": [r.value for r in p.roles],
                 "affiliations": list(p.affiliations),
                 "ownership_interests": list(p.ownership_interests),
+                "declared_identifiers": identifiers_json(p),
                 "active": p.active,
                 "created_at": now,
                 "updated_at": now,

@@ -1,6 +1,7 @@
 """Tables of the review service database.
 
-- ``reviewers``: the reviewer registry (roles, affiliations, ownership interests, active flag),
+- ``reviewers``: the reviewer registry (roles, affiliations, ownership interests, declared
+  register entries and LEIs, active flag),
   managed by admins through the desk;
 - ``review_tasks``: the inbox projection, one row per task, built from review events only;
 - ``review_applications``: one row per application the desk has heard of: the lock that
@@ -18,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from contracts.v1.desk import OrganisationIdentifier, ReviewerProfile
 from services.kit.db import UTCDateTime
 from services.kit.migrations import service_metadata
 from services.review.domain import TaskFacts
@@ -38,11 +40,25 @@ class ReviewerRecord(SQLModel, table=True):
     ownership_interests: list[str] = Field(
         default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False)
     )
+    #: ``OrganisationIdentifier`` values as JSON (register entries and LEIs).
+    declared_identifiers: list[dict[str, str]] = Field(
+        default_factory=list,
+        sa_column=sa.Column(sa.JSON(), nullable=False, server_default=sa.text("'[]'")),
+    )
     active: bool = Field(sa_column=sa.Column(sa.Boolean(), nullable=False))
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     #: Who made the last change (an admin's user id, or ``system:review`` for the demo seed).
     updated_by: str = Field(sa_column=sa.Column(sa.String(200), nullable=False))
+
+    def identifiers(self) -> list[OrganisationIdentifier]:
+        """The declared register entries and LEIs, as contract values."""
+        return [OrganisationIdentifier.model_validate(i) for i in self.declared_identifiers]
+
+
+def identifiers_json(profile: ReviewerProfile) -> list[dict[str, str]]:
+    """A profile's declared identifiers as the registry stores them."""
+    return [i.model_dump(mode="json", exclude_none=True) for i in profile.declared_identifiers]
 
 
 class ReviewTask(SQLModel, table=True):

@@ -23,7 +23,7 @@ from contracts.v1.common import (
     ReviewStage,
     ShortText,
 )
-from contracts.v1.desk import ReviewerProfile, ReviewerRole
+from contracts.v1.desk import OrganisationIdentifier, ReviewerProfile, ReviewerRole
 from contracts.v1.review import APPLICATION_SUMMARY_EXAMPLE, ApplicationSummary
 from services.review.domain import (
     ApplicationOutcome,
@@ -45,6 +45,7 @@ REVIEWER_EXAMPLE: JsonDict = {
     "roles": ["technical", "committee"],
     "affiliations": ["KTH Royal Institute of Technology"],
     "ownership_interests": ["Nordic Vision Holdings AB"],
+    "declared_identifiers": [{"register_country": "SE", "register_number": "556677-8899"}],
     "active": True,
 }
 
@@ -71,7 +72,8 @@ class ReviewerUpdate(BaseModel):
         max_length=100,
         description=(
             "Organisations the reviewer works or worked for, advises or sits on the board of. "
-            "Matched case-insensitively against the firm and its parent companies."
+            "Matched against the firm and its parent companies with case, Unicode "
+            "compatibility forms, punctuation and spacing folded."
         ),
         examples=[["KTH Royal Institute of Technology"]],
     )
@@ -80,6 +82,16 @@ class ReviewerUpdate(BaseModel):
         max_length=100,
         description="Organisations the reviewer holds shares or other ownership interests in.",
         examples=[["Nordic Vision Holdings AB"]],
+    )
+    declared_identifiers: list[OrganisationIdentifier] = Field(
+        default_factory=list,
+        max_length=100,
+        description=(
+            "Company-register entries (`register_country` and `register_number`) or LEIs of "
+            "organisations the reviewer is affiliated with or owns part of. A match with the "
+            "firm or a parent company is a conflict of interest, whatever the names say."
+        ),
+        examples=[[{"register_country": "SE", "register_number": "556677-8899"}]],
     )
     active: bool = Field(
         default=True,
@@ -124,6 +136,11 @@ class ReviewerView(BaseModel):
     )
     ownership_interests: list[ShortText] = Field(
         description="Declared ownership interests.", examples=[["Nordic Vision Holdings AB"]]
+    )
+    declared_identifiers: list[OrganisationIdentifier] = Field(
+        default_factory=list,
+        description="Declared register entries and LEIs of those organisations.",
+        examples=[[{"register_country": "SE", "register_number": "556677-8899"}]],
     )
     active: bool = Field(description="Whether the reviewer gets new tasks.", examples=[True])
     created_at: datetime = Field(

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
+from contracts.conflicts import conflicts, named
 from contracts.v1.desk import ReviewerProfile
 from services.kit.db import create_engine, create_session_factory
 from services.kit.migrations import upgrade_to_head
 from services.kit.uow import UnitOfWorkFactory
-from services.review.domain import conflicting_organisations
 from services.review.main import MIGRATIONS, seed_registry
 from services.review.seed import demo_reviewers
 from services.review.settings import Settings
@@ -67,12 +67,8 @@ async def test_the_desk_starts_with_the_demo_reviewers(desk: Desk) -> None:
 
 def test_demo_registry_staffs_every_stage_under_separation_of_duties() -> None:
     """An Acme application: Tanaka conflicts; one person per stage; still 3 for the committee."""
-    firm = ["Acme Vision AI GmbH", "Acme Holdings SE"]
-    eligible = [
-        p
-        for p in demo_reviewers()
-        if not conflicting_organisations([*p.affiliations, *p.ownership_interests], firm)
-    ]
+    firm = named(["Acme Vision AI GmbH", "Acme Holdings SE"])
+    eligible = [p for p in demo_reviewers() if not conflicts(p, firm)]
     taken: set[str] = set()
     for stage in ("technical", "security", "finance"):
         person = next(p for p in eligible if stage in p.roles and p.reviewer_id not in taken)

@@ -1,5 +1,5 @@
-"""The pure review rules: conflicts, eligibility to review, the deterministic choice, tallies
-and derived ids."""
+"""The pure review rules: eligibility to review, the deterministic choice, tallies and derived
+ids (the conflict rule itself is tested in tests/contracts/test_conflicts.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from contracts.conflicts import firm_organisations
 from contracts.v1.common import ReviewStage
 from contracts.v1.desk import ReviewerProfile
 from contracts.v1.desk import ReviewerRole as R
@@ -14,29 +15,11 @@ from tests.workflows.scenarios import PROFILES, content
 from workflows import policy
 
 T, S, F, C = ReviewStage.TECHNICAL, ReviewStage.SECURITY, ReviewStage.FINANCE, ReviewStage.COMMITTEE
-ORGS = ("Acme Vision AI GmbH", "Acme Holdings SE")
+ORGS = firm_organisations(content())
 
 
 def reviewer(rid: str, *roles: R, **kw: object) -> ReviewerProfile:
     return ReviewerProfile(reviewer_id=rid, name=rid, roles=list(roles), **kw)  # type: ignore[arg-type]
-
-
-def test_organisations_are_the_firm_and_its_parents() -> None:
-    assert policy.firm_organisations(content()) == ORGS
-    assert policy.firm_organisations(content(parents=[])) == ("Acme Vision AI GmbH",)
-
-
-@pytest.mark.parametrize(
-    "declared",
-    ["acme vision ai gmbh", "  ACME   Vision AI GmbH. ", "Acme Holdings SE"],
-)
-def test_conflicts_match_case_and_spacing_insensitively(declared: str) -> None:
-    assert policy.conflicts(reviewer("r", R.TECHNICAL, affiliations=[declared]), ORGS)
-    assert policy.conflicts(reviewer("r", R.TECHNICAL, ownership_interests=[declared]), ORGS)
-
-
-def test_a_partial_name_is_no_conflict() -> None:
-    assert policy.conflicts(reviewer("r", R.TECHNICAL, affiliations=["Acme"]), ORGS) == []
 
 
 def test_may_review_needs_role_activity_no_conflict_and_no_other_stage() -> None:
