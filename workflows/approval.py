@@ -20,6 +20,12 @@ outcome. The update handler applies the decision to the state at once (so the ne
 already sees it) and queues the events it causes; the main coroutine publishes them, in order,
 through the publish activity.
 
+The rules live in pure modules that mypy strict and the import contracts check: the validator's
+refusals, the stage order and the tallies in :mod:`workflows.policy`, who gets a task in
+:mod:`workflows.staffing`, the events in :mod:`workflows.events`, and the conflict-of-interest
+rule in :mod:`contracts.conflicts` (shared with the desk). This class keeps the run loop, the
+signal, update and query handlers, and the timers.
+
 Every transition is an event naming its actor: the reviewer for their decisions, information
 requests and rejections; ``system:eligibility`` for the rules' outcomes; ``system:workflows``
 for what the workflow does by itself (assignments, reminders, escalations, cancellations, the
@@ -47,35 +53,19 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.catalog import encode, make_envelope
-    from contracts.conflicts import Organisation, conflicts, firm_organisations
+    from contracts.conflicts import Organisation, firm_organisations
     from contracts.envelope import Actor, ActorKind, Envelope, deterministic_event_id
     from contracts.topics import topic_for_type
-    from contracts.v1.applications import ApplicationContent, ApplicationWithdrawn
-    from contracts.v1.approvals import ApplicationApproved, ApplicationRejected, StageApproval
-    from contracts.v1.common import (
-        Decision,
-        EligibilityOutcome,
-        ReviewStage,
-        Stage,
-        WithdrawalReason,
-    )
+    from contracts.v1.applications import ApplicationContent
+    from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage, Stage
     from contracts.v1.desk import (
         DECIDE_UPDATE,
-        DecisionRefusal,
         ReviewDecisionOutcome,
         ReviewDecisionRequest,
         ReviewerProfile,
         ReviewerRole,
     )
-    from contracts.v1.review import (
-        ReviewDecisionRecorded,
-        ReviewEscalated,
-        ReviewInformationRequested,
-        ReviewReminderDue,
-        ReviewTaskAssigned,
-        ReviewTaskCancelled,
-    )
-    from workflows import policy
+    from workflows import events, policy, staffing
     from workflows.activities import CandidateQuery, OutgoingMessage, Publisher, ReviewDesk
     from workflows.inputs import (
         AmendedSignal,
@@ -99,17 +89,10 @@ with workflow.unsafe.imports_passed_through():
 #: The task queue the worker polls and the bridge starts workflows on.
 TASK_QUEUE = "incentive-approval"
 #: The named system actor for steps the workflow takes by itself.
-WORKFLOW_ACTOR = "workflows"
+WORKFLOW_ACTOR = events.WORKFLOW_ACTOR
 #: The named system actor of eligibility decisions the workflow enacts.
-ELIGIBILITY_ACTOR = "eligibility"
+ELIGIBILITY_ACTOR = events.ELIGIBILITY_ACTOR
 PRODUCER = "workflows"
-
-#: The review stages in order; the stages of one group run in parallel.
-REVIEW_GROUPS: tuple[tuple[Phase, tuple[ReviewStage, ...]], ...] = (
-    (Phase.TECHNICAL_SECURITY_REVIEW, (ReviewStage.TECHNICAL, ReviewStage.SECURITY)),
-    (Phase.FINANCE_REVIEW, (ReviewStage.FINANCE,)),
-    (Phase.COMMITTEE_REVIEW, (ReviewStage.COMMITTEE,)),
-)
 
 PUBLISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -124,32 +107,6 @@ DESK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 DESK_SCHEDULE_TO_CLOSE = timedelta(minutes=5)
-
-#: LongText fields hold at most this many characters.
-_LONG_TEXT = 4000
-
-
-class _Refused(Exception):
-    """A validator's refusal before it becomes an ``ApplicationError``."""
-
-    def __init__(self, code: DecisionRefusal, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _group_of(stage: ReviewStage) -> tuple[Phase, tuple[ReviewStage, ...]]:
-    return next(group for group in REVIEW_GROUPS if stage in group[1])
-
-
-def _next_phase(stage: ReviewStage) -> Phase:
-    """The phase after the group of ``stage`` is approved."""
-    index = next(i for i, group in enumerate(REVIEW_GROUPS) if stage in group[1])
-    return REVIEW_GROUPS[index + 1][0] if index + 1 < len(REVIEW_GROUPS) else Phase.APPROVED
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _LONG_TEXT else text[: _LONG_TEXT - 1] + "…"
 
 
 @workflow.defn(name="IncentiveApproval")
@@ -277,21 +234,7 @@ class IncentiveApproval:
         task.decided_at = now
         task.requested_fields = list(request.requested_fields)
         task.decided_on_revision = self._revision
-        decision_event = self._queue(
-            "review.decision_recorded",
-            ReviewDecisionRecorded(
-                task_id=task.task_id,
-                application_id=self._input.application_id,
-                stage=task.stage,
-                reviewer_id=task.reviewer_id,
-                decision=request.decision,
-                comment=request.comment,
-                decided_at=now,
-            ),
-            step=f"decision:{task.stage.value}:{task.reviewer_id}:{task.round}",
-            actor=Actor(kind=ActorKind.REVIEWER, id=task.reviewer_id),
-            causation=uuid.UUID(task.assigned_event_id),
-        )
+        decision_event = self._queue(events.decision_recorded(self._app_id, task, now))
         task.decision_event_id = str(decision_event)
         self._cause = decision_event
         self._decisions.append(
@@ -307,7 +250,7 @@ class IncentiveApproval:
         )
 
         stage = self._stages[task.stage]
-        tally = self._tally(task.stage)
+        tally = policy.tally(stage, self._tasks.values())
         closed = False
         if request.decision is Decision.REQUEST_INFORMATION:
             self._pause_group(task)
@@ -321,14 +264,12 @@ class IncentiveApproval:
                 f"The committee reached {tally.approvals} of {tally.members} approvals.",
                 stages=(task.stage,),
             )
-            _, group = _group_of(task.stage)
+            _, group = policy.group_of(task.stage)
             if all(self._stages[s].status is StageStatus.APPROVED for s in group):
-                self._phase = _next_phase(task.stage)
+                self._phase = policy.next_phase(task.stage)
                 # The next group is being staffed from now on (the main coroutine assigns it).
-                for phase, stages in REVIEW_GROUPS:
-                    if phase is self._phase:
-                        for next_stage in stages:
-                            self._stages[next_stage].status = StageStatus.STAFFING
+                for next_stage in policy.group_stages(self._phase):
+                    self._stages[next_stage].status = StageStatus.STAFFING
         outcome = ReviewDecisionOutcome(
             request_id=request.request_id,
             stage=task.stage,
@@ -343,96 +284,23 @@ class IncentiveApproval:
     def validate_decide(self, request: ReviewDecisionRequest) -> None:
         """Refuse a decision the rules do not allow, with the reason in words.
 
-        Checked in this order, so a reviewer learns the most fundamental problem first:
-        invalid_request, wrong_role, conflict_of_interest, separation_of_duties,
-        duplicate_decision, stage_not_open, not_assigned. A repeated ``request_id`` passes and
-        gets the first outcome.
+        The checks and their order are :func:`workflows.policy.refusal`. A repeated
+        ``request_id`` passes and gets the first outcome.
         """
-        try:
-            self._check_decision(request)
-        except _Refused as refused:
-            raise ApplicationError(
-                refused.message, type=refused.code.value, non_retryable=True
-            ) from None
-
-    def _check_decision(self, request: ReviewDecisionRequest) -> None:
         if request.request_id in self._outcomes:
             return
-        who, stage = request.reviewer_id, request.stage
-        if request.requested_fields and request.decision is not Decision.REQUEST_INFORMATION:
-            raise _Refused(
-                DecisionRefusal.INVALID_REQUEST,
-                "requested_fields only go with a request_information decision.",
-            )
-        role = policy.STAGE_ROLES[stage]
-        if role not in request.token_roles:
-            raise _Refused(
-                DecisionRefusal.WRONG_ROLE,
-                f"{who} does not hold the {role.value} role needed to decide the "
-                f"{stage.value} stage.",
-            )
-        profile = self._profiles.get(who)
-        hits = conflicts(profile, self._organisations()) if profile else []
-        if hits:
-            raise _Refused(
-                DecisionRefusal.CONFLICT_OF_INTEREST,
-                f"{who} declares an affiliation or ownership interest in "
-                f"{', '.join(hits)} (the applicant or its parent company) and may not decide "
-                "this application.",
-            )
-        other = next(
-            (
-                t.stage
-                for t in self._tasks.values()
-                if t.reviewer_id == who and t.stage is not stage and t.decision is not None
+        refused = policy.refusal(
+            request,
+            policy.Application(
+                phase=self._phase,
+                stages=self._stages,
+                tasks=self._tasks,
+                profiles=self._profiles,
+                organisations=self._organisations(),
             ),
-            None,
         )
-        if other is not None:
-            raise _Refused(
-                DecisionRefusal.SEPARATION_OF_DUTIES,
-                f"{who} already decided the {other.value} stage of this application; one "
-                "person decides at most one stage.",
-            )
-        task = self._tasks.get(request.task_id)
-        mine = task is not None and task.reviewer_id == who and task.stage is stage
-        duplicate = self._decided_task(who, stage, task if mine else None)
-        if duplicate is not None:
-            assert duplicate.decision is not None
-            assert duplicate.decided_at is not None
-            raise _Refused(
-                DecisionRefusal.DUPLICATE_DECISION,
-                f"{who} already decided the {stage.value} stage ({duplicate.decision.value} "
-                f"on task {duplicate.task_id}, {duplicate.decided_at:%Y-%m-%d %H:%M} UTC).",
-            )
-        status = self._stages[stage].status
-        if self._phase.final or status is not StageStatus.OPEN:
-            raise _Refused(
-                DecisionRefusal.STAGE_NOT_OPEN,
-                f"The {stage.value} stage is not open for decisions: it is {status.value} "
-                f"and the application is {self._phase.value}.",
-            )
-        if task is None or not mine or task.status is not TaskStatus.OPEN:
-            raise _Refused(
-                DecisionRefusal.NOT_ASSIGNED,
-                f"{who} is not assigned an open task {request.task_id} of the {stage.value} "
-                "stage of this application.",
-            )
-
-    def _decided_task(self, who: str, stage: ReviewStage, named: Task | None) -> Task | None:
-        """The decision that makes a new one by ``who`` on ``stage`` a duplicate, if any.
-
-        Either the named task is already decided, or ``who`` approved or rejected the stage
-        and holds no open task on it (after an information request the same reviewer gets a
-        fresh task and decides again; that is not a duplicate).
-        """
-        if named is not None and named.decision is not None:
-            return named
-        mine = [t for t in self._tasks.values() if t.reviewer_id == who and t.stage is stage]
-        if any(t.status is TaskStatus.OPEN for t in mine):
-            return None
-        final = [t for t in mine if t.decision in (Decision.APPROVE, Decision.REJECT)]
-        return final[-1] if final else None
+        if refused is not None:
+            raise ApplicationError(refused.message, type=refused.code.value, non_retryable=True)
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -440,7 +308,7 @@ class IncentiveApproval:
     async def run(self, inp: ApprovalInput) -> ApprovalState:
         """Eligibility, then the review groups in order; ends approved, rejected or withdrawn."""
         if await self._eligibility_stage():
-            for phase, stages in REVIEW_GROUPS:
+            for phase, stages in policy.REVIEW_GROUPS:
                 if not await self._review_group(phase, stages):
                     break
             else:
@@ -613,30 +481,7 @@ class IncentiveApproval:
         self._requests = request.loop
         self._request = request
         self._phase = Phase.INFORMATION_REQUESTED
-        from_eligibility = request.source is Stage.ELIGIBILITY
-        self._queue(
-            "review.information_requested",
-            ReviewInformationRequested(
-                request_id=request.request_id,
-                task_id=request.task_id,
-                application_id=self._app_id,
-                stage=request.stage,
-                reviewer_id=request.requested_by,
-                fields=request.fields,
-                questions=[_clip(q) for q in request.questions],
-                requested_at=request.requested_at,
-                respond_by=request.respond_by,
-                source=Stage.ELIGIBILITY if from_eligibility else None,
-            ),
-            step=f"information_requested:{request.loop}",
-            actor=(
-                Actor.system(ELIGIBILITY_ACTOR)
-                if from_eligibility
-                else Actor(kind=ActorKind.REVIEWER, id=request.requested_by)
-            ),
-            causation=self._cause,
-            occurred_at=request.requested_at,
-        )
+        self._queue(events.information_requested(self._app_id, request, self._cause))
         self._cause = uuid.UUID(request.event_id)
 
     def _withdraw_for_timeout(self, request: InformationRequest) -> None:
@@ -647,17 +492,9 @@ class IncentiveApproval:
         )
         self._cancel_open_tasks(reason)
         self._queue(
-            "application.withdrawn",
-            ApplicationWithdrawn(
-                application_id=self._app_id,
-                firm_id=self._firm_id,
-                reason_code=WithdrawalReason.INFORMATION_TIMEOUT,
-                reason=reason,
-                withdrawn_at=workflow.now(),
-            ),
-            step=f"withdrawn:information_timeout:{request.loop}",
-            actor=Actor.system(WORKFLOW_ACTOR),
-            causation=uuid.UUID(request.event_id),
+            events.withdrawn_for_timeout(
+                self._app_id, self._firm_id, request, reason, workflow.now()
+            )
         )
         self._close(Phase.WITHDRAWN, [reason])
 
@@ -691,13 +528,7 @@ class IncentiveApproval:
         )
 
     def _group_status(self, stages: Sequence[ReviewStage]) -> StageStatus:
-        statuses = [self._stages[s].status for s in stages]
-        for decisive in (StageStatus.REJECTED, StageStatus.PAUSED):
-            if decisive in statuses:
-                return decisive
-        if all(s is StageStatus.APPROVED for s in statuses):
-            return StageStatus.APPROVED
-        return StageStatus.OPEN
+        return policy.group_status(self._stages, stages)
 
     async def _watch(self, stages: tuple[ReviewStage, ...]) -> StageStatus:
         """Publish decisions as they come and fire SLA timers until the group settles.
@@ -745,22 +576,7 @@ class IncentiveApproval:
             if task.reminded_at is None and now >= reminder:
                 # Dated when it fell due; the timer itself may fire a few milliseconds later.
                 task.reminded_at = reminder
-                self._queue(
-                    "review.reminder_due",
-                    ReviewReminderDue(
-                        task_id=task.task_id,
-                        application_id=self._app_id,
-                        stage=task.stage,
-                        reviewer_id=task.reviewer_id,
-                        assigned_at=task.assigned_at,
-                        due_at=task.due_at,
-                        days_open=(reminder - task.assigned_at).days,
-                        reminded_at=reminder,
-                    ),
-                    step=f"reminder:{task.stage.value}:{task.reviewer_id}:{task.round}",
-                    actor=Actor.system(WORKFLOW_ACTOR),
-                    causation=uuid.UUID(task.assigned_event_id),
-                )
+                self._queue(events.reminder_due(self._app_id, task, reminder))
             if task.escalated_at is None and now >= task.due_at:
                 if supervisors is None:
                     supervisors = await self._supervisors()
@@ -771,22 +587,9 @@ class IncentiveApproval:
                 task.escalated_at = now
                 task.escalated_to = supervisor
                 self._queue(
-                    "review.escalated",
-                    ReviewEscalated(
-                        task_id=task.task_id,
-                        application_id=self._app_id,
-                        stage=task.stage,
-                        reviewer_id=task.reviewer_id,
-                        supervisor_id=supervisor,
-                        reason=(
-                            f"No decision {self._policy.sla_escalation_days} days after assignment."
-                        ),
-                        days_open=(now - task.assigned_at).days,
-                        escalated_at=now,
-                    ),
-                    step=f"escalated:{task.stage.value}:{task.reviewer_id}:{task.round}",
-                    actor=Actor.system(WORKFLOW_ACTOR),
-                    causation=uuid.UUID(task.assigned_event_id),
+                    events.escalated(
+                        self._app_id, task, supervisor, self._policy.sla_escalation_days, now
+                    )
                 )
 
     async def _supervisors(self) -> list[ReviewerProfile]:
@@ -799,17 +602,11 @@ class IncentiveApproval:
 
     def _supervisor_for(self, task: Task, supervisors: Sequence[ReviewerProfile]) -> str | None:
         """The first eligible supervisor by id, or None for the supervisors' shared queue."""
-        organisations = self._organisations()
-        for profile in sorted(supervisors, key=lambda p: p.reviewer_id):
-            if (
-                profile.active
-                and ReviewerRole.SUPERVISOR in profile.roles
-                and profile.reviewer_id != task.reviewer_id
-                and not conflicts(profile, organisations)
-            ):
-                self._profiles.setdefault(profile.reviewer_id, profile)
-                return profile.reviewer_id
-        return None
+        profile = staffing.supervisor_for(task, supervisors, self._organisations())
+        if profile is None:
+            return None
+        self._profiles.setdefault(profile.reviewer_id, profile)
+        return profile.reviewer_id
 
     def _open_tasks(self, stages: Sequence[ReviewStage] | None = None) -> list[Task]:
         return [
@@ -853,76 +650,33 @@ class IncentiveApproval:
     ) -> dict[ReviewStage, list[str]] | None:
         """Who gets a task now, per stage; None when the seats cannot all be filled yet.
 
-        Reviewers who already gave a final decision keep it; the others keep their seat unless
-        the (amended) application now conflicts with their declared interests, in which case
-        the seat is filled again from the desk's candidates.
+        The plan is :mod:`workflows.staffing`'s; this only fetches the desk's candidates for
+        the free seats and keeps their profiles as the assignment snapshot.
         """
         organisations = self._organisations()
-        keep: dict[ReviewStage, list[str]] = {}
-        seats: list[tuple[ReviewStage, int]] = []
-        for stage in stages:
-            state = self._stages[stage]
-            if state.status is not StageStatus.STAFFING:
-                continue
-            final = {
-                t.reviewer_id
-                for t in self._tasks.values()
-                if t.stage is stage and t.decision in (Decision.APPROVE, Decision.REJECT)
-            }
-            keep[stage] = [
-                r
-                for r in state.reviewers
-                if r not in final and not conflicts(self._profiles[r], organisations)
-            ]
-            needed = state.members - len(final) - len(keep[stage])
-            if needed > 0:
-                seats.append((stage, needed))
-        chosen: dict[ReviewStage, list[str]] = {}
-        if seats:
+        seats = staffing.seats_to_fill(
+            stages, self._stages, self._tasks.values(), self._profiles, organisations
+        )
+        candidates: dict[ReviewStage, list[ReviewerProfile]] = {}
+        if seats.open:
             try:
-                fetched = await asyncio.gather(
-                    *(self._candidates(policy.STAGE_ROLES[stage]) for stage, _ in seats)
-                )
+                fetched = await asyncio.gather(*(self._candidates(role) for role in seats.roles))
             except ActivityError as exc:
                 workflow.logger.warning("review desk unavailable; retrying later: %s", exc)
                 return None
-            committed = self._committed()
-            pools: dict[ReviewStage, list[str]] = {}
-            for (stage, _), profiles in zip(seats, fetched, strict=True):
+            for (stage, _), profiles in zip(seats.open, fetched, strict=True):
                 for profile in profiles:
                     self._profiles[profile.reviewer_id] = profile  # the latest snapshot
-                pools[stage] = [
-                    p.reviewer_id
-                    for p in profiles
-                    if policy.may_review(p, stage, organisations, committed)
-                    and p.reviewer_id not in self._stages[stage].reviewers
-                ]
-            taken = [r for reviewers in keep.values() for r in reviewers]
-            choice = policy.choose_reviewers(seats, pools, taken)
-            if choice is None:
-                workflow.logger.info("no eligible reviewer for %s yet", [s for s, _ in seats])
-                return None
-            chosen = choice
-        plan: dict[ReviewStage, list[str]] = {}
-        for stage, kept in keep.items():
-            state = self._stages[stage]
-            # Conflicted members leave the stage; their seats went to the new reviewers.
-            decided = [r for r in state.reviewers if r not in kept and self._has_final(stage, r)]
-            state.reviewers = [*decided, *kept, *chosen.get(stage, [])]
-            plan[stage] = [*kept, *chosen.get(stage, [])]
-        return plan
-
-    def _has_final(self, stage: ReviewStage, reviewer: str) -> bool:
-        return any(
-            t.stage is stage
-            and t.reviewer_id == reviewer
-            and t.decision in (Decision.APPROVE, Decision.REJECT)
-            for t in self._tasks.values()
+                candidates[stage] = profiles
+        planned = staffing.plan(
+            seats, candidates, self._stages, self._tasks.values(), organisations
         )
-
-    def _committed(self) -> dict[str, ReviewStage]:
-        """Reviewer -> the stage of this application they hold or decided."""
-        return {r: s for s, state in self._stages.items() for r in state.reviewers}
+        if planned is None:
+            workflow.logger.info("no eligible reviewer for %s yet", [s for s, _ in seats.open])
+            return None
+        for stage, reviewers in planned.reviewers.items():
+            self._stages[stage].reviewers = reviewers
+        return planned.assign
 
     async def _candidates(self, role: ReviewerRole) -> list[ReviewerProfile]:
         return await workflow.execute_activity_method(
@@ -937,7 +691,7 @@ class IncentiveApproval:
         assert self._firm_id is not None
         assert self._content is not None
         round_ = self._requests
-        step = f"task_assigned:{stage.value}:{reviewer}:{round_}"
+        step = events.assignment_step(stage, reviewer, round_)
         task = Task(
             task_id=policy.task_id(self._app_id, stage, reviewer, round_),
             stage=stage,
@@ -948,38 +702,16 @@ class IncentiveApproval:
             assigned_event_id=str(self._event_id(step)),
         )
         self._tasks[task.task_id] = task
+        summary = events.summary_of(self._firm_id, self._content)
         self._queue(
-            "review.task_assigned",
-            ReviewTaskAssigned(
-                task_id=task.task_id,
-                application_id=self._app_id,
-                stage=stage,
-                reviewer_id=reviewer,
-                summary=policy.summary_of(self._firm_id, self._content),
-                assigned_at=now,
-                due_at=task.due_at,
-                quorum=self._policy.quorum if stage is ReviewStage.COMMITTEE else None,
-            ),
-            step=step,
-            actor=Actor.system(WORKFLOW_ACTOR),
-            causation=self._cause,
+            events.task_assigned(self._app_id, task, summary, self._policy.quorum, self._cause)
         )
 
     # --- decisions' consequences (called from the update handler) -------------------------------
 
-    def _tally(self, stage: ReviewStage) -> policy.Tally:
-        decided = [t for t in self._tasks.values() if t.stage is stage]
-        state = self._stages[stage]
-        return policy.Tally(
-            required=state.required,
-            members=state.members,
-            approvals=sum(t.decision is Decision.APPROVE for t in decided),
-            rejections=sum(t.decision is Decision.REJECT for t in decided),
-        )
-
     def _pause_group(self, task: Task) -> None:
         """A reviewer asked for information: the whole group waits for the amendment."""
-        _, group = _group_of(task.stage)
+        _, group = policy.group_of(task.stage)
         for stage in group:
             if self._stages[stage].status is StageStatus.OPEN:
                 self._stages[stage].status = StageStatus.PAUSED
@@ -1013,20 +745,7 @@ class IncentiveApproval:
         for task in self._open_tasks(stages):
             task.status = TaskStatus.CANCELLED
             task.cancelled_reason = reason
-            self._queue(
-                "review.task_cancelled",
-                ReviewTaskCancelled(
-                    task_id=task.task_id,
-                    application_id=self._app_id,
-                    stage=task.stage,
-                    reviewer_id=task.reviewer_id,
-                    reason=_clip(reason),
-                    cancelled_at=now,
-                ),
-                step=f"task_cancelled:{task.stage.value}:{task.reviewer_id}:{task.round}",
-                actor=Actor.system(WORKFLOW_ACTOR),
-                causation=self._cause,
-            )
+            self._queue(events.task_cancelled(self._app_id, task, reason, now, self._cause))
 
     # --- endings -------------------------------------------------------------------------------
 
@@ -1040,20 +759,18 @@ class IncentiveApproval:
 
     def _reject(self, stage: Stage, reasons: list[str], *, decided_by: str, actor: Actor) -> None:
         assert self._firm_id is not None
-        reasons = [_clip(r) for r in reasons]
+        reasons = [events.clip(r) for r in reasons]
         self._queue(
-            "application.rejected",
-            ApplicationRejected(
-                application_id=self._app_id,
-                firm_id=self._firm_id,
-                stage=stage,
-                reasons=reasons,
+            events.rejected(
+                self._app_id,
+                self._firm_id,
+                stage,
+                reasons,
                 decided_by=decided_by,
-                rejected_at=workflow.now(),
-            ),
-            step=f"rejected:{stage.value}",
-            actor=actor,
-            causation=self._cause,
+                actor=actor,
+                now=workflow.now(),
+                cause=self._cause,
+            )
         )
         self._close(Phase.REJECTED, reasons)
 
@@ -1067,28 +784,16 @@ class IncentiveApproval:
     def _approve(self) -> None:
         assert self._firm_id is not None
         assert self._content is not None
-        order = list(ReviewStage)
-        approvals = [
-            StageApproval(stage=d.stage, reviewer_id=d.reviewer_id, decided_at=d.decided_at)
-            for d in sorted(self._decisions, key=lambda d: order.index(d.stage))
-            if d.decision is Decision.APPROVE
-        ]
-        incentives = self._content.incentives
         self._queue(
-            "application.approved",
-            ApplicationApproved(
-                application_id=self._app_id,
-                firm_id=self._firm_id,
-                approvals=approvals,
-                quorum=self._policy.quorum,
-                grant=incentives.grant.amount if incentives.grant else None,
-                zone_space=list(incentives.zone_space),
-                fast_track=[f.item for f in incentives.fast_track],
-                approved_at=workflow.now(),
-            ),
-            step="approved",
-            actor=Actor.system(WORKFLOW_ACTOR),
-            causation=self._cause,
+            events.approved(
+                self._app_id,
+                self._firm_id,
+                self._content,
+                self._decisions,
+                self._policy.quorum,
+                workflow.now(),
+                self._cause,
+            )
         )
         self._close(Phase.APPROVED, [])
 
@@ -1097,31 +802,22 @@ class IncentiveApproval:
     def _event_id(self, step: str) -> uuid.UUID:
         return deterministic_event_id(workflow.info().workflow_id, step)
 
-    def _queue(
-        self,
-        message_type: str,
-        payload: BaseModel,
-        *,
-        step: str,
-        actor: Actor,
-        causation: uuid.UUID | None,
-        occurred_at: datetime | None = None,
-    ) -> uuid.UUID:
+    def _queue(self, event: events.Event) -> uuid.UUID:
         """Queue an event for :meth:`_flush`; returns its deterministic id.
 
         Handlers queue, only the main coroutine publishes, so events leave in the order the
         transitions happened.
         """
         envelope = make_envelope(
-            message_type,
-            payload,
+            event.type,
+            event.payload,
             subject=self._app_id,
-            actor=actor,
+            actor=event.actor,
             producer=PRODUCER,
             correlation_id=uuid.UUID(self._input.correlation_id),
-            causation_id=causation,
-            event_id=self._event_id(step),
-            occurred_at=occurred_at or workflow.now(),
+            causation_id=event.causation,
+            event_id=self._event_id(event.step),
+            occurred_at=event.occurred_at or workflow.now(),
         )
         self._outbox.append(envelope)
         return envelope.event_id

@@ -1,22 +1,22 @@
 """The review rules of ``IncentiveApproval`` as pure functions: no Temporal, no I/O.
 
 Kept apart from the workflow so the rules can be unit-tested directly and read in one place:
-who may review a stage (role, conflict of interest, separation of duties), how reviewers are
-chosen (deterministically), how a committee counts, and the ids the workflow derives.
+the stages and their order, the ``decide`` validator's refusals (every check, in its order),
+how a stage counts its decisions, and the ids the workflow derives. Who gets a task is in
+:mod:`workflows.staffing`; the events are built in :mod:`workflows.events`; the conflict of
+interest rule is :mod:`contracts.conflicts`, shared with the review desk.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from contracts.conflicts import Organisation, conflicts
-from contracts.v1.applications import ApplicationContent
-from contracts.v1.common import ReviewStage
-from contracts.v1.desk import ReviewerProfile, ReviewerRole
-from contracts.v1.review import ApplicationSummary
+from contracts.v1.common import Decision, ReviewStage
+from contracts.v1.desk import DecisionRefusal, ReviewDecisionRequest, ReviewerProfile, ReviewerRole
+from workflows.state import Phase, StageState, StageStatus, Task, TaskStatus
 
 #: The registry role a reviewer needs to decide each stage.
 STAGE_ROLES: Mapping[ReviewStage, ReviewerRole] = {
@@ -26,52 +26,154 @@ STAGE_ROLES: Mapping[ReviewStage, ReviewerRole] = {
     ReviewStage.COMMITTEE: ReviewerRole.COMMITTEE,
 }
 
+#: The review stages in order; the stages of one group run in parallel.
+REVIEW_GROUPS: tuple[tuple[Phase, tuple[ReviewStage, ...]], ...] = (
+    (Phase.TECHNICAL_SECURITY_REVIEW, (ReviewStage.TECHNICAL, ReviewStage.SECURITY)),
+    (Phase.FINANCE_REVIEW, (ReviewStage.FINANCE,)),
+    (Phase.COMMITTEE_REVIEW, (ReviewStage.COMMITTEE,)),
+)
 
-def may_review(
-    profile: ReviewerProfile,
-    stage: ReviewStage,
-    organisations: Sequence[Organisation],
-    committed: Mapping[str, ReviewStage],
-) -> bool:
-    """Whether ``profile`` may be assigned ``stage``.
+_FINAL = (Decision.APPROVE, Decision.REJECT)
 
-    ``committed`` maps reviewer ids to the stage of this application they already hold or
-    decided; one person decides at most one stage (separation of duties).
+
+def group_of(stage: ReviewStage) -> tuple[Phase, tuple[ReviewStage, ...]]:
+    """The phase and the parallel stages ``stage`` belongs to."""
+    return next(group for group in REVIEW_GROUPS if stage in group[1])
+
+
+def next_phase(stage: ReviewStage) -> Phase:
+    """The phase after the group of ``stage`` is approved."""
+    index = next(i for i, group in enumerate(REVIEW_GROUPS) if stage in group[1])
+    return REVIEW_GROUPS[index + 1][0] if index + 1 < len(REVIEW_GROUPS) else Phase.APPROVED
+
+
+def group_stages(phase: Phase) -> tuple[ReviewStage, ...]:
+    """The stages reviewed in ``phase`` (none for a phase that is no review group)."""
+    return next((stages for p, stages in REVIEW_GROUPS if p is phase), ())
+
+
+# --- the decide validator ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a decision is refused: the code the desk maps to a problem, and words for people."""
+
+    code: DecisionRefusal
+    message: str
+
+
+@dataclass(frozen=True)
+class Application:
+    """What the validator sees of a run: its phase, stages, tasks and the assignment snapshots."""
+
+    phase: Phase
+    stages: Mapping[ReviewStage, StageState]
+    tasks: Mapping[str, Task]
+    #: The registry profiles the workflow snapshotted at assignment, by reviewer id.
+    profiles: Mapping[str, ReviewerProfile]
+    #: The firm and its parent companies, from the latest revision.
+    organisations: Sequence[Organisation]
+
+
+def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
+    """Why ``request`` must be refused, or None when the decision may be recorded.
+
+    Checked in this order, so a reviewer learns the most fundamental problem first:
+    ``invalid_request``, ``application_closed``, ``wrong_role``, ``conflict_of_interest``,
+    ``separation_of_duties``, ``duplicate_decision``, ``stage_not_open``, ``not_assigned``.
+
+    ``application_closed`` comes before anything about the reviewer: once the application has
+    ended, that is the answer whoever asks, and it is the answer the desk gives when the
+    workflow has already completed, so a late vote reads the same whenever it arrives. (A
+    repeated request id is answered with its first outcome before any of this.)
     """
-    other = committed.get(profile.reviewer_id)
-    return (
-        profile.active
-        and STAGE_ROLES[stage] in profile.roles
-        and not conflicts(profile, organisations)
-        and (other is None or other is stage)
+    who, stage = request.reviewer_id, request.stage
+    if request.requested_fields and request.decision is not Decision.REQUEST_INFORMATION:
+        return Refusal(
+            DecisionRefusal.INVALID_REQUEST,
+            "requested_fields only go with a request_information decision.",
+        )
+    if app.phase.final:
+        return Refusal(
+            DecisionRefusal.APPLICATION_CLOSED,
+            f"The application has ended ({app.phase.value}); no stage of it takes decisions "
+            "any more.",
+        )
+    role = STAGE_ROLES[stage]
+    if role not in request.token_roles:
+        return Refusal(
+            DecisionRefusal.WRONG_ROLE,
+            f"{who} does not hold the {role.value} role needed to decide the {stage.value} stage.",
+        )
+    profile = app.profiles.get(who)
+    hits = conflicts(profile, app.organisations) if profile else []
+    if hits:
+        return Refusal(
+            DecisionRefusal.CONFLICT_OF_INTEREST,
+            f"{who} declares an affiliation or ownership interest in {', '.join(hits)} (the "
+            "applicant or its parent company) and may not decide this application.",
+        )
+    other = next(
+        (
+            t.stage
+            for t in app.tasks.values()
+            if t.reviewer_id == who and t.stage is not stage and t.decision is not None
+        ),
+        None,
     )
+    if other is not None:
+        return Refusal(
+            DecisionRefusal.SEPARATION_OF_DUTIES,
+            f"{who} already decided the {other.value} stage of this application; one person "
+            "decides at most one stage.",
+        )
+    task = app.tasks.get(request.task_id)
+    mine = task is not None and task.reviewer_id == who and task.stage is stage
+    duplicate = decided_task(app.tasks.values(), who, stage, task if mine else None)
+    if duplicate is not None:
+        assert duplicate.decision is not None
+        assert duplicate.decided_at is not None
+        return Refusal(
+            DecisionRefusal.DUPLICATE_DECISION,
+            f"{who} already decided the {stage.value} stage ({duplicate.decision.value} on "
+            f"task {duplicate.task_id}, {duplicate.decided_at:%Y-%m-%d %H:%M} UTC).",
+        )
+    status = app.stages[stage].status
+    if status is not StageStatus.OPEN:
+        return Refusal(
+            DecisionRefusal.STAGE_NOT_OPEN,
+            f"The {stage.value} stage is not open for decisions: it is {status.value} and the "
+            f"application is {app.phase.value}.",
+        )
+    if task is None or not mine or task.status is not TaskStatus.OPEN:
+        return Refusal(
+            DecisionRefusal.NOT_ASSIGNED,
+            f"{who} is not assigned an open task {request.task_id} of the {stage.value} stage "
+            "of this application.",
+        )
+    return None
 
 
-def choose_reviewers(
-    seats: Sequence[tuple[ReviewStage, int]],
-    pools: Mapping[ReviewStage, Sequence[str]],
-    taken: Iterable[str] = (),
-) -> dict[ReviewStage, list[str]] | None:
-    """Fill ``seats`` (stage, how many) from ``pools`` with distinct people, or None if impossible.
+def decided_task(
+    tasks: Iterable[Task], who: str, stage: ReviewStage, named: Task | None
+) -> Task | None:
+    """The decision that makes a new one by ``who`` on ``stage`` a duplicate, if any.
 
-    Deterministic: pools are taken in reviewer-id order and the lexicographically first complete
-    assignment wins. Backtracking matters for parallel stages: with technical = {novak, tanaka}
-    and security = {novak}, a greedy pick would give novak to technical and leave security empty.
+    Either the named task is already decided, or ``who`` approved or rejected the stage and
+    holds no open task on it (after an information request the same reviewer gets a fresh
+    task and decides again; that is not a duplicate).
     """
-    chosen: dict[ReviewStage, list[str]] = {}
+    if named is not None and named.decision is not None:
+        return named
+    mine = [t for t in tasks if t.reviewer_id == who and t.stage is stage]
+    if any(t.status is TaskStatus.OPEN for t in mine):
+        return None
+    final = [t for t in mine if t.decision in _FINAL]
+    return final[-1] if final else None
 
-    def fill(index: int, used: frozenset[str]) -> bool:
-        if index == len(seats):
-            return True
-        stage, count = seats[index]
-        pool = [r for r in sorted(set(pools.get(stage, ()))) if r not in used]
-        for combination in itertools.combinations(pool, count):
-            if fill(index + 1, used | set(combination)):
-                chosen[stage] = list(combination)
-                return True
-        return False
 
-    return chosen if fill(0, frozenset(taken)) else None
+# --- counting ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -94,6 +196,33 @@ class Tally:
         return self.rejections > self.members - self.required
 
 
+def tally(state: StageState, tasks: Iterable[Task]) -> Tally:
+    """How the decisions on the tasks of ``state``'s stage count against its quorum."""
+    decided = [t for t in tasks if t.stage is state.stage]
+    return Tally(
+        required=state.required,
+        members=state.members,
+        approvals=sum(t.decision is Decision.APPROVE for t in decided),
+        rejections=sum(t.decision is Decision.REJECT for t in decided),
+    )
+
+
+def group_status(
+    stages: Mapping[ReviewStage, StageState], group: Sequence[ReviewStage]
+) -> StageStatus:
+    """How a group of parallel stages stands: rejected or paused if any is, approved if all are."""
+    statuses = [stages[s].status for s in group]
+    for decisive in (StageStatus.REJECTED, StageStatus.PAUSED):
+        if decisive in statuses:
+            return decisive
+    if all(s is StageStatus.APPROVED for s in statuses):
+        return StageStatus.APPROVED
+    return StageStatus.OPEN
+
+
+# --- derived ids ---------------------------------------------------------------------------------
+
+
 def short_hash(*parts: str, length: int = 16) -> str:
     """A stable hexadecimal digest of ``parts`` (ids must fit the 100-character Identifier)."""
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:length]
@@ -112,17 +241,3 @@ def information_request_id(application_id: str, loop: int) -> str:
 def eligibility_task_id(application_id: str, revision: int) -> str:
     """The pseudo task of an information request raised by the eligibility rules."""
     return f"task_eligibility_{short_hash(application_id, 'eligibility', str(revision))}"
-
-
-def summary_of(firm_id: str, content: ApplicationContent) -> ApplicationSummary:
-    """What a reviewer's inbox shows about the application."""
-    grant = content.incentives.grant
-    return ApplicationSummary(
-        firm_id=firm_id,
-        firm_legal_name=content.firm.legal_name,
-        firm_country=content.firm.country_of_incorporation,
-        title=content.proposal.title,
-        sector=content.proposal.sector,
-        grant_requested=grant.amount if grant is not None else None,
-        investment_commitment=content.proposal.investment_commitment,
-    )

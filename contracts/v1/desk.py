@@ -182,6 +182,12 @@ class DecisionRefusal(StrEnum):
     STAGE_NOT_OPEN = "stage_not_open"
     DUPLICATE_DECISION = "duplicate_decision"
     INVALID_REQUEST = "invalid_request"
+    APPLICATION_CLOSED = "application_closed"
+    """The application ended (approved, rejected or withdrawn): nothing of it is open any more.
+
+    The same answer whether the workflow is still publishing its last events or has completed
+    (the desk then learns it from Temporal), so a late committee vote always reads the same.
+    """
 
 
 class ReviewDecisionOutcome(BaseModel):

@@ -20,8 +20,6 @@ cannot be corrupted by redelivery or reordering.
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -242,6 +240,7 @@ REFUSAL_STATUS: Final[Mapping[DecisionRefusal, int]] = {
     DecisionRefusal.STAGE_NOT_OPEN: 409,
     DecisionRefusal.DUPLICATE_DECISION: 409,
     DecisionRefusal.INVALID_REQUEST: 422,
+    DecisionRefusal.APPLICATION_CLOSED: 409,
 }
 
 #: The problem title of each refusal.
@@ -253,6 +252,7 @@ REFUSAL_TITLE: Final[Mapping[DecisionRefusal, str]] = {
     DecisionRefusal.STAGE_NOT_OPEN: "Stage is not open for decisions",
     DecisionRefusal.DUPLICATE_DECISION: "Decision already recorded",
     DecisionRefusal.INVALID_REQUEST: "Decision request is invalid",
+    DecisionRefusal.APPLICATION_CLOSED: "The application has ended",
 }
 
 
@@ -282,30 +282,3 @@ def decision_body_problem(decision: Decision, requested_fields: Iterable[str]) -
     if list(requested_fields) and decision is not Decision.REQUEST_INFORMATION:
         return "requested_fields may only be given with the decision request_information"
     return None
-
-
-# --- conflicts of interest -----------------------------------------------------------------------
-
-_PUNCTUATION = re.compile(r"[^\w\s]", flags=re.UNICODE)
-_SPACES = re.compile(r"\s+")
-
-
-def normalise_organisation(name: str) -> str:
-    """An organisation name for comparison: Unicode-normalised, case-folded, no punctuation.
-
-    ``"Acme Vision-AI GmbH."`` and ``"acme vision ai gmbh"`` compare equal; legal forms are
-    kept, so ``"Acme SE"`` and ``"Acme GmbH"`` stay different companies.
-    """
-    text = unicodedata.normalize("NFKC", name).casefold()
-    text = _PUNCTUATION.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
-
-
-def conflicting_organisations(declared: Iterable[str], organisations: Iterable[str]) -> list[str]:
-    """The declared affiliations or ownership interests that name one of ``organisations``.
-
-    ``organisations`` are the firm's legal name and its parent companies' names.
-    """
-    wanted = {normalise_organisation(o) for o in organisations}
-    wanted.discard("")
-    return [d for d in declared if normalise_organisation(d) in wanted]

@@ -27,7 +27,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.v1.desk import DECIDE_UPDATE, ReviewDecisionOutcome, ReviewDecisionRequest
+from contracts.v1.desk import (
+    DECIDE_UPDATE,
+    DecisionRefusal,
+    ReviewDecisionOutcome,
+    ReviewDecisionRequest,
+)
 from services.kit.errors import DependencyUnavailable
 from services.kit.logging import get_logger
 from services.review.domain import REFUSAL_STATUS, REFUSAL_TITLE, parse_refusal
@@ -198,12 +203,15 @@ def rpc_problem(exc: RPCError, address: str, context: dict[str, Any]) -> Excepti
     application_id = context["application_id"]
     if exc.status is RPCStatusCode.NOT_FOUND:
         if "completed" in exc.message.lower() or "closed" in exc.message.lower():
+            # The same answer the workflow's validator gives while it finishes (issue: a late
+            # committee vote must read the same whenever it arrives).
+            closed = DecisionRefusal.APPLICATION_CLOSED
             return DeskProblem(
-                409,
-                "application_closed",
-                "The application's workflow has ended",
-                f"application {application_id} is no longer open for decisions",
-                reason="application_closed",
+                REFUSAL_STATUS[closed],
+                closed.value,
+                REFUSAL_TITLE[closed],
+                f"application {application_id} has ended and is no longer open for decisions",
+                reason=closed.value,
                 **context,
             )
         return DeskProblem(

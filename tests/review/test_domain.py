@@ -1,4 +1,4 @@
-"""The desk's pure rules: derived task status, SLA states, refusals, request ids, conflicts."""
+"""The desk's pure rules: derived task status, SLA states, refusals and request ids."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ from services.review.domain import (
     SlaState,
     TaskFacts,
     TaskStatus,
-    conflicting_organisations,
     decision_body_problem,
     decision_request_id,
-    normalise_organisation,
     parse_refusal,
 )
 
@@ -193,6 +191,7 @@ def test_every_refusal_maps_to_a_status_and_a_title() -> None:
     assert {r.value for r, s in REFUSAL_STATUS.items() if s == 409} == {
         "stage_not_open",
         "duplicate_decision",
+        "application_closed",
     }
     assert REFUSAL_STATUS[DecisionRefusal.INVALID_REQUEST] == 422
 
@@ -221,21 +220,3 @@ def test_requested_fields_only_with_an_information_request() -> None:
     assert decision_body_problem(Decision.REQUEST_INFORMATION, ["commitments.training"]) is None
     assert decision_body_problem(Decision.APPROVE, []) is None
     assert decision_body_problem(Decision.REJECT, ["commitments.training"]) is not None
-
-
-# --- conflicts ---------------------------------------------------------------------------------
-
-
-def test_organisation_names_compare_without_case_and_punctuation() -> None:
-    assert normalise_organisation("  Acme Vision-AI   GmbH. ") == "acme vision ai gmbh"
-    assert normalise_organisation("ACME VISION AI GMBH") == "acme vision ai gmbh"
-    assert normalise_organisation("Novák Robotics s.r.o.") == "novák robotics s r o"
-
-
-def test_conflicting_organisations() -> None:
-    declared = ["Kyoto University", "Acme Vision AI GmbH", "acme holdings se"]
-    firm = ["ACME Vision AI GmbH", "Acme Holdings SE"]
-    assert conflicting_organisations(declared, firm) == ["Acme Vision AI GmbH", "acme holdings se"]
-    # Legal forms matter: a namesake with another legal form is another company.
-    assert conflicting_organisations(["Acme Holdings AG"], firm) == []
-    assert conflicting_organisations(declared, []) == []

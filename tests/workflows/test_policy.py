@@ -12,7 +12,7 @@ from contracts.v1.common import ReviewStage
 from contracts.v1.desk import ReviewerProfile
 from contracts.v1.desk import ReviewerRole as R
 from tests.workflows.scenarios import PROFILES, content
-from workflows import policy
+from workflows import events, policy, staffing
 
 T, S, F, C = ReviewStage.TECHNICAL, ReviewStage.SECURITY, ReviewStage.FINANCE, ReviewStage.COMMITTEE
 ORGS = firm_organisations(content())
@@ -24,31 +24,31 @@ def reviewer(rid: str, *roles: R, **kw: object) -> ReviewerProfile:
 
 def test_may_review_needs_role_activity_no_conflict_and_no_other_stage() -> None:
     tanaka = PROFILES["rev.tanaka@gaip.example"]
-    assert policy.may_review(tanaka, T, ORGS, {})
-    assert not policy.may_review(tanaka, S, ORGS, {}), "no security role"
-    assert not policy.may_review(tanaka.model_copy(update={"active": False}), T, ORGS, {})
-    assert not policy.may_review(PROFILES["rev.novak@gaip.example"], T, ORGS, {}), "conflict"
-    assert not policy.may_review(tanaka, C, ORGS, {tanaka.reviewer_id: T}), "decided technical"
-    assert policy.may_review(tanaka, T, ORGS, {tanaka.reviewer_id: T}), "same stage again"
+    assert staffing.may_review(tanaka, T, ORGS, {})
+    assert not staffing.may_review(tanaka, S, ORGS, {}), "no security role"
+    assert not staffing.may_review(tanaka.model_copy(update={"active": False}), T, ORGS, {})
+    assert not staffing.may_review(PROFILES["rev.novak@gaip.example"], T, ORGS, {}), "conflict"
+    assert not staffing.may_review(tanaka, C, ORGS, {tanaka.reviewer_id: T}), "decided technical"
+    assert staffing.may_review(tanaka, T, ORGS, {tanaka.reviewer_id: T}), "same stage again"
 
 
 def test_choice_is_sorted_and_deterministic() -> None:
     pools = {C: ["rev.kim", "rev.dubois", "rev.okafor", "rev.adams"]}
-    assert policy.choose_reviewers([(C, 3)], pools) == {C: ["rev.adams", "rev.dubois", "rev.kim"]}
+    assert staffing.choose_reviewers([(C, 3)], pools) == {C: ["rev.adams", "rev.dubois", "rev.kim"]}
 
 
 def test_choice_backtracks_so_parallel_stages_get_different_people() -> None:
     pools = {T: ["rev.novak", "rev.tanaka"], S: ["rev.novak"]}
-    assert policy.choose_reviewers([(T, 1), (S, 1)], pools) == {
+    assert staffing.choose_reviewers([(T, 1), (S, 1)], pools) == {
         T: ["rev.tanaka"],
         S: ["rev.novak"],
     }
 
 
 def test_choice_fails_when_seats_cannot_be_filled() -> None:
-    assert policy.choose_reviewers([(T, 1), (S, 1)], {T: ["a"], S: ["a"]}) is None
-    assert policy.choose_reviewers([(C, 3)], {C: ["a", "b"]}) is None
-    assert policy.choose_reviewers([(C, 2)], {C: ["a", "b", "c"]}, taken=["a"]) == {C: ["b", "c"]}
+    assert staffing.choose_reviewers([(T, 1), (S, 1)], {T: ["a"], S: ["a"]}) is None
+    assert staffing.choose_reviewers([(C, 3)], {C: ["a", "b"]}) is None
+    assert staffing.choose_reviewers([(C, 2)], {C: ["a", "b", "c"]}, taken=["a"]) == {C: ["b", "c"]}
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_ids_are_stable_and_fit_an_identifier() -> None:
 
 
 def test_summary_of_the_application() -> None:
-    summary = policy.summary_of("ACME", content())
+    summary = events.summary_of("ACME", content())
     assert summary.firm_legal_name == "Acme Vision AI GmbH"
     assert summary.firm_country == "DE"
     assert summary.grant_requested is not None
