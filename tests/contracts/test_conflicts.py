@@ -34,7 +34,7 @@ FIRM = content(
         ParentCompany(
             legal_name="Acme Holdings SE",
             country="DE",
-            ownership_pct="60",  # type: ignore[arg-type]
+            ownership_pct="60",
             registration_number="HRB 654321",
             lei=PARENT_LEI,
         )
