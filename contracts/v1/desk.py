@@ -15,7 +15,7 @@ registry declared at assignment time.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -90,6 +90,21 @@ class OrganisationIdentifier(BaseModel):
         return self
 
 
+#: A reviewer's declared interests by identifier (the registry's entry and its API use it too).
+DeclaredIdentifiers = Annotated[
+    list[OrganisationIdentifier],
+    Field(
+        max_length=100,
+        description=(
+            "Company-register entries (`register_country` and `register_number`) or LEIs of "
+            "organisations the reviewer is affiliated with or owns part of. A match with the "
+            "firm or a parent company is a conflict of interest, whatever the names say."
+        ),
+        examples=[[{"register_country": "DE", "register_number": "HRB 654321"}]],
+    ),
+]
+
+
 class ReviewerProfile(BaseModel):
     """A reviewer as the registry declares them."""
 
@@ -120,16 +135,7 @@ class ReviewerProfile(BaseModel):
         description="Organisations the reviewer holds shares or other ownership interests in.",
         examples=[["Acme Holdings AG"]],
     )
-    declared_identifiers: list[OrganisationIdentifier] = Field(
-        default_factory=list,
-        max_length=100,
-        description=(
-            "Company-register entries or LEIs of organisations the reviewer is affiliated with "
-            "or owns part of. A match with the firm or a parent company is a conflict of "
-            "interest, whatever the names say."
-        ),
-        examples=[[{"register_country": "DE", "register_number": "HRB 654321"}]],
-    )
+    declared_identifiers: DeclaredIdentifiers = Field(default_factory=list)
     active: bool = Field(
         default=True, description="Inactive reviewers get no new tasks.", examples=[True]
     )

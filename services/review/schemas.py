@@ -23,7 +23,12 @@ from contracts.v1.common import (
     ReviewStage,
     ShortText,
 )
-from contracts.v1.desk import OrganisationIdentifier, ReviewerProfile, ReviewerRole
+from contracts.v1.desk import (
+    DeclaredIdentifiers,
+    OrganisationIdentifier,
+    ReviewerProfile,
+    ReviewerRole,
+)
 from contracts.v1.review import APPLICATION_SUMMARY_EXAMPLE, ApplicationSummary
 from services.review.domain import (
     ApplicationOutcome,
@@ -83,16 +88,7 @@ class ReviewerUpdate(BaseModel):
         description="Organisations the reviewer holds shares or other ownership interests in.",
         examples=[["Nordic Vision Holdings AB"]],
     )
-    declared_identifiers: list[OrganisationIdentifier] = Field(
-        default_factory=list,
-        max_length=100,
-        description=(
-            "Company-register entries (`register_country` and `register_number`) or LEIs of "
-            "organisations the reviewer is affiliated with or owns part of. A match with the "
-            "firm or a parent company is a conflict of interest, whatever the names say."
-        ),
-        examples=[[{"register_country": "SE", "register_number": "556677-8899"}]],
-    )
+    declared_identifiers: DeclaredIdentifiers = Field(default_factory=list)
     active: bool = Field(
         default=True,
         description="Inactive reviewers get no new tasks (they may still decide open ones).",

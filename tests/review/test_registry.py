@@ -133,9 +133,45 @@ async def test_admin_adds_changes_and_removes_a_reviewer(desk: Desk) -> None:
     assert missing.status_code == 404
 
 
+async def test_declared_identifiers_are_kept_and_reach_the_workflow(desk: Desk) -> None:
+    rid = reviewer_id()
+    identifiers = [
+        {"register_country": "DE", "register_number": "HRB 654321"},
+        {"lei": "529900ACMEHOLDINGS14"},
+    ]
+    created = await desk.client.post(
+        "/v1/registry/reviewers", json=entry(rid, declared_identifiers=identifiers), headers=ADMIN
+    )
+    assert created.status_code == 201, created.text
+    try:
+        assert created.json()["declared_identifiers"] == [
+            {"register_country": "DE", "register_number": "HRB 654321", "lei": None},
+            {"register_country": None, "register_number": None, "lei": "529900ACMEHOLDINGS14"},
+        ]
+        (profile,) = [p for p in await candidates(desk, stage="technical") if p.reviewer_id == rid]
+        assert [
+            i.model_dump(exclude_none=True) for i in profile.declared_identifiers
+        ] == identifiers
+        # The optional filter takes names only; the workflow, which has the firm's register
+        # entries and LEIs, finds identifier conflicts on the profiles (test_real_workflow).
+        named_only = await candidates(desk, stage="technical", organisation=["Acme Holdings SE"])
+        assert rid in [p.reviewer_id for p in named_only]
+
+        update = {k: v for k, v in entry(rid).items() if k != "reviewer_id"}
+        changed = await desk.client.put(f"/v1/registry/reviewers/{rid}", json=update, headers=ADMIN)
+        assert changed.json()["declared_identifiers"] == []
+    finally:
+        await desk.client.delete(f"/v1/registry/reviewers/{rid}", headers=ADMIN)
+
+
 @pytest.mark.parametrize(
     ("changes", "pointer"),
     [
+        (
+            {"declared_identifiers": [{"lei": "529900ACMEHOLDINGS15"}]},
+            "#/declared_identifiers/0/lei",
+        ),
+        ({"declared_identifiers": [{"register_country": "DE"}]}, "#/declared_identifiers/0"),
         ({"roles": []}, "#/roles"),
         ({"roles": ["astrologer"]}, "#/roles/0"),
         ({"reviewer_id": "has spaces"}, "#/reviewer_id"),
