@@ -429,7 +429,7 @@ class IncentiveApproval:
             requested_at=now,
             respond_by=now + timedelta(days=self._policy.information_timeout_days),
             base_revision=base_revision,
-            event_id=str(self._event_id(f"information_requested:{loop}")),
+            event_id=str(self._event_id(events.information_step(loop))),
         )
 
     async def _information_loop(self, request: InformationRequest) -> bool:

@@ -6,16 +6,23 @@ gets an ``ApplicationError`` whose type is the refusal code and whose message sa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from contracts.catalog import decode
 from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage
 from contracts.v1.desk import DecisionRefusal, ReviewDecisionOutcome, ReviewerProfile
 from contracts.v1.desk import ReviewerRole as R
 from tests.workflows.scenarios import (
+    COMMITTEE,
     HADDAD,
     NOVAK,
     SILVA,
@@ -23,9 +30,11 @@ from tests.workflows.scenarios import (
     FakeDesk,
     Handle,
     Harness,
+    RecordingPublisher,
     amendment,
     eligibility,
 )
+from workflows.activities import OutgoingMessage
 from workflows.approval import IncentiveApproval
 from workflows.state import Phase
 
@@ -213,3 +222,54 @@ async def test_a_refused_request_id_may_be_used_again_once_valid(h: Harness) -> 
     await refused(h.decide(handle, TANAKA, ReviewStage.TECHNICAL, roles=[], request_id="dec_retry"))
     outcome = await h.decide(handle, TANAKA, ReviewStage.TECHNICAL, request_id="dec_retry")
     assert outcome.stage_closed is True
+
+
+@dataclass
+class HeldApproval(RecordingPublisher):
+    """Publishes like the recorder, but holds ``application.approved`` until released."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @activity.defn(name="publish_message")
+    async def publish_message(self, message: OutgoingMessage) -> None:
+        if decode(message.value.encode()).type == "application.approved":
+            self.holding.set()
+            await self.release.wait()
+        self.messages.append(message)
+
+
+async def test_a_vote_after_the_quorum_is_application_closed_while_the_run_finishes(
+    client: Client, env: WorkflowEnvironment
+) -> None:
+    """The quorum ends the application at once; the run then publishes the approval. A vote
+    in between gets application_closed, the answer the desk gives once the run completed."""
+    publisher = HeldApproval()
+    held = Harness(client, env, "test-held-approval", publisher, FakeDesk())
+    async with Worker(
+        client,
+        task_queue=held.task_queue,
+        workflows=[IncentiveApproval],
+        activities=[publisher.publish_message, held.desk.candidate_reviewers],
+    ):
+        try:
+            handle = await review_open(held)
+            await held.decide(handle, TANAKA, ReviewStage.TECHNICAL)
+            await held.decide(handle, SILVA, ReviewStage.SECURITY)
+            await held.until_open(handle, ReviewStage.FINANCE)
+            await held.decide(handle, HADDAD, ReviewStage.FINANCE)
+            await held.until_open(handle, ReviewStage.COMMITTEE)
+            await held.decide(handle, COMMITTEE[0], ReviewStage.COMMITTEE)
+            await held.decide(handle, COMMITTEE[1], ReviewStage.COMMITTEE)
+            await publisher.holding.wait()  # the run is publishing its approval right now
+            error = await refused(held.decide(handle, COMMITTEE[2], ReviewStage.COMMITTEE))
+            assert error.type == DecisionRefusal.APPLICATION_CLOSED
+            assert error.message == (
+                "The application has ended (approved); no stage of it takes decisions any more."
+            )
+            publisher.release.set()
+            assert (await handle.result()).phase is Phase.APPROVED
+            assert len((await held.state(handle)).decisions) == 5
+        finally:
+            publisher.release.set()
+            await held.close()
