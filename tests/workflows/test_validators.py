@@ -254,13 +254,7 @@ async def test_a_vote_after_the_quorum_is_application_closed_while_the_run_finis
     ):
         try:
             handle = await review_open(held)
-            await held.decide(handle, TANAKA, ReviewStage.TECHNICAL)
-            await held.decide(handle, SILVA, ReviewStage.SECURITY)
-            await held.until_open(handle, ReviewStage.FINANCE)
-            await held.decide(handle, HADDAD, ReviewStage.FINANCE)
-            await held.until_open(handle, ReviewStage.COMMITTEE)
-            await held.decide(handle, COMMITTEE[0], ReviewStage.COMMITTEE)
-            await held.decide(handle, COMMITTEE[1], ReviewStage.COMMITTEE)
+            await held.reach_quorum(handle)
             await publisher.holding.wait()  # the run is publishing its approval right now
             error = await refused(held.decide(handle, COMMITTEE[2], ReviewStage.COMMITTEE))
             assert error.type == DecisionRefusal.APPLICATION_CLOSED
