@@ -1,4 +1,4 @@
-"""The review desk's rules, with no I/O: task states, SLA states, refusals and conflicts.
+"""The review desk's rules, with no I/O: task states, SLA states and refusals.
 
 The inbox is a projection of events that may arrive late, twice or out of order (review events
 and approval events travel on different topics). Every fact about a task is therefore kept as

@@ -1,7 +1,8 @@
 """Decisions: the desk's ``decide`` update, and each refusal as the right problem.
 
 A fake ``IncentiveApproval`` (see ``fake_workflow.py``) runs on the Temporal dev server, so the
-mapping is tested on real Temporal errors without depending on the real workflow's stages.
+mapping is tested on real Temporal errors without depending on the real workflow's stages;
+``test_real_workflow.py`` checks the same mapping against the real workflow.
 """
 
 from __future__ import annotations
