@@ -116,11 +116,11 @@ def test_other_sector_is_ineligible_with_a_readable_reason(shipped: RuleCatalog)
     [
         (money("1000000.00"), True),  # exactly the minimum
         (money("999999.99"), False),
-        (money("1000000.0001"), True),
+        (money("1000000.01"), True),
         (money("1200000", "USD"), True),  # 1,032,000.00 EUR at 0.86
         (money("1160000", "USD"), False),  # 997,600.00 EUR
         (money("180000000", "JPY"), True),  # 1,026,000.00 EUR at 0.0057
-        (money("0", "EUR"), False),
+        (money("1", "EUR"), False),
     ],
 )
 def test_minimum_investment_in_eur(
