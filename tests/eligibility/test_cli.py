@@ -44,7 +44,7 @@ def test_check_the_shipped_rule_sets(runner: CliRunner) -> None:
         assert f"{rule_set.label}, effective from {rule_set.effective_from}" in result.stdout
         assert rule_set.sha256 in result.stdout
     assert "capacity_building" in result.stdout
-    assert "OK: 2 rule set(s) valid." in result.stdout
+    assert "OK: 3 rule set(s) valid." in result.stdout
 
 
 def test_check_reports_every_problem_and_fails(runner: CliRunner, tmp_path: Path) -> None:
