@@ -170,10 +170,9 @@ class Balance(BaseModel):
 class Money(Balance):
     """A positive amount of money in one ISO 4217 currency, no finer than its minor unit."""
 
+    # Frozen and closed like Balance (pydantic merges a subclass's config into its parent's).
     model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        json_schema_extra={"examples": [{"amount": "250000.00", "currency": "EUR"}]},
+        json_schema_extra={"examples": [{"amount": "250000.00", "currency": "EUR"}]}
     )
 
     amount: PositiveDecimal = Field(
