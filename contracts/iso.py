@@ -97,18 +97,25 @@ COUNTRY_CODES: frozenset[str] = _codes(
 )
 
 
-def _accepted_currency(code: str) -> str:
+def currency_problem(code: str) -> tuple[str, str] | None:
+    """Why money cannot be in ``code``, as ``(error type, message)``; ``None`` if it can."""
     if code not in CURRENCY_CODES:
-        raise PydanticCustomError(
-            "currency_unknown", "'{code}' is not an ISO 4217 currency code", {"code": code}
-        )
+        return "currency_unknown", f"'{code}' is not an ISO 4217 currency code"
     if code not in ACCEPTED_CURRENCIES:
-        raise PydanticCustomError(
+        return (
             "currency_not_accepted",
-            "'{code}' is an ISO 4217 code but not a currency money can be in (precious metals, "
+            f"'{code}' is an ISO 4217 code but not a currency money can be in (precious metals, "
             "fund codes and units of account are refused)",
-            {"code": code},
         )
+    return None
+
+
+def _accepted_currency(code: str) -> str:
+    problem = currency_problem(code)
+    if problem is not None:
+        kind, message = problem
+        # The message is already formatted: braces in it must not be read as placeholders.
+        raise PydanticCustomError(kind, message.replace("{", "{{").replace("}", "}}"))
     return code
 
 

@@ -91,7 +91,7 @@ from typing import Any, Final
 import cel
 from pydantic import BaseModel
 
-from contracts.iso import CURRENCY_CODES
+from contracts.iso import currency_problem
 from contracts.money import Money
 from contracts.v1.applications import CONTENT_EXAMPLE, ApplicationContent
 from contracts.v1.common import EligibilityOutcome
@@ -758,8 +758,9 @@ def _parameter_problem(value: Any) -> str | None:
 def _money_table(table: Mapping[str, Any], problems: list[str]) -> MoneyTable:
     _unknown_keys(table, _MONEY_KEYS, "[money]", problems)
     base = table.get("base_currency", "EUR")
-    if not isinstance(base, str) or base not in CURRENCY_CODES:
-        problems.append(f"[money] base_currency {base!r} is not an ISO 4217 code")
+    base_problem = currency_problem(base) if isinstance(base, str) else ("", "not a string")
+    if base_problem is not None:
+        problems.append(f"[money] base_currency {base!r}: {base_problem[1]}")
         base = "EUR"
     raw_rates = table.get("rates", {})
     if not isinstance(raw_rates, dict):
@@ -768,8 +769,9 @@ def _money_table(table: Mapping[str, Any], problems: list[str]) -> MoneyTable:
     rates: dict[str, Decimal] = {base: Decimal(1)}
     for code, raw in raw_rates.items():
         where = f"[money] rates.{code}"
-        if code not in CURRENCY_CODES:
-            problems.append(f"{where}: not an ISO 4217 currency code")
+        code_problem = currency_problem(code)
+        if code_problem is not None:
+            problems.append(f"{where}: {code_problem[1]}")
             continue
         if isinstance(raw, bool) or not isinstance(raw, str | int):
             problems.append(
