@@ -122,6 +122,22 @@ def test_explain_content_rule_by_rule(runner: CliRunner, tmp_path: Path) -> None
     assert load_catalog().rule_sets[0].sha256 in out
 
 
+def test_explain_counts_the_attestation_window_from_the_chosen_time(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = write_json(tmp_path / "app.json", content_dict())  # signed on 2026-11-20
+    fresh = runner.invoke(app, ["explain", str(path), "--at", "2027-11-20", "--json"])
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads(fresh.stdout)["outcome"] == "eligible"
+    stale = runner.invoke(app, ["explain", str(path), "--at", "2027-11-21", "--json"])
+    decision = json.loads(stale.stdout)
+    assert decision["outcome"] == "needs_information"
+    assert [r["rule_id"] for r in decision["rule_results"] if not r["passed"]] == [
+        "data_protection_attestation_current",
+        "responsible_ai_attestation_current",
+    ]
+
+
 def test_explain_uses_the_submission_time_of_a_payload(runner: CliRunner, tmp_path: Path) -> None:
     envelope = submitted(
         new_application_id(),

@@ -199,6 +199,31 @@ async def test_an_amendment_is_judged_by_the_rules_of_the_first_submission(
     assert str(submitted_at).startswith("2026-12-31 18:00")
 
 
+async def test_the_attestation_window_counts_from_the_first_submission(harness: Harness) -> None:
+    # The example's attestations were signed on 2026-11-20: fresh for a submission in 2027-11,
+    # stale for one in 2027-12. The amendment claims the later time; the recorded one decides.
+    app_id = new_application_id()
+    await harness.deliver(submitted(app_id, submitted_at=datetime(2027, 11, 19, tzinfo=UTC)))
+    amendment = amended(
+        app_id,
+        revision=2,
+        submitted_at=datetime(2027, 12, 1, tzinfo=UTC),
+        amended_at=datetime(2027, 12, 1, tzinfo=UTC),
+    )
+    await harness.deliver(amendment)
+    first, second = await harness.outbox_envelopes(app_id)
+    assert first.payload.outcome == second.payload.outcome == "eligible"
+
+    late = new_application_id()
+    await harness.deliver(submitted(late, submitted_at=datetime(2027, 12, 1, tzinfo=UTC)))
+    [stale] = await harness.outbox_envelopes(late)
+    assert stale.payload.outcome == "needs_information"
+    assert stale.payload.missing_fields == [
+        "commitments.data_protection_attestation",
+        "commitments.responsible_ai_attestation",
+    ]
+
+
 async def test_an_amendment_without_a_recorded_submission_uses_its_own_time(
     harness: Harness,
 ) -> None:
