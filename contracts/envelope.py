@@ -7,23 +7,49 @@ history is ordered within its partition.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 #: Namespace for deterministic event ids (uuid5). Never change it: recorded histories depend on it.
 EVENT_ID_NAMESPACE = uuid.UUID("5b1f8f0e-4f0b-4d8e-9a59-0c7a4c1e2d10")
+
+
+#: RFC 3339 ``date-time``: a full date, a full time and an explicit offset (``Z`` or ``±hh:mm``).
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _strict_timestamp(value: Any) -> Any:
+    # pydantic's lax mode reads a number, or a string of digits, as Unix time: 525 would be
+    # 1970-01-01T00:08:45Z. Outside data must say what it means, so only an RFC 3339 string
+    # (or, from Python, an aware datetime) is a date-time.
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _RFC3339.fullmatch(value):
+        return value
+    raise PydanticCustomError(
+        "date_time_format",
+        "a date-time must be an RFC 3339 string with a time-zone offset, e.g. 2026-11-20T09:00:00Z",
+    )
 
 
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-#: A timezone-aware timestamp, normalised to UTC. Naive datetimes are refused.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+#: A timezone-aware timestamp, normalised to UTC: the one date-time type of the contracts.
+#: Only RFC 3339 strings with an offset (or aware datetimes) are accepted; numbers, numeric
+#: strings, dates without a time and naive datetimes are refused. The published JSON Schema is
+#: unchanged (``format: date-time`` already says RFC 3339).
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_strict_timestamp), AfterValidator(_to_utc)]
 
 
 def utcnow() -> datetime:

@@ -1,16 +1,23 @@
 """ISO codes the contracts validate: ISO 4217 currencies, ISO 3166-1 countries, ISO 17442 LEIs.
 
-The lists are embedded rather than taken from a third-party package so that ``contracts`` stays a
-small, dependency-light library whose validation does not shift under a dependency upgrade. The
-JSON Schemas only publish the code *format* (a pattern); the lists below are enforced by the
+Currencies and their minor units come from the ``iso4217`` package (ISO 4217 list one, pinned in
+``uv.lock``), so a new edition of the standard is a dependency upgrade, not an edit here. This
+module is the one home of what the contracts make of that data: which codes exist, which of them
+money may be denominated in, and how many decimals each allows. Countries are an embedded table.
+
+The JSON Schemas only publish the code *format* (a pattern); the lists below are enforced by the
 models, so adding a code here is not a schema change.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Annotated, Final
 
+import iso4217
 from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 from stdnum import lei as _lei
 from stdnum.exceptions import ValidationError as _NumberError
 
@@ -20,22 +27,60 @@ def _codes(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-#: Active ISO 4217 alphabetic codes (list one), including fund, metal and SDR units, but not
-#: ``XTS`` (reserved for testing) or ``XXX`` (no currency), which can never denominate money.
-#: Codes withdrawn within the last few years (HRK, SLL, ANG, CUC, ZWL) stay accepted so that
-#: recorded history keeps validating.
-CURRENCY_CODES: frozenset[str] = _codes(
-    """
-    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN
-    BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP
-    ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS INR IQD IRR
-    ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD
-    MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR
-    PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL
-    THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF
-    XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XUA YER ZAR ZMW ZWG ZWL
-    """
+#: Codes withdrawn from ISO 4217 within the last few years, with their minor units. They stay
+#: accepted so that recorded history keeps validating.
+_WITHDRAWN_MINOR_UNITS: Final[Mapping[str, int]] = {
+    "ANG": 2,  # Netherlands Antillean guilder, replaced by XCG in 2025
+    "BGN": 2,  # Bulgarian lev, replaced by EUR in 2026
+    "CUC": 2,  # Cuban convertible peso, withdrawn in 2021
+    "HRK": 2,  # Croatian kuna, replaced by EUR in 2023
+    "SLL": 2,  # Sierra Leonean leone, redenominated as SLE in 2022
+    "ZWL": 2,  # Zimbabwe dollar, replaced by ZWG in 2024
+}
+#: ``XTS`` is reserved for testing and ``XXX`` means "no currency": neither is ever money.
+_NEVER_MONEY: Final = frozenset({"XTS", "XXX"})
+
+#: Minor-unit digits per ISO 4217 alphabetic code (``None`` where ISO says "N.A.": precious
+#: metals, the SDR, bond-market units).
+CURRENCY_MINOR_UNITS: Final[Mapping[str, int | None]] = MappingProxyType(
+    {
+        **{c.code: c.exponent for c in iso4217.Currency if c.code not in _NEVER_MONEY},
+        **_WITHDRAWN_MINOR_UNITS,
+    }
 )
+
+#: Every ISO 4217 alphabetic code the contracts know, including fund, metal and SDR units.
+CURRENCY_CODES: Final[frozenset[str]] = frozenset(CURRENCY_MINOR_UNITS)
+
+
+def _fund_codes() -> frozenset[str]:
+    # The package's enum drops ISO's IsFund flag; its raw table keeps it.
+    funds: set[str] = set()
+    for entry in iso4217.raw_xml.iter("CcyNtry"):
+        name = entry.find("CcyNm")
+        if name is not None and name.get("IsFund") == "true":
+            funds.add(entry.findtext("Ccy", "").strip())
+    return frozenset(funds)
+
+
+#: Codes that are not money a grant or an investment can be in: ISO's fund codes (e.g. ``CLF``,
+#: ``USN``), and the units of account ISO does not flag as funds (``UYW``, ``XAD``).
+UNITS_OF_ACCOUNT: Final[frozenset[str]] = _fund_codes() | {"UYW", "XAD"}
+
+#: The currencies money may be denominated in: those with a minor unit that are not units of
+#: account. This refuses ``XAU`` (gold) and the other metals, ``XDR``, the bond units and the
+#: fund codes. Which of them a program converts is its rule set's business (its fixed rates).
+ACCEPTED_CURRENCIES: Final[frozenset[str]] = frozenset(
+    code
+    for code, digits in CURRENCY_MINOR_UNITS.items()
+    if digits is not None and code not in UNITS_OF_ACCOUNT
+)
+
+
+def minor_units(currency: str) -> int | None:
+    """Decimal places of ``currency`` (2 for EUR, 0 for JPY, 3 for KWD); ``None`` if it has none."""
+    return CURRENCY_MINOR_UNITS.get(currency)
+
 
 #: ISO 3166-1 alpha-2 codes of the 249 officially assigned countries and territories, plus
 #: ``XK`` (Kosovo), a user-assigned code that the EU, the IMF and most registries use.
@@ -54,9 +99,25 @@ COUNTRY_CODES: frozenset[str] = _codes(
 )
 
 
-def _known_currency(code: str) -> str:
+def currency_problem(code: str) -> tuple[str, str] | None:
+    """Why money cannot be in ``code``, as ``(error type, message)``; ``None`` if it can."""
     if code not in CURRENCY_CODES:
-        raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+        return "currency_unknown", f"'{code}' is not an ISO 4217 currency code"
+    if code not in ACCEPTED_CURRENCIES:
+        return (
+            "currency_not_accepted",
+            f"'{code}' is an ISO 4217 code but not a currency money can be in (precious metals, "
+            "fund codes and units of account are refused)",
+        )
+    return None
+
+
+def _accepted_currency(code: str) -> str:
+    problem = currency_problem(code)
+    if problem is not None:
+        kind, message = problem
+        # The message is already formatted: braces in it must not be read as placeholders.
+        raise PydanticCustomError(kind, message.replace("{", "{{").replace("}", "}}"))
     return code
 
 
@@ -66,8 +127,9 @@ def _known_country(code: str) -> str:
     return code
 
 
-#: An ISO 4217 alphabetic currency code, upper case, e.g. ``EUR``.
-CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_known_currency)]
+#: An ISO 4217 alphabetic currency code, upper case, that money may be in (see
+#: :data:`ACCEPTED_CURRENCIES`), e.g. ``EUR``.
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_accepted_currency)]
 
 #: An ISO 3166-1 alpha-2 country code, upper case, e.g. ``DE``.
 CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$"), AfterValidator(_known_country)]

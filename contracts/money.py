@@ -4,12 +4,20 @@ Amounts are :class:`~decimal.Decimal` end to end and travel in JSON as *strings*
 (``"250000.00"``), never as JSON numbers: a JSON number is parsed as a binary float, which cannot
 hold most decimal fractions exactly. For the same reason a Python ``float`` is refused on input;
 pass a ``Decimal``, an ``int`` or a string.
+
+:class:`Money` is a positive amount, at most as precise as its currency's ISO 4217 minor unit
+(``JPY`` has none, ``EUR`` two, ``KWD`` three), in a currency money may be in
+(:data:`contracts.iso.ACCEPTED_CURRENCIES`). :class:`Balance` is the same but may be zero, for
+what is left of a budget. The JSON Schemas publish the wire format (a decimal string and a
+three-letter code); the value rules are enforced by the models, as the currency list already
+was, so a v1 consumer validating with the published schema still accepts every message a
+producer can now emit.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -18,10 +26,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationError,
     WithJsonSchema,
+    model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from contracts.iso import CurrencyCode
+from contracts.iso import CurrencyCode, minor_units
 
 #: No ISO 4217 currency has more than four minor-unit digits (CLF, UYW).
 MONEY_DECIMAL_PLACES = 4
@@ -54,6 +65,8 @@ REFUSE_FLOAT = BeforeValidator(_refuse_float)
 CANONICAL_ZERO = AfterValidator(_canonical)
 AS_JSON_STRING = PlainSerializer(_plain_string, return_type=str, when_used="json")
 
+_AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,4})?$"
+
 #: A non-negative decimal amount with at most four decimal places, serialised as a JSON string.
 #: The JSON Schema publishes the wire format (a string pattern); the model enforces the same
 #: limits with pydantic's checks.
@@ -71,37 +84,101 @@ NonNegativeDecimal = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,4})?$",
+            "pattern": _AMOUNT_PATTERN,
             "description": "A non-negative decimal number written as a string, at most 4 decimals.",
         }
     ),
 ]
 
+#: A decimal amount greater than zero (``0`` and ``-0`` are refused), otherwise as
+#: :data:`NonNegativeDecimal`. The published wire format is the same string pattern.
+PositiveDecimal = Annotated[
+    Decimal,
+    REFUSE_FLOAT,
+    Field(
+        gt=0,
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        allow_inf_nan=False,
+    ),
+    AS_JSON_STRING,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _AMOUNT_PATTERN,
+            "description": (
+                "A decimal number greater than zero written as a string, at most 4 decimals."
+            ),
+        }
+    ),
+]
 
-class Money(BaseModel):
-    """A non-negative amount of money in one ISO 4217 currency."""
+
+def _precision_errors(amount: Decimal, currency: str) -> list[InitErrorDetails]:
+    digits = minor_units(currency)
+    if digits is None or amount == amount.quantize(Decimal(1).scaleb(-digits)):
+        return []
+    error = PydanticCustomError(
+        "money_precision",
+        "{currency} has {digits} decimal place(s); {amount} is more precise than its minor unit",
+        {"currency": currency, "digits": digits, "amount": _plain_string(amount)},
+    )
+    return [InitErrorDetails(type=error, loc=("amount",), input=_plain_string(amount))]
+
+
+class Balance(BaseModel):
+    """A non-negative amount of money in one currency: what is left of a budget, say."""
 
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
-        json_schema_extra={"examples": [{"amount": "250000.00", "currency": "EUR"}]},
+        json_schema_extra={"examples": [{"amount": "120000.00", "currency": "EUR"}]},
     )
 
     amount: NonNegativeDecimal = Field(
         description=(
-            "The amount, as a decimal string (never a JSON number), at most 4 decimal places."
+            "The amount, as a decimal string (never a JSON number), zero or more, at most as "
+            "many decimals as the currency's minor unit."
         ),
-        examples=["250000.00", "1200000", "99.95"],
+        examples=["120000.00", "0"],
     )
     currency: CurrencyCode = Field(
-        description="ISO 4217 alphabetic currency code, upper case.",
+        description=(
+            "ISO 4217 alphabetic currency code, upper case; precious metals, fund codes and "
+            "units of account are refused."
+        ),
         examples=["EUR", "USD", "JPY", "AED"],
     )
 
+    @model_validator(mode="after")
+    def _within_minor_unit(self) -> Self:
+        # Reported on `amount` itself, so an API error points at the field to fix.
+        errors = _precision_errors(self.amount, self.currency)
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
     @classmethod
-    def of(cls, amount: Decimal | int | str, currency: str) -> Money:
+    def of(cls, amount: Decimal | int | str, currency: str) -> Self:
         """Shorthand constructor: ``Money.of("100.00", "EUR")``."""
         return cls.model_validate({"amount": amount, "currency": currency})
 
     def __str__(self) -> str:
         return f"{_plain_string(self.amount)} {self.currency}"
+
+
+class Money(Balance):
+    """A positive amount of money in one ISO 4217 currency, no finer than its minor unit."""
+
+    # Frozen and closed like Balance (pydantic merges a subclass's config into its parent's).
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"amount": "250000.00", "currency": "EUR"}]}
+    )
+
+    amount: PositiveDecimal = Field(
+        description=(
+            "The amount, as a decimal string (never a JSON number), greater than zero, at most "
+            "as many decimals as the currency's minor unit (2 for EUR, 0 for JPY, 3 for KWD)."
+        ),
+        examples=["250000.00", "1200000", "99.95"],
+    )

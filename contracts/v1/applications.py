@@ -7,12 +7,14 @@ know what was decided on.
 
 from __future__ import annotations
 
-from typing import Self
+from datetime import datetime, timedelta
+from typing import Annotated, Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
-from contracts.envelope import UtcDatetime
+from contracts.envelope import UtcDatetime, utcnow
 from contracts.iso import CountryCode, Lei
 from contracts.money import Money
 from contracts.v1.common import (
@@ -31,6 +33,26 @@ from contracts.v1.common import (
     WithdrawalReason,
     ZoneSpaceRequest,
 )
+
+#: How far ahead of this machine's clock a signature time may be and still count as "now": the
+#: firm's clock and ours disagree a little. Anything later is a date in the future, refused.
+ATTESTATION_CLOCK_SKEW: Final = timedelta(minutes=5)
+
+
+def _not_in_the_future(value: datetime) -> datetime:
+    # Checked against the clock at validation time. The check is monotone: a signature time
+    # that passed once passes on every later read, so stored events and replays stay valid.
+    if value > utcnow() + ATTESTATION_CLOCK_SKEW:
+        raise PydanticCustomError(
+            "date_in_future",
+            "the attestation cannot be signed in the future (it is dated {attested_at})",
+            {"attested_at": value.isoformat().replace("+00:00", "Z")},
+        )
+    return value
+
+
+#: When a statement was signed: a :data:`~contracts.envelope.UtcDatetime` not in the future.
+SignedAt = Annotated[UtcDatetime, AfterValidator(_not_in_the_future)]
 
 # --- examples (reused by field examples, model examples and the tests) ---------------------------
 
@@ -286,8 +308,12 @@ class Attestation(BaseModel):
         description="Name and role of the person signing for the firm.",
         examples=["Dr. Jana Weber, Chief Technology Officer"],
     )
-    attested_at: UtcDatetime = Field(
-        description="When the statement was signed, in UTC.", examples=["2026-11-20T09:00:00Z"]
+    attested_at: SignedAt = Field(
+        description=(
+            "When the statement was signed, in UTC; not in the future (a few minutes of clock "
+            "difference are tolerated)."
+        ),
+        examples=["2026-11-20T09:00:00Z"],
     )
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from pydantic.config import JsonDict, JsonValue
 
 from contracts.envelope import UtcDatetime
-from contracts.money import Money
+from contracts.money import Balance, Money
 from contracts.v1.common import (
     PAYLOAD_CONFIG,
     CompensationReason,
@@ -392,8 +392,8 @@ class AwardCancelled(BaseModel):
     reason: LongText = Field(
         description="Human-readable reason.", examples=["The firm withdrew the application."]
     )
-    returned_to_budget: Money = Field(
-        description="The unpaid amount released back to the program budget.",
+    returned_to_budget: Balance = Field(
+        description="The unpaid amount released back to the program budget (zero if none).",
         examples=[{"amount": "150000.00", "currency": "EUR"}],
     )
     cancelled_at: UtcDatetime = Field(
@@ -431,8 +431,8 @@ class BudgetExhausted(BaseModel):
         description="The application id; equal to the envelope subject.", examples=[_APP_ID]
     )
     requested: Money = Field(description="What the award needed.", examples=[_TOTAL_EXAMPLE])
-    available: Money = Field(
-        description="What the budget had left.",
+    available: Balance = Field(
+        description="What the budget had left (zero when nothing was).",
         examples=[{"amount": "120000.00", "currency": "EUR"}],
     )
     detected_at: UtcDatetime = Field(

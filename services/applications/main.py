@@ -69,8 +69,11 @@ list each failed field in `errors` with a JSON Pointer into the body (`pointer`)
 409, with the current `status` and the `allowed_actions`. Bodies over the size limit get 413.
 
 Money is a decimal **string** with an ISO 4217 currency (`{"amount": "250000.00", "currency":
-"EUR"}`), never a JSON number; percentages are strings from `"0"` to `"100"`; times are
-ISO 8601 with a timezone.
+"EUR"}`), never a JSON number: greater than zero, no finer than the currency's minor unit (no
+decimals for JPY, two for EUR, three for KWD), and in a currency money can be in (precious
+metals, the SDR and fund codes are refused). Percentages are strings from `"0"` to `"100"`;
+times are RFC 3339 strings with an offset (`2026-11-20T09:00:00Z`), never numbers, and an
+attestation cannot be signed in the future.
 """
 
 

@@ -211,7 +211,10 @@ def explain(
         err.print(f"[red]{escape(str(exc))}")
         raise typer.Exit(EXIT_INVALID_RULES) from None
 
-    decision = rule_set.evaluate(content)
+    # The attestation window and any other time-relative rule count from the same moment that
+    # chose the rule set: --at, else the file's submission time, else now.
+    judged_at = on_date or submitted_at or datetime.now(UTC)
+    decision = rule_set.evaluate(content, judged_at)
     if as_json:
         typer.echo(json.dumps(_decision_json(decision, rule_set), indent=2))
         return

@@ -20,8 +20,6 @@ import typer
 #: ``90s``, ``30m``, ``8h``, ``7d``, or plain seconds.
 _TTL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-#: Development tokens are short-lived by design; a month is plenty for a test session.
-MAX_TTL = timedelta(days=30)
 _FIRM_ID = re.compile(r"^\S{1,100}$")
 
 
@@ -33,8 +31,8 @@ def parse_ttl(value: str | timedelta) -> timedelta:
     if match is None:
         raise typer.BadParameter("use a number with an optional unit s, m, h or d, e.g. 8h")
     ttl = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-    if ttl <= timedelta(0) or ttl > MAX_TTL:
-        raise typer.BadParameter(f"must be more than 0 and at most {MAX_TTL.days} days")
+    if ttl <= timedelta(0):
+        raise typer.BadParameter("must be more than 0")
     return ttl
 
 
@@ -65,14 +63,17 @@ def token(
         str | None, typer.Option("--name", help="Display name.", show_default=False)
     ] = None,
     ttl: Annotated[
-        timedelta,
+        timedelta | None,
         typer.Option(
             "--ttl",
             parser=parse_ttl,
-            help="Lifetime: 90s, 30m, 8h, 7d (at most 30 days).",
-            show_default="8h",
+            help=(
+                "Lifetime: 90s, 30m, 8h, 7d; at most INCENTIVES_JWT_MAX_LIFETIME "
+                "(30 days by default), the longest the services accept."
+            ),
+            show_default="8h, or the maximum if shorter",
         ),
-    ] = timedelta(hours=8),
+    ] = None,
 ) -> None:
     """Print a signed development token for a firm user or a member of program staff."""
     from pydantic import ValidationError
@@ -106,8 +107,12 @@ def token(
         principal = Principal(sub=subject, role=parsed_role, firm_id=firm, name=name)
     except ValidationError as exc:
         _fail("; ".join(str(error["msg"]) for error in exc.errors()))
-    service = TokenService(settings.jwt_secret)
-    typer.echo(service.issue(principal, ttl=ttl))
+    service = TokenService(settings.jwt_secret, max_lifetime=settings.jwt_max_lifetime)
+    try:
+        issued = service.issue(principal, ttl=ttl)  # None: the service default, within the cap
+    except ValueError as exc:  # longer than the services would accept
+        _fail(f"--ttl: {exc}")
+    typer.echo(issued)
 
 
 def _fail(message: str) -> NoReturn:

@@ -36,8 +36,11 @@ Rule-set file (TOML)
 CEL bindings
 ------------
 Each expression sees the five sections of the application content as variables, ``firm``,
-``incentives``, ``proposal``, ``commitments`` and ``documents``, plus ``params``. Values are
-the contract's, with these conversions:
+``incentives``, ``proposal``, ``commitments`` and ``documents``, plus ``params`` and
+``submitted_at``, the time of the submission the rule set was chosen for (a CEL timestamp), and
+one function, ``months_before(timestamp, int)``: the same instant that many calendar months
+earlier (the day clamped to the month's end, so 12 months before 2028-02-29 is 2027-02-28).
+Values are the contract's, with these conversions:
 
 - every field of the contract is present; an optional field not given is ``null`` (test with
   ``!= null``: ``has()`` is always true), an empty list is ``[]``;
@@ -71,6 +74,7 @@ The decision is *ineligible* if any rule failed, else *needs information* if any
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import hashlib
 import re
@@ -87,7 +91,7 @@ from typing import Any, Final
 import cel
 from pydantic import BaseModel
 
-from contracts.iso import CURRENCY_CODES
+from contracts.iso import currency_problem
 from contracts.money import Money
 from contracts.v1.applications import CONTENT_EXAMPLE, ApplicationContent
 from contracts.v1.common import EligibilityOutcome
@@ -96,6 +100,7 @@ from contracts.v1.eligibility import EligibilityAssessed, RuleResult
 __all__ = [
     "CONTENT_VARIABLES",
     "PARAMS_VARIABLE",
+    "SUBMITTED_AT_VARIABLE",
     "Decision",
     "MoneyTable",
     "NoRuleSetInForce",
@@ -108,6 +113,7 @@ __all__ = [
     "RuleStatus",
     "build_catalog",
     "content_sha256",
+    "months_before",
     "parse_rule_set",
 ]
 
@@ -115,7 +121,9 @@ __all__ = [
 CONTENT_VARIABLES: Final = ("firm", "incentives", "proposal", "commitments", "documents")
 #: The variable holding the rule set's ``[parameters]``.
 PARAMS_VARIABLE: Final = "params"
-_KNOWN_VARIABLES: Final = frozenset({*CONTENT_VARIABLES, PARAMS_VARIABLE})
+#: The variable holding the submission time the rule set judges (a CEL timestamp).
+SUBMITTED_AT_VARIABLE: Final = "submitted_at"
+_KNOWN_VARIABLES: Final = frozenset({*CONTENT_VARIABLES, PARAMS_VARIABLE, SUBMITTED_AT_VARIABLE})
 
 #: Contract limits a decision must fit (``EligibilityAssessed``, ``RuleResult``).
 MAX_RULES: Final = 500
@@ -264,19 +272,29 @@ class RuleSet:
     variables: frozenset[str] = frozenset(CONTENT_VARIABLES)
     #: Non-fatal findings of validation (e.g. a rule that errors on sparse applications).
     warnings: tuple[str, ...] = ()
+    #: Whether some expression calls one of the engine's own functions (``months_before``).
+    uses_functions: bool = False
 
     @property
     def label(self) -> str:
         """``id version`` for messages."""
         return f"{self.id} {self.version}"
 
-    def evaluate(self, content: ApplicationContent) -> Decision:
-        """Evaluate every rule against ``content`` (see the module doc for the semantics)."""
-        context = cel.Context(self._bindings(content))
+    def evaluate(
+        self, content: ApplicationContent, submitted_at: date | datetime | None = None
+    ) -> Decision:
+        """Evaluate every rule against ``content`` submitted at ``submitted_at``.
+
+        See the module doc for the semantics. A date counts as its first instant (UTC). Without
+        ``submitted_at``, ``submitted_at`` is ``null`` and a rule that uses it cannot pass.
+        """
+        context = self._context(content, submitted_at)
         outcomes = tuple(_evaluate_rule(rule, content, context) for rule in self.rules)
         return Decision.from_outcomes(self, outcomes)
 
-    def _bindings(self, content: ApplicationContent) -> dict[str, Any]:
+    def _context(
+        self, content: ApplicationContent, submitted_at: date | datetime | None
+    ) -> cel.Context:
         # Converting values into CEL is the dominant per-application cost, so only the sections
         # some expression references are converted.
         bindings: dict[str, Any] = {
@@ -286,7 +304,33 @@ class RuleSet:
         }
         if PARAMS_VARIABLE in self.variables:
             bindings[PARAMS_VARIABLE] = dict(self.parameters)
-        return bindings
+        if SUBMITTED_AT_VARIABLE in self.variables:
+            bindings[SUBMITTED_AT_VARIABLE] = _instant(submitted_at)
+        return cel.Context(bindings, dict(_FUNCTIONS) if self.uses_functions else None)
+
+
+def months_before(at: datetime, months: int) -> datetime:
+    """``at`` moved back ``months`` calendar months; the day is clamped to the month's end."""
+    if not isinstance(at, datetime):
+        raise ValueError(f"months_before needs a timestamp, not {at!r}")
+    if isinstance(months, bool) or not isinstance(months, int) or months < 0:
+        raise ValueError(f"months_before needs a whole number of months >= 0, not {months!r}")
+    index = at.year * 12 + (at.month - 1) - months
+    year, month = divmod(index, 12)
+    day = min(at.day, calendar.monthrange(year, month + 1)[1])
+    return at.replace(year=year, month=month + 1, day=day)
+
+
+#: The functions expressions may call besides CEL's own.
+_FUNCTIONS: Final[Mapping[str, Any]] = types.MappingProxyType({"months_before": months_before})
+
+
+def _instant(at: date | datetime | None) -> datetime | None:
+    if at is None or isinstance(at, datetime):
+        if at is not None and at.tzinfo is None:
+            raise ValueError("a naive datetime is ambiguous; pass an aware (UTC) datetime")
+        return at
+    return datetime(at.year, at.month, at.day, tzinfo=UTC)
 
 
 def content_sha256(data: bytes) -> str:
@@ -331,9 +375,11 @@ def parse_rule_set(data: bytes, source: str = "<rules>") -> RuleSet:
     assert version is not None
     assert effective_from is not None
     referenced: set[str] = set()
+    called: set[str] = set()
     for rule in rules:
         assert rule.program is not None
         referenced.update(rule.program.variables())
+        called.update(rule.program.functions())
     rule_set = RuleSet(
         id=rule_set_id,
         version=version,
@@ -346,6 +392,7 @@ def parse_rule_set(data: bytes, source: str = "<rules>") -> RuleSet:
         description=description,
         source=source,
         variables=frozenset(referenced & _KNOWN_VARIABLES),
+        uses_functions=not called.isdisjoint(_FUNCTIONS),
     )
     problems, warnings = _trial_runs(rule_set)
     if problems:
@@ -382,7 +429,7 @@ class RuleCatalog:
 
     def assess(self, content: ApplicationContent, submitted_at: date | datetime) -> Decision:
         """Evaluate ``content`` with the rule set in force at ``submitted_at``."""
-        return self.in_force(submitted_at).evaluate(content)
+        return self.in_force(submitted_at).evaluate(content, submitted_at)
 
 
 def build_catalog(rule_sets: Iterable[RuleSet], source: str = "<rule sets>") -> RuleCatalog:
@@ -711,8 +758,9 @@ def _parameter_problem(value: Any) -> str | None:
 def _money_table(table: Mapping[str, Any], problems: list[str]) -> MoneyTable:
     _unknown_keys(table, _MONEY_KEYS, "[money]", problems)
     base = table.get("base_currency", "EUR")
-    if not isinstance(base, str) or base not in CURRENCY_CODES:
-        problems.append(f"[money] base_currency {base!r} is not an ISO 4217 code")
+    base_problem = currency_problem(base) if isinstance(base, str) else ("", "not a string")
+    if base_problem is not None:
+        problems.append(f"[money] base_currency {base!r}: {base_problem[1]}")
         base = "EUR"
     raw_rates = table.get("rates", {})
     if not isinstance(raw_rates, dict):
@@ -721,8 +769,9 @@ def _money_table(table: Mapping[str, Any], problems: list[str]) -> MoneyTable:
     rates: dict[str, Decimal] = {base: Decimal(1)}
     for code, raw in raw_rates.items():
         where = f"[money] rates.{code}"
-        if code not in CURRENCY_CODES:
-            problems.append(f"{where}: not an ISO 4217 currency code")
+        code_problem = currency_problem(code)
+        if code_problem is not None:
+            problems.append(f"{where}: {code_problem[1]}")
             continue
         if isinstance(raw, bool) or not isinstance(raw, str | int):
             problems.append(
@@ -901,11 +950,13 @@ def _trial_runs(rule_set: RuleSet) -> tuple[list[str], list[str]]:
     warnings: list[str] = []
     full = _example_content()
     sparse = _sparse_content()
+    # As if submitted on the first day the rule set is in force.
+    submitted_at = rule_set.effective_from
     for label, content, report in (
         ("the complete example application", full, problems),
         ("an application without optional fields", sparse, warnings),
     ):
-        context = cel.Context(rule_set._bindings(content))
+        context = rule_set._context(content, submitted_at)
         for rule in rule_set.rules:
             outcome = _evaluate_rule(rule, content, context)
             if outcome.error is None:

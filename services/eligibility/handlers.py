@@ -71,7 +71,7 @@ class Assessor:
         except NoRuleSetInForce as exc:
             # Final: retrying cannot help; the DLQ keeps it for replay once rules exist.
             raise BusinessRefusal(f"{payload.application_id}: {exc}") from exc
-        decision = rule_set.evaluate(payload.content)
+        decision = rule_set.evaluate(payload.content, submitted_at)
 
         assessed_at = self._clock()
         event_id = decision_event_id(payload.application_id, payload.revision)

@@ -3,6 +3,10 @@
 Claims: ``sub`` (user id), ``role`` (one of :class:`Role`), ``firm_id`` (firms only), ``name``,
 ``iss``, ``aud``, ``iat``, ``exp``. A firm principal's qualified role is ``firm:<firm_id>``; that
 form is also accepted in the ``role`` claim.
+
+``iat`` and ``exp`` are required, and a token may not live longer than the verifier's maximum
+lifetime (``INCENTIVES_JWT_MAX_LIFETIME``, 30 days by default): a leaked token with a 100-year
+expiry is refused, not honoured until 2126.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Annotated, Any, Self
 
 import jwt
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from contracts.envelope import Actor, ActorKind, utcnow
 from services.kit.errors import Forbidden, Unauthorized
@@ -23,6 +27,10 @@ ISSUER = "incentives"
 AUDIENCE = "incentives-api"
 #: Tolerated clock difference between the issuer and this service.
 LEEWAY = timedelta(seconds=30)
+#: The longest lifetime (``exp`` - ``iat``) a token may have, unless a setting says otherwise.
+MAX_TOKEN_LIFETIME = timedelta(days=30)
+#: The claims every token must carry.
+REQUIRED_CLAIMS = ("sub", "role", "exp", "iat", "iss", "aud")
 
 
 class Role(StrEnum):
@@ -84,14 +92,28 @@ class TokenService:
         issuer: str = ISSUER,
         audience: str = AUDIENCE,
         ttl: timedelta = timedelta(hours=8),
+        max_lifetime: timedelta = MAX_TOKEN_LIFETIME,
     ) -> None:
+        if max_lifetime <= timedelta(0):
+            raise ValueError("max_lifetime must be positive")
         self._secret = secret
         self.issuer = issuer
         self.audience = audience
-        self.ttl = ttl
+        self.max_lifetime = max_lifetime
+        self.ttl = min(ttl, max_lifetime)
 
     def issue(self, principal: Principal, *, ttl: timedelta | None = None) -> str:
-        """A signed token for ``principal``, valid for ``ttl`` (default: the service's)."""
+        """A signed token for ``principal``, valid for ``ttl`` (default: the service's).
+
+        A ``ttl`` longer than :attr:`max_lifetime` is a :class:`ValueError`: the token would be
+        refused by every verifier with the same setting.
+        """
+        lifetime = ttl if ttl is not None else self.ttl
+        if lifetime > self.max_lifetime:
+            raise ValueError(
+                f"a token may live at most {_duration(self.max_lifetime)}, "
+                f"not {_duration(lifetime)}"
+            )
         now = utcnow()
         claims: dict[str, Any] = {
             "sub": principal.sub,
@@ -100,7 +122,7 @@ class TokenService:
             "aud": self.audience,
             "iat": now,
             "nbf": now,
-            "exp": now + (ttl if ttl is not None else self.ttl),
+            "exp": now + lifetime,
         }
         if principal.firm_id is not None:
             claims["firm_id"] = principal.firm_id
@@ -118,12 +140,20 @@ class TokenService:
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY,
-                options={"require": ["sub", "role", "exp", "iat", "iss", "aud"]},
+                options={"require": list(REQUIRED_CLAIMS)},
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("token expired") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
+        # PyJWT has checked that both are numbers and that `iat` is not in the future, so
+        # `exp` can be no later than now + leeway + the maximum lifetime.
+        lifetime = timedelta(seconds=float(claims["exp"]) - float(claims["iat"]))
+        if lifetime > self.max_lifetime:
+            raise Unauthorized(
+                f"invalid token: its lifetime ({_duration(lifetime)} from iat to exp) exceeds "
+                f"the accepted maximum of {_duration(self.max_lifetime)}"
+            )
         role = str(claims.get("role", ""))
         firm_id = claims.get("firm_id")
         if role.startswith("firm:"):
@@ -133,8 +163,24 @@ class TokenService:
             firm_id = qualified
         try:
             return Principal(sub=claims["sub"], role=role, firm_id=firm_id, name=claims.get("name"))
-        except ValueError as exc:
-            raise Unauthorized(f"invalid token claims: {exc}") from exc
+        except ValidationError as exc:
+            # Name the claims and what is wrong with them, without the validator's internals
+            # (error types, echoed input, documentation links).
+            problems = "; ".join(_claim_problem(error) for error in exc.errors(include_url=False))
+            raise Unauthorized(f"invalid token claims: {problems}") from None
+
+
+def _claim_problem(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    claim = ".".join(str(part) for part in error["loc"])
+    return f"{claim}: {message}" if claim else message
+
+
+def _duration(value: timedelta) -> str:
+    """``30 days``, ``8:00:00``: a lifetime as a person reads it."""
+    if value.days and not value.seconds and not value.microseconds:
+        return f"{value.days} day" + ("s" if value.days != 1 else "")
+    return str(value)
 
 
 def bearer_token(request: Request) -> str:

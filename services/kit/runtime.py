@@ -129,7 +129,7 @@ class Service:
             # A plain stdlib logger, so FastStream's lines reach the JSON handler like ours.
             logger=logging.getLogger(f"faststream.{self.name}"),
         )
-        self.tokens = TokenService(settings.jwt_secret)
+        self.tokens = TokenService(settings.jwt_secret, max_lifetime=settings.jwt_max_lifetime)
         self.consumers: list[IdempotentConsumer] = []
         self.extra_checks: dict[str, Check] = {}
         self._producer: AIOKafkaProducer | None = None

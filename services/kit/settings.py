@@ -7,11 +7,14 @@ own prefix, e.g. ``INCENTIVES_APPLICATIONS_PORT``.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.kit.auth import MAX_TOKEN_LIFETIME
 
 #: The signing key used when none is configured. Good enough for a laptop, refused elsewhere.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105
@@ -76,6 +79,16 @@ class CommonSettings(BaseSettings):
             f"HS256 signing key for bearer tokens, at least {MIN_SECRET_LENGTH} characters "
             "outside dev mode."
         ),
+    )
+    jwt_max_lifetime: timedelta = Field(
+        default=MAX_TOKEN_LIFETIME,
+        gt=timedelta(0),
+        validation_alias=_common("jwt_max_lifetime"),
+        description=(
+            "The longest lifetime (from `iat` to `exp`) of a bearer token that is accepted, and "
+            "that `incentives token` mints. Seconds or an ISO 8601 duration (`P30D`, `PT8H`)."
+        ),
+        examples=["P30D", "PT8H", 86400],
     )
     log_level: LogLevel = Field(
         default="INFO",

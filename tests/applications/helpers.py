@@ -37,9 +37,22 @@ def new_firm() -> str:
     return f"FIRM-{uuid.uuid4().hex[:10].upper()}"
 
 
+#: When the test content's attestations were signed: a week before this test run, to the second.
+SIGNED_RECENTLY = (
+    (utcnow() - timedelta(days=7)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+)
+
+
 def content(**changes: Any) -> dict[str, Any]:
-    """The contract's complete example content, with dotted-path ``changes`` applied."""
+    """The contract's complete example content, with dotted-path ``changes`` applied.
+
+    Its attestations are signed a week before the test run, so the example stays within every
+    rule set's attestation window whenever the tests run (and every call gives the same body).
+    """
     body = copy.deepcopy(CONTENT_EXAMPLE)
+    commitments = body["commitments"]
+    for name in ("data_protection_attestation", "responsible_ai_attestation"):
+        commitments[name] = {**commitments[name], "attested_at": SIGNED_RECENTLY}
     for path, value in changes.items():
         *parents, leaf = path.split("__")
         target: Any = body

@@ -216,6 +216,13 @@ async def test_submitting_an_incomplete_draft_lists_what_is_missing(
 _LONG = "x" * 4001
 
 
+def _attestation(attested_at: object) -> dict[str, Any]:
+    return {"accepted": True, "signatory": "Dr. Jana Weber, CTO", "attested_at": attested_at}
+
+
+_TOMORROW = (utcnow() + timedelta(days=1)).isoformat()
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -247,8 +254,43 @@ _LONG = "x" * 4001
         ),
         pytest.param(
             content(incentives__grant__amount={"amount": "-1.00", "currency": "EUR"}),
-            {"#/incentives/grant/amount/amount": "greater_than_equal"},
+            {"#/incentives/grant/amount/amount": "greater_than"},
             id="negative-money",
+        ),
+        pytest.param(
+            content(incentives__grant__amount={"amount": "0", "currency": "EUR"}),
+            {"#/incentives/grant/amount/amount": "greater_than"},
+            id="zero-money",
+        ),
+        pytest.param(
+            content(incentives__grant__amount={"amount": "-0", "currency": "EUR"}),
+            {"#/incentives/grant/amount/amount": "greater_than"},
+            id="negative-zero-money",
+        ),
+        pytest.param(
+            content(incentives__grant__amount={"amount": "0.001", "currency": "EUR"}),
+            {"#/incentives/grant/amount/amount": "money_precision"},
+            id="money-below-the-minor-unit",
+        ),
+        pytest.param(
+            content(proposal__investment_commitment={"amount": "180000000.5", "currency": "JPY"}),
+            {"#/proposal/investment_commitment/amount": "money_precision"},
+            id="yen-with-decimals",
+        ),
+        pytest.param(
+            content(proposal__investment_commitment={"amount": "5000", "currency": "XAU"}),
+            {"#/proposal/investment_commitment/currency": "currency_not_accepted"},
+            id="gold-is-not-a-currency",
+        ),
+        pytest.param(
+            content(commitments__data_protection_attestation=_attestation(525)),
+            {"#/commitments/data_protection_attestation/attested_at": "date_time_format"},
+            id="integer-date-time",
+        ),
+        pytest.param(
+            content(commitments__data_protection_attestation=_attestation(_TOMORROW)),
+            {"#/commitments/data_protection_attestation/attested_at": "date_in_future"},
+            id="attested-in-the-future",
         ),
         pytest.param(
             content(proposal__investment_commitment={"amount": "100", "currency": "EURO"}),

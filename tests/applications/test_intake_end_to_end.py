@@ -7,12 +7,14 @@ eligibility service decides with the rule set in force; the firm's status view f
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.eligibility.main import create_app as create_eligibility
+from services.eligibility.rulefiles import load_catalog
 from services.eligibility.settings import Settings as EligibilitySettings
 from tests.applications.conftest import Running
 from tests.applications.helpers import auth, content, key, new_firm
@@ -64,6 +66,11 @@ async def status_becomes(running: Running, firm: str, app_id: str, wanted: str) 
     return seen
 
 
+def _version_in_force(view: dict[str, Any]) -> str:
+    """The shipped rule-set version in force when the application was submitted."""
+    return load_catalog().in_force(datetime.fromisoformat(view["submitted_at"])).version
+
+
 @pytest.mark.usefixtures("eligibility")
 async def test_a_complete_application_becomes_eligible(running: Running) -> None:
     firm = new_firm()
@@ -71,7 +78,7 @@ async def test_a_complete_application_becomes_eligible(running: Running) -> None
 
     view = await status_becomes(running, firm, app_id, "eligible")
 
-    assert view["rule_set_version"] == "2026.1"
+    assert view["rule_set_version"] == _version_in_force(view)
     decision = view["eligibility"]
     assert decision["outcome"] == "eligible"
     assert decision["rule_set_id"] == "gaip-eligibility"
@@ -93,4 +100,4 @@ async def test_an_application_outside_the_priority_sectors_is_ineligible_with_re
     failed = [r for r in view["eligibility"]["rule_results"] if not r["passed"]]
     assert [r["rule_id"] for r in failed] == ["priority_sector"]
     assert view["status_reasons"] == [failed[0]["explanation"]]
-    assert view["rule_set_version"] == "2026.1"
+    assert view["rule_set_version"] == _version_in_force(view)

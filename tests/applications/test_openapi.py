@@ -142,7 +142,7 @@ def test_drafts_are_partial_at_any_depth_but_keep_every_limit() -> None:
     assert kinds == {
         ("firm.legal_name", "string_too_long"),
         ("firm.foreign_ownership_pct", "less_than_equal"),
-        ("proposal.investment_commitment.amount", "greater_than_equal"),
+        ("proposal.investment_commitment.amount", "greater_than"),
         ("incentives.grant.amount.currency", "missing"),  # money stays whole
         ("surprise", "extra_forbidden"),
     }

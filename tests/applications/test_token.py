@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import typer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from services.cli.token import token
-from services.kit.auth import Role, TokenService
+from services.kit.auth import MAX_TOKEN_LIFETIME, Role, TokenService
 from services.kit.errors import Unauthorized
 from services.kit.settings import DEV_JWT_SECRET
 
@@ -25,6 +27,29 @@ def cli() -> typer.Typer:
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("INCENTIVES_JWT_SECRET", raising=False)
     monkeypatch.delenv("INCENTIVES_DEV_MODE", raising=False)
+    monkeypatch.delenv("INCENTIVES_JWT_MAX_LIFETIME", raising=False)
+
+
+def test_a_token_of_the_longest_lifetime_passes_the_services_check(cli: typer.Typer) -> None:
+    result = CliRunner().invoke(cli, ["--role", "auditor", "--ttl", "30d"])
+    assert result.exit_code == 0, result.output
+    tokens = TokenService(SecretStr(DEV_JWT_SECRET), max_lifetime=MAX_TOKEN_LIFETIME)
+    assert tokens.verify(result.stdout.strip()).role is Role.AUDITOR
+
+
+def test_the_lifetime_setting_caps_what_the_command_mints(
+    cli: typer.Typer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INCENTIVES_JWT_MAX_LIFETIME", "PT1H")
+    refused = CliRunner().invoke(cli, ["--role", "auditor", "--ttl", "2h"])
+    assert refused.exit_code == 2
+    assert refused.stdout == ""
+    assert "--ttl: a token may live at most 1:00:00, not 2:00:00" in refused.stderr
+    strict = TokenService(SecretStr(DEV_JWT_SECRET), max_lifetime=timedelta(hours=1))
+    for args in (["--ttl", "1h"], []):  # the 8-hour default shrinks to the maximum
+        minted = CliRunner().invoke(cli, ["--role", "auditor", *args])
+        assert minted.exit_code == 0, minted.output
+        assert strict.verify(minted.stdout.strip()).role is Role.AUDITOR
 
 
 def test_a_firm_token_names_the_firm_and_the_user(cli: typer.Typer) -> None:

@@ -6,14 +6,21 @@ import ast
 import json
 import typing
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 
 from contracts.catalog import MESSAGE_TYPES, example_payloads
-from contracts.v1.applications import ApplicationAmended, ApplicationSubmitted
+from contracts.envelope import UtcDatetime, utcnow
+from contracts.v1.applications import (
+    ATTESTATION_CLOCK_SKEW,
+    ApplicationAmended,
+    ApplicationSubmitted,
+    Attestation,
+)
 from contracts.v1.disbursement import AwardOpened, BudgetExhausted, OpenAward
 from contracts.v1.eligibility import EligibilityAssessed
 from contracts.v1.review import ReviewInformationRequested, ReviewTaskAssigned
@@ -109,8 +116,54 @@ def test_unknown_payload_field_is_refused() -> None:
 def test_naive_datetime_is_refused_in_payloads() -> None:
     data = example_payloads("application.submitted")[0].model_dump(mode="json")
     data["submitted_at"] = "2026-11-26T10:35:02"
+    with pytest.raises(ValidationError, match="time-zone offset"):
+        ApplicationSubmitted.model_validate(data)
+    data["submitted_at"] = datetime(2026, 11, 26, 10, 35, 2)
     with pytest.raises(ValidationError, match="timezone"):
         ApplicationSubmitted.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [525, 0, -1, 1764580502.5, True, "525", "1764580502", "2026-11-26", "10:35:02Z", "", None],
+)
+def test_a_date_time_is_an_rfc_3339_string_never_a_number(value: object) -> None:
+    # Lax parsing would read 525 as 1970-01-01T00:08:45Z.
+    adapter: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
+    with pytest.raises(ValidationError) as caught:
+        adapter.validate_python(value)
+    assert caught.value.errors()[0]["type"] == "date_time_format"
+    with pytest.raises(ValidationError):
+        adapter.validate_json(json.dumps(value))
+
+
+def test_an_integer_attestation_date_is_refused_on_the_wire() -> None:
+    attestation = '{"accepted": true, "signatory": "Dr. Jana Weber", "attested_at": 525}'
+    with pytest.raises(ValidationError) as caught:
+        Attestation.model_validate_json(attestation)
+    assert [error["loc"] for error in caught.value.errors()] == [("attested_at",)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-11-26T10:35:02Z", "2026-11-26T10:35:02.123456Z", "2026-11-26t10:35:02+04:00"],
+)
+def test_rfc_3339_strings_are_accepted(value: str) -> None:
+    assert TypeAdapter(UtcDatetime).validate_python(value).utcoffset() == timedelta(0)
+
+
+def test_an_attestation_signed_in_the_future_is_refused() -> None:
+    later = utcnow() + ATTESTATION_CLOCK_SKEW + timedelta(minutes=1)
+    with pytest.raises(ValidationError, match="in the future") as caught:
+        Attestation(accepted=True, signatory="Dr. Jana Weber", attested_at=later)
+    assert [error["loc"] for error in caught.value.errors()] == [("attested_at",)]
+    assert caught.value.errors()[0]["type"] == "date_in_future"
+
+
+def test_an_attestation_a_little_ahead_of_our_clock_is_tolerated() -> None:
+    within_skew = utcnow() + ATTESTATION_CLOCK_SKEW - timedelta(seconds=30)
+    signed = Attestation(accepted=True, signatory="Dr. Jana Weber", attested_at=within_skew)
+    assert signed.attested_at == within_skew
 
 
 def test_aware_datetimes_are_normalised_to_utc() -> None:

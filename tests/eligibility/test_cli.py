@@ -44,7 +44,7 @@ def test_check_the_shipped_rule_sets(runner: CliRunner) -> None:
         assert f"{rule_set.label}, effective from {rule_set.effective_from}" in result.stdout
         assert rule_set.sha256 in result.stdout
     assert "capacity_building" in result.stdout
-    assert "OK: 2 rule set(s) valid." in result.stdout
+    assert "OK: 3 rule set(s) valid." in result.stdout
 
 
 def test_check_reports_every_problem_and_fails(runner: CliRunner, tmp_path: Path) -> None:
@@ -120,6 +120,22 @@ def test_explain_content_rule_by_rule(runner: CliRunner, tmp_path: Path) -> None
     assert "Rule set: gaip-eligibility 2026.1, effective from 2026-01-01" in out
     assert "in force on 2026-06-01, by --at" in out
     assert load_catalog().rule_sets[0].sha256 in out
+
+
+def test_explain_counts_the_attestation_window_from_the_chosen_time(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = write_json(tmp_path / "app.json", content_dict())  # signed on 2026-11-20
+    fresh = runner.invoke(app, ["explain", str(path), "--at", "2027-11-20", "--json"])
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads(fresh.stdout)["outcome"] == "eligible"
+    stale = runner.invoke(app, ["explain", str(path), "--at", "2027-11-21", "--json"])
+    decision = json.loads(stale.stdout)
+    assert decision["outcome"] == "needs_information"
+    assert [r["rule_id"] for r in decision["rule_results"] if not r["passed"]] == [
+        "data_protection_attestation_current",
+        "responsible_ai_attestation_current",
+    ]
 
 
 def test_explain_uses_the_submission_time_of_a_payload(runner: CliRunner, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from services.eligibility.domain import (
     RuleSet,
     RuleStatus,
     build_catalog,
+    months_before,
     parse_rule_set,
 )
 from services.eligibility.rulefiles import SHIPPED_RULES_DIR, load_catalog
@@ -37,6 +38,14 @@ SHIPPED_RULE_IDS = [
     "registration_document",
     "data_protection_attestation",
     "responsible_ai_attestation",
+    "capacity_building",
+]
+#: From 2026.2 on, each attestation must also be recent.
+ATTESTATION_WINDOW_RULE_IDS = [
+    *SHIPPED_RULE_IDS[:7],
+    "data_protection_attestation_current",
+    "responsible_ai_attestation",
+    "responsible_ai_attestation_current",
     "capacity_building",
 ]
 
@@ -63,15 +72,115 @@ def only_rule_not_passed(decision: Decision) -> RuleOutcome:
 # --- the shipped rule sets ------------------------------------------------------------------
 
 
-def test_shipped_catalog_has_two_versions_in_date_order(shipped: RuleCatalog) -> None:
+def test_shipped_catalog_has_three_versions_in_date_order(shipped: RuleCatalog) -> None:
     assert [(r.id, r.version, r.effective_from) for r in shipped.rule_sets] == [
         ("gaip-eligibility", "2026.1", date(2026, 1, 1)),
+        ("gaip-eligibility", "2026.2", date(2026, 12, 2)),
         ("gaip-eligibility", "2027.1", date(2027, 1, 1)),
     ]
+    first, *later = shipped.rule_sets
+    assert [rule.id for rule in first.rules] == SHIPPED_RULE_IDS
+    for rule_set in later:
+        assert [rule.id for rule in rule_set.rules] == ATTESTATION_WINDOW_RULE_IDS
     for rule_set in shipped.rule_sets:
-        assert [rule.id for rule in rule_set.rules] == SHIPPED_RULE_IDS
         assert rule_set.warnings == ()
         assert rule_set.title
+
+
+# --- the attestation window (2026.2 on) -----------------------------------------------------
+
+_SIGNED = "2026-11-20T09:00:00Z"  # when the contract's example attestations were signed
+
+
+def _signed_at(when: str) -> dict[str, Any]:
+    attestation = {"accepted": True, "signatory": "Dr. Jana Weber, CTO", "attested_at": when}
+    return {
+        "commitments.data_protection_attestation": attestation,
+        "commitments.responsible_ai_attestation": {**attestation, "attested_at": _SIGNED},
+    }
+
+
+@pytest.mark.parametrize(
+    ("submitted_at", "window_start"),
+    [
+        (datetime(2027, 11, 20, 9, 0, tzinfo=UTC), datetime(2026, 11, 20, 9, 0, tzinfo=UTC)),
+        (datetime(2028, 2, 29, 12, 0, tzinfo=UTC), datetime(2027, 2, 28, 12, 0, tzinfo=UTC)),
+        (datetime(2027, 3, 31, 0, 0, tzinfo=UTC), datetime(2026, 3, 31, 0, 0, tzinfo=UTC)),
+    ],
+)
+def test_months_before_counts_calendar_months(
+    submitted_at: datetime, window_start: datetime
+) -> None:
+    assert months_before(submitted_at, 12) == window_start
+
+
+def test_months_before_clamps_to_the_end_of_a_shorter_month() -> None:
+    assert months_before(datetime(2027, 3, 31, tzinfo=UTC), 1) == datetime(2027, 2, 28, tzinfo=UTC)
+    assert months_before(datetime(2027, 1, 15, tzinfo=UTC), 13) == datetime(
+        2025, 12, 15, tzinfo=UTC
+    )
+    with pytest.raises(ValueError, match="whole number of months"):
+        months_before(datetime(2027, 1, 15, tzinfo=UTC), -1)
+
+
+def test_an_attestation_older_than_12_months_must_be_signed_again(shipped: RuleCatalog) -> None:
+    submitted_at = datetime(2027, 11, 20, 9, 0, 1, tzinfo=UTC)  # a year and a second later
+    decision = shipped.assess(content(_signed_at("2026-11-20T09:00:00Z")), submitted_at)
+    stale = [r for r in decision.results if not r.passed]
+    assert [r.rule_id for r in stale] == [
+        "data_protection_attestation_current",
+        "responsible_ai_attestation_current",
+    ]
+    assert all(r.status is RuleStatus.NEEDS_INFORMATION for r in stale)
+    assert "within the 12 months before submission" in stale[0].explanation
+    assert decision.outcome is EligibilityOutcome.NEEDS_INFORMATION
+    assert decision.missing_fields == (
+        "commitments.data_protection_attestation",
+        "commitments.responsible_ai_attestation",
+    )
+
+
+def test_an_attestation_signed_exactly_12_months_before_counts(shipped: RuleCatalog) -> None:
+    submitted_at = datetime(2027, 11, 20, 9, 0, tzinfo=UTC)
+    decision = shipped.assess(content(_signed_at(_SIGNED)), submitted_at)
+    assert decision.outcome is EligibilityOutcome.ELIGIBLE
+
+
+def test_only_the_stale_attestation_is_asked_for(shipped: RuleCatalog) -> None:
+    submitted_at = datetime(2027, 6, 1, tzinfo=UTC)
+    decision = shipped.assess(content(_signed_at("2026-05-31T23:59:59Z")), submitted_at)
+    outcome = only_rule_not_passed(decision)
+    assert outcome.rule_id == "data_protection_attestation_current"
+    assert decision.missing_fields == ("commitments.data_protection_attestation",)
+
+
+def test_an_attestation_signed_again_after_submission_counts(shipped: RuleCatalog) -> None:
+    # An amendment may carry a fresh signature; the window only bounds how old it may be.
+    # (Evaluated directly: signatures in the future are refused by the contract itself.)
+    rule_set = shipped.in_force(V2027)
+    decision = rule_set.evaluate(content(), datetime(2026, 11, 1, tzinfo=UTC))
+    assert decision.outcome is EligibilityOutcome.ELIGIBLE
+
+
+def test_the_2026_1_rules_stay_as_they_were_decided(shipped: RuleCatalog) -> None:
+    # Recorded decisions cite 2026.1 by hash: it has no attestation window, and keeps none.
+    old = shipped.in_force(date(2026, 6, 1))
+    assert old.version == "2026.1"
+    signed_long_ago = content(_signed_at("2024-01-10T09:00:00Z"))
+    assert old.evaluate(signed_long_ago, date(2026, 6, 1)).outcome is EligibilityOutcome.ELIGIBLE
+    revised = shipped.in_force(date(2026, 12, 2))
+    assert revised.evaluate(signed_long_ago, date(2026, 12, 2)).outcome is (
+        EligibilityOutcome.NEEDS_INFORMATION
+    )
+
+
+def test_without_a_submission_time_the_window_cannot_pass(shipped: RuleCatalog) -> None:
+    decision = shipped.in_force(V2027).evaluate(content())
+    assert {r.rule_id for r in decision.results if not r.passed} == {
+        "data_protection_attestation_current",
+        "responsible_ai_attestation_current",
+    }
+    assert all(r.error for r in decision.results if not r.passed)
 
 
 @pytest.mark.parametrize("on", [V2026, V2027])
@@ -116,11 +225,11 @@ def test_other_sector_is_ineligible_with_a_readable_reason(shipped: RuleCatalog)
     [
         (money("1000000.00"), True),  # exactly the minimum
         (money("999999.99"), False),
-        (money("1000000.0001"), True),
+        (money("1000000.01"), True),
         (money("1200000", "USD"), True),  # 1,032,000.00 EUR at 0.86
         (money("1160000", "USD"), False),  # 997,600.00 EUR
         (money("180000000", "JPY"), True),  # 1,026,000.00 EUR at 0.0057
-        (money("0", "EUR"), False),
+        (money("1", "EUR"), False),
     ],
 )
 def test_minimum_investment_in_eur(
@@ -363,10 +472,12 @@ def test_decision_becomes_a_valid_contract_event(
     ("at", "version"),
     [
         (date(2026, 1, 1), "2026.1"),
-        (datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC), "2026.1"),
+        (datetime(2026, 12, 1, 23, 59, 59, tzinfo=UTC), "2026.1"),
+        (date(2026, 12, 2), "2026.2"),
+        (datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC), "2026.2"),
         (datetime(2027, 1, 1, 0, 0, tzinfo=UTC), "2027.1"),
         # 00:30 in UTC+1 is still 2026 in UTC: the program's dates are UTC dates.
-        (datetime(2027, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "2026.1"),
+        (datetime(2027, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "2026.2"),
         (date(2031, 5, 5), "2027.1"),
     ],
 )

@@ -34,7 +34,7 @@ from tests.eligibility.builders import amended, money, new_application_id, submi
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 IN_2026 = datetime(2026, 12, 31, 18, 0, tzinfo=UTC)
-#: Eligible under the 2026.1 rules, below the 2027.1 minimum investment.
+#: Eligible under the 2026 rules, below the 2027.1 minimum investment.
 MID_INVESTMENT = {"proposal.investment_commitment": money("1200000.00")}
 
 
@@ -103,7 +103,7 @@ async def test_submission_is_assessed_recorded_and_emitted_in_one_unit(harness: 
         id=app_id,
     )
     rule_set = load_catalog().in_force(IN_2026)
-    assert row[:5] == (1, "ACME", "eligible", "2026.1", rule_set.sha256)
+    assert row[:5] == (1, "ACME", "eligible", "2026.2", rule_set.sha256)
     results = json.loads(row[5]) if isinstance(row[5], str) else row[5]
     assert [r["rule_id"] for r in results] == [rule.id for rule in rule_set.rules]
     assert all(r["status"] == "passed" and r["error"] is None for r in results)
@@ -116,7 +116,7 @@ async def test_submission_is_assessed_recorded_and_emitted_in_one_unit(harness: 
     assert (out.actor.kind, out.actor.id) == ("system", "system:eligibility")
     assert out.producer == "eligibility"
     assert out.occurred_at == NOW
-    assert out.payload.rule_set_version == "2026.1"
+    assert out.payload.rule_set_version == "2026.2"
     assert out.payload.rule_set_sha256 == rule_set.sha256
     assert out.payload.application_revision == 1
     assert out.payload.assessed_at == NOW
@@ -187,7 +187,7 @@ async def test_an_amendment_is_judged_by_the_rules_of_the_first_submission(
     first, second = await harness.outbox_envelopes(app_id)
     assert first.payload.application_revision == 1
     assert second.payload.application_revision == 2
-    assert second.payload.rule_set_version == "2026.1"
+    assert second.payload.rule_set_version == "2026.2"
     assert second.payload.outcome == "eligible"  # ineligible under 2027.1
     assert second.causation_id == amendment.event_id
     assert second.event_id == decision_event_id(app_id, 2)
@@ -197,6 +197,31 @@ async def test_an_amendment_is_judged_by_the_rules_of_the_first_submission(
         id=app_id,
     )
     assert str(submitted_at).startswith("2026-12-31 18:00")
+
+
+async def test_the_attestation_window_counts_from_the_first_submission(harness: Harness) -> None:
+    # The example's attestations were signed on 2026-11-20: fresh for a submission in 2027-11,
+    # stale for one in 2027-12. The amendment claims the later time; the recorded one decides.
+    app_id = new_application_id()
+    await harness.deliver(submitted(app_id, submitted_at=datetime(2027, 11, 19, tzinfo=UTC)))
+    amendment = amended(
+        app_id,
+        revision=2,
+        submitted_at=datetime(2027, 12, 1, tzinfo=UTC),
+        amended_at=datetime(2027, 12, 1, tzinfo=UTC),
+    )
+    await harness.deliver(amendment)
+    first, second = await harness.outbox_envelopes(app_id)
+    assert first.payload.outcome == second.payload.outcome == "eligible"
+
+    late = new_application_id()
+    await harness.deliver(submitted(late, submitted_at=datetime(2027, 12, 1, tzinfo=UTC)))
+    [stale] = await harness.outbox_envelopes(late)
+    assert stale.payload.outcome == "needs_information"
+    assert stale.payload.missing_fields == [
+        "commitments.data_protection_attestation",
+        "commitments.responsible_ai_attestation",
+    ]
 
 
 async def test_an_amendment_without_a_recorded_submission_uses_its_own_time(
@@ -212,7 +237,7 @@ async def test_an_amendment_without_a_recorded_submission_uses_its_own_time(
     )
     await harness.deliver(amendment)
     [out] = await harness.outbox_envelopes(app_id)
-    assert (out.payload.rule_set_version, out.payload.outcome) == ("2026.1", "eligible")
+    assert (out.payload.rule_set_version, out.payload.outcome) == ("2026.2", "eligible")
 
 
 async def test_no_rule_set_in_force_dead_letters_as_a_business_refusal(harness: Harness) -> None:

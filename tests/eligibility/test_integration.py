@@ -275,5 +275,5 @@ async def test_an_amendment_keeps_the_rules_of_its_first_submission(service: Run
     assert first.missing_fields == ["documents"]
     # Under the 2027.1 rules in force when it was amended, 1.2M would be too little.
     assert (second.application_revision, second.outcome) == (2, "eligible")
-    assert second.rule_set_version == first.rule_set_version == "2026.1"
+    assert second.rule_set_version == first.rule_set_version == "2026.2"
     assert await service.decisions(app_id) == 2

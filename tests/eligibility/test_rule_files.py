@@ -136,10 +136,12 @@ def test_needs_information_failure_requires_fields() -> None:
     [
         ("[money]\nrates = { USD = 0.92 }\n", "floats are inexact"),
         ('[money]\nrates = { XYZ = "1" }\n', "not an ISO 4217 currency code"),
+        ('[money]\nrates = { XAU = "3500" }\n', "not a currency money can be in"),
+        ('[money]\nbase_currency = "XDR"\n', "not a currency money can be in"),
         ('[money]\nrates = { USD = "-1" }\n', "must be a positive number"),
         ('[money]\nrates = { USD = "abc" }\n', "is not a decimal number"),
         ('[money]\nbase_currency = "EUR"\nrates = { EUR = "2" }\n', "base currency's rate"),
-        ('[money]\nbase_currency = "EURO"\n', "not an ISO 4217 code"),
+        ('[money]\nbase_currency = "EURO"\n', "not an ISO 4217 currency code"),
     ],
 )
 def test_exchange_rates_are_exact_and_valid(money: str, fragment: str) -> None:

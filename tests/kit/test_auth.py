@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import jwt
@@ -14,6 +16,7 @@ from contracts.envelope import ActorKind
 from services.kit.auth import (
     AUDIENCE,
     ISSUER,
+    MAX_TOKEN_LIFETIME,
     CurrentPrincipal,
     Principal,
     Role,
@@ -23,6 +26,7 @@ from services.kit.auth import (
 )
 from services.kit.errors import Unauthorized
 from services.kit.problems import install_problem_handlers
+from services.kit.settings import CommonSettings
 
 SECRET = SecretStr("k" * 40)
 FIRM = Principal(sub="alice@acme.example", role=Role.FIRM, firm_id="ACME", name="Alice")
@@ -32,6 +36,21 @@ REVIEWER = Principal(sub="rev.tanaka", role=Role.REVIEWER)
 @pytest.fixture
 def tokens() -> TokenService:
     return TokenService(SECRET)
+
+
+def _signed(lifetime: timedelta = timedelta(hours=1), **claims: Any) -> str:
+    """A token signed with SECRET, issued now and living ``lifetime``; ``None`` drops a claim."""
+    now = int(time.time())
+    base: dict[str, Any] = {
+        "sub": "bob",
+        "role": "reviewer",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + int(lifetime.total_seconds()),
+    }
+    merged = {k: v for k, v in {**base, **claims}.items() if v is not None}
+    return jwt.encode(merged, SECRET.get_secret_value(), algorithm="HS256")
 
 
 def test_round_trip(tokens: TokenService) -> None:
@@ -55,19 +74,7 @@ def test_firm_id_required_exactly_for_firms(role: Role, firm_id: str | None) -> 
 
 
 def test_qualified_firm_role_claim_is_accepted(tokens: TokenService) -> None:
-    token = jwt.encode(
-        {
-            "sub": "bob",
-            "role": "firm:GLOBEX",
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "iat": 0,
-            "exp": 2**33,
-        },
-        SECRET.get_secret_value(),
-        algorithm="HS256",
-    )
-    principal = tokens.verify(token)
+    principal = tokens.verify(_signed(role="firm:GLOBEX"))
     assert (principal.role, principal.firm_id) == (Role.FIRM, "GLOBEX")
 
 
@@ -84,17 +91,81 @@ def test_wrong_key_refused() -> None:
 
 
 def test_unsigned_token_refused(tokens: TokenService) -> None:
-    claims = {"sub": "eve", "role": "admin", "iss": ISSUER, "aud": AUDIENCE, "iat": 0, "exp": 2**33}
-    token = jwt.encode(claims, key=None, algorithm="none")
+    now = int(time.time())
+    claims = {"sub": "eve", "role": "admin", "iss": ISSUER, "aud": AUDIENCE}
+    token = jwt.encode({**claims, "iat": now, "exp": now + 60}, key=None, algorithm="none")
     with pytest.raises(Unauthorized):
         tokens.verify(token)
 
 
-def test_unknown_role_refused(tokens: TokenService) -> None:
-    claims = {"sub": "eve", "role": "root", "iss": ISSUER, "aud": AUDIENCE, "iat": 0, "exp": 2**33}
-    token = jwt.encode(claims, SECRET.get_secret_value(), algorithm="HS256")
-    with pytest.raises(Unauthorized, match="claims"):
-        tokens.verify(token)
+def test_unknown_role_refused_without_validator_internals(tokens: TokenService) -> None:
+    with pytest.raises(Unauthorized, match="claims") as caught:
+        tokens.verify(_signed(role="root"))
+    detail = caught.value.detail
+    assert detail.startswith("invalid token claims: role: Input should be 'firm'")
+    for internal in ("errors.pydantic.dev", "type=", "input_value", "validation error for"):
+        assert internal not in detail
+
+
+def test_a_firm_token_without_a_firm_names_the_problem_plainly(tokens: TokenService) -> None:
+    with pytest.raises(Unauthorized) as caught:
+        tokens.verify(_signed(role="firm"))
+    assert caught.value.detail == (
+        "invalid token claims: firm_id is required for role firm and forbidden otherwise"
+    )
+
+
+def test_a_hundred_year_token_is_refused(tokens: TokenService) -> None:
+    with pytest.raises(Unauthorized, match="exceeds the accepted maximum of 30 days"):
+        tokens.verify(_signed(lifetime=timedelta(days=36525)))
+
+
+def test_a_token_up_to_the_maximum_lifetime_is_accepted(tokens: TokenService) -> None:
+    assert tokens.verify(_signed(lifetime=MAX_TOKEN_LIFETIME)).sub == "bob"
+    with pytest.raises(Unauthorized, match="lifetime"):
+        tokens.verify(_signed(lifetime=MAX_TOKEN_LIFETIME + timedelta(seconds=1)))
+
+
+def test_a_backdated_iat_does_not_stretch_the_lifetime(tokens: TokenService) -> None:
+    # exp in 100 years and iat 31 days ago: the lifetime is what counts, not the time left.
+    now = int(time.time())
+    with pytest.raises(Unauthorized, match="lifetime"):
+        tokens.verify(_signed(iat=now - 31 * 86400, exp=now + 100 * 365 * 86400))
+
+
+def test_an_iat_in_the_future_is_refused(tokens: TokenService) -> None:
+    # Otherwise a future iat would make a far-off exp look short-lived.
+    later = int(time.time()) + 100 * 365 * 86400
+    with pytest.raises(Unauthorized, match="iat"):
+        tokens.verify(_signed(iat=later - 3600, exp=later))
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat"])
+def test_exp_and_iat_are_required(tokens: TokenService, claim: str) -> None:
+    with pytest.raises(Unauthorized, match=f'"{claim}"'):
+        tokens.verify(_signed(**{claim: None}))
+
+
+def test_the_maximum_lifetime_is_a_setting(
+    monkeypatch: pytest.MonkeyPatch, tokens: TokenService
+) -> None:
+    assert CommonSettings().jwt_max_lifetime == MAX_TOKEN_LIFETIME
+    monkeypatch.setenv("INCENTIVES_JWT_MAX_LIFETIME", "PT8H")
+    settings = CommonSettings()
+    assert settings.jwt_max_lifetime == timedelta(hours=8)
+    strict = TokenService(SECRET, max_lifetime=settings.jwt_max_lifetime)
+    day_long = tokens.issue(FIRM, ttl=timedelta(days=1))
+    assert tokens.verify(day_long) == FIRM
+    with pytest.raises(Unauthorized, match="accepted maximum of 8:00:00"):
+        strict.verify(day_long)
+
+
+def test_issuing_a_token_longer_than_the_maximum_is_refused() -> None:
+    short = TokenService(SECRET, max_lifetime=timedelta(hours=1))
+    with pytest.raises(ValueError, match="at most 1:00:00"):
+        short.issue(FIRM, ttl=timedelta(hours=2))
+    assert short.ttl == timedelta(hours=1)  # the default lifetime never exceeds the maximum
+    assert short.verify(short.issue(FIRM)) == FIRM
 
 
 def _app(tokens: TokenService) -> FastAPI:
@@ -140,6 +211,19 @@ async def test_missing_or_invalid_token_is_401_problem(
     assert body["type"] == "urn:incentives:problem:unauthorized"
     assert body["status"] == 401
     assert body["instance"] == "/me"
+
+
+async def test_a_long_lived_token_is_a_401_problem_with_a_plain_detail(
+    tokens: TokenService,
+) -> None:
+    response = await _get(_app(tokens), "/me", _signed(lifetime=timedelta(days=36525)))
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    detail = response.json()["detail"]
+    assert detail == (
+        "invalid token: its lifetime (36525 days from iat to exp) exceeds the accepted "
+        "maximum of 30 days"
+    )
 
 
 async def test_wrong_role_is_403_problem(tokens: TokenService) -> None:

@@ -24,7 +24,6 @@ from fastapi import FastAPI
 
 from contracts import catalog
 from contracts.topics import TOPICS
-from contracts.v1.applications import CONTENT_EXAMPLE
 from services.applications.main import create_app as create_applications
 from services.applications.settings import Settings as ApplicationsSettings
 from services.cli.embedded import TansuBroker
@@ -34,6 +33,7 @@ from services.kit.logging import configure_logging
 from services.kit.messaging import ensure_topics
 from services.review.main import create_app as create_desk
 from services.review.settings import Settings as DeskSettings
+from tests.applications.helpers import content
 from tests.kit.helpers import eventually, fresh_database, read_topic
 from tests.review.helpers import (
     ADMIN,
@@ -112,7 +112,7 @@ async def platform(
 async def submit(applications: httpx.AsyncClient) -> str:
     response = await applications.post(
         "/v1/applications/submissions",
-        json=CONTENT_EXAMPLE,
+        json=content(),  # signed recently: within the rule sets' attestation window
         headers={**FIRM, "Idempotency-Key": str(uuid.uuid4())},
     )
     assert response.status_code == 201, response.text
