@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from temporalio.client import Client
@@ -185,18 +183,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             " (health endpoint only)."
         ),
     )
-    service_lifespan = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
-        async with service_lifespan(app_) as state:
-            temporal.start()
-            try:
-                yield state
-            finally:
-                await temporal.stop()
-
-    app.router.lifespan_context = lifespan
+    service.on_start(temporal.start)
+    service.on_stop(temporal.stop)
     app.state.temporal = temporal
     return app
 

@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from contracts import catalog
 from contracts.envelope import Envelope
 from contracts.topics import TOPICS, get_topic
-from services.applications.api import EVENTS_TOPIC, router
+from services.applications.api import router
+from services.applications.commands import EVENTS_TOPIC
 from services.applications.handlers import project_status
-from services.applications.limits import BodySizeLimit
 from services.applications.settings import Settings
 from services.kit.runtime import Service, run_service
 
@@ -121,7 +121,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         routers=[router],
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Self
 
 import jwt
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from contracts.envelope import Actor, ActorKind, utcnow
 from services.kit.errors import Forbidden, Unauthorized
@@ -133,8 +133,14 @@ class TokenService:
             firm_id = qualified
         try:
             return Principal(sub=claims["sub"], role=role, firm_id=firm_id, name=claims.get("name"))
-        except ValueError as exc:
-            raise Unauthorized(f"invalid token claims: {exc}") from exc
+        except ValidationError as exc:
+            # Each claim and what is wrong with it; not the validator's report, which names
+            # its own internals (model, input types, documentation links).
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'claims'}: {error['msg']}"
+                for error in exc.errors(include_url=False, include_input=False)
+            )
+            raise Unauthorized(f"invalid token claims: {problems}") from exc
 
 
 def bearer_token(request: Request) -> str:

@@ -12,8 +12,6 @@ Shutdown drops the Temporal client first, then the kit stops the consumer, relay
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -161,20 +159,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_exception_handler(DeskProblem, _desk_problem)
     app.state.desk = desk
-    service_lifespan = app.router.lifespan_context
 
-    @asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
-        async with service_lifespan(app_) as state:
-            if settings.seed_demo_reviewers:
-                await seed_registry(service.uow)
-            desk.start()
-            try:
-                yield state
-            finally:
-                await desk.stop()
-
-    app.router.lifespan_context = lifespan
+    if settings.seed_demo_reviewers:
+        service.on_start(lambda: seed_registry(service.uow))
+    service.on_start(desk.start)
+    service.on_stop(desk.stop)
     return app
 
 
