@@ -13,16 +13,14 @@ Shutdown drops the Temporal client first, then the kit stops the consumer, relay
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 
 from contracts.envelope import utcnow
 from contracts.topics import get_topic
+from services.kit.db import insert_ignore
 from services.kit.logging import get_logger
 from services.kit.problems import problem_response, problem_type
 from services.kit.runtime import Service, run_service
@@ -113,8 +111,7 @@ async def seed_registry(uow_factory: UnitOfWorkFactory) -> int:
             }
             for p in demo_reviewers()
         ]
-        insert: Any = pg_insert if dialect == "postgresql" else sqlite_insert
-        await session.exec(insert(table).values(rows).on_conflict_do_nothing())
+        await session.exec(insert_ignore(dialect, table, rows))
         await uow.commit()
     log.info("demo reviewers seeded", count=len(rows))
     return len(rows)
