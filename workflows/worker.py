@@ -33,6 +33,7 @@ from services.kit.auth import Principal, Role, TokenService
 from services.kit.consumer import Incoming
 from services.kit.errors import DependencyUnavailable
 from services.kit.logging import get_logger
+from services.kit.retry import wait_until_available
 from services.kit.runtime import Service, run_service
 from services.kit.uow import UnitOfWork
 from workflows.activities import Publisher, ReviewDesk
@@ -70,21 +71,17 @@ async def connect_temporal(
     address: str, namespace: str, *, interval: float = 1.0, within: float | None = None
 ) -> Client:
     """Connect to Temporal, retrying quietly: one log line while it is unreachable."""
-    loop = asyncio.get_running_loop()
-    deadline = None if within is None else loop.time() + within
-    warned = False
-    while True:
-        try:
-            return await Client.connect(
+    try:
+        return await wait_until_available(
+            lambda: Client.connect(
                 address, namespace=namespace, data_converter=pydantic_data_converter
-            )
-        except Exception as exc:
-            if deadline is not None and loop.time() >= deadline:
-                raise DependencyUnavailable(f"Temporal {address} not reachable") from exc
-            if not warned:
-                log.warning(f"Temporal {address} not reachable yet, retrying", error=str(exc))
-                warned = True
-            await asyncio.sleep(interval)
+            ),
+            name=f"Temporal {address}",
+            interval=interval,
+            deadline=within,
+        )
+    except Exception as exc:
+        raise DependencyUnavailable(f"Temporal {address} not reachable") from exc
 
 
 class TemporalSide:

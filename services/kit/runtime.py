@@ -67,7 +67,7 @@ from services.kit.messaging import Record, create_producer, send_all, wait_for_b
 from services.kit.migrations import upgrade_to_head
 from services.kit.outbox import OutboxRelay
 from services.kit.problems import install_problem_handlers
-from services.kit.retry import RetryPolicy
+from services.kit.retry import RetryPolicy, wait_until_available
 from services.kit.settings import ServiceSettings
 from services.kit.uow import UnitOfWorkFactory
 
@@ -340,28 +340,31 @@ class Service:
 
     async def _connect(self) -> None:
         bootstrap = self.settings.kafka_bootstrap
-        while True:
+
+        async def start_broker_side() -> None:
             await wait_for_broker(bootstrap, interval=self.reconnect_interval)
             producer = create_producer(bootstrap, client_id=f"incentives-{self.name}")
             self._producer = producer  # set early so stop() flushes it even mid-start
             try:
                 await producer.start()
                 await self.broker.start()
-            except Exception as exc:
-                # Reachable but not ready (still starting, or restarting): retry quietly.
-                log.warning(
-                    f"broker {bootstrap} not ready yet, retrying",
-                    error=f"{type(exc).__name__}: {exc}",
-                )
+            except Exception:
+                # Reachable but not ready (still starting, or restarting): undo, try again.
                 with contextlib.suppress(Exception):
                     await self.broker.stop()
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 self._producer = None
-                await asyncio.sleep(self.reconnect_interval)
-                continue
-            self._broker_started = True
-            break
+                raise
+
+        await wait_until_available(
+            start_broker_side,
+            name=f"broker {bootstrap}",
+            interval=self.reconnect_interval,
+            unavailable="not ready yet",
+            recovered=None,
+        )
+        self._broker_started = True
         self.relay.start()
         self.ready.set()
         log.info(
