@@ -167,16 +167,23 @@ async def _kit_error(request: Request, exc: Exception) -> JSONResponse:
 _UNPARSEABLE = "There was an error parsing the body"
 
 
-def malformed_body(request: Request, message: str) -> JSONResponse:
-    """The 422 problem for a body that is not UTF-8 JSON: it points at the whole body."""
+def _validation_problem(
+    request: Request, detail: str, errors: list[dict[str, str]]
+) -> JSONResponse:
     return problem_response(
         422,
         "Validation failed",
         type_=problem_type(Reason.VALIDATION_FAILED),
-        detail=f"the request body cannot be parsed: {message}",
+        detail=detail,
         instance=request.url.path,
-        errors=[{"pointer": "#", "field": "body", "message": message, "type": "json_invalid"}],
+        errors=errors,
     )
+
+
+def malformed_body(request: Request, message: str) -> JSONResponse:
+    """The 422 problem for a body that is not UTF-8 JSON: it points at the whole body."""
+    error = {"pointer": "#", "field": "body", "message": message, "type": "json_invalid"}
+    return _validation_problem(request, f"the request body cannot be parsed: {message}", [error])
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -191,14 +198,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         where = f" at byte {position}" if isinstance(position, int) else ""
         return malformed_body(request, f"not valid JSON: {reason}{where}")
     errors = field_errors(raw)
-    return problem_response(
-        422,
-        "Validation failed",
-        type_=problem_type(Reason.VALIDATION_FAILED),
-        detail=f"{len(errors)} field(s) failed validation",
-        instance=request.url.path,
-        errors=errors,
-    )
+    return _validation_problem(request, f"{len(errors)} field(s) failed validation", errors)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
