@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.kit.auth import Principal, Role, TokenService, bearer_token
-from services.kit.errors import Forbidden, IncentivesError, Reason, Unauthorized
+from services.kit.errors import Forbidden, IncentivesError, Reason
 from services.kit.problems import (
     PROBLEM_JSON,
     FieldError,
@@ -65,17 +65,6 @@ def bearer_scheme(description: str) -> HTTPBearer:
     return HTTPBearer(
         auto_error=False, bearerFormat="JWT", scheme_name="bearer", description=description
     )
-
-
-def verify_request(tokens: TokenService, headers: Mapping[str, str]) -> Principal:
-    """The principal of a request's ``Authorization: Bearer`` header; :class:`Unauthorized`."""
-    header = headers.get("authorization")
-    if not header:
-        raise Unauthorized("missing bearer token")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("authorization header must be `Bearer <token>`")
-    return tokens.verify(token.strip())
 
 
 async def caller(request: Request) -> Principal:
@@ -310,19 +299,15 @@ class RequestGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {
-            name.decode("latin-1").lower(): value.decode("latin-1")
-            for name, value in scope.get("headers", ())
-        }
-        path: str = scope.get("path", "")
-        if not self.public(path):
+        request = Request(scope)  # headers only: the body is not touched
+        if not self.public(scope.get("path", "")):
             try:
-                principal = verify_request(self.tokens, headers)
+                principal = self.tokens.verify(bearer_token(request))
             except IncentivesError as exc:
                 await _refuse(scope, receive, send, exc.status, exc.title, exc.reason, exc.detail)
                 return
             scope.setdefault("state", {})[_PRINCIPAL_STATE] = principal
-        declared = _content_length(headers)
+        declared = _content_length(request.headers)
         if declared is not None and declared > self.max_body_bytes:
             await _refuse(
                 scope,
