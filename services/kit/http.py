@@ -17,7 +17,7 @@ A service's routes take their plumbing from here and nowhere else:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Annotated, Any, Final
 from urllib.parse import quote
@@ -27,8 +27,8 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.kit.auth import Principal, Role, TokenService, bearer_token
-from services.kit.errors import Forbidden, IncentivesError, Reason
+from services.kit.auth import Principal, TokenService, bearer_token, require_role
+from services.kit.errors import IncentivesError, Reason
 from services.kit.problems import (
     PROBLEM_JSON,
     FieldError,
@@ -85,15 +85,20 @@ async def caller(request: Request) -> Principal:
 #: The verified caller of a route.
 Caller = Annotated[Principal, Depends(caller)]
 
-
-def require_role(principal: Principal, allowed: Iterable[Role], action: str) -> None:
-    """A 403 problem unless ``principal``'s role is one of ``allowed``."""
-    roles = frozenset(allowed)
-    if principal.role not in roles:
-        raise Forbidden(
-            f"role {principal.role} may not {action}; allowed: "
-            + ", ".join(sorted(str(r) for r in roles))
-        )
+__all__ = [
+    "IDEMPOTENCY_KEY_HEADER",
+    "REPLAYED_HEADER",
+    "Caller",
+    "RequestGate",
+    "bearer_scheme",
+    "caller",
+    "idempotency_key",
+    "install_openapi",
+    "location",
+    "problem_responses",
+    "require_role",
+    "success_headers",
+]
 
 
 # --- the Idempotency-Key header ------------------------------------------------------------------

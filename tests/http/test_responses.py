@@ -11,9 +11,10 @@ import uuid
 
 from contracts.v1.applications import CONTENT_EXAMPLE
 from services.applications.schemas import PARTIAL_CONTENT_EXAMPLE, WITHDRAW_EXAMPLE
+from services.kit.runtime import Service
 from tests.applications.helpers import auth
 from tests.http.conftest import MAX_REQUEST_BYTES, InProcess
-from tests.review.helpers import ADMIN, NOVAK, reviewer
+from tests.review.helpers import ADMIN, NOVAK, assigned, new_id, record_of, reviewer
 from tests.review.helpers import auth as desk_auth
 
 BASE = "/v1/applications"
@@ -145,4 +146,19 @@ async def test_the_desks_registry_and_inbox_answer_as_documented(desk: InProcess
     assert decision.status_code == 404
     candidates = await api.request("GET", "/internal/v1/candidates?stage=technical", headers=ADMIN)
     assert candidates.status_code == 200
-    assert api.statuses() == {200, 201, 204, 401, 403, 404, 409, 422}
+
+    # A task of Novak's, fed straight to the desk's consumer: no broker here, and no Temporal,
+    # so its decision is the documented 503.
+    app_id, task_id = new_id("app"), new_id("task")
+    service: Service = desk.app.state.service
+    await service.consumers[0].process(record_of(assigned(app_id, task_id, NOVAK)))
+    task = await api.request("GET", f"/v1/tasks/{task_id}", headers=reviewer(NOVAK))
+    assert task.status_code == 200
+    unavailable = await api.request(
+        "POST",
+        f"/v1/tasks/{task_id}/decision",
+        json={"decision": "approve", "comment": "Fine."},
+        headers={**reviewer(NOVAK), "Idempotency-Key": key()},
+    )
+    assert unavailable.status_code == 503
+    assert api.statuses() == {200, 201, 204, 401, 403, 404, 409, 422, 503}
