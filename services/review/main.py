@@ -71,7 +71,12 @@ the reason in the problem's `reason` member: `wrong_role`, `not_assigned`,
 `conflict_of_interest`, `separation_of_duties` (403), `stage_not_open`, `duplicate_decision`
 (409), `invalid_request` (422). Temporal unreachable: 503, retry with the same key.
 
-Every error is an RFC 9457 problem (`application/problem+json`).
+Every error is an RFC 9457 problem (`application/problem+json`). A body that is not UTF-8 JSON
+is a 422 whose one error points at the whole body (`#`, type `json_invalid`). Requests without
+a valid token (401) and bodies over the size limit (413) are refused before the body is read.
+
+Registry ids are 1 to 100 ASCII letters, digits and `. _ @ + : -`, starting with a letter or
+digit: each is a path segment of its entry's URL.
 """
 
 
