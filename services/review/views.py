@@ -98,14 +98,9 @@ def task_view(task: ReviewTask, now: datetime) -> dict[str, Any]:
 
 
 def reviewer_view(record: ReviewerRecord) -> ReviewerView:
-    """The API view of a registry row."""
+    """The API view of a registry row: its profile, and who last changed it and when."""
     return ReviewerView(
-        reviewer_id=record.reviewer_id,
-        name=record.name,
-        roles=[ReviewerRole(r) for r in record.roles],
-        affiliations=list(record.affiliations),
-        ownership_interests=list(record.ownership_interests),
-        active=record.active,
+        **reviewer_profile(record).model_dump(),
         created_at=record.created_at,
         updated_at=record.updated_at,
         updated_by=record.updated_by,
