@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from temporalio.client import Client
@@ -35,6 +33,7 @@ from services.kit.auth import Principal, Role, TokenService
 from services.kit.consumer import Incoming
 from services.kit.errors import DependencyUnavailable
 from services.kit.logging import get_logger
+from services.kit.retry import wait_until_available
 from services.kit.runtime import Service, run_service
 from services.kit.uow import UnitOfWork
 from workflows.activities import Publisher, ReviewDesk
@@ -72,21 +71,17 @@ async def connect_temporal(
     address: str, namespace: str, *, interval: float = 1.0, within: float | None = None
 ) -> Client:
     """Connect to Temporal, retrying quietly: one log line while it is unreachable."""
-    loop = asyncio.get_running_loop()
-    deadline = None if within is None else loop.time() + within
-    warned = False
-    while True:
-        try:
-            return await Client.connect(
+    try:
+        return await wait_until_available(
+            lambda: Client.connect(
                 address, namespace=namespace, data_converter=pydantic_data_converter
-            )
-        except Exception as exc:
-            if deadline is not None and loop.time() >= deadline:
-                raise DependencyUnavailable(f"Temporal {address} not reachable") from exc
-            if not warned:
-                log.warning(f"Temporal {address} not reachable yet, retrying", error=str(exc))
-                warned = True
-            await asyncio.sleep(interval)
+            ),
+            name=f"Temporal {address}",
+            interval=interval,
+            deadline=within,
+        )
+    except Exception as exc:
+        raise DependencyUnavailable(f"Temporal {address} not reachable") from exc
 
 
 class TemporalSide:
@@ -185,18 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             " (health endpoint only)."
         ),
     )
-    service_lifespan = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
-        async with service_lifespan(app_) as state:
-            temporal.start()
-            try:
-                yield state
-            finally:
-                await temporal.stop()
-
-    app.router.lifespan_context = lifespan
+    service.on_start(temporal.start)
+    service.on_stop(temporal.stop)
     app.state.temporal = temporal
     return app
 

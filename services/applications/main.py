@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from contracts import catalog
 from contracts.envelope import Envelope
 from contracts.topics import TOPICS, get_topic
-from services.applications.api import EVENTS_TOPIC, router
+from services.applications.api import router
+from services.applications.commands import EVENTS_TOPIC
 from services.applications.handlers import project_status
-from services.applications.limits import BodySizeLimit
 from services.applications.settings import Settings
 from services.kit.runtime import Service, run_service
 
@@ -65,8 +65,10 @@ content hash) that assessed the latest revision, rule by rule.
 
 Every error is an RFC 9457 problem (`application/problem+json`). Validation problems (422)
 list each failed field in `errors` with a JSON Pointer into the body (`pointer`), or the
-`header`/`parameter` at fault. Changing an application in a status that does not allow it is
-409, with the current `status` and the `allowed_actions`. Bodies over the size limit get 413.
+`header`/`parameter` at fault; a body that is not UTF-8 JSON is a 422 whose one error points at
+the whole body (`#`, type `json_invalid`). Changing an application in a status that does not
+allow it is 409, with the current `status` and the `allowed_actions`. Bodies over the size
+limit get 413, and requests without a valid token 401, before the body is read.
 
 Money is a decimal **string** with an ISO 4217 currency (`{"amount": "250000.00", "currency":
 "EUR"}`), never a JSON number: greater than zero, no finer than the currency's minor unit (no
@@ -124,7 +126,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         routers=[router],
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
 
 

@@ -25,14 +25,3 @@ class Settings(ServiceSettings):
         description="HTTP port (health, OpenAPI and AsyncAPI docs).",
         examples=[8001],
     )
-    max_request_bytes: int = Field(
-        default=1_048_576,
-        ge=1024,
-        le=64 * 1_048_576,
-        description=(
-            "Largest request body accepted, in bytes; larger ones get a 413 problem before they "
-            "are parsed. Text fields are capped by the contract, so 1 MiB is far above any real "
-            "application."
-        ),
-        examples=[1_048_576],
-    )

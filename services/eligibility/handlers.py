@@ -12,8 +12,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 
 from contracts import catalog
@@ -23,6 +21,7 @@ from contracts.v1.applications import ApplicationAmended, ApplicationSubmitted
 from services.eligibility.domain import Decision, NoRuleSetInForce, RuleCatalog
 from services.eligibility.models import EligibilityDecision
 from services.kit.consumer import Incoming
+from services.kit.db import insert_ignore
 from services.kit.errors import BusinessRefusal
 from services.kit.logging import get_logger
 from services.kit.uow import UnitOfWork
@@ -185,9 +184,5 @@ async def _insert_once(uow: UnitOfWork, values: dict[str, Any]) -> bool:
     """
     session = uow.session
     table = EligibilityDecision.__table__  # type: ignore[attr-defined]
-    if session.get_bind().dialect.name == "postgresql":
-        stmt: Any = pg_insert(table).values(**values).on_conflict_do_nothing()
-    else:
-        stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-    result = await session.exec(stmt)
+    result = await session.exec(insert_ignore(session.get_bind().dialect.name, table, values))
     return bool(result.rowcount)

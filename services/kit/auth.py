@@ -11,6 +11,7 @@ expiry is refused, not honoured until 2126.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -210,16 +211,21 @@ def current_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+def require_role(principal: Principal, allowed: Iterable[Role], action: str) -> None:
+    """A 403 problem unless ``principal``'s role is one of ``allowed``."""
+    roles = frozenset(allowed)
+    if principal.role not in roles:
+        raise Forbidden(
+            f"role {principal.role} may not {action}; allowed: "
+            + ", ".join(sorted(str(r) for r in roles))
+        )
+
+
 def require_roles(*roles: Role) -> Any:
     """FastAPI dependency factory: the caller, if their role is one of ``roles``; else 403."""
-    allowed = frozenset(roles)
 
     def dependency(principal: CurrentPrincipal) -> Principal:
-        if principal.role not in allowed:
-            raise Forbidden(
-                f"role {principal.role} may not do this; allowed: "
-                + ", ".join(sorted(str(r) for r in allowed))
-            )
+        require_role(principal, roles, "do this")
         return principal
 
     return Depends(dependency)

@@ -10,13 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, event, text
+from sqlalchemy import DateTime, Table, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.kit.logging import get_logger
+from services.kit.retry import wait_until_available
 
 log = get_logger(__name__)
 
@@ -109,6 +112,21 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
+def insert_ignore(dialect: str, table: Table, values: dict[str, Any] | list[dict[str, Any]]) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` of ``values`` into ``table``, for ``dialect``.
+
+    Insert-or-ignore rather than select-then-insert: two writers racing on one key serialise
+    on its lock, and the second inserts nothing (its result's ``rowcount`` is 0), where a
+    select first would let both insert. ``dialect`` is the session's
+    (``session.get_bind().dialect.name``): ``postgresql`` or ``sqlite``.
+    """
+    if dialect == "postgresql":
+        return pg_insert(table).values(values).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(table).values(values).on_conflict_do_nothing()
+    raise ValueError(f"unsupported database dialect {dialect!r}")
+
+
 async def ping(engine: AsyncEngine, within: float = 2.0) -> None:
     """Raise if the database does not answer ``SELECT 1`` within ``within`` seconds."""
     async with asyncio.timeout(within), engine.connect() as conn:
@@ -122,27 +140,7 @@ async def wait_for_database(
 
     ``deadline`` (seconds) bounds the wait; ``None`` waits forever, as a container would.
     """
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    warned = False
-    while True:
-        try:
-            await ping(engine)
-        except (OSError, TimeoutError, ConnectionError) as exc:
-            error: BaseException = exc
-        except Exception as exc:  # driver-specific connect errors (asyncpg, aiosqlite)
-            error = exc
-        else:
-            if warned:
-                log.info("database reachable", url=engine.url.render_as_string(hide_password=True))
-            return
-        if deadline is not None and loop.time() - started > deadline:
-            raise error
-        if not warned:
-            log.warning(
-                f"database {engine.url.render_as_string(hide_password=True)} not reachable yet, "
-                "retrying",
-                error=f"{type(error).__name__}: {error}",
-            )
-            warned = True
-        await asyncio.sleep(interval)
+    url = engine.url.render_as_string(hide_password=True)
+    await wait_until_available(
+        lambda: ping(engine), name=f"database {url}", interval=interval, deadline=deadline
+    )

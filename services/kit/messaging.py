@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from services.kit.logging import get_logger
+from services.kit.retry import wait_until_available
 
 log = get_logger(__name__)
 
@@ -101,18 +102,17 @@ async def wait_for_broker(
     bootstrap: str, *, interval: float = 1.0, deadline: float | None = None
 ) -> None:
     """Block until the broker accepts connections, logging one line while it does not."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    warned = False
-    while not await broker_reachable(bootstrap):
-        if deadline is not None and loop.time() - started > deadline:
-            raise TimeoutError(f"broker {bootstrap} not reachable after {deadline:.0f}s")
-        if not warned:
-            log.warning(f"broker {bootstrap} not reachable yet, retrying")
-            warned = True
-        await asyncio.sleep(interval)
-    if warned:
-        log.info(f"broker {bootstrap} reachable")
+
+    async def reachable() -> None:
+        if not await broker_reachable(bootstrap):
+            raise ConnectionError(f"broker {bootstrap} refused the connection")
+
+    try:
+        await wait_until_available(
+            reachable, name=f"broker {bootstrap}", interval=interval, deadline=deadline
+        )
+    except ConnectionError:
+        raise TimeoutError(f"broker {bootstrap} not reachable after {deadline:.0f}s") from None
 
 
 async def ensure_topics(

@@ -5,7 +5,10 @@
 - the kit's errors (:mod:`services.kit.errors`): status and ``type`` from the class;
 - request validation errors: 422 with ``errors: [{pointer|parameter|header, field, message,
   type}]``, one entry per failed field (``pointer`` is a JSON Pointer into the body);
-- Starlette/FastAPI ``HTTPException`` (404 for unknown routes, 405, ...);
+- a body that is not UTF-8 JSON: the same 422, with one entry pointing at the whole body
+  (``#``, type ``json_invalid``), never at a byte offset;
+- Starlette/FastAPI ``HTTPException`` (404 for unknown routes, 405 with an ``Allow`` header
+  listing every method of the path, ...);
 - anything else: 500 with a generic detail (the traceback goes to the log, not to the client).
 """
 
@@ -20,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from services.kit.errors import IncentivesError, Reason
 from services.kit.logging import get_logger
@@ -96,19 +100,6 @@ class Problem(BaseModel):
     )
 
 
-#: For route ``responses=`` declarations, so OpenAPI documents the problem format.
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": title}
-    for status, title in (
-        (401, "Missing or invalid credentials"),
-        (403, "Role not allowed"),
-        (404, "Not found"),
-        (409, "Conflict with current state"),
-        (422, "Validation failed"),
-    )
-}
-
-
 def problem_response(
     status: int,
     title: str,
@@ -172,30 +163,80 @@ async def _kit_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = field_errors(exc.errors())
+#: FastAPI's detail for a body it could not decode (not UTF-8, for one).
+_UNPARSEABLE = "There was an error parsing the body"
+
+
+def _validation_problem(
+    request: Request, detail: str, errors: list[dict[str, str]]
+) -> JSONResponse:
     return problem_response(
         422,
         "Validation failed",
         type_=problem_type(Reason.VALIDATION_FAILED),
-        detail=f"{len(errors)} field(s) failed validation",
+        detail=detail,
         instance=request.url.path,
         errors=errors,
     )
 
 
+def malformed_body(request: Request, message: str) -> JSONResponse:
+    """The 422 problem for a body that is not UTF-8 JSON: it points at the whole body."""
+    error = {"pointer": "#", "field": "body", "message": message, "type": "json_invalid"}
+    return _validation_problem(request, f"the request body cannot be parsed: {message}", [error])
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw = exc.errors()
+    undecodable = [err for err in raw if err.get("type") == "json_invalid"]
+    if undecodable:
+        # FastAPI reports the byte offset as the location; it is not a member of the body.
+        err = undecodable[0]
+        reason = (err.get("ctx") or {}).get("error", "invalid JSON")
+        position = err.get("loc", ("body",))[-1]
+        where = f" at byte {position}" if isinstance(position, int) else ""
+        return malformed_body(request, f"not valid JSON: {reason}{where}")
+    errors = field_errors(raw)
+    return _validation_problem(request, f"{len(errors)} field(s) failed validation", errors)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSEABLE:
+        return malformed_body(request, "not valid UTF-8 JSON")
     reason = _HTTP_REASONS.get(exc.status_code)
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem_response(
         exc.status_code,
         _title_for(exc.status_code),
         type_=problem_type(reason) if reason else "about:blank",
         detail=str(exc.detail) if exc.detail else None,
         instance=request.url.path,
-        headers=getattr(exc, "headers", None),
+        headers=headers or None,
     )
+
+
+#: The methods an ``Allow`` header may name.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app accepts on the request's path.
+
+    Starlette answers 405 from the first route whose path matches, so its ``Allow`` names that
+    route's methods only, while FastAPI has one route per operation. Each method is asked of
+    the app's routes as they match requests.
+    """
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

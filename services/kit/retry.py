@@ -1,17 +1,22 @@
-"""Bounded retries with exponential backoff for transient failures on the message path."""
+"""Retries: bounded, with exponential backoff, for transient failures on the message path; and
+patient, with one log line, for the dependencies a process waits on at start-up."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
+    retry_if_exception_type,
     stop_after_attempt,
+    stop_after_delay,
+    stop_never,
     wait_exponential_jitter,
+    wait_fixed,
 )
 
 from services.kit.errors import RetriesExhausted, is_transient
@@ -124,3 +129,55 @@ class Retrier:
 async def call_with_retries(policy: RetryPolicy, func: Callable[[], Awaitable[T]]) -> T:
     """One-off :meth:`Retrier.call`; code that retries often keeps a :class:`Retrier`."""
     return await Retrier(policy).call(func)
+
+
+async def wait_until_available(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    name: str,
+    interval: float = 1.0,
+    deadline: float | None = None,
+    unavailable: str = "not reachable yet",
+    recovered: str | None = "reachable",
+    **context: Any,
+) -> T:
+    """Call ``probe`` until it returns, every ``interval`` seconds; its result.
+
+    For dependencies a process waits on at start-up (a database, a broker, Temporal): a
+    dependency that starts after its clients is a normal start-up order, so the wait logs one
+    warning line (``"<name> not reachable yet, retrying"``, with the first error), not a
+    traceback per attempt, and one info line (``"<name> reachable"``) once it answers. Any
+    error of ``probe`` means "not yet"; a cancellation ends the wait. ``deadline`` (seconds)
+    bounds it: the last error is then raised. ``None`` waits forever, as a container would.
+    """
+    warned = False
+
+    def first_failure(state: RetryCallState) -> None:
+        nonlocal warned
+        if warned:
+            return
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            f"{name} {unavailable}, retrying",
+            error=f"{type(exc).__name__}: {exc}",
+            **context,
+        )
+        warned = True
+
+    retrying = AsyncRetrying(
+        stop=stop_never if deadline is None else stop_after_delay(deadline),
+        wait=wait_fixed(interval),
+        retry=retry_if_exception_type(Exception),
+        before_sleep=first_failure,
+        reraise=True,
+    )
+
+    async def attempt() -> T:
+        # A coroutine function for tenacity, which would call a plain callable (a lambda
+        # returning a coroutine) without awaiting what it returns.
+        return await probe()
+
+    result: T = await retrying(attempt)
+    if warned and recovered is not None:
+        log.info(f"{name} {recovered}", **context)
+    return result

@@ -8,8 +8,13 @@ FastAPI app whose lifespan starts and stops all of it:
 1. wait for the database (one log line while it is down), migrate it to head;
 2. in the background: wait for the broker (one log line), start the producer, the subscribers
    and the relay; ``/health`` answers 503 until this is done, so the HTTP port is up early;
-3. on shutdown (SIGTERM/SIGINT via uvicorn): stop consuming, stop the relay, flush and stop
-   the producer, dispose of the engine.
+3. the service's own start hooks (:meth:`Service.on_start`), in the order they were added;
+4. on shutdown (SIGTERM/SIGINT via uvicorn): the stop hooks (:meth:`Service.on_stop`) in
+   reverse order, then stop consuming, stop the relay, flush and stop the producer, dispose of
+   the engine.
+
+Its app refuses, before reading the body, a request without a valid token and a body over
+``max_request_bytes`` (:class:`services.kit.http.RequestGate`).
 
 :func:`run_service` turns a settings class and a ``create_app`` into a blocking ``main``.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
 import signal
 import socket
@@ -55,18 +61,29 @@ from services.kit.db import (
 from services.kit.dlq import dlq_topic
 from services.kit.errors import DependencyUnavailable
 from services.kit.health import Check, health_router
+from services.kit.http import RequestGate, install_openapi
 from services.kit.logging import configure_logging, get_logger
 from services.kit.messaging import Record, create_producer, send_all, wait_for_broker
 from services.kit.migrations import upgrade_to_head
 from services.kit.outbox import OutboxRelay
 from services.kit.problems import install_problem_handlers
-from services.kit.retry import RetryPolicy
+from services.kit.retry import RetryPolicy, wait_until_available
 from services.kit.settings import ServiceSettings
 from services.kit.uow import UnitOfWorkFactory
 
 log = get_logger(__name__)
 
 S = TypeVar("S", bound=ServiceSettings)
+
+#: A start or stop hook: a callable of no arguments, async or not.
+Hook = Callable[[], object]
+
+
+async def _run_hook(hook: Hook) -> None:
+    result = hook()
+    if inspect.isawaitable(result):
+        await result
+
 
 #: Records per batch on SQLite (see :meth:`Service.consume`).
 SQLITE_MAX_RECORDS = 64
@@ -135,6 +152,8 @@ class Service:
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
         self._broker_started = False
+        self._start_hooks: list[Hook] = []
+        self._stop_hooks: list[Hook] = []
         self.ready = asyncio.Event()
 
     # --- wiring ----------------------------------------------------------------------------------
@@ -198,6 +217,19 @@ class Service:
         self.consumers.append(consumer)
         return consumer
 
+    def on_start(self, hook: Hook) -> Hook:
+        """Run ``hook`` at start-up, once the database is migrated (hooks run in order).
+
+        A hook that fails stops the start-up. Usable as a decorator.
+        """
+        self._start_hooks.append(hook)
+        return hook
+
+    def on_stop(self, hook: Hook) -> Hook:
+        """Run ``hook`` at shutdown, before the kit stops its parts (hooks run in reverse)."""
+        self._stop_hooks.append(hook)
+        return hook
+
     async def publish(self, records: Sequence[Record]) -> None:
         """Send records with the shared producer (outbox relay and dead letters)."""
         producer = self._producer
@@ -213,7 +245,11 @@ class Service:
         routers: Sequence[APIRouter] = (),
         **fastapi_kwargs: Any,
     ) -> FastAPI:
-        """The service's FastAPI app: routers, /health, /asyncapi, problem handlers, lifespan."""
+        """The service's FastAPI app: routers, /health, /asyncapi, problem handlers, lifespan.
+
+        Every request passes the kit's :class:`~services.kit.http.RequestGate` (token and body
+        size, before the body), and the OpenAPI document declares the kit's error responses.
+        """
         app = FastAPI(
             title=title,
             description=description,
@@ -231,6 +267,10 @@ class Service:
         )
         for router in routers:
             app.include_router(router)
+        app.add_middleware(
+            RequestGate, tokens=self.tokens, max_body_bytes=self.settings.max_request_bytes
+        )
+        install_openapi(app)
         return app
 
     # --- health ----------------------------------------------------------------------------------
@@ -270,9 +310,21 @@ class Service:
         """Start everything (the broker side in the background) and stop it all on exit."""
         await self.start()
         try:
+            for hook in self._start_hooks:
+                await _run_hook(hook)
             yield
         finally:
+            # Every stop hook runs, also after a failed start: stop hooks must be safe to run
+            # when their start hook did not (stopping what never started is a no-op).
+            await self._run_stop_hooks()
             await self.stop()
+
+    async def _run_stop_hooks(self) -> None:
+        for hook in reversed(self._stop_hooks):
+            try:
+                await _run_hook(hook)
+            except Exception:
+                log.exception("stop hook failed", hook=getattr(hook, "__qualname__", repr(hook)))
 
     async def start(self) -> None:
         """Migrate the database, then connect to the broker in the background."""
@@ -288,28 +340,31 @@ class Service:
 
     async def _connect(self) -> None:
         bootstrap = self.settings.kafka_bootstrap
-        while True:
+
+        async def start_broker_side() -> None:
             await wait_for_broker(bootstrap, interval=self.reconnect_interval)
             producer = create_producer(bootstrap, client_id=f"incentives-{self.name}")
             self._producer = producer  # set early so stop() flushes it even mid-start
             try:
                 await producer.start()
                 await self.broker.start()
-            except Exception as exc:
-                # Reachable but not ready (still starting, or restarting): retry quietly.
-                log.warning(
-                    f"broker {bootstrap} not ready yet, retrying",
-                    error=f"{type(exc).__name__}: {exc}",
-                )
+            except Exception:
+                # Reachable but not ready (still starting, or restarting): undo, try again.
                 with contextlib.suppress(Exception):
                     await self.broker.stop()
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 self._producer = None
-                await asyncio.sleep(self.reconnect_interval)
-                continue
-            self._broker_started = True
-            break
+                raise
+
+        await wait_until_available(
+            start_broker_side,
+            name=f"broker {bootstrap}",
+            interval=self.reconnect_interval,
+            unavailable="not ready yet",
+            recovered=None,
+        )
+        self._broker_started = True
         self.relay.start()
         self.ready.set()
         log.info(

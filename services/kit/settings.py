@@ -148,6 +148,17 @@ class ServiceSettings(CommonSettings):
         description="HTTP port of the service (health, API, OpenAPI and AsyncAPI docs).",
         examples=[8001],
     )
+    max_request_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        description=(
+            "Largest request body accepted, in bytes; a larger one gets a 413 problem before it "
+            "is read. Text fields are capped by the contracts, so 1 MiB is far above any real "
+            "request."
+        ),
+        examples=[1_048_576],
+    )
     database_url: str = Field(
         default="",
         description=(

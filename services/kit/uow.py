@@ -15,15 +15,13 @@ from types import TracebackType
 from typing import Any, Self
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts import catalog
 from contracts.envelope import Envelope, utcnow
-from services.kit.db import UTCDateTime
+from services.kit.db import UTCDateTime, insert_ignore
 from services.kit.tables import OUTBOX, PROCESSED, ProcessedMessage
 
 #: Marks a whole batch in one statement with one constant text, so PostgreSQL prepares it once
@@ -130,14 +128,7 @@ class UnitOfWork:
         dialect = session.get_bind().dialect.name
         # Core insert: the model's default_factory does not apply, so the time is set here.
         values = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
-        table = PROCESSED
-        if dialect == "postgresql":
-            stmt: Any = pg_insert(table).values(**values).on_conflict_do_nothing()
-        elif dialect == "sqlite":
-            stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-        else:  # pragma: no cover - only the two supported backends reach here
-            raise UnitOfWorkError(f"unsupported database dialect {dialect!r}")
-        result = await session.exec(stmt)
+        result = await session.exec(insert_ignore(dialect, PROCESSED, values))
         return bool(result.rowcount)
 
     async def mark_processed_many(
@@ -168,12 +159,8 @@ class UnitOfWork:
         new: set[uuid.UUID] = set()
         for start in range(0, len(ordered), _SQLITE_CHUNK):
             chunk = ordered[start : start + _SQLITE_CHUNK]
-            stmt = (
-                sqlite_insert(PROCESSED)
-                .values([{"consumer": consumer, "event_id": e, "processed_at": now} for e in chunk])
-                .on_conflict_do_nothing()
-                .returning(PROCESSED.c.event_id)
-            )
+            rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in chunk]
+            stmt = insert_ignore(dialect, PROCESSED, rows).returning(PROCESSED.c.event_id)
             new.update(row[0] for row in await connection.execute(stmt))
         return new
 

@@ -1,49 +1,46 @@
 """The desk's HTTP API: the inbox, task detail, decisions, escalations and the registry.
 
-Routes are thin: they check the caller, read through one unit of work (and, for registry
-changes, commit it once), and leave every rule to :mod:`services.review.domain` or to the
-workflow. A decision is never judged here: the projection may lag, so the workflow's validator
-is the authority and its refusal comes back as a problem with the reason.
+Routes are thin: they check the caller, read or change through :mod:`services.review.store`,
+and show through :mod:`services.review.views`; every rule is :mod:`services.review.domain`'s or
+the workflow's. A decision is never judged here: the projection may lag, so the workflow's
+validator is the authority and its refusal comes back as a problem with the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, Security
-from fastapi.security import HTTPBearer
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from fastapi import APIRouter, Body, Path, Query, Request, Response, Security
+from sqlmodel import col
 
-from contracts.conflicts import conflicts, named
 from contracts.envelope import utcnow
 from contracts.v1.common import ReviewStage
 from contracts.v1.desk import ReviewDecisionRequest, ReviewerProfile, ReviewerRole
-from contracts.v1.review import ApplicationSummary
-from services.kit.auth import Principal, Role, current_principal
-from services.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from services.kit.problems import PROBLEM_RESPONSES, Problem
-from services.kit.runtime import Service
-from services.review.domain import (
-    TaskStatus,
-    decision_request_id,
+from services.kit.auth import Role
+from services.kit.errors import Forbidden, NotFound, ValidationFailed
+from services.kit.http import (
+    IDEMPOTENCY_KEY_HEADER,
+    Caller,
+    bearer_scheme,
+    idempotency_key,
+    location,
+    problem_responses,
+    require_role,
+    success_headers,
 )
-from services.review.models import ReviewerRecord, ReviewTask, identifiers_json
+from services.kit.uow import UnitOfWorkFactory
+from services.review import store
+from services.review.domain import TaskStatus, decision_request_id
+from services.review.models import ReviewTask
 from services.review.schemas import (
     DECISION_EXAMPLES,
     REVIEWER_EXAMPLE,
-    ApplicationOutcomeInfo,
-    CancellationInfo,
+    REVIEWER_ID_PATTERN,
     DecisionBody,
-    DecisionInfo,
     DecisionResult,
-    EscalationInfo,
     HistoryEntry,
-    InformationRequestInfo,
+    NewReviewer,
     ReviewerList,
     ReviewerUpdate,
     ReviewerView,
@@ -52,52 +49,35 @@ from services.review.schemas import (
     TaskView,
 )
 from services.review.temporal import TemporalDesk
+from services.review.views import (
+    DECIDERS,
+    OVERSEERS,
+    REGISTRY_READERS,
+    STAFF,
+    reviewer_view,
+    task_view,
+)
 
-#: Roles that may read tasks at all; firms never see the desk.
-STAFF: Final = frozenset({Role.REVIEWER, Role.SUPERVISOR, Role.AUDITOR, Role.ADMIN})
-#: Roles that decide their own tasks.
-DECIDERS: Final = frozenset({Role.REVIEWER, Role.SUPERVISOR})
-#: Roles that see every task (read-only oversight).
-OVERSEERS: Final = frozenset({Role.AUDITOR, Role.ADMIN})
-#: Roles that may read the whole registry.
-REGISTRY_READERS: Final = frozenset({Role.ADMIN, Role.AUDITOR, Role.SUPERVISOR})
+#: Where the registry lives.
+REGISTRY_PREFIX = "/v1/registry/reviewers"
 
 # --- OpenAPI: authentication, errors, parameters -------------------------------------------------
 
-bearer = HTTPBearer(
-    auto_error=False,
-    bearerFormat="JWT",
-    scheme_name="bearer",
-    description=(
-        "A JWT signed by the program. Reviewers hold role `reviewer` and supervisors "
-        "`supervisor`, with their registry id as `sub`; auditors (`auditor`) read; admins "
-        "(`admin`) manage the registry. For development: "
-        "`incentives token --role reviewer --user rev.novak@gaip.example`."
-    ),
+bearer = bearer_scheme(
+    "A JWT signed by the program. Reviewers hold role `reviewer` and supervisors "
+    "`supervisor`, with their registry id as `sub`; auditors (`auditor`) read; admins "
+    "(`admin`) manage the registry. For development: "
+    "`incentives token --role reviewer --user rev.novak@gaip.example`."
 )
 
-_503: dict[int | str, dict[str, Any]] = {
-    503: {
-        "model": Problem,
-        "content": {"application/problem+json": {}},
-        "description": "Temporal unreachable or the workflow did not answer in time; retry",
-    },
-    502: {
-        "model": Problem,
-        "content": {"application/problem+json": {}},
-        "description": "The workflow failed the update for an unexpected reason",
-    },
+_DESCRIPTIONS = {
+    503: "Temporal unreachable or the workflow did not answer in time; retry",
+    502: "The workflow failed the update for an unexpected reason",
 }
 
 
 def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    out: dict[int | str, dict[str, Any]] = {
-        401: PROBLEM_RESPONSES[401],
-        403: PROBLEM_RESPONSES[403],
-    }
-    for status in statuses:
-        out.update(_503 if status == 503 else {status: PROBLEM_RESPONSES[status]})
-    return out
+    return problem_responses(403, *statuses, descriptions=_DESCRIPTIONS)
 
 
 TaskId = Annotated[
@@ -112,10 +92,12 @@ TaskId = Annotated[
 ReviewerId = Annotated[
     str,
     Path(
-        description="The reviewer's user id (the `sub` of their token).",
+        description=(
+            "The reviewer's user id (the `sub` of their token): 1 to 100 ASCII letters, digits "
+            "and `. _ @ + : -`, starting with a letter or digit."
+        ),
         examples=["rev.novak@gaip.example"],
-        max_length=100,
-        pattern=r"^\S+$",
+        pattern=REVIEWER_ID_PATTERN,
     ),
 ]
 Limit = Annotated[
@@ -128,146 +110,25 @@ Offset = Annotated[
 ]
 IdempotencyKey = Annotated[
     str,
-    Header(
-        alias="Idempotency-Key",
-        description=(
-            "A unique key per intended decision (a UUID is a good choice), 8 to 200 printable "
-            "ASCII characters. Retrying with the same key reaches the workflow as the same "
-            "request and returns the first outcome instead of deciding twice. Keys are scoped "
-            "to you and the task."
-        ),
-        examples=["5b0f6a4e-2c1d-4c8e-9e7a-1f2d3c4b5a69"],
-        min_length=8,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
+    idempotency_key(
+        "A unique key per intended decision (a UUID is a good choice), 8 to 200 printable "
+        "ASCII characters. Retrying with the same key reaches the workflow as the same "
+        "request and returns the first outcome instead of deciding twice. Keys are scoped "
+        "to you and the task."
     ),
 ]
 
 
-async def _caller(request: Request) -> Principal:
-    """The verified caller, or a 401 problem (checked on the event loop, not a thread)."""
-    return current_principal(request)
-
-
-Caller = Annotated[Principal, Depends(_caller)]
-
-
-def _require(principal: Principal, allowed: frozenset[Role], action: str) -> None:
-    if principal.role not in allowed:
-        raise Forbidden(
-            f"role {principal.role} may not {action}; allowed: "
-            + ", ".join(sorted(str(r) for r in allowed))
-        )
-
-
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
-
-
-@asynccontextmanager
-async def _reading(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for reads only; what it loaded stays usable after it.
-
-    The unit of work rolls back an uncommitted session on exit, which would expire every
-    loaded row; detaching them first keeps their values for the response.
-    """
-    async with _service(request).uow() as uow:
-        try:
-            yield uow.session
-        finally:
-            uow.session.expunge_all()
-
-
-# --- views ---------------------------------------------------------------------------------------
-
-
-def task_view(task: ReviewTask, now: datetime) -> dict[str, Any]:
-    """The fields of :class:`TaskView` for a projected task (which must be assigned)."""
-    facts = task.facts()
-    assert task.summary is not None
-    assert task.assigned_at is not None
-    assert task.due_at is not None
-    escalation = None
-    if facts.escalation_counts and task.escalated_at is not None:
-        escalation = EscalationInfo(
-            supervisor_id=task.escalated_to,
-            reason=task.escalation_reason or "",
-            escalated_at=task.escalated_at,
-        )
-    decision = None
-    if facts.decision_counts and task.decided_at is not None and task.decision is not None:
-        decision = DecisionInfo(
-            decision=task.decision, comment=task.comment or "", decided_at=task.decided_at
-        )
-    information_request = None
-    if facts.information_request_counts and task.information_request is not None:
-        info = task.information_request
-        information_request = InformationRequestInfo(
-            request_id=info["request_id"],
-            fields=info.get("fields", []),
-            questions=info.get("questions", []),
-            requested_at=info["requested_at"],
-            respond_by=info["respond_by"],
-        )
-    cancellation = None
-    if facts.cancellation_counts and task.cancelled_at is not None:
-        cancellation = CancellationInfo(
-            reason=task.cancel_reason or "", cancelled_at=task.cancelled_at
-        )
-    outcome = None
-    if task.closed_at is not None and task.application_outcome is not None:
-        outcome = ApplicationOutcomeInfo(
-            outcome=task.application_outcome,
-            reasons=list(task.outcome_reasons),
-            ended_at=task.closed_at,
-            ended_by=task.outcome_by,
-        )
-    return {
-        "task_id": task.task_id,
-        "application_id": task.application_id,
-        "stage": ReviewStage(task.stage),
-        "reviewer_id": task.reviewer_id,
-        "status": facts.status,
-        "sla_state": facts.sla_state(now),
-        "summary": ApplicationSummary.model_validate(task.summary),
-        "assigned_at": task.assigned_at,
-        "due_at": task.due_at,
-        "reminded_at": task.reminded_at if facts.reminder_counts else None,
-        "quorum": task.quorum,
-        "escalation": escalation,
-        "decision": decision,
-        "information_request": information_request,
-        "cancellation": cancellation,
-        "application_outcome": outcome,
-    }
-
-
-def _can_see(task: ReviewTask, principal: Principal) -> bool:
-    """Reviewers see their own tasks, supervisors also escalated ones, overseers all."""
-    if principal.role in OVERSEERS or task.reviewer_id == principal.sub:
-        return True
-    return principal.role is Role.SUPERVISOR and task.facts().escalation_counts
+def _uow(request: Request) -> UnitOfWorkFactory:
+    factory: UnitOfWorkFactory = request.app.state.service.uow
+    return factory
 
 
 async def _page(request: Request, conditions: list[Any], limit: int, offset: int) -> TaskPage:
     now = utcnow()
-    where = [col(ReviewTask.assigned_at).is_not(None), *conditions]
-    async with _reading(request) as session:
-        total = (
-            await session.exec(select(sa.func.count()).select_from(ReviewTask).where(*where))
-        ).one()
-        rows = (
-            await session.exec(
-                select(ReviewTask)
-                .where(*where)
-                .order_by(col(ReviewTask.due_at), col(ReviewTask.task_id))
-                .offset(offset)
-                .limit(limit)
-            )
-        ).all()
+    rows, total = await store.task_page(_uow(request), conditions, limit, offset)
     return TaskPage(
-        items=[TaskView(**task_view(row, now)) for row in rows], total=int(total), offset=offset
+        items=[TaskView(**task_view(row, now)) for row in rows], total=total, offset=offset
     )
 
 
@@ -319,7 +180,7 @@ async def inbox(
 
     Built from review events: a task assigned a moment ago may take a moment to appear.
     """
-    _require(principal, STAFF, "read review tasks")
+    require_role(principal, STAFF, "read review tasks")
     conditions: list[Any] = []
     if principal.role in OVERSEERS:
         if reviewer_id is not None:
@@ -344,19 +205,10 @@ async def inbox(
 )
 async def task_detail(request: Request, principal: Caller, task_id: TaskId) -> TaskDetail:
     """One task with its history. Another reviewer's task is answered 404."""
-    _require(principal, STAFF, "read review tasks")
-    task = await _visible_task(request, principal, task_id)
+    require_role(principal, STAFF, "read review tasks")
+    task = await store.visible_task(_uow(request), principal, task_id)
     history = [HistoryEntry.model_validate(entry) for entry in task.history]
     return TaskDetail(**task_view(task, utcnow()), history=history)
-
-
-async def _visible_task(request: Request, principal: Principal, task_id: str) -> ReviewTask:
-    async with _reading(request) as session:
-        task = await session.get(ReviewTask, task_id)
-    if task is None or task.assigned_at is None or not _can_see(task, principal):
-        # The same answer for "no such task" and "not yours": ids do not leak.
-        raise NotFound(f"task {task_id} not found")
-    return task
 
 
 @router.post(
@@ -364,7 +216,7 @@ async def _visible_task(request: Request, principal: Principal, task_id: str) ->
     tags=["tasks"],
     summary="Decide my task",
     response_model=DecisionResult,
-    responses=_responses(404, 409, 422, 503),
+    responses=_responses(404, 409, 422, 502, 503),
 )
 async def decide(
     request: Request,
@@ -389,13 +241,12 @@ async def decide(
     A retry with the same `Idempotency-Key` returns the first outcome; the same key with a
     different decision is refused with 422.
     """
-    _require(principal, DECIDERS, "decide review tasks")
-    task = await _visible_task(request, principal, task_id)
+    require_role(principal, DECIDERS, "decide review tasks")
+    task = await store.visible_task(_uow(request), principal, task_id)
     if task.reviewer_id != principal.sub:
         # A supervisor looking at someone else's escalated task: visible, not theirs to decide.
         raise Forbidden(f"task {task_id} is assigned to {task.reviewer_id}, not to you")
-    async with _reading(request) as session:
-        profile = await session.get(ReviewerRecord, principal.sub)
+    profile = await store.reviewer(_uow(request), principal.sub)
     roles = [ReviewerRole(r) for r in profile.roles] if profile is not None else []
     decision_request = ReviewDecisionRequest(
         request_id=decision_request_id(task.task_id, principal.sub, idempotency_key),
@@ -424,13 +275,13 @@ async def decide(
 
 def _key_reused(key: str, recorded: str) -> ValidationFailed:
     return ValidationFailed(
-        f"Idempotency-Key {key} was already used for a different decision ({recorded}); "
+        f"{IDEMPOTENCY_KEY_HEADER} {key} was already used for a different decision ({recorded}); "
         "use a new key for a new decision",
         extensions={
             "errors": [
                 {
-                    "header": "Idempotency-Key",
-                    "field": "Idempotency-Key",
+                    "header": IDEMPOTENCY_KEY_HEADER,
+                    "field": IDEMPOTENCY_KEY_HEADER,
                     "message": "already used for a different decision",
                     "type": "idempotency_key_reused",
                 }
@@ -473,11 +324,7 @@ async def escalations(
 
     For supervisors; auditors and admins may read it too.
     """
-    _require(
-        principal,
-        frozenset({Role.SUPERVISOR, *OVERSEERS}),
-        "read escalations",
-    )
+    require_role(principal, {Role.SUPERVISOR, *OVERSEERS}, "read escalations")
     conditions: list[Any] = [
         col(ReviewTask.escalated_at).is_not(None),
         # An escalation from an earlier round (before a re-assignment) no longer counts.
@@ -497,37 +344,8 @@ async def escalations(
 # --- the reviewer registry -----------------------------------------------------------------------
 
 registry_router = APIRouter(
-    prefix="/v1/registry/reviewers", tags=["registry"], dependencies=[Security(bearer)]
+    prefix=REGISTRY_PREFIX, tags=["registry"], dependencies=[Security(bearer)]
 )
-
-
-def reviewer_view(record: ReviewerRecord) -> ReviewerView:
-    """The API view of a registry row."""
-    return ReviewerView(
-        reviewer_id=record.reviewer_id,
-        name=record.name,
-        roles=[ReviewerRole(r) for r in record.roles],
-        affiliations=list(record.affiliations),
-        ownership_interests=list(record.ownership_interests),
-        declared_identifiers=record.identifiers(),
-        active=record.active,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        updated_by=record.updated_by,
-    )
-
-
-def reviewer_profile(record: ReviewerRecord) -> ReviewerProfile:
-    """The contract profile of a registry row (what the workflow snapshots)."""
-    return ReviewerProfile(
-        reviewer_id=record.reviewer_id,
-        name=record.name,
-        roles=[ReviewerRole(r) for r in record.roles],
-        affiliations=list(record.affiliations),
-        ownership_interests=list(record.ownership_interests),
-        declared_identifiers=record.identifiers(),
-        active=record.active,
-    )
 
 
 @registry_router.get(
@@ -546,11 +364,8 @@ async def list_reviewers(
     ] = None,
 ) -> ReviewerList:
     """The registry, sorted by reviewer id. Admins, auditors and supervisors."""
-    _require(principal, REGISTRY_READERS, "read the reviewer registry")
-    async with _reading(request) as session:
-        rows = (
-            await session.exec(select(ReviewerRecord).order_by(col(ReviewerRecord.reviewer_id)))
-        ).all()
+    require_role(principal, REGISTRY_READERS, "read the reviewer registry")
+    rows = await store.reviewers(_uow(request))
     items = [
         reviewer_view(r)
         for r in rows
@@ -570,11 +385,10 @@ async def get_reviewer(
 ) -> ReviewerView:
     """One registry entry. Admins, auditors and supervisors; a reviewer may read their own."""
     if principal.sub != reviewer_id:
-        _require(principal, REGISTRY_READERS, "read other reviewers' registry entries")
+        require_role(principal, REGISTRY_READERS, "read other reviewers' registry entries")
     else:
-        _require(principal, STAFF, "read the reviewer registry")
-    async with _reading(request) as session:
-        record = await session.get(ReviewerRecord, reviewer_id)
+        require_role(principal, STAFF, "read the reviewer registry")
+    record = await store.reviewer(_uow(request), reviewer_id)
     if record is None:
         raise NotFound(f"reviewer {reviewer_id} not found")
     return reviewer_view(record)
@@ -585,14 +399,13 @@ async def get_reviewer(
     summary="Add a reviewer",
     status_code=201,
     response_model=ReviewerView,
-    responses=_responses(409, 422),
+    responses={**success_headers(201, location=True), **_responses(409, 422)},
 )
 async def create_reviewer(
     request: Request,
-    response: Response,
     principal: Caller,
     body: Annotated[
-        ReviewerProfile,
+        NewReviewer,
         Body(
             openapi_examples={
                 "reviewer": {
@@ -602,18 +415,21 @@ async def create_reviewer(
             }
         ),
     ],
-) -> ReviewerView:
-    """Add a reviewer (admins only). 409 if the id is taken."""
-    _require(principal, frozenset({Role.ADMIN}), "change the reviewer registry")
-    now = utcnow()
-    async with _service(request).uow() as uow:
-        if await uow.session.get(ReviewerRecord, body.reviewer_id) is not None:
-            raise Conflict(f"reviewer {body.reviewer_id} already exists; use PUT to change it")
-        record = _record_from(body, created_at=now, updated_by=principal.sub)
-        uow.session.add(record)
-        await uow.commit()
-    response.headers["Location"] = f"/v1/registry/reviewers/{body.reviewer_id}"
-    return reviewer_view(record)
+) -> Response:
+    """Add a reviewer (admins only). 409 if the id is taken.
+
+    The id must be a safe registry id (422 otherwise): it becomes a path segment of the
+    reviewer's URL (`Location`).
+    """
+    require_role(principal, {Role.ADMIN}, "change the reviewer registry")
+    # Built before the write: nothing after the commit can fail and report a committed
+    # change as an error.
+    headers = {"Location": location(REGISTRY_PREFIX, body.reviewer_id)}
+    record = await store.add_reviewer(_uow(request), body, by=principal.sub)
+    view = reviewer_view(record)
+    return Response(
+        view.model_dump_json(), status_code=201, media_type="application/json", headers=headers
+    )
 
 
 @registry_router.put(
@@ -632,22 +448,10 @@ async def replace_reviewer(
 
     Tasks already assigned keep the profile the workflow snapshotted at assignment.
     """
-    _require(principal, frozenset({Role.ADMIN}), "change the reviewer registry")
-    async with _service(request).uow() as uow:
-        record = await uow.session.get(ReviewerRecord, reviewer_id)
-        if record is None:
-            raise NotFound(f"reviewer {reviewer_id} not found")
-        profile = body.profile(reviewer_id)
-        record.name = profile.name
-        record.roles = [r.value for r in profile.roles]
-        record.affiliations = list(profile.affiliations)
-        record.ownership_interests = list(profile.ownership_interests)
-        record.declared_identifiers = identifiers_json(profile)
-        record.active = profile.active
-        record.updated_at = utcnow()
-        record.updated_by = principal.sub
-        uow.session.add(record)
-        await uow.commit()
+    require_role(principal, {Role.ADMIN}, "change the reviewer registry")
+    record = await store.replace_reviewer(
+        _uow(request), body.profile(reviewer_id), by=principal.sub
+    )
     return reviewer_view(record)
 
 
@@ -661,31 +465,9 @@ async def replace_reviewer(
 async def delete_reviewer(request: Request, principal: Caller, reviewer_id: ReviewerId) -> Response:
     """Remove a reviewer (admins only). To keep the entry but stop new tasks, set `active`
     to false instead."""
-    _require(principal, frozenset({Role.ADMIN}), "change the reviewer registry")
-    async with _service(request).uow() as uow:
-        record = await uow.session.get(ReviewerRecord, reviewer_id)
-        if record is None:
-            raise NotFound(f"reviewer {reviewer_id} not found")
-        await uow.session.delete(record)
-        await uow.commit()
+    require_role(principal, {Role.ADMIN}, "change the reviewer registry")
+    await store.delete_reviewer(_uow(request), reviewer_id)
     return Response(status_code=204)
-
-
-def _record_from(
-    profile: ReviewerProfile, *, created_at: datetime, updated_by: str
-) -> ReviewerRecord:
-    return ReviewerRecord(
-        reviewer_id=profile.reviewer_id,
-        name=profile.name,
-        roles=[r.value for r in profile.roles],
-        affiliations=list(profile.affiliations),
-        ownership_interests=list(profile.ownership_interests),
-        declared_identifiers=identifiers_json(profile),
-        active=profile.active,
-        created_at=created_at,
-        updated_at=created_at,
-        updated_by=updated_by,
-    )
 
 
 # --- internal: the workflow's candidates ---------------------------------------------------------
@@ -732,17 +514,5 @@ async def candidates(
     (`system:workflows`); the workflow keeps the profiles as the snapshot its conflict checks
     use.
     """
-    _require(principal, frozenset({Role.ADMIN}), "list candidate reviewers")
-    role = stage
-    async with _reading(request) as session:
-        rows = (
-            await session.exec(
-                select(ReviewerRecord)
-                .where(col(ReviewerRecord.active).is_(True))
-                .order_by(col(ReviewerRecord.reviewer_id))
-            )
-        ).all()
-    profiles = [reviewer_profile(r) for r in rows if role.value in r.roles]
-    if organisation:
-        profiles = [p for p in profiles if not conflicts(p, named(organisation))]
-    return profiles
+    require_role(principal, {Role.ADMIN}, "list candidate reviewers")
+    return await store.candidates(_uow(request), stage, organisation or [])

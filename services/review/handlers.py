@@ -21,8 +21,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -39,6 +37,7 @@ from contracts.v1.review import (
     ReviewTaskCancelled,
 )
 from services.kit.consumer import Incoming
+from services.kit.db import insert_ignore
 from services.kit.logging import get_logger
 from services.kit.uow import UnitOfWork
 from services.review.domain import OUTCOME_OF_EVENT, ApplicationOutcome, TaskFacts
@@ -87,12 +86,7 @@ async def _lock_application(session: AsyncSession, application_id: str) -> Revie
     values = {"application_id": application_id, "reasons": []}
     # Insert-or-ignore, then lock: two replicas seeing the application's first events at once
     # both end up waiting on the same row instead of one failing on the primary key.
-    stmt: Any = (
-        pg_insert(table).values(**values).on_conflict_do_nothing()
-        if dialect == "postgresql"
-        else sqlite_insert(table).values(**values).on_conflict_do_nothing()
-    )
-    await session.exec(stmt)
+    await session.exec(insert_ignore(dialect, table, values))
     found = await session.exec(
         select(ReviewApplication)
         .where(ReviewApplication.application_id == application_id)

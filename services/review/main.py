@@ -12,19 +12,15 @@ Shutdown drops the Temporal client first, then the kit stops the consumer, relay
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import select
 
 from contracts.envelope import utcnow
 from contracts.topics import get_topic
+from services.kit.db import insert_ignore
 from services.kit.logging import get_logger
 from services.kit.problems import problem_response, problem_type
 from services.kit.runtime import Service, run_service
@@ -75,7 +71,12 @@ the reason in the problem's `reason` member: `wrong_role`, `not_assigned`,
 `conflict_of_interest`, `separation_of_duties` (403), `stage_not_open`, `duplicate_decision`
 (409), `invalid_request` (422). Temporal unreachable: 503, retry with the same key.
 
-Every error is an RFC 9457 problem (`application/problem+json`).
+Every error is an RFC 9457 problem (`application/problem+json`). A body that is not UTF-8 JSON
+is a 422 whose one error points at the whole body (`#`, type `json_invalid`). Requests without
+a valid token (401) and bodies over the size limit (413) are refused before the body is read.
+
+Registry ids are 1 to 100 ASCII letters, digits and `. _ @ + : -`, starting with a letter or
+digit: each is a path segment of its entry's URL.
 """
 
 
@@ -116,8 +117,7 @@ async def seed_registry(uow_factory: UnitOfWorkFactory) -> int:
             }
             for p in demo_reviewers()
         ]
-        insert: Any = pg_insert if dialect == "postgresql" else sqlite_insert
-        await session.exec(insert(table).values(rows).on_conflict_do_nothing())
+        await session.exec(insert_ignore(dialect, table, rows))
         await uow.commit()
     log.info("demo reviewers seeded", count=len(rows))
     return len(rows)
@@ -162,20 +162,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_exception_handler(DeskProblem, _desk_problem)
     app.state.desk = desk
-    service_lifespan = app.router.lifespan_context
 
-    @asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
-        async with service_lifespan(app_) as state:
-            if settings.seed_demo_reviewers:
-                await seed_registry(service.uow)
-            desk.start()
-            try:
-                yield state
-            finally:
-                await desk.stop()
-
-    app.router.lifespan_context = lifespan
+    if settings.seed_demo_reviewers:
+        service.on_start(lambda: seed_registry(service.uow))
+    service.on_start(desk.start)
+    service.on_stop(desk.stop)
     return app
 
 

@@ -8,9 +8,9 @@ admin declares is exactly what the workflow receives as the candidates' snapshot
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Self
+from typing import Annotated, Final, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
 from contracts.v1.common import (
@@ -44,6 +44,13 @@ _REVIEWER = "rev.novak@gaip.example"
 
 # --- registry ------------------------------------------------------------------------------------
 
+#: What a registry id may be: 1 to 100 ASCII letters, digits and ``. _ @ + : -``, starting with
+#: a letter or digit. It is a path segment of the registry's URLs, so it can always be read,
+#: changed and deleted there, and a ``Location`` header can always carry it.
+REVIEWER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._@+:\-]{0,99}$"
+#: A registry id (see :data:`REVIEWER_ID_PATTERN`).
+RegistryId = Annotated[str, StringConstraints(pattern=REVIEWER_ID_PATTERN)]
+
 REVIEWER_EXAMPLE: JsonDict = {
     "reviewer_id": "rev.lindqvist@gaip.example",
     "name": "Dr. Erik Lindqvist",
@@ -53,6 +60,18 @@ REVIEWER_EXAMPLE: JsonDict = {
     "declared_identifiers": [{"register_country": "SE", "register_number": "556677-8899"}],
     "active": True,
 }
+
+
+class NewReviewer(ReviewerProfile):
+    """A reviewer to add to the registry, with a safe registry id."""
+
+    reviewer_id: RegistryId = Field(
+        description=(
+            "The reviewer's user id (the `sub` of their token): 1 to 100 ASCII letters, digits "
+            "and `. _ @ + : -`, starting with a letter or digit."
+        ),
+        examples=["rev.lindqvist@gaip.example"],
+    )
 
 
 class ReviewerUpdate(BaseModel):

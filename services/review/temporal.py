@@ -35,6 +35,7 @@ from contracts.v1.desk import (
 )
 from services.kit.errors import DependencyUnavailable
 from services.kit.logging import get_logger
+from services.kit.retry import wait_until_available
 from services.review.domain import REFUSAL_STATUS, REFUSAL_TITLE, parse_refusal
 
 log = get_logger(__name__)
@@ -84,27 +85,16 @@ class TemporalDesk:
         self._task = asyncio.create_task(self._connect(), name="review-temporal-connect")
 
     async def _connect(self) -> None:
-        warned = False
-        while True:
-            try:
-                self.client = await Client.connect(
-                    self.address,
-                    namespace=self.namespace,
-                    data_converter=pydantic_data_converter,
-                )
-            except Exception as exc:
-                if not warned:
-                    # One line, not a traceback per attempt: a desk started before Temporal is
-                    # a normal start-up order, not an error.
-                    log.warning(
-                        f"Temporal {self.address} not reachable yet, retrying",
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-                    warned = True
-                await asyncio.sleep(self.retry_interval)
-                continue
-            log.info("temporal connected", address=self.address, namespace=self.namespace)
-            return
+        # A desk started before Temporal is a normal start-up order: one line, not an error.
+        self.client = await wait_until_available(
+            lambda: Client.connect(
+                self.address, namespace=self.namespace, data_converter=pydantic_data_converter
+            ),
+            name=f"Temporal {self.address}",
+            interval=self.retry_interval,
+            recovered=None,
+        )
+        log.info("temporal connected", address=self.address, namespace=self.namespace)
 
     async def stop(self) -> None:
         """Stop connecting and drop the client before the process exits.

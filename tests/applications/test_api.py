@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from contracts.envelope import utcnow
 from contracts.v1.applications import ApplicationContent
-from services.applications.api import EVENTS_TOPIC
+from services.applications.commands import EVENTS_TOPIC
 from services.kit.auth import Principal, Role, TokenService
 from services.kit.problems import PROBLEM_JSON
 from services.kit.settings import DEV_JWT_SECRET

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts.envelope import ActorKind, Envelope
-from services.applications.api import EVENTS_TOPIC
+from services.applications.commands import EVENTS_TOPIC
 from tests.applications.conftest import Running
 from tests.applications.helpers import (
     ago,

@@ -22,10 +22,10 @@ from contracts.v1.common import ReviewStage
 from services.kit.consumer import IdempotentConsumer, Outcome
 from services.kit.migrations import upgrade_to_head
 from services.kit.runtime import Service
-from services.review.api import task_view
 from services.review.main import MIGRATIONS, create_app
 from services.review.models import ReviewApplication, ReviewTask
 from services.review.settings import Settings
+from services.review.views import task_view
 from tests.review.helpers import (
     NOVAK,
     approved,
