@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI
 from temporalio.client import Client
@@ -38,13 +38,30 @@ from services.kit.logging import get_logger
 from services.kit.runtime import Service, run_service
 from services.kit.uow import UnitOfWork
 from workflows.activities import Publisher, ReviewDesk
-from workflows.approval import WORKFLOW_ACTOR, IncentiveApproval
+from workflows.approval import PRODUCER, WORKFLOW_ACTOR, IncentiveApproval
 from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge
 from workflows.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 log = get_logger(__name__)
+
+#: What IncentiveApproval workflows publish through the publish activity, per topic: the
+#: worker's AsyncAPI document is built from it, and the recorded histories and the wire test
+#: check that nothing else is published.
+PUBLISHED: Final[Mapping[str, tuple[str, ...]]] = {
+    "review.events": (
+        "review.task_assigned",
+        "review.decision_recorded",
+        "review.information_requested",
+        "review.reminder_due",
+        "review.escalated",
+        "review.task_cancelled",
+    ),
+    "approvals.events": ("application.approved", "application.rejected"),
+    # The firm did not amend within the information period: the workflow withdraws it.
+    "applications.events": ("application.withdrawn",),
+}
 
 #: How long the Temporal health check may take before /health reports it down.
 HEALTH_TIMEOUT = timedelta(seconds=2)
@@ -177,12 +194,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         types=ELIGIBILITY_TYPES,
         description="Eligibility decisions, forwarded to IncentiveApproval workflows.",
     )
+    for topic, types in PUBLISHED.items():
+        service.sends(
+            get_topic(topic).name,
+            types,
+            producer=PRODUCER,
+            description="Published by IncentiveApproval workflows through the publish activity.",
+        )
     service.extra_checks["temporal"] = temporal.health
     app = service.create_app(
         title="Workflow worker",
         description=(
             "Runs the IncentiveApproval Temporal workflows and bridges Kafka facts into them"
-            " (health endpoint only)."
+            " (health and AsyncAPI endpoints only)."
         ),
     )
     service_lifespan = app.router.lifespan_context

@@ -1,6 +1,9 @@
 """Dead-letter records: what a consumer publishes when it gives up on a message.
 
-Format (the Kafka Connect / Spring Kafka convention, so generic tooling understands it):
+Format (the Kafka Connect / Spring Kafka convention, so generic tooling understands it; the
+contract is :class:`contracts.headers.DeadLetterHeaders`, committed as
+``contracts/schemas/v1/dlq-headers.json`` and declared on every ``.dlq`` channel of the AsyncAPI
+documents):
 
 - topic: ``<source topic>.dlq``;
 - key and value: the original record's key and value, byte for byte (garbage stays garbage, and
@@ -96,7 +99,13 @@ def dead_letter(
     attempts: int,
 ) -> Record:
     """The DLQ record for ``record``, which ``consumer`` gave up on because of ``error``."""
-    message = (str(error) or type(error).__name__).encode()[:MAX_ERROR_BYTES]
+    # Cut at a character boundary: every dlq.* header is UTF-8 text (contracts.headers).
+    message = (
+        (str(error) or type(error).__name__)
+        .encode()[:MAX_ERROR_BYTES]
+        .decode(errors="ignore")
+        .encode()
+    )
     headers = [(k, v) for k, v in record.headers if not k.startswith(HEADER_PREFIX)]
     headers += [
         ("dlq.reason", str(reason).encode()),
