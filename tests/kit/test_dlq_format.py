@@ -79,3 +79,15 @@ def test_the_schema_refuses_an_unknown_reason() -> None:
 def test_the_kit_dead_letters_only_with_contract_reasons() -> None:
     # The message-path codes of the kit are the contract's, by value.
     assert {r.value for r in DeadLetterReason} <= {r.value for r in Reason}
+
+
+@pytest.mark.parametrize(
+    "reason", [r for r in Reason if r.value not in {d.value for d in DeadLetterReason}]
+)
+def test_a_handler_raising_an_http_only_reason_is_a_business_refusal(reason: Reason) -> None:
+    record = ConsumedRecord(topic="zones.commands", partition=0, offset=0, key=None, value=b"")
+    letter = dead_letter(record, reason=reason, error=KeyError("x"), consumer="zones", attempts=1)
+    headers = _headers(tuple(letter.headers))
+    assert headers["dlq.reason"] == "business_refusal"
+    assert headers["dlq.error_type"] == "builtins.KeyError"
+    assert VALIDATOR.is_valid(headers)
