@@ -236,19 +236,21 @@ def build_document(
                 for message_type in topic.types
             ]
             handled = subscription.handled
+            skipped = [t for t in topic.types if handled is not None and t not in handled]
             acts_on = (
-                "every type"
-                if handled is None
-                else ", ".join(f"`{t}`" for t in topic.types if t in handled) or "no type"
+                "Acts on every type."
+                if not skipped
+                else "Acts on "
+                + (", ".join(f"`{t}`" for t in topic.types if t not in skipped) or "no type")
+                + "; the other types are acknowledged and skipped."
             )
             b.operations[f"receive.{topic.name}.{subscription.consumer}"] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{topic.name}"},
                 "title": f"{subscription.consumer} consumes {topic.name}",
                 "description": (
-                    f"{subscription.description or ''} Acts on {acts_on}; other types are"
-                    " acknowledged and skipped. Consumed at least once, deduplicated on"
-                    " `event_id`."
+                    f"{subscription.description or ''} {acts_on} Consumed at least once,"
+                    " deduplicated on `event_id`."
                 ).strip(),
                 "messages": refs,
                 # The name its dead letters carry in `dlq.consumer`, and its dedupe scope.

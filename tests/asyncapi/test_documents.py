@@ -206,3 +206,12 @@ async def test_the_html_page_works_offline(tmp_path: Path) -> None:
     assert "https://" not in text
     assert "/asyncapi.json" in text
     assert "approvals.events" in text
+
+
+def test_a_process_cannot_declare_a_type_its_topic_does_not_carry() -> None:
+    from services.kit.asyncapi import Sends
+
+    with pytest.raises(ValueError, match=r"do not flow on 'approvals\.events'"):
+        Sends(topic="approvals.events", types=("zone.allocate",), producer="workflows")
+    with pytest.raises(ValueError, match="at least one"):
+        Sends(topic="approvals.events", types=(), producer="workflows")
