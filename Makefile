@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make up     install, then run the whole platform on its embedded default
 #   make test   install, then run linters, type checks, contract checks and the test suite
-# Only python3.11 is assumed; uv is bootstrapped into .tools/ when it is not on PATH.
+# Only python3.11 and Node.js (with npm) are assumed; uv is bootstrapped into .tools/ when it is
+# not on PATH. Node runs the official AsyncAPI parser the tests validate the documents with.
 
 PYTHON ?= python3.11
 UV_VERSION := 0.13.8
@@ -9,6 +10,9 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+NPM ?= npm
+# The npm project of the AsyncAPI parser; its package-lock.json pins every package.
+ASYNCAPI_TOOLS := tools/asyncapi
 
 .PHONY: install up down status test lint typecheck contracts-check pytest bench schemas clean
 
@@ -20,9 +24,14 @@ $(VENV)/.installed: pyproject.toml uv.lock $(if $(filter .tools/bin/uv,$(UV)),.t
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
+# Exactly the locked versions; install scripts are not needed and not run.
+$(ASYNCAPI_TOOLS)/node_modules/.installed: $(ASYNCAPI_TOOLS)/package.json $(ASYNCAPI_TOOLS)/package-lock.json
+	cd $(ASYNCAPI_TOOLS) && $(NPM) ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
 # Services start seven processes at once on small machines; compiled bytecode halves their
 # import time, and it is used even where PYTHONDONTWRITEBYTECODE is set. Cheap when current.
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(ASYNCAPI_TOOLS)/node_modules/.installed
 	@$(BIN)/python -m compileall -q contracts services workflows
 
 up: install
@@ -66,4 +75,4 @@ bench: install
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache $(ASYNCAPI_TOOLS)/node_modules

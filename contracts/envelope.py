@@ -165,13 +165,18 @@ class Envelope(BaseModel, Generic[PayloadT]):
     payload: PayloadT = Field(description="The typed body, defined per message type.")
 
     def headers(self) -> list[tuple[str, bytes]]:
-        """Kafka headers mirroring the routing metadata, for tools that do not parse bodies."""
+        """Kafka headers mirroring the routing metadata, for tools that do not parse bodies.
+
+        Their contract is :class:`contracts.headers.MessageHeaders`. A null ``causation_id`` is
+        left out rather than sent as an empty value, which no uuid reader would accept.
+        """
         pairs: list[tuple[str, Any]] = [
             ("event_id", self.event_id),
             ("type", self.type),
             ("schema_version", self.schema_version),
             ("correlation_id", self.correlation_id),
-            ("causation_id", self.causation_id or ""),
-            ("producer", self.producer),
         ]
+        if self.causation_id is not None:
+            pairs.append(("causation_id", self.causation_id))
+        pairs.append(("producer", self.producer))
         return [(k, str(v).encode()) for k, v in pairs]

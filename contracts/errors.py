@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from contracts.headers import DeadLetterReason
+
 
 class ContractError(Exception):
     """Base of all contract violations. ``reason_code`` is stable and used as the DLQ reason."""
@@ -24,13 +26,13 @@ class ContractError(Exception):
 class DecodeError(ContractError):
     """The bytes are not a message: not UTF-8, not JSON, or not a JSON object."""
 
-    reason_code: ClassVar[str] = "undecodable"
+    reason_code: ClassVar[str] = DeadLetterReason.UNDECODABLE
 
 
 class SchemaInvalid(DecodeError):
     """The bytes are JSON, but the envelope or its payload does not validate."""
 
-    reason_code: ClassVar[str] = "schema_invalid"
+    reason_code: ClassVar[str] = DeadLetterReason.SCHEMA_INVALID
 
     def __init__(
         self,
@@ -48,10 +50,10 @@ class SchemaInvalid(DecodeError):
 class UnsupportedSchemaVersion(DecodeError):
     """The envelope announces a schema major version this code does not know."""
 
-    reason_code: ClassVar[str] = "unsupported_schema_version"
+    reason_code: ClassVar[str] = DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION
 
 
 class UnknownMessageType(ContractError):
     """The message type is not in the catalog."""
 
-    reason_code: ClassVar[str] = "unknown_message_type"
+    reason_code: ClassVar[str] = DeadLetterReason.UNKNOWN_TYPE

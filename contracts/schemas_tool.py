@@ -7,7 +7,9 @@ Usage::
     python -m contracts.schemas_tool check --against DIR   # compatibility vs another baseline
 
 There is one file per message type, ``<type>.json``, holding the full ``Envelope[Payload]``
-schema, plus ``index.json`` listing every type with its topic. The schemas are generated from the
+schema, plus ``index.json`` listing every type with its topic, and the schemas of the Kafka
+headers: ``headers.json`` (every record of a primary topic) and ``dlq-headers.json`` (every
+record of a ``.dlq`` topic). The schemas are generated from the
 models and never edited by hand.
 
 The committed files are the compatibility baseline. ``check`` regenerates the schemas in memory
@@ -37,13 +39,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from pydantic import BaseModel
+
 from contracts.catalog import MESSAGE_TYPES, envelope_model, example_payloads, make_envelope
 from contracts.envelope import Actor, deterministic_event_id
+from contracts.headers import DeadLetterHeaders, MessageHeaders
 from contracts.topics import TOPICS, topic_for_type
 
 #: Where the v1 schemas are committed.
 SCHEMA_DIR: Final = Path(__file__).resolve().parent / "schemas" / "v1"
 INDEX_FILE: Final = "index.json"
+#: Header schema name (its file is ``<name>.json``; hyphens keep it apart from message types)
+#: -> the model it is generated from.
+HEADER_MODELS: Final[Mapping[str, type[BaseModel]]] = {
+    "headers": MessageHeaders,
+    "dlq-headers": DeadLetterHeaders,
+}
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 
 EXIT_OK: Final = 0
@@ -98,6 +109,25 @@ def generate_schemas() -> dict[str, dict[str, Any]]:
     return {message_type: generate_schema(message_type) for message_type in MESSAGE_TYPES}
 
 
+def generate_header_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the Kafka headers called ``name`` (a JSON object)."""
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": f"urn:incentives:contracts:v1:{name}",
+        **HEADER_MODELS[name].model_json_schema(by_alias=True, mode="validation"),
+    }
+
+
+def generate_header_schemas() -> dict[str, dict[str, Any]]:
+    """Header schema name -> schema, for every entry of :data:`HEADER_MODELS`."""
+    return {name: generate_header_schema(name) for name in HEADER_MODELS}
+
+
+def _compared_schemas() -> dict[str, dict[str, Any]]:
+    # Headers are a contract like the payloads: they too may only change additively.
+    return {**generate_schemas(), **generate_header_schemas()}
+
+
 def generate_index() -> dict[str, Any]:
     """The index of message types and topics written next to the schemas."""
     return {
@@ -138,6 +168,9 @@ def generate_files() -> dict[str, str]:
         schema_file_name(message_type): render(schema)
         for message_type, schema in generate_schemas().items()
     }
+    files.update(
+        {f"{name}.json": render(schema) for name, schema in generate_header_schemas().items()}
+    )
     files[INDEX_FILE] = render(generate_index())
     return files
 
@@ -467,7 +500,10 @@ def find_breaking_changes_in_catalog(
 
 
 def load_schema_dir(directory: Path) -> dict[str, dict[str, Any]]:
-    """``type -> schema`` for every ``<type>.json`` in ``directory`` (the index is skipped)."""
+    """``name -> schema`` for every ``<name>.json`` in ``directory`` (the index is skipped).
+
+    Names are message types, plus the header schemas once they are committed.
+    """
     if not directory.is_dir():
         raise FileNotFoundError(f"schema directory {directory} does not exist")
     return {
@@ -482,7 +518,7 @@ def load_schema_dir(directory: Path) -> dict[str, dict[str, Any]]:
 
 def write(directory: Path = SCHEMA_DIR, *, allow_breaking: bool = False) -> int:
     """Regenerate every schema file in ``directory``; refuse breaking changes unless allowed."""
-    current = generate_schemas()
+    current = _compared_schemas()
     if directory.is_dir() and not allow_breaking:
         breaking = find_breaking_changes_in_catalog(load_schema_dir(directory), current)
         if breaking:
@@ -514,7 +550,7 @@ def check(directory: Path = SCHEMA_DIR, *, against: Path | None = None) -> int:
     if not baseline_dir.is_dir():
         print(f"error: baseline directory {baseline_dir} does not exist", file=sys.stderr)
         return EXIT_BREAKING
-    breaking = find_breaking_changes_in_catalog(load_schema_dir(baseline_dir), generate_schemas())
+    breaking = find_breaking_changes_in_catalog(load_schema_dir(baseline_dir), _compared_schemas())
     drift = find_drift(directory, generate_files())
 
     if drift:

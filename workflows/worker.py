@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Final
 
 from fastapi import FastAPI
 from temporalio.client import Client
@@ -37,13 +38,24 @@ from services.kit.retry import wait_until_available
 from services.kit.runtime import Service, run_service
 from services.kit.uow import UnitOfWork
 from workflows.activities import Publisher, ReviewDesk
-from workflows.approval import WORKFLOW_ACTOR, IncentiveApproval
+from workflows.approval import PRODUCER, WORKFLOW_ACTOR, IncentiveApproval
 from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge
 from workflows.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 log = get_logger(__name__)
+
+#: What IncentiveApproval workflows publish through the publish activity, per topic: the
+#: worker's AsyncAPI document is built from it, and the recorded histories and the wire test
+#: check that nothing else is published. The workflow is the only producer of review.events
+#: and approvals.events, so it may publish every type they carry.
+PUBLISHED: Final[Mapping[str, tuple[str, ...]]] = {
+    "review.events": get_topic("review.events").types,
+    "approvals.events": get_topic("approvals.events").types,
+    # The firm did not amend within the information period: the workflow withdraws it.
+    "applications.events": ("application.withdrawn",),
+}
 
 #: How long the Temporal health check may take before /health reports it down.
 HEALTH_TIMEOUT = timedelta(seconds=2)
@@ -172,12 +184,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         types=ELIGIBILITY_TYPES,
         description="Eligibility decisions, forwarded to IncentiveApproval workflows.",
     )
+    for topic, types in PUBLISHED.items():
+        service.sends(
+            get_topic(topic).name,
+            types,
+            producer=PRODUCER,
+            description="Published by IncentiveApproval workflows through the publish activity.",
+        )
     service.extra_checks["temporal"] = temporal.health
     app = service.create_app(
         title="Workflow worker",
         description=(
             "Runs the IncentiveApproval Temporal workflows and bridges Kafka facts into them"
-            " (health endpoint only)."
+            " (health and AsyncAPI endpoints only)."
         ),
     )
     service.on_start(temporal.start)

@@ -6,11 +6,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from contracts import catalog
-from contracts.envelope import Envelope
 from contracts.topics import TOPICS, get_topic
 from services.applications.api import router
-from services.applications.commands import EVENTS_TOPIC
+from services.applications.commands import EVENTS_TOPIC, PRODUCER
 from services.applications.handlers import project_status
 from services.applications.settings import Settings
 from services.kit.runtime import Service, run_service
@@ -113,14 +111,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "eligibility decision, information requests)."
         ),
     )
-    # Documentation only: the outbox relay publishes these, through the service's producer.
-    for message_type in get_topic(EVENTS_TOPIC).types:
-        service.broker.publisher(
-            EVENTS_TOPIC,
-            title=f"{EVENTS_TOPIC}:{message_type}",
-            description=f"`{message_type}`, written to the outbox with the state change.",
-            schema=Envelope[catalog.payload_model(message_type)],  # type: ignore[misc]
-        )
+    service.sends(
+        EVENTS_TOPIC,
+        get_topic(EVENTS_TOPIC).types,
+        producer=PRODUCER,
+        description=(
+            "What firms do with their applications, written to the outbox with the state change"
+            " and published by the relay."
+        ),
+    )
     app = service.create_app(
         title="Applications API",
         description=DESCRIPTION,

@@ -6,11 +6,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from contracts.envelope import Envelope
 from contracts.topics import get_topic
-from contracts.v1.eligibility import EligibilityAssessed
 from services.eligibility.domain import RuleSetError
-from services.eligibility.handlers import CONSUMED_TYPES, ELIGIBILITY_TOPIC, Assessor
+from services.eligibility.handlers import CONSUMED_TYPES, ELIGIBILITY_TOPIC, PRODUCER, Assessor
 from services.eligibility.rulefiles import load_catalog
 from services.eligibility.settings import Settings
 from services.kit.logging import get_logger
@@ -44,15 +42,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         types=CONSUMED_TYPES,
         description="Submitted and amended applications, to assess eligibility.",
     )
-    # Documentation only: the outbox relay publishes decisions through the service's producer.
-    service.broker.publisher(
+    service.sends(
         ELIGIBILITY_TOPIC,
-        title=f"{ELIGIBILITY_TOPIC}:eligibility.assessed",
+        ("eligibility.assessed",),
+        producer=PRODUCER,
         description=(
             "`eligibility.assessed`: one decision per application revision, written to the"
             " outbox with the decision record."
         ),
-        schema=Envelope[EligibilityAssessed],
     )
     versions = ", ".join(
         f"{r.label} (from {r.effective_from}, sha256 {r.sha256[:12]})"

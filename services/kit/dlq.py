@@ -1,6 +1,9 @@
 """Dead-letter records: what a consumer publishes when it gives up on a message.
 
-Format (the Kafka Connect / Spring Kafka convention, so generic tooling understands it):
+Format (the Kafka Connect / Spring Kafka convention, so generic tooling understands it; the
+contract is :class:`contracts.headers.DeadLetterHeaders`, committed as
+``contracts/schemas/v1/dlq-headers.json`` and declared on every ``.dlq`` channel of the AsyncAPI
+documents):
 
 - topic: ``<source topic>.dlq``;
 - key and value: the original record's key and value, byte for byte (garbage stays garbage, and
@@ -31,12 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.envelope import utcnow
+from contracts.headers import DeadLetterReason
 from services.kit.errors import Reason
 from services.kit.messaging import Record
 
 DLQ_SUFFIX = ".dlq"
 HEADER_PREFIX = "dlq."
 MAX_ERROR_BYTES = 4096
+_CONTRACT_REASONS = frozenset(r.value for r in DeadLetterReason)
 
 
 def dlq_topic(topic: str) -> str:
@@ -95,11 +100,23 @@ def dead_letter(
     consumer: str,
     attempts: int,
 ) -> Record:
-    """The DLQ record for ``record``, which ``consumer`` gave up on because of ``error``."""
-    message = (str(error) or type(error).__name__).encode()[:MAX_ERROR_BYTES]
+    """The DLQ record for ``record``, which ``consumer`` gave up on because of ``error``.
+
+    ``dlq.reason`` is one of the contract's codes (:class:`contracts.headers.DeadLetterReason`):
+    a final error whose reason is an HTTP-only code (a handler raising ``NotFound``, say) is a
+    ``business_refusal`` here, and ``dlq.error_type`` still names its class.
+    """
+    code = reason.value if reason.value in _CONTRACT_REASONS else DeadLetterReason.BUSINESS_REFUSAL
+    # Cut at a character boundary: every dlq.* header is UTF-8 text (contracts.headers).
+    message = (
+        (str(error) or type(error).__name__)
+        .encode()[:MAX_ERROR_BYTES]
+        .decode(errors="ignore")
+        .encode()
+    )
     headers = [(k, v) for k, v in record.headers if not k.startswith(HEADER_PREFIX)]
     headers += [
-        ("dlq.reason", str(reason).encode()),
+        ("dlq.reason", str(code).encode()),
         ("dlq.error", message),
         ("dlq.error_type", _error_type(error).encode()),
         ("dlq.consumer", consumer.encode()),

@@ -15,16 +15,22 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from contracts.headers import DeadLetterReason
+
 
 class Reason(StrEnum):
-    """Reason codes shared by DLQ records and problem responses."""
+    """Reason codes shared by DLQ records and problem responses.
 
-    UNDECODABLE = "undecodable"
-    SCHEMA_INVALID = "schema_invalid"
-    UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
-    UNKNOWN_TYPE = "unknown_message_type"
-    BUSINESS_REFUSAL = "business_refusal"
-    RETRIES_EXHAUSTED = "retries_exhausted"
+    The codes a dead letter can carry are the contract's
+    (:class:`contracts.headers.DeadLetterReason`); the others are for HTTP only.
+    """
+
+    UNDECODABLE = DeadLetterReason.UNDECODABLE.value
+    SCHEMA_INVALID = DeadLetterReason.SCHEMA_INVALID.value
+    UNSUPPORTED_SCHEMA_VERSION = DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION.value
+    UNKNOWN_TYPE = DeadLetterReason.UNKNOWN_TYPE.value
+    BUSINESS_REFUSAL = DeadLetterReason.BUSINESS_REFUSAL.value
+    RETRIES_EXHAUSTED = DeadLetterReason.RETRIES_EXHAUSTED.value
     TRANSIENT = "transient"
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
     VALIDATION_FAILED = "validation_failed"

@@ -41,7 +41,7 @@ from fastapi import APIRouter, FastAPI
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
-from services.kit.asyncapi import asyncapi_router
+from services.kit.asyncapi import Receives, Sends, asyncapi_router, build_document
 from services.kit.auth import TokenService, install_token_service
 from services.kit.consumer import (
     DEFAULT_BATCH_TIMEOUT_MS,
@@ -58,7 +58,6 @@ from services.kit.db import (
     ping,
     wait_for_database,
 )
-from services.kit.dlq import dlq_topic
 from services.kit.errors import DependencyUnavailable
 from services.kit.health import Check, health_router
 from services.kit.http import RequestGate, install_openapi
@@ -148,6 +147,8 @@ class Service:
         )
         self.tokens = TokenService(settings.jwt_secret, max_lifetime=settings.jwt_max_lifetime)
         self.consumers: list[IdempotentConsumer] = []
+        self.receives: list[Receives] = []
+        self.sent: list[Sends] = []
         self.extra_checks: dict[str, Check] = {}
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
@@ -195,25 +196,26 @@ class Service:
             retry=self.retry,
             lanes=lanes or (1 if sqlite else DEFAULT_LANES),
         )
+        group = group_id or f"{self.settings.consumer_group_prefix}{consumer_name}"
         subscribe(
             self.broker,
             consumer,
             *topics,
-            group_id=group_id or f"{self.settings.consumer_group_prefix}{consumer_name}",
+            group_id=group,
             description=description,
             max_records=max_records or (SQLITE_MAX_RECORDS if sqlite else DEFAULT_MAX_RECORDS),
             batch_timeout_ms=batch_timeout_ms,
         )
-        for topic in topics:
-            # Documents the dead-letter channel in AsyncAPI; records go through self.publish.
-            self.broker.publisher(
-                dlq_topic(topic),
-                title=f"{dlq_topic(topic)}:{consumer_name}",
-                description=(
-                    f"Records {consumer_name} could not process: original key, value and headers, "
-                    "plus dlq.* headers (reason, error, source topic/partition/offset)."
-                ),
+        # The AsyncAPI document lists the topics' every type and their .dlq twins from this.
+        self.receives.append(
+            Receives(
+                consumer=consumer_name,
+                group_id=group,
+                topics=tuple(topics),
+                handled=None if types is None else frozenset(types),
+                description=description,
             )
+        )
         self.consumers.append(consumer)
         return consumer
 
@@ -229,6 +231,38 @@ class Service:
         """Run ``hook`` at shutdown, before the kit stops its parts (hooks run in reverse)."""
         self._stop_hooks.append(hook)
         return hook
+
+    def sends(
+        self,
+        topic: str,
+        types: Collection[str],
+        *,
+        producer: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Declare that this process publishes ``types`` on ``topic`` (for its AsyncAPI document).
+
+        ``producer`` is the envelope ``producer`` the messages carry (default: the service
+        name). Publishing itself goes through the outbox or :meth:`publish`; this only documents.
+        """
+        self.sent.append(
+            Sends(
+                topic=topic,
+                types=tuple(types),
+                producer=producer or self.name,
+                description=description,
+            )
+        )
+
+    def asyncapi_document(self, *, title: str, description: str | None = None) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document of this process, from its ``consume`` and ``sends`` calls."""
+        return build_document(
+            title=title,
+            version=self.version,
+            description=description,
+            receives=self.receives,
+            sends=self.sent,
+        )
 
     async def publish(self, records: Sequence[Record]) -> None:
         """Send records with the shared producer (outbox relay and dead letters)."""
@@ -263,7 +297,7 @@ class Service:
         # A provider, not a snapshot: checks added after create_app (e.g. Temporal) count too.
         app.include_router(health_router(self.name, self.health_checks))
         app.include_router(
-            asyncapi_router(self.broker, title=title, version=self.version, description=description)
+            asyncapi_router(lambda: self.asyncapi_document(title=title, description=description))
         )
         for router in routers:
             app.include_router(router)

@@ -79,9 +79,13 @@ def test_check_runs_as_a_module() -> None:
     assert result.returncode == EXIT_OK, result.stdout + result.stderr
 
 
-def test_there_is_one_schema_per_message_type_plus_an_index() -> None:
+def test_there_is_one_schema_per_message_type_plus_headers_and_an_index() -> None:
     files = {path.name for path in SCHEMA_DIR.glob("*.json")}
-    assert files == {f"{message_type}.json" for message_type in MESSAGE_TYPES} | {INDEX_FILE}
+    assert files == {f"{message_type}.json" for message_type in MESSAGE_TYPES} | {
+        INDEX_FILE,
+        "headers.json",
+        "dlq-headers.json",
+    }
 
     index = json.loads((SCHEMA_DIR / INDEX_FILE).read_text(encoding="utf-8"))
     assert {entry["type"] for entry in index["messages"]} == set(MESSAGE_TYPES)
@@ -429,3 +433,44 @@ def test_check_against_an_older_baseline_finds_a_removed_field(
 
 def test_check_with_a_missing_baseline_fails(tmp_path: Path) -> None:
     assert main(["check", "--against", str(tmp_path / "absent")]) == EXIT_BREAKING
+
+
+def _header_validator(name: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+@pytest.mark.parametrize("caused", [False, True], ids=["origin", "caused"])
+def test_envelope_headers_match_the_committed_header_schema(caused: bool) -> None:
+    payload = example_payloads("application.withdrawn")[0]
+    envelope = make_envelope(
+        "application.withdrawn",
+        payload,
+        subject=payload.application_id,  # type: ignore[attr-defined]
+        actor=Actor.system("applications"),
+        producer="applications",
+        correlation_id=uuid.uuid4(),
+        causation_id=uuid.uuid4() if caused else None,
+    )
+    headers = {name: value.decode() for name, value in envelope.headers()}
+    assert len(headers) == len(envelope.headers())
+    errors = [e.message for e in _header_validator("headers").iter_errors(headers)]
+    assert errors == []
+    # A message without a cause carries no causation header at all, not an empty one.
+    assert ("causation_id" in headers) is caused
+    for name, value in headers.items():
+        assert value == str(getattr(envelope, name))
+
+
+def test_header_schema_refuses_an_empty_causation_id() -> None:
+    headers = {
+        "event_id": str(uuid.uuid4()),
+        "type": "application.submitted",
+        "schema_version": "1",
+        "correlation_id": str(uuid.uuid4()),
+        "causation_id": "",
+        "producer": "applications",
+    }
+    assert not _header_validator("headers").is_valid(headers)
+    del headers["causation_id"]
+    assert _header_validator("headers").is_valid(headers)

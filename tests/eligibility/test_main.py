@@ -34,9 +34,14 @@ async def test_create_app_documents_rule_sets_and_channels(tmp_path: Path) -> No
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://eligibility") as client:
         channels = (await client.get("/asyncapi.json")).json()["channels"]
-    assert "eligibility.events:eligibility.assessed" in channels
-    assert any(name.startswith("applications.events:") for name in channels)
-    assert any(name.startswith("applications.events.dlq:") for name in channels)
+    assert set(channels) == {"eligibility.events", "applications.events", "applications.events.dlq"}
+    assert "sent.eligibility.assessed" in channels["eligibility.events"]["messages"]
+    # Every type the consumed topic carries, not only those the assessor acts on.
+    assert set(channels["applications.events"]["messages"]) == {
+        "application.submitted",
+        "application.amended",
+        "application.withdrawn",
+    }
 
 
 def test_create_app_refuses_invalid_rules(tmp_path: Path) -> None:

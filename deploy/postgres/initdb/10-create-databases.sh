@@ -5,7 +5,7 @@
 # Creates two login roles and the databases they own:
 #   incentives -> one database per service and one for the worker's bridge (each process only
 #                 ever touches its own)
-#   temporal   -> temporal, temporal_visibility (schemas are installed by temporalio/auto-setup)
+#   temporal   -> temporal, temporal_visibility (schemas are installed by the temporal-schema job)
 # Passwords come from the container environment (see docker-compose.yml and deploy/env.example)
 # and reach SQL as psql variables, so they are quoted by psql, never spliced into the text.
 set -euo pipefail
