@@ -6,14 +6,17 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.audit.domain.checkpoint import Signer
 from services.audit.main import MIGRATIONS
 from services.audit.store import LogWriter
+from services.kit.auth import Principal, Role, TokenService
 from services.kit.db import create_engine
 from services.kit.dlq import ConsumedRecord
 from services.kit.migrations import upgrade_to_head
+from services.kit.settings import DEV_JWT_SECRET
 
 ORIGIN = "incentives.example/audit"
 
@@ -46,3 +49,18 @@ async def writer_for(engine: AsyncEngine, signer: Signer | None = None) -> LogWr
     writer = LogWriter(engine, signer or Signer.from_seed(ORIGIN, bytes(32)))
     await writer.load()
     return writer
+
+
+TOKENS = TokenService(SecretStr(DEV_JWT_SECRET))
+
+
+def auth(role: str) -> dict[str, str]:
+    """An ``Authorization`` header for a principal of ``role`` (the development key)."""
+    parsed = Role(role)
+    principal = Principal(
+        sub=f"{role}@gaip.example", role=parsed, firm_id="ACME" if parsed is Role.FIRM else None
+    )
+    return {"Authorization": f"Bearer {TOKENS.issue(principal)}"}
+
+
+AUDITOR = auth("auditor")
