@@ -149,6 +149,17 @@ class Frontier:
         self.size += 1
         return completed
 
+    def append_hash(self, leaf_hash: bytes) -> None:
+        """Append a leaf hash, without reporting the completed nodes (the fast path)."""
+        index = self.size
+        acc = leaf_hash
+        hashes = self._hashes
+        while index & 1:
+            acc = hashlib.sha256(_NODE_PREFIX + hashes.pop() + acc).digest()
+            index >>= 1
+        hashes.append(acc)
+        self.size += 1
+
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         """Append many leaf hashes, without reporting the completed nodes."""
         hashes = self._hashes
