@@ -5,9 +5,10 @@
   a record whose leaf bytes are already logged (a redelivery, a republish) is never appended
   again. Topic, partition, offset and arrival time sit beside the leaf, outside the hash;
   ``subject`` is the record key as text, for an application's history;
-- ``audit_nodes``: the hash of every complete perfect subtree above the leaves (level >= 1; the
-  leaves' own hashes are level 0), written as the tree grows. Appends cost O(log n) and proofs
-  read a few rows, whatever the size of the log;
+- ``audit_nodes``: the hash of every complete perfect subtree, the leaves' own hashes being
+  level 0, written as the tree grows. Appends cost O(log n) and proofs read a few rows, whatever
+  the size of the log. Proofs come only from this table, never from the leaf rows, so a changed
+  leaf row cannot change the proofs a verifier checks it with;
 - ``audit_checkpoints``: every signed checkpoint, by tree size.
 
 Rows are only ever inserted. Plus the kit's ``outbox`` and ``processed_messages`` (unused here).

@@ -91,23 +91,16 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
 
 
 async def read_nodes(conn: AsyncConnection, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
-    """The hashes of ``ids``: level 0 from the leaves, higher levels from ``audit_nodes``."""
+    """The stored hashes of the nodes ``ids`` (the leaves' own hashes are level 0)."""
     wanted = sorted(set(ids))
-    leaves = [n.index for n in wanted if n.level == 0]
-    inner = [n for n in wanted if n.level > 0]
     out: dict[NodeId, bytes] = {}
-    for chunk in _chunks(leaves):
+    for chunk in _chunks(wanted):
         rows = await conn.execute(
-            sa.select(LEAVES.c.idx, LEAVES.c.leaf_hash).where(LEAVES.c.idx.in_(chunk))
-        )
-        out.update((NodeId(0, idx), bytes(h)) for idx, h in rows)
-    for chunk in _chunks(inner):
-        inner_rows = await conn.execute(
             sa.select(NODES.c.level, NODES.c.idx, NODES.c.hash).where(
                 sa.tuple_(NODES.c.level, NODES.c.idx).in_([(n.level, n.index) for n in chunk])
             )
         )
-        out.update((NodeId(level, idx), bytes(h)) for level, idx, h in inner_rows)
+        out.update((NodeId(level, idx), bytes(h)) for level, idx, h in rows)
     return out
 
 
@@ -318,12 +311,11 @@ class LogWriter:
                 )
                 node_rows.extend(
                     {"level": node.level, "idx": node.index, "hash": value}
-                    for node, value in completed[1:]
+                    for node, value in completed
                 )
             if leaf_rows:
                 await conn.execute(sa.insert(LEAVES), leaf_rows)
-                if node_rows:
-                    await conn.execute(sa.insert(NODES), node_rows)
+                await conn.execute(sa.insert(NODES), node_rows)
                 await self._sign(conn, frontier)
         if leaf_rows:
             self.last_signed_size = frontier.size
