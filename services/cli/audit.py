@@ -7,7 +7,9 @@
 - ``export APP | --all [--output FILE]``: a single-file bundle of entries, inclusion proofs,
   checkpoint and verifier key;
 - ``verify-bundle FILE [--key KEY]``: check such a bundle offline;
-- ``history APP``: an application's records across every topic, in a table.
+- ``history APP``: an application's records across every topic, in a table;
+- ``new-key [--name ORIGIN]``: a new checkpoint signing key (for
+  ``INCENTIVES_AUDIT_SIGNING_KEY``); its verifier key goes to standard error.
 
 Everything goes through the audit API (``--url``, default ``http://127.0.0.1:<audit port>``) with
 a bearer token (``--token`` or ``INCENTIVES_TOKEN``; by default a short-lived auditor token
@@ -430,3 +432,20 @@ def history(
     _console().print(table)
     if failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("new-key")
+def new_key(
+    name: Annotated[
+        str, typer.Option("--name", help="The log's origin, which names the key.")
+    ] = "incentives.example/audit",
+) -> None:
+    """Print a new Ed25519 checkpoint signing key; the verifier key to publish goes to stderr."""
+    from services.audit.domain.checkpoint import CheckpointError, Signer
+
+    try:
+        signer = Signer.generate(name)
+    except CheckpointError as exc:
+        _fail(f"--name: {exc}")
+    typer.echo(signer.key_text())
+    _err_console().print(f"verifier key: {signer.verifier.key_text()}", soft_wrap=True)
