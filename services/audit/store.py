@@ -91,14 +91,30 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
 
 
 async def read_nodes(conn: AsyncConnection, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
-    """The stored hashes of the nodes ``ids`` (the leaves' own hashes are level 0)."""
-    wanted = sorted(set(ids))
+    """The stored hashes of the nodes ``ids`` (the leaves' own hashes are level 0), one read.
+
+    One ``level = ? AND idx IN (...)`` term per level, so both databases use the primary key
+    (SQLite does not for a row-value ``IN`` list).
+    """
+    by_level: dict[int, list[int]] = {}
+    for node in set(ids):
+        by_level.setdefault(node.level, []).append(node.index)
     out: dict[NodeId, bytes] = {}
-    for chunk in _chunks(wanted):
+    if not by_level:
+        return out
+    # Queries of at most about _CHUNK parameters, each a disjunction of per-level terms.
+    queries: list[list[Any]] = [[]]
+    budget = _CHUNK
+    for level, indexes in sorted(by_level.items()):
+        for part in _chunks(sorted(indexes)):
+            if len(part) + 1 > budget and queries[-1]:
+                queries.append([])
+                budget = _CHUNK
+            queries[-1].append(sa.and_(NODES.c.level == level, NODES.c.idx.in_(part)))
+            budget -= len(part) + 1
+    for terms in queries:
         rows = await conn.execute(
-            sa.select(NODES.c.level, NODES.c.idx, NODES.c.hash).where(
-                sa.tuple_(NODES.c.level, NODES.c.idx).in_([(n.level, n.index) for n in chunk])
-            )
+            sa.select(NODES.c.level, NODES.c.idx, NODES.c.hash).where(sa.or_(*terms))
         )
         out.update((NodeId(level, idx), bytes(h)) for level, idx, h in rows)
     return out

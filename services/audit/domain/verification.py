@@ -105,13 +105,15 @@ class VerifyReport:
 Progress = Callable[[int, int], None]
 
 
-def _read(source: LogSource, size: int, progress: Progress | None) -> Iterator[tuple[int, bytes]]:
+def _pages(
+    source: LogSource, size: int, progress: Progress | None
+) -> Iterator[Sequence[tuple[int, bytes]]]:
     start = 0
     while start < size:
         page = source.entries(start, min(size, start + PAGE))
         if not page:
             return
-        yield from page
+        yield page
         start = page[-1][0] + 1
         if progress is not None:
             progress(min(start, size), size)
@@ -246,17 +248,22 @@ def verify_log(
     frontier = Frontier()
     saved_prefix_root = None
     expected = 0
-    for index, leaf in _read(source, checkpoint.size, progress):
-        if index != expected and not any(f.kind is FindingKind.MISSING for f in report.findings):
-            report.findings.append(
-                Finding(FindingKind.MISSING, f"leaf {expected} is missing (deleted)", expected)
-            )
-        expected = index + 1
-        h = leaf_hash(leaf)
-        hashes.append(h)
-        frontier.append_hash(h)
-        if saved is not None and frontier.size == saved.size:
+    for page in _pages(source, checkpoint.size, progress):
+        for index, _leaf in page:
+            if index != expected and not any(
+                f.kind is FindingKind.MISSING for f in report.findings
+            ):
+                report.findings.append(
+                    Finding(FindingKind.MISSING, f"leaf {expected} is missing (deleted)", expected)
+                )
+            expected = index + 1
+        leaves = [leaf for _index, leaf in page]
+        if saved is not None and frontier.size < saved.size <= frontier.size + len(leaves):
+            cut = saved.size - frontier.size
+            hashes.extend(frontier.extend_leaves(leaves[:cut]))
             saved_prefix_root = frontier.root()
+            leaves = leaves[cut:]
+        hashes.extend(frontier.extend_leaves(leaves))
     report.leaves = len(hashes)
     if saved is not None and saved.size == 0:
         saved_prefix_root = fold([])
