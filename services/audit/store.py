@@ -150,18 +150,21 @@ def _signed(row: Any) -> SignedCheckpoint:
     )
 
 
+_ENTRY_COLUMNS = (
+    LEAVES.c.idx,
+    LEAVES.c.leaf,
+    LEAVES.c.topic,
+    LEAVES.c.partition,
+    LEAVES.c.offset,
+    LEAVES.c.logged_at,
+)
+
+
 async def entries(conn: AsyncConnection, start: int, end: int) -> list[Entry]:
     """Leaves ``start <= index < end`` (at most :data:`MAX_ENTRIES`), in index order."""
     end = min(end, start + MAX_ENTRIES)
     rows = await conn.execute(
-        sa.select(
-            LEAVES.c.idx,
-            LEAVES.c.leaf,
-            LEAVES.c.topic,
-            LEAVES.c.partition,
-            LEAVES.c.offset,
-            LEAVES.c.logged_at,
-        )
+        sa.select(*_ENTRY_COLUMNS)
         .where(LEAVES.c.idx >= start, LEAVES.c.idx < end)
         .order_by(LEAVES.c.idx)
     )
@@ -182,14 +185,7 @@ def _entry(row: Any) -> Entry:
 async def subject_entries(conn: AsyncConnection, subject: str, *, below: int) -> list[Entry]:
     """Every leaf whose record key is ``subject``, with index below ``below``, in index order."""
     rows = await conn.execute(
-        sa.select(
-            LEAVES.c.idx,
-            LEAVES.c.leaf,
-            LEAVES.c.topic,
-            LEAVES.c.partition,
-            LEAVES.c.offset,
-            LEAVES.c.logged_at,
-        )
+        sa.select(*_ENTRY_COLUMNS)
         .where(LEAVES.c.subject == subject, LEAVES.c.idx < below)
         .order_by(LEAVES.c.idx)
     )

@@ -20,13 +20,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts import catalog
-from contracts.envelope import Actor
 from contracts.topics import TOPICS, topic_for_type
 from services.audit.main import create_app
 from services.audit.settings import Settings
 from services.kit.messaging import create_producer, ensure_topics
 from tests.audit.helpers import AUDITOR, auth
-from tests.kit.helpers import eventually, fresh_database
+from tests.kit.helpers import envelope, eventually, fresh_database
 from tests.support import free_port, serving
 
 pytestmark = pytest.mark.integration
@@ -131,20 +130,6 @@ async def audit(
             yield client
 
 
-def _envelope(message_type: str, subject: str) -> Any:
-    payload = catalog.example_payloads(message_type)[0]
-    if "application_id" in type(payload).model_fields:
-        payload = payload.model_copy(update={"application_id": subject})
-    return catalog.make_envelope(
-        message_type,
-        payload,
-        subject=subject,
-        actor=Actor.system("tests"),
-        producer="tests",
-        correlation_id=uuid.uuid4(),
-    )
-
-
 async def _history(client: httpx.AsyncClient, subject: str) -> dict[str, Any]:
     response = await client.get(f"/v1/applications/{subject}/history", headers=AUDITOR)
     assert response.status_code == 200, response.text
@@ -180,7 +165,7 @@ async def test_outside_verifier_agrees_with_the_served_log(
     client = audit
     subject = f"APP-{uuid.uuid4().hex[:10]}"
     types = ["application.submitted", "eligibility.assessed", "review.task_assigned"]
-    envelopes = [_envelope(t, subject) for t in types]
+    envelopes = [envelope(subject, message_type=t) for t in types]
     records: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = [
         (topic_for_type(e.type).name, catalog.encode(e), subject.encode(), e.headers())
         for e in envelopes
@@ -210,7 +195,7 @@ async def test_outside_verifier_agrees_with_the_served_log(
         # A republish of everything (same bytes) appends nothing; one new record appends one.
         for topic, value, key, headers in records:
             await producer.send_and_wait(topic, value, key=key, headers=headers)
-        late = _envelope("application.withdrawn", subject)
+        late = envelope(subject, message_type="application.withdrawn")
         await producer.send_and_wait(
             "applications.events",
             catalog.encode(late),

@@ -269,6 +269,15 @@ def _check_hashes(proof: Sequence[bytes]) -> None:
             raise ProofError(f"proof hash {position} is {len(h)} bytes long, not {HASH_SIZE}")
 
 
+def _up_the_right_border(fn: int, sn: int) -> tuple[int, int]:
+    """RFC 9162's "right-shift both fn and sn equally until either LSB(fn) is set or fn is 0"
+    (the levels where the node is the last of its row, so the proof has no sibling for it)."""
+    while fn and not fn & 1:
+        fn >>= 1
+        sn >>= 1
+    return fn, sn
+
+
 def root_from_inclusion_proof(
     leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]
 ) -> bytes:
@@ -284,10 +293,7 @@ def root_from_inclusion_proof(
             raise ProofError("inclusion proof is longer than the path to the root")
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
+            fn, sn = _up_the_right_border(fn, sn)
         else:
             r = node_hash(r, p)
         fn >>= 1
@@ -339,10 +345,7 @@ def verify_consistency(
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
+            fn, sn = _up_the_right_border(fn, sn)
         else:
             sr = node_hash(sr, c)
         fn >>= 1
