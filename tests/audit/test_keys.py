@@ -46,3 +46,18 @@ def test_new_key_command_prints_a_usable_key() -> None:
     assert result.exit_code == 0, result.output
     signer = Signer.from_text(result.stdout.strip())
     assert signer.name == "x.example/log"
+
+
+def test_the_service_refuses_to_start_without_a_key_outside_dev_mode(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from services.audit.main import main
+
+    monkeypatch.setenv("INCENTIVES_DEV_MODE", "false")
+    monkeypatch.setenv("INCENTIVES_JWT_SECRET", "s" * 40)
+    monkeypatch.setenv("INCENTIVES_VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("INCENTIVES_AUDIT_SIGNING_KEY", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    assert not (tmp_path / "audit").exists()
