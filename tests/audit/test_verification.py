@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.audit.domain.checkpoint import Checkpoint, Signer
 from services.audit.domain.merkle import (
@@ -119,3 +121,31 @@ def test_a_checkpoint_signed_by_another_key_is_refused() -> None:
     log.note = Signer.generate(ORIGIN).sign(Checkpoint(ORIGIN, 10, bytes(32)))
     (finding,) = verify_log(log).findings
     assert finding.kind is FindingKind.SIGNATURE
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.data())
+def test_any_single_tampering_is_located(data: st.DataObject) -> None:
+    n = data.draw(st.integers(min_value=2, max_value=300), label="size")
+    leaves = LEAVES[:n]
+    kind = data.draw(st.sampled_from(["modify", "delete", "insert", "swap"]), label="kind")
+    at = data.draw(st.integers(min_value=0, max_value=n - 1), label="at")
+    stored = list(leaves)
+    if kind == "modify":
+        stored[at] = b"changed"
+        expected = FindingKind.MODIFIED
+    elif kind == "delete":
+        del stored[at]
+        expected = FindingKind.DELETED
+    elif kind == "insert":
+        stored.insert(at, b"never logged")
+        expected = FindingKind.INSERTED
+    else:
+        other = data.draw(
+            st.integers(min_value=0, max_value=n - 1).filter(lambda j: j != at), label="other"
+        )
+        at, other = sorted((at, other))
+        stored[at], stored[other] = stored[other], stored[at]
+        expected = FindingKind.REORDERED
+    (finding,) = verify_log(MemoryLog(leaves, _renumber(stored))).findings
+    assert (finding.kind, finding.index) == (expected, at)
