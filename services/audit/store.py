@@ -241,15 +241,23 @@ class LogWriter:
 
     async def load(self) -> None:
         """Read the frontier from the stored nodes; sign the current size if it is unsigned."""
-        async with self._lock, self._engine.begin() as conn:
+        async with self._lock:
+            try:
+                await self._load_and_sign()
+            except sa.exc.IntegrityError:
+                # Another process signed the same size at the same moment: read what it wrote.
+                self._frontier = None
+                await self._load_and_sign()
+
+    async def _load_and_sign(self) -> None:
+        async with self._engine.begin() as conn:
             await self._load(conn)
             latest = await latest_checkpoint(conn)
             frontier = self._frontier
             assert frontier is not None
             if latest is None or latest.checkpoint.size != frontier.size:
                 await self._sign(conn, frontier)
-            else:
-                self.last_signed_size = frontier.size
+            self.last_signed_size = frontier.size
 
     async def _load(self, conn: AsyncConnection) -> None:
         size = await tree_size(conn)
