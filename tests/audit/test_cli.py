@@ -1,7 +1,8 @@
 """``incentives audit`` against a running audit API, with the stored ledger tampered with.
 
-The log lives in SQLite and is filled by the service's own writer; the API needs no broker, so
-none is started (the service waits for one in the background and serves its API meanwhile).
+The log lives in SQLite or PostgreSQL and is filled by the service's own writer. The API needs
+no broker, so none is started (the service waits for one in the background and serves its API
+meanwhile).
 Each tamper case changes the leaf rows directly, as someone with database access would.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from services.cli.main import app as cli
 from services.kit.db import create_engine
 from services.kit.dlq import ConsumedRecord
 from tests.audit.helpers import AUDITOR, record
+from tests.kit.helpers import fresh_database
 from tests.support import free_port, serving
 
 SIZE = 300
@@ -59,10 +62,21 @@ class Running:
         )
 
 
-@pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[Running]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+        else:
+            url = await stack.enter_async_context(
+                fresh_database(request.getfixturevalue("pg_url"), "auditcli")
+            )
+        async for state in _running(url, tmp_path):
+            yield state
+
+
+async def _running(url: str, tmp_path: Path) -> AsyncIterator[Running]:
     port = free_port()
-    url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
     settings = Settings(
         kafka_bootstrap=f"127.0.0.1:{free_port()}",  # nothing listens: the API needs no broker
         database_url=url,
