@@ -29,6 +29,9 @@ from services.audit.views import (
 from services.kit.auth import Principal, Role, require_roles
 from services.kit.errors import DependencyUnavailable, ValidationFailed
 
+#: Bound of every index and size parameter (the log's indexes are 64-bit integers).
+MAX_INDEX = 2**62
+
 Reader = Annotated[Principal, require_roles(Role.AUDITOR, Role.ADMIN)]
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -100,8 +103,8 @@ def audit_router() -> APIRouter:
     async def get_entries(
         _who: Reader,
         conn: Conn,
-        start: Annotated[int, Query(ge=0, description="First index.")],
-        end: Annotated[int, Query(ge=1, description="One past the last index.")],
+        start: Annotated[int, Query(ge=0, le=MAX_INDEX, description="First index.")],
+        end: Annotated[int, Query(ge=1, le=MAX_INDEX, description="One past the last index.")],
     ) -> EntriesView:
         if end <= start:
             raise _invalid("end", f"end ({end}) must be greater than start ({start})", "range")
@@ -112,8 +115,10 @@ def audit_router() -> APIRouter:
     async def get_inclusion(
         _who: Reader,
         conn: Conn,
-        index: Annotated[int, Query(ge=0, description="The leaf index.")],
-        tree_size: Annotated[int, Query(ge=1, description="Size of the tree it is in.")],
+        index: Annotated[int, Query(ge=0, le=MAX_INDEX, description="The leaf index.")],
+        tree_size: Annotated[
+            int, Query(ge=1, le=MAX_INDEX, description="Size of the tree it is in.")
+        ],
     ) -> InclusionProofView:
         _within_log("tree_size", tree_size, await _latest(conn))
         if index >= tree_size:
@@ -127,8 +132,8 @@ def audit_router() -> APIRouter:
     async def get_consistency(
         _who: Reader,
         conn: Conn,
-        first: Annotated[int, Query(ge=1, description="The earlier tree size.")],
-        second: Annotated[int, Query(ge=1, description="The later tree size.")],
+        first: Annotated[int, Query(ge=1, le=MAX_INDEX, description="The earlier tree size.")],
+        second: Annotated[int, Query(ge=1, le=MAX_INDEX, description="The later tree size.")],
     ) -> ConsistencyProofView:
         if first > second:
             raise _invalid("first", f"first ({first}) is larger than second ({second})", "order")

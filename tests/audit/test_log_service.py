@@ -297,3 +297,14 @@ async def test_api_refuses_what_it_cannot_answer(audit: httpx.AsyncClient) -> No
     # Read only: no write method exists on any log path.
     for path in ("/v1/log/entries", "/v1/log/checkpoint", "/v1/applications/X/history"):
         assert (await client.post(path, headers=AUDITOR)).status_code == 405
+
+
+async def test_out_of_range_parameters_are_validation_problems(audit: httpx.AsyncClient) -> None:
+    for path, params in (
+        ("/v1/log/entries", {"start": 2**63, "end": 2**63 + 1}),
+        ("/v1/log/proof/inclusion", {"index": -1, "tree_size": 1}),
+        ("/v1/log/proof/consistency", {"first": "x", "second": 2}),
+    ):
+        response = await audit.get(path, params=params, headers=AUDITOR)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["errors"], path
