@@ -9,7 +9,8 @@ Commands:
   container);
 - ``topics create``: create the registry's topics on any Kafka cluster (idempotent);
 - ``rules check|explain``: validate eligibility rule files, explain a decision rule by rule;
-- ``token``: issue a development bearer token for a principal.
+- ``token``: issue a development bearer token for a principal;
+- ``audit checkpoint|verify|export|verify-bundle|history``: check the transparency log.
 
 Further command groups plug in with ``app.add_typer(...)`` below.
 Nothing heavy is imported at module import time: each command imports what it needs.
@@ -30,6 +31,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.audit import app as audit_app
 from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
 from services.cli.token import token
@@ -43,6 +45,7 @@ app = typer.Typer(
 topics_app = typer.Typer(help="Manage the platform's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(rules_app, name="rules")
+app.add_typer(audit_app, name="audit")
 app.command("token")(token)
 
 VarDirOption = Annotated[

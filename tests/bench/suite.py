@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tests.bench.audit_log import AUDIT, bench_audit
 from tests.bench.common import Result, fresh_pg_database, tansu
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.kit_hop import bench_kit_hop
@@ -44,7 +45,11 @@ CHOICES: dict[str, str] = {
     "relay": RELAY,
     "submissions": SUBMISSIONS,
     "eligibility": ELIGIBILITY,
+    "audit": AUDIT,
 }
+#: Benchmarks that measure their own baseline (hashlib, for the audit log): selecting only
+#: these does not run the Kafka baselines.
+SELF_BASELINED = frozenset({"audit"})
 #: Messages per benchmark by default: several seconds of steady state each, and the whole run
 #: stays within about five minutes on two cores (the kit hops run at about 1,000 msgs/s).
 DEFAULT_N: dict[str, int] = {
@@ -55,6 +60,7 @@ DEFAULT_N: dict[str, int] = {
     "relay": 20_000,
     "submissions": 5_000,
     "eligibility": 5_000,
+    "audit": 1_000_000,
 }
 QUICK_N = 300
 #: Upper bound on one benchmark's wall time (setup and verification included).
@@ -79,8 +85,11 @@ class Options:
         return QUICK_N if self.quick else DEFAULT_N[name]
 
     def selected(self) -> list[str]:
-        """The benchmarks to run, in run order; the raw baselines always run (ratios need them)."""
-        wanted = {"raw", *self.only}
+        """The benchmarks to run, in run order; the raw baselines run whenever a selected
+        benchmark's ratio needs them."""
+        wanted = set(self.only)
+        if wanted - SELF_BASELINED:
+            wanted.add("raw")
         return [name for name in CHOICES if name in wanted]
 
 
@@ -110,7 +119,7 @@ async def run_suite(options: Options, console: Console) -> Outcome:
     """
     outcome = Outcome()
     selected = options.selected()
-    bracketed = len(selected) > 1
+    bracketed = len(selected) > 1 and selected[0] == "raw"
     plan = [(key, "") for key in selected]
     if bracketed:
         plan = [("raw", " (start)"), *plan[1:], ("raw", " (end)")]
@@ -234,6 +243,9 @@ async def _run_one(
         async with tansu(own) as private, fresh_pg_database() as url:
             result = await bench_eligibility(private, url, own, n, on_progress=report)
         return [result]
+    if key == "audit":
+        async with fresh_pg_database() as url:
+            return await bench_audit(workdir, n, pg_url=url, on_progress=report)
     raise ValueError(f"unknown benchmark {key!r}")
 
 

@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from tests.bench.__main__ import parse_args
+from tests.bench.audit_log import SHA256, bench_audit
 from tests.bench.common import BenchError, Result, assert_exactly_once, fresh_pg_database, tansu
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.kit_hop import HOP_TARGET, bench_kit_hop
@@ -208,3 +209,32 @@ def test_command_line_options() -> None:
     assert parse_args(["--quick"]).count("submissions") == QUICK_N
     with pytest.raises(SystemExit):
         parse_args(["--n", "0"])
+    # The audit log's baseline is hashlib, measured inside the benchmark: no Kafka baselines.
+    assert parse_args(["--only", "audit"]).selected() == ["audit"]
+    assert parse_args(["--only", "audit", "--only", "relay"]).selected() == [
+        "raw",
+        "relay",
+        "audit",
+    ]
+
+
+@pytest.mark.integration
+async def test_audit_log_benchmark_checks_its_tree(pg_url: str, tmp_path: Path) -> None:
+    """Every audit figure is produced; the rebuild and the proofs are checked against the root."""
+    seen: list[int] = []
+    async with fresh_pg_database(pg_url, "bench_audit") as url:
+        results = await bench_audit(tmp_path, 3_000, pg_url=url, on_progress=seen.append)
+    names = [r.name for r in results]
+    assert names == [
+        SHA256,
+        "audit verify (3,000)",
+        "audit append (writer, in memory)",
+        "audit rebuild",
+        "inclusion proof (3,000 leaves)",
+        "audit append (writer, PostgreSQL)",
+    ]
+    assert all(r.seconds > 0 for r in results)
+    assert results[3].n == 3_000
+    assert results[4].latency_ms is not None
+    assert ratio_of(results[1], results) is not None
+    assert seen[-1] == 3_000

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from services.audit.domain.checkpoint import Signer
 from services.cli.main import app
 from services.cli.settings import SERVICE_NAMES, service_module
 from tests.deploy.compose_model import (
@@ -27,12 +28,16 @@ from tests.deploy.compose_model import (
     merge_compose,
 )
 
+#: A signing key in the format the audit service reads (a fixed seed: a stand-in, not a secret).
+AUDIT_KEY = Signer.from_seed("incentives.example/audit", bytes(32)).key_text()
+
 #: Stand-ins for the .env secrets; the JWT key is long enough for production mode.
 SECRETS = {
     "INCENTIVES_JWT_SECRET": "k" * 64,
     "POSTGRES_PASSWORD": "p" * 32,
     "INCENTIVES_DB_PASSWORD": "d" * 32,
     "TEMPORAL_DB_PASSWORD": "t" * 32,
+    "INCENTIVES_AUDIT_SIGNING_KEY": AUDIT_KEY,
 }
 
 

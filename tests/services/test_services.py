@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from contracts import catalog
 from contracts.envelope import Actor
 from contracts.topics import TOPICS, topic_for_type
+from services.audit.domain.leaves import parse_leaf
 from services.cli.embedded import TansuBroker
 from services.kit.db import create_engine
 from services.kit.logging import configure_logging
@@ -103,6 +104,8 @@ async def test_service_is_healthy_and_consumes_its_topics(
             expected = {"database", "broker", "outbox_relay"}
             if name == "review":  # the desk sends decisions to Temporal
                 expected.add("temporal")
+            if name == "audit":  # the transparency log's single writer
+                expected.add("log_writer")
             assert {k: v["status"] for k, v in health["checks"].items()} == dict.fromkeys(
                 expected, "ok"
             )
@@ -130,21 +133,28 @@ async def test_service_is_healthy_and_consumes_its_topics(
             try:
 
                 async def processed() -> bool:
-                    count = await scalar(
-                        engine,
-                        "SELECT count(*) FROM processed_messages WHERE event_id = :id",
-                        id=envelope.event_id,
-                    )
+                    if name == "audit":  # the log keeps records, not processed-message marks
+                        count = await scalar(
+                            engine,
+                            "SELECT count(*) FROM audit_leaves WHERE subject = :subject",
+                            subject=envelope.subject,
+                        )
+                    else:
+                        count = await scalar(
+                            engine,
+                            "SELECT count(*) FROM processed_messages WHERE event_id = :id",
+                            id=envelope.event_id,
+                        )
                     return bool(count)
 
                 await eventually(processed, timeout=30)
                 if name == "audit":
                     stored = await scalar(
                         engine,
-                        "SELECT envelope FROM audit_ledger WHERE event_id = :id",
-                        id=envelope.event_id,
+                        "SELECT leaf FROM audit_leaves WHERE subject = :subject",
+                        subject=envelope.subject,
                     )
-                    assert bytes(stored) == catalog.encode(envelope)
+                    assert parse_leaf(bytes(stored)).value == catalog.encode(envelope)
             finally:
                 await engine.dispose()
 
