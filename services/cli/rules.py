@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.console import make_console
+
 if TYPE_CHECKING:
     from contracts.v1.applications import ApplicationContent
     from services.eligibility.domain import Decision, RuleSet
@@ -43,11 +45,11 @@ _STATUS_STYLE = {
 
 
 def _console() -> Console:
-    return Console()
+    return make_console()
 
 
 def _err_console() -> Console:
-    return Console(stderr=True)
+    return make_console(stderr=True)
 
 
 # ---------------------------------------------------------------------------------------------
