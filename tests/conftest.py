@@ -32,6 +32,7 @@ from services.cli.embedded import (
     free_ports,
     temporal_test_server_binary,
 )
+from tests.default_ports import DefaultPortGuard
 
 #: Where PostgreSQL is expected; overridable for machines that run it elsewhere.
 PG_ADMIN_DSN = os.environ.get(
@@ -50,6 +51,16 @@ def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
     """
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(autouse=True)
+def _default_ports_untouched() -> Iterator[None]:
+    """Fail a test that reached for a default platform port (see ``tests.default_ports``)."""
+    guard = DefaultPortGuard()
+    with guard.installed():
+        yield
+    if guard.touched:
+        pytest.fail(f"tests never touch the platform's default ports: {', '.join(guard.touched)}")
 
 
 @pytest.fixture(scope="session")
