@@ -344,8 +344,12 @@ def assert_exactly_once(
     expected: Sequence[str],
     records: Sequence[ConsumerRecord[bytes, bytes]],
     id_of: Callable[[ConsumerRecord[bytes, bytes]], str],
-) -> None:
-    """Every expected id appears exactly once among ``records`` and nothing else does."""
+) -> int:
+    """Every expected id appears exactly once among ``records`` and nothing else does.
+
+    Returns the number of ids counted on the topic, which is what a result reports as its
+    ``n``: a figure read back from the broker, not the number that was asked for.
+    """
     seen = Counter(id_of(r) for r in records)
     wanted = set(expected)
     missing = [i for i in expected if i not in seen]
@@ -357,3 +361,4 @@ def assert_exactly_once(
             f"{len(missing)} missing, {len(duplicated)} duplicated, {len(unexpected)} unexpected "
             f"(e.g. missing {missing[:3]}, duplicated {list(duplicated.items())[:3]})"
         )
+    return len(seen)
