@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 import uuid
 from collections import Counter
@@ -29,11 +28,8 @@ from services.kit.messaging import (
     Record,
     ensure_topics,
 )
+from tests.pg_cluster import PG_ADMIN_DSN
 
-#: The maintenance database of the PostgreSQL server the benchmarks use (same override as tests).
-PG_ADMIN_DSN = os.environ.get(
-    "INCENTIVES_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 #: Partitions of every benchmark topic: what the real domain topics have.
 PARTITIONS = DEFAULT_PARTITIONS
 #: Input events per subject (application id): several events per aggregate, so the hop's
