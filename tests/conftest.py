@@ -21,11 +21,12 @@ import contextlib
 import gc
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from fastapi import FastAPI
 
 from services.cli.embedded import (
     TansuBroker,
@@ -36,6 +37,7 @@ from services.cli.embedded import (
 )
 from tests import pg_cluster, tiers
 from tests.default_ports import DefaultPortGuard
+from tests.inprocess import InProcess, running_in_process
 from tests.tiers import refuse_in_unit_tier, starts
 
 _T = TypeVar("_T")
@@ -77,6 +79,21 @@ def _default_ports_untouched() -> Iterator[None]:
         yield
     if guard.touched:
         pytest.fail(f"tests never touch the platform's default ports: {', '.join(guard.touched)}")
+
+
+@pytest.fixture
+async def in_process() -> AsyncIterator[Callable[[FastAPI], Awaitable[InProcess]]]:
+    """``await in_process(app)``: the app running in this loop, reached over ASGI (no server).
+
+    Every app started through it is stopped (its lifespan exited) at the end of the test. See
+    ``tests.inprocess`` for the tier's pattern.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(app: FastAPI) -> InProcess:
+            return await stack.enter_async_context(running_in_process(app))
+
+        yield start
 
 
 @pytest.fixture(scope="session")
