@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import gc
 import itertools
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -94,6 +95,15 @@ async def in_process() -> AsyncIterator[Callable[[FastAPI], Awaitable[InProcess]
             return await stack.enter_async_context(running_in_process(app))
 
         yield start
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A port something else (this test) is listening on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

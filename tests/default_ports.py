@@ -59,8 +59,12 @@ class DefaultPortGuard:
     def __init__(self) -> None:
         self.touched: list[str] = []
 
-    def refuse(self, verb: str, port: int) -> None:
-        self.touched.append(f"{verb} {port}")
+    def refuse(self, verb: str, address: Any) -> int | None:
+        """Record ``verb`` on ``address`` if it is a local default port; return that port."""
+        port = _default_port_of(address)
+        if port is not None:
+            self.touched.append(f"{verb} {port}")
+        return port
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[DefaultPortGuard]:
@@ -70,23 +74,17 @@ class DefaultPortGuard:
         guard = self
 
         def connect(self: socket.socket, address: Any) -> None:
-            port = _default_port_of(address)
-            if port is not None:
-                guard.refuse("connect to", port)
+            if (port := guard.refuse("connect to", address)) is not None:
                 raise ConnectionRefusedError(errno.ECONNREFUSED, f"default port {port} (tests)")
             original_connect(self, address)
 
         def connect_ex(self: socket.socket, address: Any) -> int:
-            port = _default_port_of(address)
-            if port is not None:
-                guard.refuse("connect to", port)
+            if guard.refuse("connect to", address) is not None:
                 return errno.ECONNREFUSED
             return original_connect_ex(self, address)
 
         def bind(self: socket.socket, address: Any) -> None:
-            port = _default_port_of(address)
-            if port is not None:
-                guard.refuse("bind", port)
+            if (port := guard.refuse("bind", address)) is not None:
                 raise OSError(errno.EADDRINUSE, f"default port {port} (tests)")
             original_bind(self, address)
 

@@ -7,8 +7,6 @@ never touched.
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -19,14 +17,6 @@ from tests import pg_cluster
 
 def _closed_dsn() -> str:
     return f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
-
-
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 async def _round_trip(dsn: str) -> list[int]:
