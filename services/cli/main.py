@@ -30,18 +30,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.console import make_console
+from services.cli.console import make_app, make_console
 from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
 from services.cli.token import token
 
-app = typer.Typer(
+app = make_app(
     name="incentives",
     help="Run and operate the investment-incentive platform.",
     no_args_is_help=True,
     add_completion=False,
 )
-topics_app = typer.Typer(help="Manage the platform's Kafka topics.", no_args_is_help=True)
+topics_app = make_app(help="Manage the platform's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(rules_app, name="rules")
 app.command("token")(token)

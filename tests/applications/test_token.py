@@ -7,6 +7,7 @@ import typer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from services.cli.console import make_app
 from services.cli.token import token
 from services.kit.auth import Role, TokenService
 from services.kit.errors import Unauthorized
@@ -16,7 +17,7 @@ from services.kit.settings import DEV_JWT_SECRET
 @pytest.fixture
 def cli() -> typer.Typer:
     """The command as the ``incentives`` app registers it."""
-    app = typer.Typer()
+    app = make_app()
     app.command()(token)
     return app
 
