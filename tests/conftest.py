@@ -73,6 +73,12 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 
 
 @pytest.fixture(autouse=True)
+def _unit_tier_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``make test-unit``, starting a server anywhere fails the test (``tests.tiers``)."""
+    tiers.forbid_servers(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
 def _default_ports_untouched() -> Iterator[None]:
     """Fail a test that reached for a default platform port (see ``tests.default_ports``)."""
     guard = DefaultPortGuard()

@@ -63,6 +63,31 @@ def refuse_in_unit_tier(what: str) -> None:
         )
 
 
+def forbid_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``make test-unit``, make every way of starting a server fail the test loudly.
+
+    Covers the starters used outside fixtures too: the embedded broker and Temporal dev server
+    classes, and Temporal's test environments.
+    """
+    if os.environ.get(TIER_VARIABLE) != "unit":
+        return
+    from temporalio.testing import WorkflowEnvironment
+
+    from services.cli.embedded import TansuBroker, TemporalDevServer
+
+    def refusing(what: str) -> Callable[..., object]:
+        def refuse(*_args: object, **_kwargs: object) -> object:
+            refuse_in_unit_tier(what)
+            raise AssertionError("unreachable")
+
+        return refuse
+
+    monkeypatch.setattr(TansuBroker, "start", refusing("a Tansu broker"))
+    monkeypatch.setattr(TemporalDevServer, "start", refusing("a Temporal dev server"))
+    for starter in ("start_time_skipping", "start_local"):
+        monkeypatch.setattr(WorkflowEnvironment, starter, refusing(f"Temporal ({starter})"))
+
+
 def register(config: pytest.Config) -> None:
     """Register the tier markers."""
     for name, meaning in MARKERS.items():

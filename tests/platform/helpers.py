@@ -13,6 +13,7 @@ from services.cli.embedded import free_ports, pid_alive
 from services.cli.settings import SERVICE_NAMES
 from services.cli.state import PlatformState, read_state
 from tests.default_ports import assert_no_default_ports
+from tests.tiers import refuse_in_unit_tier
 
 STUB_PLATFORM = Path(__file__).with_name("stub_platform.py")
 
@@ -51,6 +52,7 @@ class PlatformRun:
 
     def incentives(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run ``incentives ARGS`` (as ``python -m services.cli``) to completion."""
+        refuse_in_unit_tier("the embedded platform")
         assert_no_default_ports(self.env)
         return subprocess.run(
             [sys.executable, "-m", "services.cli", *args],
@@ -64,6 +66,7 @@ class PlatformRun:
         self, *, stubs: bool = False, extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen[str]:
         """Start ``incentives up`` in the foreground as a child process (output to a file)."""
+        refuse_in_unit_tier("the embedded platform")
         assert_no_default_ports({**self.env, **(extra_env or {})})
         entry = [str(STUB_PLATFORM)] if stubs else ["-m", "services.cli"]
         with (self.var_dir / "up.out").open("w") as log:
