@@ -42,23 +42,25 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from services.cli.console import make_app, make_console
+
 if TYPE_CHECKING:
     import httpx
 
     from services.audit.domain.checkpoint import Verifier
 
-app = typer.Typer(help="Check the audit transparency log: checkpoints, proofs, bundles.")
+app = make_app(help="Check the audit transparency log: checkpoints, proofs, bundles.")
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
 def _console() -> Console:
-    return Console()
+    return make_console()
 
 
 def _err_console() -> Console:
-    return Console(stderr=True)
+    return make_console(stderr=True)
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

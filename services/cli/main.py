@@ -32,17 +32,18 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli.audit import app as audit_app
+from services.cli.console import make_app, make_console
 from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
 from services.cli.token import token
 
-app = typer.Typer(
+app = make_app(
     name="incentives",
     help="Run and operate the investment-incentive platform.",
     no_args_is_help=True,
     add_completion=False,
 )
-topics_app = typer.Typer(help="Manage the platform's Kafka topics.", no_args_is_help=True)
+topics_app = make_app(help="Manage the platform's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
@@ -63,11 +64,11 @@ def _port(help_text: str) -> Any:
 
 
 def _console() -> Console:
-    return Console()
+    return make_console()
 
 
 def _err_console() -> Console:
-    return Console(stderr=True)
+    return make_console(stderr=True)
 
 
 def load_settings(**overrides: Any) -> PlatformSettings:

@@ -158,9 +158,9 @@ async def bench_kit_hop(
     seconds = finished - handler.first_call
 
     records = await read_all(bootstrap, target)
-    assert_exactly_once(name, batch.event_ids, records, causation_of)
+    delivered = assert_exactly_once(name, batch.event_ids, records, causation_of)
     await _check_state(database_url, name, n)
-    return Result(name, n, seconds, baseline="raw hop", target=HOP_TARGET)
+    return Result(name, delivered, seconds, baseline="raw hop", target=HOP_TARGET)
 
 
 async def _check_state(database_url: str, name: str, n: int) -> None:

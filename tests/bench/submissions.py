@@ -66,6 +66,7 @@ async def drive(
     keys = [str(uuid.uuid4()) for _ in range(n)]
     latencies: list[float] = []
     failures: list[str] = []
+    created: list[int] = []
     next_index = 0
     # One client (one keep-alive connection) per worker: a single httpx pool shared by many
     # concurrent requests costs more than the requests themselves (about 200 requests/s at
@@ -89,7 +90,9 @@ async def drive(
             started = time.perf_counter()
             response = await client.post(PATH, content=body, headers=headers)
             latencies.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 201:
+            if response.status_code == 201:
+                created.append(i)
+            else:
                 failures.append(f"{response.status_code} {response.text[:300]}")
             if on_progress is not None and len(latencies) % 100 == 0:
                 on_progress(len(latencies))
@@ -104,7 +107,7 @@ async def drive(
         await asyncio.gather(*(client.aclose() for client in clients))
     if failures:
         raise BenchError(f"{len(failures)} submissions failed, e.g. {failures[0]}")
-    return Load(n=n, seconds=seconds, latencies_ms=latencies)
+    return Load(n=len(created), seconds=seconds, latencies_ms=latencies)
 
 
 def _result(name: str, load: Load, **fields: object) -> Result:

@@ -28,7 +28,7 @@ N = 200
 
 
 def _positive(result: Result, n: int = N) -> None:
-    assert result.n == n
+    assert result.n == n  # counted back from the broker (or the 201 answers), not echoed
     assert result.seconds > 0
     assert result.rate > 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -40,15 +39,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("INCENTIVES_"):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    """A port some other process (this test) is listening on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def _free_port_options() -> list[str]:
