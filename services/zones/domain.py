@@ -29,7 +29,7 @@ The policy, in order:
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -440,34 +440,29 @@ class ZoneBook:
     def _wake(self, freed: Iterable[tuple[str, UnitType]], now: datetime) -> list[HoldRecord]:
         woken: list[HoldRecord] = []
         for zone_id, unit_type in sorted(freed):
-            woken.extend(wake_head(self.waitlist(zone_id, unit_type), self._take_for(now)))
+            waiting = self.waitlist(zone_id, unit_type)
+            free = self.counters[(zone_id, unit_type)].free
+            for record in waiting[: waking([r.quantity for r in waiting], free)]:
+                taken = self._try_take(zone_id, unit_type, record.quantity)
+                assert taken
+                moved = replace(
+                    record, state=HoldState.HELD, expires_at=expiry(now, record.hold_seconds)
+                )
+                self.records[(record.allocation_id, record.unit_type)] = moved
+                woken.append(moved)
         return woken
 
-    def _take_for(self, now: datetime) -> Callable[[HoldRecord], HoldRecord | None]:
-        def take(record: HoldRecord) -> HoldRecord | None:
-            if not self._try_take(record.zone_id, record.unit_type, record.quantity):
-                return None
-            moved = replace(
-                record, state=HoldState.HELD, expires_at=expiry(now, record.hold_seconds)
-            )
-            self.records[(record.allocation_id, record.unit_type)] = moved
-            return moved
 
-        return take
+def waking(quantities: Sequence[int], free: int) -> int:
+    """How many waitlist entries, head first, freed units turn into holds.
 
-
-def wake_head(
-    waitlist: Sequence[HoldRecord], take: Callable[[HoldRecord], HoldRecord | None]
-) -> list[HoldRecord]:
-    """Offer freed units down the waitlist, head first, stopping at the first that does not fit.
-
-    ``take`` tries to turn one entry into a hold and returns it, or None when its units are not
-    free: the head is never skipped, so a large request is not starved by smaller ones.
+    Entries are served in order while they fit; the first that does not fit stops the rest, so
+    a large request is never starved by smaller ones behind it.
     """
-    woken: list[HoldRecord] = []
-    for entry in waitlist:
-        taken = take(entry)
-        if taken is None:
+    served = 0
+    for quantity in quantities:
+        if quantity > free:
             break
-        woken.append(taken)
-    return woken
+        free -= quantity
+        served += 1
+    return served
