@@ -138,7 +138,7 @@ async def hold(
     ]
     if len({r.unit_type for r in requests}) != len(requests):
         raise BusinessRefusal("a command asks for each unit type once")
-    if await store.holds_of(session, command.allocation_id):
+    if not await store.claim_request(session, command.allocation_id, command.application_id, now):
         return  # the same allocation id again: it was answered when it was first applied
 
     zones = await store.load_zones(session)
@@ -163,6 +163,7 @@ async def hold(
                 await store.shift(
                     session, done.zone_id, done.request.unit_type, -done.request.quantity, 0
                 )
+        await store.mark_refused(session, command.allocation_id, refusal.code.value)
         _stage(
             uow,
             ZoneRefused(

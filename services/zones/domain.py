@@ -22,8 +22,8 @@ The policy, in order:
    units, and capacity added by a resize, go to the head of the waitlist as a new hold:
    highest program priority first, then first come, first served. The head is never skipped
    for a smaller request behind it.
-5. **Idempotency.** Each (allocation id, unit type) has one hold record; repeating a command
-   changes nothing.
+5. **Idempotency.** An allocation id is answered once (held, waitlisted or refused), and each
+   (allocation id, unit type) has one hold record; repeating a command changes nothing.
 """
 
 from __future__ import annotations
@@ -284,6 +284,7 @@ class ZoneBook:
     zones: dict[str, Zone]
     counters: dict[tuple[str, UnitType], Counter] = field(default_factory=dict)
     records: dict[tuple[str, UnitType], HoldRecord] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)
     _sequence: int = 0
 
     @classmethod
@@ -333,8 +334,9 @@ class ZoneBook:
         priority: int = 0,
     ) -> Placed:
         """Place every request of one command, all or nothing."""
-        if any((allocation_id, r.unit_type) in self.records for r in requests):
+        if allocation_id in self.answered:
             return Placed(repeated=True)
+        self.answered.add(allocation_id)
         placed: list[HoldRecord] = []
         for request in requests:
             choice = candidates(request, sector, self.zones)

@@ -7,7 +7,9 @@
   over-allocation, whatever runs concurrently;
 - ``zone_holds``: one row per (allocation id, unit type), the idempotency key of zone commands:
   its zone, quantity and state (waitlisted, held, allocated, released, expired). Its id is the
-  arrival order of the waitlist.
+  arrival order of the waitlist;
+- ``zone_requests``: every allocation id answered, and how (placed or refused), so a repeated
+  command is answered once.
 
 Plus the kit's ``outbox`` and ``processed_messages`` (see :func:`metadata`).
 """
@@ -95,12 +97,31 @@ class ZoneHold(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
 
 
+class ZoneRequest(SQLModel, table=True):
+    """An allocation id that was answered: the idempotency key of hold and allocate commands.
+
+    Inserted first, insert-or-ignore: a repeated or concurrently redelivered command finds it
+    (waiting for the first one's commit) and changes nothing, whatever its answer was, a
+    refusal included.
+    """
+
+    __tablename__ = "zone_requests"
+
+    allocation_id: str = Field(sa_column=sa.Column(sa.String(100), primary_key=True))
+    application_id: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    #: ``placed`` (held, allocated or waitlisted) or ``refused``.
+    outcome: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    reason_code: str | None = Field(default=None, sa_column=sa.Column(sa.String(40), nullable=True))
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
 ZONES: sa.Table = ZoneRecord.__table__  # type: ignore[attr-defined]
 CAPACITY: sa.Table = ZoneCapacity.__table__  # type: ignore[attr-defined]
 HOLDS: sa.Table = ZoneHold.__table__  # type: ignore[attr-defined]
+REQUESTS: sa.Table = ZoneRequest.__table__  # type: ignore[attr-defined]
 
 #: This service's own tables (the kit tables are added by :func:`metadata`).
-TABLES: tuple[sa.Table, ...] = (ZONES, CAPACITY, HOLDS)
+TABLES: tuple[sa.Table, ...] = (ZONES, CAPACITY, HOLDS, REQUESTS)
 
 
 def metadata() -> sa.MetaData:

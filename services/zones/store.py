@@ -22,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.v1.common import Sector, UnitType
 from services.zones.domain import HoldState, Zone
-from services.zones.models import CAPACITY, HOLDS, ZONES
+from services.zones.models import CAPACITY, HOLDS, REQUESTS, ZONES
 
 
 async def _conn(session: AsyncSession) -> AsyncConnection:
@@ -211,6 +211,37 @@ async def free_units(session: AsyncSession, zone_id: str, unit_type: UnitType) -
 
 
 # --- holds ---------------------------------------------------------------------------------------
+
+
+async def claim_request(
+    session: AsyncSession, allocation_id: str, application_id: str, now: datetime
+) -> bool:
+    """Record that ``allocation_id`` is being answered; False when it was answered already.
+
+    Insert-or-ignore: a concurrent duplicate waits on the key until this transaction ends,
+    then sees the conflict.
+    """
+    conn = await _conn(session)
+    result = await conn.execute(
+        _insert_ignore(session, REQUESTS),
+        {
+            "allocation_id": allocation_id,
+            "application_id": application_id,
+            "outcome": "placed",
+            "reason_code": None,
+            "created_at": now,
+        },
+    )
+    return bool(result.rowcount)
+
+
+async def mark_refused(session: AsyncSession, allocation_id: str, reason_code: str) -> None:
+    conn = await _conn(session)
+    await conn.execute(
+        REQUESTS.update()
+        .where(REQUESTS.c.allocation_id == allocation_id)
+        .values(outcome="refused", reason_code=reason_code)
+    )
 
 
 async def holds_of(session: AsyncSession, allocation_id: str, *, lock: bool = False) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Zones, their capacity counters (the invariant as a CHECK) and holds.
+"""Zones, their capacity counters (the invariant as a CHECK), holds and answered requests.
 
 Revision ID: 0002
 Revises: 0001
@@ -74,9 +74,19 @@ def upgrade() -> None:
         ["zone_id", "unit_type", "state", "priority", "id"],
     )
     op.create_index("ix_zone_holds_state_expires", "zone_holds", ["state", "expires_at"])
+    op.create_table(
+        "zone_requests",
+        sa.Column("allocation_id", sa.String(length=100), nullable=False),
+        sa.Column("application_id", sa.String(length=100), nullable=False),
+        sa.Column("outcome", sa.String(length=20), nullable=False),
+        sa.Column("reason_code", sa.String(length=40), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("allocation_id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("zone_requests")
     op.drop_index("ix_zone_holds_state_expires", table_name="zone_holds")
     op.drop_index("ix_zone_holds_zone_state", table_name="zone_holds")
     op.drop_table("zone_holds")
