@@ -210,3 +210,53 @@ class Ledger:
 
     def balance(self, account: str) -> Decimal:
         return self.balances.get(account, Decimal(0))
+
+
+# --- awards and payouts --------------------------------------------------------------------------
+
+
+class AwardState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class TrancheState(StrEnum):
+    """Where a tranche stands, as the firm sees it."""
+
+    SCHEDULED = "scheduled"
+    RELEASED = "released"
+    PAID = "paid"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class PaymentState(StrEnum):
+    """Where a payout stands with the rail."""
+
+    #: Stored, not yet answered by the rail (to send, or to send again with the same key).
+    PENDING = "pending"
+    #: Sent, but the answer was lost (a timeout): reconciliation asks the rail.
+    UNKNOWN = "unknown"
+    PAID = "paid"
+    REJECTED = "rejected"
+    #: Never sent: its award was cancelled first.
+    CANCELLED = "cancelled"
+
+
+#: Payments whose outcome is still open.
+OPEN_PAYMENTS = (PaymentState.PENDING, PaymentState.UNKNOWN)
+
+#: Retry delays of a payout the rail could not take, capped.
+RETRY_BASE_SECONDS = 1.0
+RETRY_CAP_SECONDS = 300.0
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next attempt after ``attempts`` transient failures."""
+    return float(min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+def fiscal_year_budget_id(incentive_type: str, fiscal_year: int) -> str:
+    """The id of the budget of one incentive type and fiscal year, e.g. ``grant-2027``."""
+    return f"{incentive_type}-{fiscal_year}"
