@@ -209,8 +209,17 @@ async def create_payment(
         }
         await conn.execute(PAYMENTS.insert(), values)
     if mode is Mode.TIMEOUT_AFTER_PAYING:
-        await asyncio.sleep(delay)  # paid and durable; the caller gives up before this ends
+        # Paid and durable; the answer is withheld until the caller gives up (or the delay ends).
+        await _withhold(request, delay)
     return PaymentView.model_validate(values)
+
+
+async def _withhold(request: Request, seconds: float) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.05)
 
 
 @router.get("/payments/{idempotency_key}", responses={404: PROBLEM_RESPONSES[404]})
@@ -288,14 +297,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router("rail", lambda: {"database": database}))
     app.include_router(router)
     return app
-
-
-def main() -> None:
-    """Run the rail until SIGTERM/SIGINT, configured by environment."""
-    from services.kit.runtime import run_service
-
-    run_service(Settings, create_app)
-
-
-if __name__ == "__main__":
-    main()
