@@ -45,6 +45,7 @@ from services.disbursement.domain import (
     budget_account,
     in_minor_units,
     pay,
+    quantum,
     release,
     reserve,
     retry_delay,
@@ -94,8 +95,9 @@ def _stage(
     uow.add_outbox(envelope, EVENTS_TOPIC)
 
 
-def _money(amount: Decimal, currency: str) -> Money:
-    return Money.of(amount, currency)
+def as_money(amount: Decimal, currency: str) -> Money:
+    """An amount (as stored, four decimals) in its currency's minor units."""
+    return Money.of(Decimal(amount).quantize(quantum(currency)), currency)
 
 
 def _amount_error(amount: Decimal, currency: str) -> ValidationFailed:
@@ -192,18 +194,19 @@ async def _top_up(
 
 async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: datetime) -> None:
     """Reserve the award's total in its budget and store its schedule; ``budget.exhausted``
-    (and no award) when the budget cannot cover it. Opening an award twice does nothing."""
+    (and no award) when the budget cannot cover it or does not exist. Opening an award twice
+    does nothing."""
     session = uow.session
     if await store.award(session, command.award_id) is not None:
         return
     budget = await store.budget(session, command.budget_id)
-    if budget is None:
-        raise BusinessRefusal(f"budget {command.budget_id} does not exist")
     currency = command.total.currency
-    if budget.currency != currency:
+    if budget is not None and budget.currency != currency:
         raise BusinessRefusal(f"budget {command.budget_id} is kept in {budget.currency}")
     correlation_id = origin.correlation_id or uuid.uuid4()
     try:
+        if budget is None:  # no budget for that year (yet): nothing is available
+            raise Overdrawn(f"budget {command.budget_id} does not exist")
         await store.apply(
             session,
             reserve(command.budget_id, command.award_id, command.total.amount),
@@ -225,7 +228,7 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
                 award_id=command.award_id,
                 application_id=command.application_id,
                 requested=command.total,
-                available=_money(next(iter(available.values())), currency),
+                available=as_money(next(iter(available.values())), currency),
                 detected_at=now,
             ),
             subject=command.application_id,
@@ -338,7 +341,7 @@ async def release_tranche(
             award_id=command.award_id,
             application_id=command.application_id,
             sequence=command.sequence,
-            amount=_money(tranche.amount, award.currency),
+            amount=as_money(tranche.amount, award.currency),
             idempotency_key=payment_id,
             released_at=now,
         ),
@@ -416,7 +419,7 @@ async def cancel_award(
             application_id=command.application_id,
             reason_code=command.reason_code,
             reason=command.reason,
-            returned_to_budget=_money(max(returned, Decimal(0)), award.currency),
+            returned_to_budget=as_money(max(returned, Decimal(0)), award.currency),
             cancelled_at=now,
         ),
         subject=command.application_id,
@@ -465,7 +468,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
     award = await store.award(session, payment.award_id, lock=True)
     origin = Origin(SYSTEM)
     t = TRANCHES.c
-    amount = _money(Decimal(payment.amount), payment.currency)
+    amount = as_money(Decimal(payment.amount), payment.currency)
     common: dict[str, Any] = {
         "subject": award.application_id,
         "origin": origin,
