@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Request
 
 from contracts.envelope import utcnow
 from services.disbursement import commands, store
-from services.disbursement.commands import Origin, as_money
+from services.disbursement.commands import as_money
 from services.disbursement.domain import AccountKind, award_account, budget_account
 from services.disbursement.schemas import (
     AwardLedger,
@@ -28,6 +28,7 @@ from services.disbursement.schemas import (
 )
 from services.kit.auth import Principal, Role, require_roles
 from services.kit.errors import NotFound
+from services.kit.events import Origin
 from services.kit.problems import PROBLEM_RESPONSES
 from services.kit.runtime import Service
 

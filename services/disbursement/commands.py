@@ -16,10 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts.catalog import make_envelope, message_type_of
 from contracts.envelope import Actor
 from contracts.money import Money
-from contracts.topics import get_topic
 from contracts.v1.common import TrancheFailureReason
 from contracts.v1.disbursement import (
     AwardCancelled,
@@ -53,46 +51,15 @@ from services.disbursement.domain import (
 )
 from services.disbursement.models import AWARDS, BUDGETS, PAYMENTS, TRANCHES
 from services.kit.errors import BusinessRefusal, Conflict, NotFound, ValidationFailed
+from services.kit.events import Origin, stage_event
 from services.kit.uow import UnitOfWork
 
 PRODUCER = "disbursement"
 SYSTEM = Actor.system("disbursement")
-EVENTS_TOPIC = get_topic("disbursement.events").name
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Who and what caused a use case: the actor, the journey and the causing message."""
-
-    actor: Actor
-    correlation_id: uuid.UUID | None = None
-    causation_id: uuid.UUID | None = None
-
-    @property
-    def who(self) -> str:
-        return f"{self.actor.kind}:{self.actor.id}"
-
-
-def _stage(
-    uow: UnitOfWork,
-    payload: BaseModel,
-    *,
-    subject: str,
-    origin: Origin,
-    correlation_id: uuid.UUID,
-    now: datetime,
-) -> None:
-    envelope = make_envelope(
-        message_type_of(payload),
-        payload,
-        subject=subject,
-        actor=origin.actor,
-        producer=PRODUCER,
-        correlation_id=correlation_id,
-        causation_id=origin.causation_id,
-        occurred_at=now,
-    )
-    uow.add_outbox(envelope, EVENTS_TOPIC)
+def _stage(uow: UnitOfWork, payload: BaseModel, **where: Any) -> None:
+    stage_event(uow, payload, producer=PRODUCER, **where)
 
 
 def as_money(amount: Decimal, currency: str) -> Money:

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from pydantic import SecretStr
 
 from contracts import catalog
 from contracts.envelope import Actor
@@ -21,22 +20,14 @@ from contracts.topics import TOPICS
 from contracts.v1.disbursement import ReleaseTranche
 from services.disbursement.main import create_app
 from services.disbursement.settings import Settings
-from services.kit.auth import Principal, Role, TokenService
 from services.kit.logging import configure_logging
 from services.kit.messaging import create_producer, ensure_topics
-from services.kit.settings import DEV_JWT_SECRET
+from tests.applications.helpers import auth
 from tests.disbursement.helpers import award_command, running_rail
 from tests.kit.helpers import eventually, fresh_database, read_topic
 from tests.support import free_port, healthy, serving
 
 pytestmark = pytest.mark.integration
-
-TOKENS = TokenService(SecretStr(DEV_JWT_SECRET))
-
-
-def auth(role: Role) -> dict[str, str]:
-    principal = Principal(sub=f"{role}@gaip.example", role=role)
-    return {"Authorization": f"Bearer {TOKENS.issue(principal)}"}
 
 
 @dataclass
@@ -99,7 +90,7 @@ async def _send(running: Running, message_type: str, payload: Any) -> uuid.UUID:
 
 
 async def test_budget_award_release_and_payout_end_to_end(running: Running) -> None:
-    client, admin, auditor = running.client, auth(Role.ADMIN), auth(Role.AUDITOR)
+    client, admin, auditor = running.client, auth("admin"), auth("auditor")
     body = {
         "incentive_type": "grant",
         "fiscal_year": 2031,
@@ -155,8 +146,7 @@ async def test_budget_award_release_and_payout_end_to_end(running: Running) -> N
     assert budget["paid"]["amount"] == "100000.00"
     assert [e["cause"] for e in budget["entries"]] == ["top_up", "top_up", "reserve", "pay"]
     assert budget["entries"][0]["actor"] == "admin:admin@gaip.example"
-    firm = Principal(sub="dev@acme.example", role=Role.FIRM, firm_id="ACME")
-    firm_auth = {"Authorization": f"Bearer {TOKENS.issue(firm)}"}
+    firm_auth = auth("firm", "ACME")
     assert (await client.get("/v1/budgets", headers=firm_auth)).status_code == 403
 
 
