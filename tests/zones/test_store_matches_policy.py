@@ -1,0 +1,199 @@
+"""The database store follows the allocation policy: any sequence of commands leaves the same
+holds, states and counters in the database as in the in-memory :class:`ZoneBook`."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from contracts.v1.zones import ConfirmZoneHold, ReleaseZoneSpace
+from services.kit.db import create_engine, create_session_factory
+from services.kit.errors import BusinessRefusal, Conflict
+from services.kit.migrations import upgrade_to_head
+from services.kit.uow import UnitOfWorkFactory
+from services.zones import commands
+from services.zones.domain import Refused, SpaceRequest, ZoneBook
+from services.zones.main import MIGRATIONS
+from tests.zones.helpers import GPU, SEAT, SMALL, WORKFLOW, hold_command
+
+START = datetime(2027, 1, 2, 9, 0, tzinfo=UTC)
+ALLOCATIONS = [f"a{i}" for i in range(16)]
+
+
+_TEMPLATE: list[Path] = []
+
+
+def _template() -> Path:
+    """A migrated, seeded database file, made once and copied for every example."""
+    if not _TEMPLATE:
+        path = Path(tempfile.mkdtemp(prefix="zones-policy-template-")) / "z.db"
+
+        async def make() -> None:
+            engine = create_engine(f"sqlite+aiosqlite:///{path}")
+            try:
+                await upgrade_to_head(engine, MIGRATIONS)
+                async with UnitOfWorkFactory(create_session_factory(engine))() as uow:
+                    await commands.seed(uow, SMALL, START)
+                    await uow.commit()
+                async with engine.connect() as conn:  # fold the WAL into the file
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                await engine.dispose()
+
+        asyncio.run(make())
+        _TEMPLATE.append(path)
+    return _TEMPLATE[0]
+
+
+class StoreAgainstPolicy(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.folder = Path(tempfile.mkdtemp(prefix="zones-policy-"))
+        shutil.copy(_template(), self.folder / "z.db")
+        self.engine = create_engine(f"sqlite+aiosqlite:///{self.folder / 'z.db'}")
+        self.uow = UnitOfWorkFactory(create_session_factory(self.engine))
+        self.now = START
+        self.book = ZoneBook.of(SMALL)
+
+    def run(self, coroutine: Any) -> Any:
+        return self.loop.run_until_complete(coroutine)
+
+    async def _in_unit(self, work: Any) -> Any:
+        async with self.uow() as uow:
+            result = await work(uow)
+            await uow.commit()
+            return result
+
+    def teardown(self) -> None:
+        self.run(self.engine.dispose())
+        self.loop.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @rule(
+        allocation=st.sampled_from(ALLOCATIONS),
+        unit=st.sampled_from([GPU, SEAT]),
+        quantity=st.integers(1, 3),
+        prefer=st.lists(st.sampled_from(["z-a", "z-b"]), max_size=2, unique=True),
+        wait=st.booleans(),
+        priority=st.integers(0, 2),
+    )
+    def hold(
+        self,
+        allocation: str,
+        unit: Any,
+        quantity: int,
+        prefer: list[str],
+        wait: bool,
+        priority: int,
+    ) -> None:
+        self.book.hold(
+            allocation,
+            [SpaceRequest(unit, quantity, tuple(prefer))],
+            sector=None,
+            now=self.now,
+            hold_seconds=30,
+            allow_waitlist=wait,
+            priority=priority,
+        )
+        command = hold_command(
+            allocation,
+            (unit, quantity, prefer),
+            allow_waitlist=wait,
+            priority=priority,
+            hold_seconds=30,
+        )
+        self.run(
+            self._in_unit(
+                lambda uow: commands.hold(uow, command, WORKFLOW, self.now, default_hold_seconds=30)
+            )
+        )
+
+    @rule(allocation=st.sampled_from(ALLOCATIONS))
+    def confirm(self, allocation: str) -> None:
+        try:
+            self.book.confirm(allocation, self.now)
+            refused = False
+        except Refused:
+            refused = True
+        command = ConfirmZoneHold(allocation_id=allocation, application_id=f"app-{allocation}")
+        try:
+            self.run(self._in_unit(lambda uow: commands.confirm(uow, command, WORKFLOW, self.now)))
+            assert not refused
+        except BusinessRefusal:
+            assert refused
+
+    @rule(allocation=st.sampled_from(ALLOCATIONS))
+    def release(self, allocation: str) -> None:
+        self.book.release(allocation, self.now)
+        command = ReleaseZoneSpace(
+            allocation_id=allocation,
+            application_id=f"app-{allocation}",
+            reason_code="administrative",
+            reason="Released.",
+        )
+        self.run(self._in_unit(lambda uow: commands.release(uow, command, WORKFLOW, self.now)))
+
+    @rule(seconds=st.integers(1, 40))
+    def tick(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.book.expire(self.now)
+        self.run(self._in_unit(lambda uow: commands.expire_due(uow, self.now)))
+
+    @rule(zone=st.sampled_from(["z-a", "z-b"]), capacity=st.integers(0, 8))
+    def resize(self, zone: str, capacity: int) -> None:
+        try:
+            self.book.resize(zone, GPU, capacity, self.now)
+            refused = False
+        except Refused:
+            refused = True
+        try:
+            self.run(
+                self._in_unit(
+                    lambda uow: commands.resize(uow, zone, GPU, capacity, WORKFLOW, self.now)
+                )
+            )
+            assert not refused
+        except Conflict:
+            assert refused
+
+    @invariant()
+    def same_records_and_counters(self) -> None:
+        async def read() -> tuple[dict[Any, Any], dict[Any, Any]]:
+            async with self.engine.connect() as conn:
+                holds = (
+                    await conn.exec_driver_sql(
+                        "SELECT allocation_id, unit_type, zone_id, state FROM zone_holds"
+                    )
+                ).all()
+                counters = (
+                    await conn.exec_driver_sql(
+                        "SELECT zone_id, unit_type, capacity, held, allocated FROM zone_capacity"
+                    )
+                ).all()
+            return (
+                {(a, u): (z, s) for a, u, z, s in holds},
+                {(z, u): (c, h, al) for z, u, c, h, al in counters},
+            )
+
+        holds, counters = self.run(read())
+        expected = {
+            (a, u.value): (r.zone_id, r.state.value) for (a, u), r in self.book.records.items()
+        }
+        assert holds == expected
+        assert counters == {
+            (z, u.value): (c.capacity, c.held, c.allocated)
+            for (z, u), c in self.book.counters.items()
+        }
+
+
+TestStoreAgainstPolicy = StoreAgainstPolicy.TestCase
+TestStoreAgainstPolicy.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
