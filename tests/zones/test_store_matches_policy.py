@@ -169,16 +169,16 @@ class StoreAgainstPolicy(RuleBasedStateMachine):
     def same_records_and_counters(self) -> None:
         async def read() -> tuple[dict[Any, Any], dict[Any, Any]]:
             async with self.engine.connect() as conn:
-                holds = (
+                holds: list[Any] = list(
                     await conn.exec_driver_sql(
                         "SELECT allocation_id, unit_type, zone_id, state FROM zone_holds"
                     )
-                ).all()
-                counters = (
+                )
+                counters: list[Any] = list(
                     await conn.exec_driver_sql(
                         "SELECT zone_id, unit_type, capacity, held, allocated FROM zone_capacity"
                     )
-                ).all()
+                )
             return (
                 {(a, u): (z, s) for a, u, z, s in holds},
                 {(z, u): (c, h, al) for z, u, c, h, al in counters},
