@@ -4,16 +4,11 @@ negative does, and all entries sum to zero."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import tempfile
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import invariant, rule
 
 from contracts.envelope import utcnow
 from contracts.money import Money
@@ -32,78 +27,42 @@ from services.disbursement.domain import (
     top_up,
 )
 from services.disbursement.main import MIGRATIONS
-from services.kit.db import create_engine, create_session_factory
 from services.kit.errors import BusinessRefusal
-from services.kit.migrations import upgrade_to_head
-from services.kit.uow import UnitOfWorkFactory
+from services.kit.uow import UnitOfWork
 from tests.disbursement.helpers import ADMIN, WORKFLOW, award_command, stored
 from tests.disbursement.helpers import release as release_tranche
+from tests.stateful import DatabaseMachine, TemplateDatabase
 
 AWARDS = ["w1", "w2", "w3", "w4"]
 BUDGET = "grant-2027"
-_TEMPLATE: list[Path] = []
 
 
-def _template() -> Path:
-    if not _TEMPLATE:
-        path = Path(tempfile.mkdtemp(prefix="ledger-template-")) / "d.db"
-
-        async def make() -> None:
-            engine = create_engine(f"sqlite+aiosqlite:///{path}")
-            try:
-                await upgrade_to_head(engine, MIGRATIONS)
-                async with UnitOfWorkFactory(create_session_factory(engine))() as uow:
-                    await commands.create_budget(
-                        uow,
-                        incentive_type="grant",
-                        fiscal_year=2027,
-                        amount=Money.of("100", "EUR"),
-                        origin=ADMIN,
-                        now=utcnow(),
-                    )
-                    await uow.commit()
-                async with engine.connect() as conn:
-                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                await engine.dispose()
-
-        asyncio.run(make())
-        _TEMPLATE.append(path)
-    return _TEMPLATE[0]
+async def _seed(uow: UnitOfWork) -> None:
+    await commands.create_budget(
+        uow,
+        incentive_type="grant",
+        fiscal_year=2027,
+        amount=Money.of("100", "EUR"),
+        origin=ADMIN,
+        now=utcnow(),
+    )
 
 
-class LedgerOnDatabase(RuleBasedStateMachine):
+class LedgerOnDatabase(DatabaseMachine):
+    template = TemplateDatabase(MIGRATIONS, _seed)
+
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.folder = Path(tempfile.mkdtemp(prefix="ledger-"))
-        shutil.copy(_template(), self.folder / "d.db")
-        self.engine = create_engine(f"sqlite+aiosqlite:///{self.folder / 'd.db'}")
-        self.uow = UnitOfWorkFactory(create_session_factory(self.engine))
         self.ledger = Ledger()
         self.ledger.apply(top_up(BUDGET, Decimal(100)))
         self.opened: dict[str, list[Decimal]] = {}
         self.cancelled: set[str] = set()
         self.paid: dict[str, int] = {}
 
-    def teardown(self) -> None:
-        self.loop.run_until_complete(self.engine.dispose())
-        self.loop.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def run(self, work: Any) -> Any:
-        async def unit() -> Any:
-            async with self.uow() as uow:
-                result = await work(uow)
-                await uow.commit()
-                return result
-
-        return self.loop.run_until_complete(unit())
-
     @rule(amount=st.integers(1, 80))
     def top_up(self, amount: int) -> None:
         self.ledger.apply(top_up(BUDGET, Decimal(amount)))
-        self.run(
+        self.in_unit(
             lambda uow: commands.top_up_budget(
                 uow, BUDGET, Money.of(amount, "EUR"), ADMIN, utcnow()
             )
@@ -118,7 +77,7 @@ class LedgerOnDatabase(RuleBasedStateMachine):
                 self.opened[award] = [t.amount.amount for t in command.tranches]
             except Overdrawn:
                 pass
-        self.run(lambda uow: commands.open_award(uow, command, WORKFLOW, utcnow()))
+        self.in_unit(lambda uow: commands.open_award(uow, command, WORKFLOW, utcnow()))
 
     @rule(award=st.sampled_from(AWARDS))
     def pay_next_tranche(self, award: str) -> None:
@@ -127,11 +86,11 @@ class LedgerOnDatabase(RuleBasedStateMachine):
         sequence = self.paid.get(award, 0) + 1
         if sequence > len(self.opened[award]):
             return
-        payment_id = self.loop.run_until_complete(
+        payment_id = self.await_(
             release_tranche(_Db(self), award, sequence)  # type: ignore[arg-type]
         )
         assert payment_id is not None
-        self.run(
+        self.in_unit(
             lambda uow: commands.settle(
                 uow, payment_id, RailAnswer(PaymentState.PAID, reference="r"), utcnow()
             )
@@ -150,7 +109,7 @@ class LedgerOnDatabase(RuleBasedStateMachine):
             reason="Cancelled.",
         )
         try:
-            self.run(lambda uow: commands.cancel_award(uow, command, WORKFLOW, utcnow()))
+            self.in_unit(lambda uow: commands.cancel_award(uow, command, WORKFLOW, utcnow()))
         except BusinessRefusal:
             assert award not in self.opened or self.paid.get(award) == len(self.opened[award])
             return
@@ -162,13 +121,7 @@ class LedgerOnDatabase(RuleBasedStateMachine):
 
     @invariant()
     def the_books_agree_and_balance(self) -> None:
-        async def read() -> list[Any]:
-            async with self.engine.connect() as conn:
-                return list(
-                    await conn.exec_driver_sql("SELECT id, kind, balance FROM ledger_accounts")
-                )
-
-        rows = self.loop.run_until_complete(read())
+        rows = self.rows("SELECT id, kind, balance FROM ledger_accounts")
         balances = {r[0]: stored(r[2]) for r in rows}
         for _, kind, balance in rows:
             assert stored(balance) >= 0 or kind == "funding"

@@ -3,80 +3,32 @@ holds, states and counters in the database as in the in-memory :class:`ZoneBook`
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import tempfile
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import invariant, rule
 
 from contracts.v1.zones import ConfirmZoneHold, ReleaseZoneSpace
-from services.kit.db import create_engine, create_session_factory
 from services.kit.errors import BusinessRefusal, Conflict
-from services.kit.migrations import upgrade_to_head
-from services.kit.uow import UnitOfWorkFactory
 from services.zones import commands
 from services.zones.domain import Refused, SpaceRequest, ZoneBook
 from services.zones.main import MIGRATIONS
+from tests.stateful import DatabaseMachine, TemplateDatabase
 from tests.zones.helpers import GPU, SEAT, SMALL, WORKFLOW, hold_command
 
 START = datetime(2027, 1, 2, 9, 0, tzinfo=UTC)
 ALLOCATIONS = [f"a{i}" for i in range(16)]
 
 
-_TEMPLATE: list[Path] = []
+class StoreAgainstPolicy(DatabaseMachine):
+    template = TemplateDatabase(MIGRATIONS, lambda uow: commands.seed(uow, SMALL, START))
 
-
-def _template() -> Path:
-    """A migrated, seeded database file, made once and copied for every example."""
-    if not _TEMPLATE:
-        path = Path(tempfile.mkdtemp(prefix="zones-policy-template-")) / "z.db"
-
-        async def make() -> None:
-            engine = create_engine(f"sqlite+aiosqlite:///{path}")
-            try:
-                await upgrade_to_head(engine, MIGRATIONS)
-                async with UnitOfWorkFactory(create_session_factory(engine))() as uow:
-                    await commands.seed(uow, SMALL, START)
-                    await uow.commit()
-                async with engine.connect() as conn:  # fold the WAL into the file
-                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                await engine.dispose()
-
-        asyncio.run(make())
-        _TEMPLATE.append(path)
-    return _TEMPLATE[0]
-
-
-class StoreAgainstPolicy(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.folder = Path(tempfile.mkdtemp(prefix="zones-policy-"))
-        shutil.copy(_template(), self.folder / "z.db")
-        self.engine = create_engine(f"sqlite+aiosqlite:///{self.folder / 'z.db'}")
-        self.uow = UnitOfWorkFactory(create_session_factory(self.engine))
         self.now = START
         self.book = ZoneBook.of(SMALL)
-
-    def run(self, coroutine: Any) -> Any:
-        return self.loop.run_until_complete(coroutine)
-
-    async def _in_unit(self, work: Any) -> Any:
-        async with self.uow() as uow:
-            result = await work(uow)
-            await uow.commit()
-            return result
-
-    def teardown(self) -> None:
-        self.run(self.engine.dispose())
-        self.loop.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
 
     @rule(
         allocation=st.sampled_from(ALLOCATIONS),
@@ -111,10 +63,8 @@ class StoreAgainstPolicy(RuleBasedStateMachine):
             priority=priority,
             hold_seconds=30,
         )
-        self.run(
-            self._in_unit(
-                lambda uow: commands.hold(uow, command, WORKFLOW, self.now, default_hold_seconds=30)
-            )
+        self.in_unit(
+            lambda uow: commands.hold(uow, command, WORKFLOW, self.now, default_hold_seconds=30)
         )
 
     @rule(allocation=st.sampled_from(ALLOCATIONS))
@@ -126,7 +76,7 @@ class StoreAgainstPolicy(RuleBasedStateMachine):
             refused = True
         command = ConfirmZoneHold(allocation_id=allocation, application_id=f"app-{allocation}")
         try:
-            self.run(self._in_unit(lambda uow: commands.confirm(uow, command, WORKFLOW, self.now)))
+            self.in_unit(lambda uow: commands.confirm(uow, command, WORKFLOW, self.now))
             assert not refused
         except BusinessRefusal:
             assert refused
@@ -140,13 +90,13 @@ class StoreAgainstPolicy(RuleBasedStateMachine):
             reason_code="administrative",
             reason="Released.",
         )
-        self.run(self._in_unit(lambda uow: commands.release(uow, command, WORKFLOW, self.now)))
+        self.in_unit(lambda uow: commands.release(uow, command, WORKFLOW, self.now))
 
     @rule(seconds=st.integers(1, 40))
     def tick(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
         self.book.expire(self.now)
-        self.run(self._in_unit(lambda uow: commands.expire_due(uow, self.now)))
+        self.in_unit(lambda uow: commands.expire_due(uow, self.now))
 
     @rule(zone=st.sampled_from(["z-a", "z-b"]), capacity=st.integers(0, 8))
     def resize(self, zone: str, capacity: int) -> None:
@@ -156,35 +106,25 @@ class StoreAgainstPolicy(RuleBasedStateMachine):
         except Refused:
             refused = True
         try:
-            self.run(
-                self._in_unit(
-                    lambda uow: commands.resize(uow, zone, GPU, capacity, WORKFLOW, self.now)
-                )
-            )
+            self.in_unit(lambda uow: commands.resize(uow, zone, GPU, capacity, WORKFLOW, self.now))
             assert not refused
         except Conflict:
             assert refused
 
     @invariant()
     def same_records_and_counters(self) -> None:
-        async def read() -> tuple[dict[Any, Any], dict[Any, Any]]:
-            async with self.engine.connect() as conn:
-                holds: list[Any] = list(
-                    await conn.exec_driver_sql(
-                        "SELECT allocation_id, unit_type, zone_id, state FROM zone_holds"
-                    )
-                )
-                counters: list[Any] = list(
-                    await conn.exec_driver_sql(
-                        "SELECT zone_id, unit_type, capacity, held, allocated FROM zone_capacity"
-                    )
-                )
-            return (
-                {(a, u): (z, s) for a, u, z, s in holds},
-                {(z, u): (c, h, al) for z, u, c, h, al in counters},
+        holds = {
+            (a, u): (z, st_)
+            for a, u, z, st_ in self.rows(
+                "SELECT allocation_id, unit_type, zone_id, state FROM zone_holds"
             )
-
-        holds, counters = self.run(read())
+        }
+        counters = {
+            (z, u): (c, h, al)
+            for z, u, c, h, al in self.rows(
+                "SELECT zone_id, unit_type, capacity, held, allocated FROM zone_capacity"
+            )
+        }
         expected = {
             (a, u.value): (r.zone_id, r.state.value) for (a, u), r in self.book.records.items()
         }
