@@ -76,6 +76,8 @@ class Options:
     timeout: float = DEFAULT_TIMEOUT
     #: Where the figures are written as JSON (None: not written).
     results: Path | None = None
+    #: The event loop the in-process benchmarks run on (``asyncio`` or ``uvloop``).
+    loop: str = "uvloop"
 
     def count(self, name: str) -> int:
         """Messages for benchmark ``name``."""
