@@ -39,8 +39,11 @@ Each expression sees the five sections of the application content as variables, 
 ``incentives``, ``proposal``, ``commitments`` and ``documents``, plus ``params``. Values are
 the contract's, with these conversions:
 
-- every field of the contract is present; an optional field not given is ``null`` (test with
-  ``!= null``: ``has()`` is always true), an empty list is ``[]``;
+- every field of the contract that an expression names is present; an optional field not
+  given is ``null`` (test with ``!= null``: ``has()`` is always true), an empty list is ``[]``.
+  Fields no expression of the rule set names are left out of the bindings (converting them
+  would cost time and change nothing); a section an expression reads other than by its field
+  names (``size(firm)``, ``firm.exists(k, …)``) is bound whole;
 - enums are their string values (``proposal.sector == "health"``), timestamps are CEL
   timestamps;
 - percentages are doubles (``firm.foreign_ownership_pct >= 25``);
@@ -262,6 +265,10 @@ class RuleSet:
     source: str = "<rules>"
     #: Content sections the expressions reference: only these are converted per application.
     variables: frozenset[str] = frozenset(CONTENT_VARIABLES)
+    #: Per section, the fields the expressions read (see :func:`_fields_read`); a section not
+    #: named here is converted whole. Converting values into CEL is the dominant cost of an
+    #: evaluation, so only what some expression can see is converted.
+    fields: Mapping[str, _Fields | None] = field(default_factory=dict)
     #: Non-fatal findings of validation (e.g. a rule that errors on sparse applications).
     warnings: tuple[str, ...] = ()
 
@@ -279,8 +286,9 @@ class RuleSet:
     def _bindings(self, content: ApplicationContent) -> dict[str, Any]:
         # Converting values into CEL is the dominant per-application cost, so only the sections
         # some expression references are converted.
+        fields, money = self.fields, self.money
         bindings: dict[str, Any] = {
-            name: _cel_value(getattr(content, name), self.money)
+            name: _cel_fields(getattr(content, name), fields.get(name), money)
             for name in CONTENT_VARIABLES
             if name in self.variables
         }
@@ -350,7 +358,16 @@ def parse_rule_set(data: bytes, source: str = "<rules>") -> RuleSet:
     problems, warnings = _trial_runs(rule_set)
     if problems:
         raise RuleSetError(source, problems)
-    return dataclasses.replace(rule_set, warnings=tuple(warnings)) if warnings else rule_set
+    rule_set = dataclasses.replace(rule_set, warnings=tuple(warnings))
+    narrowed = dataclasses.replace(rule_set, fields=_fields_read(r.expression for r in rules))
+    # The narrowed bindings must decide the contract's examples exactly as the whole sections
+    # do; should a rule read content in a way the field scan does not see, it gets them whole.
+    if all(
+        narrowed.evaluate(content) == rule_set.evaluate(content)
+        for content in (_example_content(), _sparse_content())
+    ):
+        return narrowed
+    return rule_set
 
 
 # --- catalog --------------------------------------------------------------------------------
@@ -589,6 +606,55 @@ def _is_missing(content: ApplicationContent, steps: Sequence[tuple[str, int | No
         else:
             value = value[index]
     return value is None or (isinstance(value, str | list) and len(value) == 0)
+
+
+#: The fields of a content value that expressions read: each name maps to the fields read
+#: below it, or to ``None`` when its whole value is converted.
+_Fields = dict[str, "_Fields | None"]
+#: A content section and the member names that follow it (``firm.parent_companies.all``).
+_MEMBER_PATH = re.compile(
+    r"(?<![\w.])(" + "|".join(CONTENT_VARIABLES) + r")((?:\s*\.\s*[A-Za-z_]\w*)*)"
+)
+
+
+def _fields_read(expressions: Iterable[str]) -> dict[str, _Fields | None]:
+    """Per content section, the fields ``expressions`` read (``None``: the whole section).
+
+    A path is followed through the contract's models as long as each name is a field; the value
+    where it stops (a list, money, a macro such as ``.exists(…)``, or the section named alone)
+    is converted whole. Names that are not fields only widen what is converted, so a scan that
+    sees too much costs time, never a wrong decision.
+    """
+    read: dict[str, _Fields | None] = {}
+    for expression in expressions:
+        for section, rest in _MEMBER_PATH.findall(expression):
+            names = [name.strip() for name in rest.split(".")[1:]]
+            _add_path(read, section, names)
+    return read
+
+
+def _add_path(read: _Fields, section: str, names: Sequence[str]) -> None:
+    node, key = read, section
+    model: Any = ApplicationContent.model_fields[section].annotation
+    for name in names:
+        if key in node and node[key] is None:
+            return  # already converted whole
+        model = _unwrap(model)
+        is_model = isinstance(model, type) and issubclass(model, BaseModel)
+        if not is_model or issubclass(model, Money) or name not in model.model_fields:
+            break
+        below = node.setdefault(key, {})
+        assert below is not None
+        node, key = below, name
+        model = model.model_fields[name].annotation
+    node[key] = None
+
+
+def _cel_fields(value: Any, fields: _Fields | None, money: MoneyTable) -> Any:
+    """:func:`_cel_value` of only the ``fields`` of ``value`` (all of it for ``None``)."""
+    if fields is None or not isinstance(value, BaseModel):
+        return _cel_value(value, money)
+    return {name: _cel_fields(getattr(value, name), below, money) for name, below in fields.items()}
 
 
 def _cel_value(value: Any, money: MoneyTable) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -24,7 +25,7 @@ from services.eligibility.domain import (
     parse_rule_set,
 )
 from services.eligibility.rulefiles import SHIPPED_RULES_DIR, load_catalog
-from tests.eligibility.builders import content, money
+from tests.eligibility.builders import content, money, rule_set_toml
 
 V2026 = date(2026, 6, 1)
 V2027 = date(2027, 6, 1)
@@ -568,3 +569,60 @@ explanation = "Too few jobs."
     assert rule_set.evaluate(content()).outcome is EligibilityOutcome.ELIGIBLE
     changes = {"proposal.local_jobs": 39}
     assert rule_set.evaluate(content(changes)).outcome is EligibilityOutcome.INELIGIBLE
+
+
+# --- narrowed bindings ----------------------------------------------------------------------
+
+#: Contents that take different paths through the shipped rules.
+VARIED_CHANGES: list[dict[str, Any]] = [
+    {},
+    {"proposal.investment_commitment": money("1200000.00")},
+    {"proposal.investment_commitment": money("900000.00", "USD")},
+    {"proposal.investment_commitment": money("5000000.00", "JPY")},
+    {"commitments.responsible_ai_attestation": None},
+    {"commitments.training": None},
+    {"firm.registration_number": "x"},
+    {"firm.country_of_incorporation": "IR"},
+    {"documents": []},
+    {"proposal.sector": "other"},
+]
+
+
+@pytest.mark.parametrize("changes", VARIED_CHANGES)
+@pytest.mark.parametrize("on", [V2026, V2027])
+def test_narrowed_bindings_decide_exactly_as_whole_sections(
+    shipped: RuleCatalog, changes: dict[str, Any], on: date
+) -> None:
+    rule_set = shipped.in_force(on)
+    assert rule_set.fields  # the shipped rules are narrowed
+    whole = dataclasses.replace(rule_set, fields={})
+    application = content(changes)
+    assert rule_set.evaluate(application) == whole.evaluate(application)
+
+
+def test_only_the_fields_some_rule_reads_are_converted(shipped: RuleCatalog) -> None:
+    rule_set = shipped.in_force(V2026)
+    bindings = rule_set._bindings(content({}))
+    assert "legal_name" not in bindings["firm"]
+    assert "registration_number" in bindings["firm"]
+    # Money, lists and paths ending in a macro are converted whole.
+    assert set(bindings["proposal"]["investment_commitment"]) == {"amount", "currency", "eur"}
+    assert {"kind", "document_id"} <= set(bindings["documents"][0])
+    assert bindings["commitments"]["data_protection_attestation"] == {"accepted": True}
+
+
+def test_a_section_read_other_than_by_its_fields_is_converted_whole() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "named"
+expression = "firm.exists(k, k == 'legal_name') && proposal.local_jobs > 0"
+explanation = "x"
+"""
+        )
+    )
+    assert rule_set.fields == {"firm": None, "proposal": {"local_jobs": None}}
+    bindings = rule_set._bindings(content({}))
+    assert "legal_name" in bindings["firm"]
+    assert set(bindings["proposal"]) == {"local_jobs"}
