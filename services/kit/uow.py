@@ -240,7 +240,12 @@ class UnitOfWork:
         """Write every staged row: one multi-row statement per table (and row-count chunk)."""
         if not self._staged:
             return
-        connection = await self.session.connection()
+        session = self.session
+        sync = session.sync_session
+        if sync.new or sync.dirty or sync.deleted:
+            # ORM changes first: a staged row may refer to a row added through the session.
+            await session.flush()
+        connection = await session.connection()
         dialect = connection.dialect.name
         for staged in self._staged.values():
             if staged.mode != "insert_once":
