@@ -74,7 +74,7 @@ async def test_kit_hop_with_the_upsert_handler_delivers_every_message_once(
 ) -> None:
     async with fresh_pg_database(pg_url, "bench_smoke") as url:
         result = await bench_kit_hop(
-            kafka_bootstrap, url, N, name="kit hop (pg, upsert)", upsert=True
+            kafka_bootstrap, url, N, name="kit hop (pg, statement per message)", upsert=True
         )
     _positive(result)
 
