@@ -184,6 +184,17 @@ async def test_the_same_revision_under_a_new_event_id_is_recorded_once(harness: 
     assert count == 1
 
 
+def late_amendment(app_id: str) -> Envelope[Any]:
+    """Revision 2, claiming a 2027 submission time; eligible only under the 2026.1 rules."""
+    return amended(
+        app_id,
+        revision=2,
+        submitted_at=datetime(2027, 1, 5, tzinfo=UTC),
+        amended_at=datetime(2027, 2, 1, tzinfo=UTC),
+        changes=MID_INVESTMENT,
+    )
+
+
 async def test_an_amendment_is_judged_by_the_rules_of_the_first_submission(
     harness: Harness,
 ) -> None:
@@ -192,13 +203,7 @@ async def test_an_amendment_is_judged_by_the_rules_of_the_first_submission(
         submitted(app_id, submitted_at=IN_2026, changes={"commitments.training": None})
     )
     # The amendment claims a 2027 submission time; the recorded one (2026) decides.
-    amendment = amended(
-        app_id,
-        revision=2,
-        submitted_at=datetime(2027, 1, 5, tzinfo=UTC),
-        amended_at=datetime(2027, 2, 1, tzinfo=UTC),
-        changes=MID_INVESTMENT,
-    )
+    amendment = late_amendment(app_id)
     assert await harness.deliver(amendment) is Outcome.PROCESSED
     first, second = await harness.outbox_envelopes(app_id)
     assert first.payload.application_revision == 1
@@ -225,13 +230,7 @@ async def test_one_batch_records_each_revision_once_and_amendments_see_earlier_m
     correlation = uuid.uuid4()
     first = submitted(app_id, submitted_at=IN_2026, correlation_id=correlation)
     again = submitted(app_id, submitted_at=IN_2026, correlation_id=correlation)
-    amendment = amended(
-        app_id,
-        revision=2,
-        submitted_at=datetime(2027, 1, 5, tzinfo=UTC),
-        amended_at=datetime(2027, 2, 1, tzinfo=UTC),
-        changes=MID_INVESTMENT,
-    )
+    amendment = late_amendment(app_id)
     outcomes = await harness.deliver_batch(
         first, again, submitted(other, submitted_at=NOW), amendment
     )

@@ -25,7 +25,7 @@ from services.kit.errors import BusinessRefusal
 from services.kit.retry import RetryPolicy
 from services.kit.uow import UnitOfWork, UnitOfWorkError, UnitOfWorkFactory
 from tests.kit.helpers import COUNTERS, counter, envelope, scalar
-from tests.kit.test_batch_consumer_unit import DeadLetters, records
+from tests.kit.test_batch_consumer_unit import DeadLetters, FailingUnits, records
 
 FAST = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, jitter=0.0)
 
@@ -247,28 +247,6 @@ async def test_a_final_error_in_preload_dead_letters_only_its_own_message(
     ]
 
 
-class FailingFlushes(UnitOfWorkFactory):
-    """Units of work whose first ``failures`` staged flushes raise, as a dropped connection."""
-
-    def __init__(self, engine: AsyncEngine, failures: int) -> None:
-        super().__init__(create_session_factory(engine))
-        self.failures = failures
-        self.flushes = 0
-
-    def __call__(self) -> UnitOfWork:
-        uow = super().__call__()
-        flush = uow._flush_staged
-
-        async def failing_flush() -> None:
-            self.flushes += 1
-            if self.flushes <= self.failures:
-                raise ConnectionError("server closed the connection unexpectedly")
-            await flush()
-
-        uow._flush_staged = failing_flush  # type: ignore[method-assign]
-        return uow
-
-
 async def test_a_transient_error_writing_staged_rows_is_retried_never_dead_lettered(
     engine: AsyncEngine,
 ) -> None:
@@ -276,7 +254,7 @@ async def test_a_transient_error_writing_staged_rows_is_retried_never_dead_lette
     handler = BatchCounter()
     dead = DeadLetters()
     # More failures than one batch's budget: the batch gives up, then each message commits.
-    uow_factory = FailingFlushes(engine, failures=4)
+    uow_factory = FailingUnits(engine, failures=4, method="_flush_staged")
     consumer = _consumer(engine, handler, dead, uow_factory=uow_factory)
 
     outcomes = await consumer.process_batch(records(*(catalog.encode(e) for e in envs)))
