@@ -657,30 +657,74 @@ def _cel_fields(value: Any, fields: _Fields | None, money: MoneyTable) -> Any:
     return {name: _cel_fields(getattr(value, name), below, money) for name, below in fields.items()}
 
 
+class _Kind(Enum):
+    """How :func:`_cel_value` converts values of one Python type."""
+
+    AS_IS = "as_is"
+    ENUM = "enum"
+    FLOAT = "float"
+    MONEY = "money"
+    MODEL = "model"
+    LIST = "list"
+    DATE = "date"
+
+
+#: The conversion of each type met so far: the checks below run once per type, not per value.
+_KINDS: dict[type, _Kind] = {}
+
+
+def _kind(tp: type) -> _Kind:
+    """The conversion of values of type ``tp`` (cached in :data:`_KINDS`)."""
+    kind = _KINDS.get(tp)
+    if kind is None:
+        kind = _KINDS[tp] = _classify(tp)
+    return kind
+
+
+def _classify(tp: type) -> _Kind:
+    # The order matters: a datetime is a date, a StrEnum is a str, Money is a model.
+    if issubclass(tp, bool | int | float | datetime):
+        return _Kind.AS_IS
+    if issubclass(tp, Enum):
+        return _Kind.ENUM
+    if issubclass(tp, str):
+        return _Kind.AS_IS
+    if issubclass(tp, Decimal):
+        return _Kind.FLOAT
+    if issubclass(tp, Money):
+        return _Kind.MONEY
+    if issubclass(tp, BaseModel):
+        return _Kind.MODEL
+    if issubclass(tp, list | tuple):
+        return _Kind.LIST
+    if issubclass(tp, date):
+        return _Kind.DATE
+    raise TypeError(f"no CEL binding for {tp.__name__}")
+
+
 def _cel_value(value: Any, money: MoneyTable) -> Any:
     """A contract value as CEL sees it (see the module doc)."""
-    if value is None or isinstance(value, bool | int | float | datetime):
+    if value is None:
+        return None
+    kind = _kind(type(value))
+    if kind is _Kind.AS_IS:
         return value
-    if isinstance(value, Enum):
+    if kind is _Kind.MODEL:
+        return {name: _cel_value(getattr(value, name), money) for name in type(value).model_fields}
+    if kind is _Kind.LIST:
+        return [_cel_value(item, money) for item in value]
+    if kind is _Kind.ENUM:
         return value.value
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Decimal):
+    if kind is _Kind.FLOAT:
         return float(value)
-    if isinstance(value, Money):
+    if kind is _Kind.MONEY:
         converted = money.to_base(value)
         return {
             "amount": float(value.amount),
             "currency": value.currency,
             money.base_key: None if converted is None else float(converted),
         }
-    if isinstance(value, BaseModel):
-        return {name: _cel_value(getattr(value, name), money) for name in type(value).model_fields}
-    if isinstance(value, list | tuple):
-        return [_cel_value(item, money) for item in value]
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"no CEL binding for {type(value).__name__}")
+    return value.isoformat()  # a date
 
 
 # --- parsing helpers ------------------------------------------------------------------------
