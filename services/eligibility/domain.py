@@ -36,8 +36,10 @@ Rule-set file (TOML)
 CEL bindings
 ------------
 Each expression sees the five sections of the application content as variables, ``firm``,
-``incentives``, ``proposal``, ``commitments`` and ``documents``, plus ``params``. Values are
-the contract's, with these conversions:
+``incentives``, ``proposal``, ``commitments`` and ``documents``, plus ``params`` (when every
+expression names parameters as ``params.<name>``, they are compiled into the programs as
+literals instead of being bound for each application). Values are the contract's, with these
+conversions:
 
 - every field of the contract that an expression names is present; an optional field not
   given is ``null`` (test with ``!= null``: ``has()`` is always true), an empty list is ``[]``.
@@ -76,6 +78,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import math
 import re
 import tomllib
 import types
@@ -358,16 +362,95 @@ def parse_rule_set(data: bytes, source: str = "<rules>") -> RuleSet:
     problems, warnings = _trial_runs(rule_set)
     if problems:
         raise RuleSetError(source, problems)
-    rule_set = dataclasses.replace(rule_set, warnings=tuple(warnings))
-    narrowed = dataclasses.replace(rule_set, fields=_fields_read(r.expression for r in rules))
-    # The narrowed bindings must decide the contract's examples exactly as the whole sections
-    # do; should a rule read content in a way the field scan does not see, it gets them whole.
-    if all(
-        narrowed.evaluate(content) == rule_set.evaluate(content)
-        for content in (_example_content(), _sparse_content())
-    ):
-        return narrowed
-    return rule_set
+    return _cheaper(dataclasses.replace(rule_set, warnings=tuple(warnings)))
+
+
+# --- cheaper evaluation ---------------------------------------------------------------------
+
+
+def _cheaper(rule_set: RuleSet) -> RuleSet:
+    """``rule_set`` with its per-application work reduced, deciding exactly the same.
+
+    Two steps, each kept only if the result decides the contract's complete and sparse
+    examples exactly as ``rule_set`` does: binding only the content fields the expressions
+    read (:func:`_fields_read`), and compiling the ``[parameters]`` into the programs as
+    literals (:func:`_inline_parameters`), so that the constants are not converted into CEL
+    for every application. The rules keep their expressions as written.
+    """
+    examples = (_example_content(), _sparse_content())
+    expected = [rule_set.evaluate(content) for content in examples]
+    best = rule_set
+    steps = (
+        lambda rs: dataclasses.replace(rs, fields=_fields_read(r.expression for r in rs.rules)),
+        _inline_parameters,
+    )
+    for step in steps:
+        candidate = step(best)
+        if candidate is not None and [candidate.evaluate(c) for c in examples] == expected:
+            best = candidate
+    return best
+
+
+#: ``params.<name>`` in an expression (not a field of something else named params).
+_PARAMETER = re.compile(r"(?<![\w.])params\s*\.\s*([A-Za-z_]\w*)")
+_WORD_PARAMS = re.compile(r"(?<![\w.])params\b")
+
+
+def _inline_parameters(rule_set: RuleSet) -> RuleSet | None:
+    """``rule_set`` with every ``params.<name>`` compiled in as a literal; ``None`` if some
+    expression uses ``params`` otherwise, or a value has no CEL literal."""
+    if PARAMS_VARIABLE not in rule_set.variables:
+        return None
+    literals: dict[str, str] = {}
+    for name, value in rule_set.parameters.items():
+        literal = _cel_literal(value)
+        if literal is not None:
+            literals[name] = f"({literal})"
+    rules: list[Rule] = []
+    for rule in rule_set.rules:
+        unknown = False
+
+        def substitute(match: re.Match[str]) -> str:
+            nonlocal unknown
+            literal = literals.get(match.group(1))
+            if literal is None:
+                unknown = True
+                return match.group(0)
+            return literal
+
+        text = _PARAMETER.sub(substitute, rule.expression)
+        if unknown or _WORD_PARAMS.search(text):
+            return None
+        try:
+            program = cel.compile(text)
+        except Exception:  # e.g. has(params.x): not an expression once inlined
+            return None
+        rules.append(dataclasses.replace(rule, program=program))
+    return dataclasses.replace(
+        rule_set, rules=tuple(rules), variables=rule_set.variables - {PARAMS_VARIABLE}
+    )
+
+
+def _cel_literal(value: Any) -> str | None:
+    """``value`` (a ``[parameters]`` value) as a CEL literal, or ``None`` if it has none."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        # JSON string syntax is CEL string syntax when non-ASCII is left as it is.
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        items = [_cel_literal(item) for item in value]
+        return None if None in items else "[" + ", ".join(typing.cast(list[str], items)) + "]"
+    if isinstance(value, dict):
+        pairs = [(_cel_literal(k), _cel_literal(v)) for k, v in value.items()]
+        if any(k is None or v is None for k, v in pairs):
+            return None
+        return "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+    return None
 
 
 # --- catalog --------------------------------------------------------------------------------

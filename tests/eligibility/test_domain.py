@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import cel
 import pytest
 
 from contracts.money import Money
@@ -565,8 +566,10 @@ expression = "proposal.local_jobs > params.threshold && 'a' in params.names && p
 explanation = "Too few jobs."
 """
     )
-    assert rule_set.variables == {"proposal", "params"}
+    # Compiled into the programs as literals: only the content is bound per application.
+    assert rule_set.variables == {"proposal"}
     assert rule_set.evaluate(content()).outcome is EligibilityOutcome.ELIGIBLE
+    assert as_written(rule_set).evaluate(content()).outcome is EligibilityOutcome.ELIGIBLE
     changes = {"proposal.local_jobs": 39}
     assert rule_set.evaluate(content(changes)).outcome is EligibilityOutcome.INELIGIBLE
 
@@ -595,9 +598,21 @@ def test_narrowed_bindings_decide_exactly_as_whole_sections(
 ) -> None:
     rule_set = shipped.in_force(on)
     assert rule_set.fields  # the shipped rules are narrowed
-    whole = dataclasses.replace(rule_set, fields={})
+    assert "params" not in rule_set.variables  # and their parameters compiled in
     application = content(changes)
-    assert rule_set.evaluate(application) == whole.evaluate(application)
+    assert rule_set.evaluate(application) == as_written(rule_set).evaluate(application)
+
+
+def as_written(rule_set: RuleSet) -> RuleSet:
+    """``rule_set`` as parsed before it was made cheaper: whole sections, params bound."""
+    return dataclasses.replace(
+        rule_set,
+        fields={},
+        variables=rule_set.variables | {"params"},
+        rules=tuple(
+            dataclasses.replace(r, program=cel.compile(r.expression)) for r in rule_set.rules
+        ),
+    )
 
 
 def test_only_the_fields_some_rule_reads_are_converted(shipped: RuleCatalog) -> None:
@@ -626,3 +641,41 @@ explanation = "x"
     bindings = rule_set._bindings(content({}))
     assert "legal_name" in bindings["firm"]
     assert set(bindings["proposal"]) == {"local_jobs"}
+
+
+def test_parameters_are_compiled_in_as_literals_and_decide_the_same() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "named"
+expression = "firm.legal_name != params.banned && proposal.local_jobs >= params.jobs.minimum"
+explanation = "x"
+""",
+            extra='[parameters]\nbanned = "Zo\u00eb \\"Q\\" \\\\ GmbH"\njobs = { minimum = 2.5 }\n',
+        )
+    )
+    assert rule_set.parameters == {"banned": 'Zo\u00eb "Q" \\ GmbH', "jobs": {"minimum": 2.5}}
+    assert "params" not in rule_set.variables
+    for changes in ({}, {"firm.legal_name": 'Zo\u00eb "Q" \\ GmbH'}, {"proposal.local_jobs": 2}):
+        application = content(changes)
+        assert rule_set.evaluate(application) == as_written(rule_set).evaluate(application)
+    assert [r.passed for r in rule_set.evaluate(content({"proposal.local_jobs": 2})).results] == [
+        False
+    ]
+
+
+def test_parameters_used_other_than_by_name_stay_bound() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "sized"
+expression = "size(params) == 1 && proposal.local_jobs >= params.jobs"
+explanation = "x"
+""",
+            extra="[parameters]\njobs = 1\n",
+        )
+    )
+    assert "params" in rule_set.variables
+    assert rule_set.evaluate(content({})).results[0].passed
