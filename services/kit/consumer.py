@@ -8,15 +8,19 @@ one). For a batch:
    skipped (not errors: topics carry several types);
 2. in ONE :class:`~services.kit.uow.UnitOfWork`: mark every remaining ``(consumer, event_id)``
    processed with one statement (the ids already marked, and repeats inside the batch, are
-   duplicates and change nothing), run the handler of each new message in record order, and
-   commit once. State, processed marks and outbox rows become durable together;
+   duplicates and change nothing), call a batch handler's ``preload`` with the new messages
+   (:class:`BatchHandler`), run the handler of each new message in record order, and commit
+   once (the unit of work writes the staged rows per table, then the outbox rows). State,
+   processed marks and outbox rows become durable together;
 3. if one handler fails, the transaction is rolled back and the batch is split around that
    message: the messages before it run again as a batch, the failing one runs alone with the
    per-message policy (a :class:`~services.kit.errors.FinalError` dead-letters it; any other
    error is retried with backoff and dead-lettered as ``retries_exhausted`` when the policy runs
    out; the batch's failure counts as its first attempt), then the messages after it continue
-   as a batch. Errors outside the handlers (the marks, the outbox insert, the commit) retry the
-   whole batch with backoff, and then fall back to one message at a time;
+   as a batch. Errors outside the handlers (the marks, ``preload``, the staged rows, the outbox
+   insert, the commit) retry the whole batch with backoff, and then fall back to one message
+   at a time; a final error there falls back to one message at a time at once, where it
+   dead-letters only the message whose own ``preload`` or rows fail;
 4. the dead letters of the batch are published, and the call returns.
 
 The caller commits the Kafka offsets only after that return, when every record of the batch has
