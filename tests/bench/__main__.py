@@ -11,8 +11,10 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import uvloop
 from rich.console import Console
 
 from services.kit.logging import configure_logging
@@ -22,12 +24,20 @@ from tests.bench.suite import (
     DEFAULT_N,
     DEFAULT_TIMEOUT,
     QUICK_N,
+    RESULTS_PATH,
     Options,
     Outcome,
     render,
     render_profiles,
     run_suite,
+    write_results,
 )
+
+#: Event loops the suite can run on.
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -68,6 +78,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--profile-lines", type=int, default=30, help="functions shown per profile (default 30)"
     )
     parser.add_argument(
+        "--loop",
+        choices=sorted(LOOPS),
+        default="uvloop",
+        help=(
+            "event loop of the in-process benchmarks (default uvloop: the services run on it, "
+            "as uvicorn picks it when installed)"
+        ),
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS_PATH,
+        help=f"where to write the figures as JSON (default {RESULTS_PATH})",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
@@ -83,6 +108,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         profile=args.profile,
         profile_lines=args.profile_lines,
         timeout=args.timeout,
+        results=args.results,
+        loop=args.loop,
     )
 
 
@@ -113,11 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not console.is_terminal:  # piped or logged: do not wrap the table at 80 columns
         console = Console(width=120)
     try:
-        outcome = asyncio.run(_run(options, console))
+        with asyncio.Runner(loop_factory=LOOPS[options.loop]) as runner:
+            outcome = runner.run(_run(options, console))
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print("[red]interrupted[/]; what the benchmarks started has been stopped")
         return 130
     render(outcome, console)
+    if options.results is not None:
+        console.print(f"figures written to {write_results(outcome, options.results)}")
     if options.profile:
         render_profiles(outcome, console, options.profile_lines)
     return 1 if outcome.failures else 0
