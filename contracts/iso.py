@@ -54,6 +54,23 @@ COUNTRY_CODES: frozenset[str] = _codes(
 )
 
 
+#: ISO 4217 minor units of the currencies that do not have two (list one). Fund, metal and SDR
+#: units without minor units ("N.A.") count as whole units.
+_MINOR_UNITS: dict[str, int] = {
+    **dict.fromkeys(
+        _codes("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"), 0
+    ),
+    **dict.fromkeys(_codes("BHD IQD JOD KWD LYD OMR TND"), 3),
+    **dict.fromkeys(_codes("CLF UYW"), 4),
+    **dict.fromkeys(_codes("XAG XAU XBA XBB XBC XBD XDR XPD XPT XSU XUA"), 0),
+}
+
+
+def minor_units(code: str) -> int:
+    """Decimal places of the currency's minor unit (2 for EUR, 0 for JPY, 3 for KWD)."""
+    return _MINOR_UNITS.get(_known_currency(code), 2)
+
+
 def _known_currency(code: str) -> str:
     if code not in CURRENCY_CODES:
         raise ValueError(f"{code!r} is not an ISO 4217 currency code")
