@@ -368,7 +368,8 @@ class ApplicationCompensated(BaseModel):
         description="Why the saga ran.", examples=["budget_exhausted", "offer_lapsed"]
     )
     reason: LongText = Field(
-        description="Why the saga ran, in words.", examples=["The program budget cannot cover the grant."]
+        description="Why the saga ran, in words.",
+        examples=["The program budget cannot cover the grant."],
     )
     space_released: bool = Field(
         description="Held or allocated zone space was released.", examples=[True]
