@@ -27,11 +27,12 @@ from temporalio.worker import Worker
 
 from contracts.catalog import decode, example_payloads, message_type_of
 from contracts.envelope import Envelope
+from contracts.money import Money
 from contracts.v1.applications import ApplicationContent, ApplicationSubmitted, ParentCompany
 from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage, ZoneUnits
 from contracts.v1.desk import ReviewDecisionOutcome, ReviewDecisionRequest, ReviewerProfile
 from contracts.v1.desk import ReviewerRole as R
-from contracts.v1.disbursement import AwardOpened, TranchePaid
+from contracts.v1.disbursement import AwardOpened, BudgetExhausted, TranchePaid
 from contracts.v1.eligibility import EligibilityAssessed, RuleResult
 from contracts.v1.offers import MilestoneReported, OfferAccepted
 from contracts.v1.zones import ZoneHeld
@@ -46,7 +47,7 @@ from workflows.inputs import (
     SubmittedSignal,
     WithdrawalSignal,
 )
-from workflows.state import ApprovalState, Phase, Task, TaskStatus
+from workflows.state import ApprovalState, Phase, Task, TaskStatus, TrancheStatus
 
 TASK_QUEUE = "test-incentive-approval"
 FIRM_ID = "ACME"
@@ -523,6 +524,43 @@ async def harness(
             await h.close()
 
 
+# --- after the committee -----------------------------------------------------------------------
+
+
+async def eligible_run(
+    h: Harness, application_id: str | None = None, policy: ApprovalPolicy | None = None
+) -> Handle:
+    """A run whose application passed eligibility: the review starts."""
+    handle = await h.start(application_id, policy=policy)
+    await handle.signal(
+        IncentiveApproval.eligibility_assessed,
+        eligibility(handle.id, EligibilityOutcome.ELIGIBLE),
+    )
+    return handle
+
+
+async def accepted(h: Harness, handle: Handle) -> ApprovalState:
+    """Offer made and accepted; the signing tranche paid."""
+    offer = await h.offered(handle)
+    await h.accept(handle, offer.payload.offer_id)
+    await h.paid(handle, 1)
+    return await h.until(
+        handle, lambda s: s.offer is not None and s.offer.tranches[0].status is TrancheStatus.PAID
+    )
+
+
+async def verify(
+    h: Harness, handle: Handle, sequence: int, decision: Decision = Decision.APPROVE
+) -> ApprovalState:
+    """The firm reports the milestone of ``sequence``; Weber decides it through ``decide``."""
+    await h.report(handle, sequence)
+    state = await h.until(handle, lambda s: ReviewStage.MILESTONE in s.open_stages)
+    await h.decide(
+        handle, WEBER, ReviewStage.MILESTONE, decision, comment=f"{decision.value}: site visit"
+    )
+    return state
+
+
 # --- scenarios recorded as histories ----------------------------------------------------------
 
 
@@ -628,6 +666,49 @@ async def withdrawn_mid_review(h: Harness, application_id: str) -> None:
     await handle.result()
 
 
+async def offer_accepted_to_completion(h: Harness, application_id: str) -> None:
+    handle = await eligible_run(h, application_id)
+    await accepted(h, handle)
+    await verify(h, handle, 2, Decision.REJECT)
+    await h.until_published_type(handle, "application.milestone_verified")
+    for sequence in (2, 3):
+        await verify(h, handle, sequence)
+        await h.paid(handle, sequence)
+    await handle.result()
+
+
+async def offer_lapsed(h: Harness, application_id: str) -> None:
+    handle = await eligible_run(h, application_id)
+    await h.offered(handle)
+    await handle.result()  # the time-skipping handle jumps over the offer period
+
+
+async def budget_shortfall(h: Harness, application_id: str) -> None:
+    handle = await eligible_run(h, application_id)
+    await h.reach_quorum(handle)
+    (award,) = await h.until_published_type(handle, "award.open")
+    await h.fact(
+        handle,
+        BudgetExhausted(
+            budget_id=award.payload.budget_id,
+            award_id=award.payload.award_id,
+            application_id=handle.id,
+            requested=award.payload.total,
+            available=Money.of("1000.00", "EUR"),
+            detected_at=datetime.now(UTC),
+        ),
+        actor_id="system:disbursement",
+    )
+    await handle.result()
+
+
+async def withdrawn_during_offer(h: Harness, application_id: str) -> None:
+    handle = await eligible_run(h, application_id)
+    await h.offered(handle)
+    await handle.signal(IncentiveApproval.withdrawn, withdrawal())
+    await handle.result()
+
+
 #: Scenario name -> coroutine; the recorder writes one history per scenario.
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "ineligible": ineligible,
@@ -637,4 +718,8 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "information_timeout": information_timeout,
     "sla_escalated_then_withdrawn": sla_escalated_then_withdrawn,
     "withdrawn_mid_review": withdrawn_mid_review,
+    "offer_accepted_to_completion": offer_accepted_to_completion,
+    "offer_lapsed": offer_lapsed,
+    "budget_shortfall": budget_shortfall,
+    "withdrawn_during_offer": withdrawn_during_offer,
 }

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from contracts.envelope import ActorKind, deterministic_event_id
 from contracts.money import Money
-from contracts.v1.common import CompensationReason, Decision, EligibilityOutcome, ReviewStage
+from contracts.v1.common import CompensationReason, Decision, ReviewStage
 from contracts.v1.desk import DecisionRefusal
 from contracts.v1.disbursement import BudgetExhausted
 from contracts.v1.offers import OfferDeclined
@@ -25,46 +25,16 @@ from tests.workflows.scenarios import (
     FIRM_USER,
     TANAKA,
     WEBER,
-    Handle,
     Harness,
-    eligibility,
+    accepted,
     open_task,
+    verify,
     withdrawal,
 )
+from tests.workflows.scenarios import eligible_run as start
 from workflows.approval import IncentiveApproval
 from workflows.inputs import ApprovalPolicy, CancellationSignal
-from workflows.state import ApprovalState, MilestoneStatus, Phase, TrancheStatus
-
-
-async def start(h: Harness, policy: ApprovalPolicy | None = None) -> Handle:
-    handle = await h.start(policy=policy)
-    await handle.signal(
-        IncentiveApproval.eligibility_assessed,
-        eligibility(handle.id, EligibilityOutcome.ELIGIBLE),
-    )
-    return handle
-
-
-async def accepted(h: Harness, handle: Handle) -> ApprovalState:
-    """Offer made and accepted; the signing tranche paid."""
-    offer = await h.offered(handle)
-    await h.accept(handle, offer.payload.offer_id)
-    await h.paid(handle, 1)
-    return await h.until(
-        handle, lambda s: s.offer is not None and s.offer.tranches[0].status is TrancheStatus.PAID
-    )
-
-
-async def verify(
-    h: Harness, handle: Handle, sequence: int, decision: Decision = Decision.APPROVE
-) -> ApprovalState:
-    """The firm reports the milestone of ``sequence``; Weber decides it through ``decide``."""
-    await h.report(handle, sequence)
-    state = await h.until(handle, lambda s: ReviewStage.MILESTONE in s.open_stages)
-    await h.decide(
-        handle, WEBER, ReviewStage.MILESTONE, decision, comment=f"{decision.value}: site visit"
-    )
-    return state
+from workflows.state import MilestoneStatus, Phase, TrancheStatus
 
 
 async def test_offer_package_names_space_grant_tranches_and_expiry(h: Harness) -> None:
@@ -148,7 +118,7 @@ async def test_declined_offer_releases_space_and_cancels_the_award(h: Harness) -
 
 
 async def test_unanswered_offer_lapses_after_the_offer_period(h: Harness) -> None:
-    handle = await start(h, ApprovalPolicy(offer_days=10))
+    handle = await start(h, policy=ApprovalPolicy(offer_days=10))
     await h.offered(handle)
     final = await handle.result()  # the time-skipping handle jumps over the ten days
     assert final.phase is Phase.LAPSED
@@ -301,7 +271,7 @@ async def test_last_tranche_paid_closes_the_award(h: Harness) -> None:
 
 
 async def test_long_milestone_waits_continue_as_new(h: Harness) -> None:
-    handle = await start(h, ApprovalPolicy(history_fact_limit=10))
+    handle = await start(h, policy=ApprovalPolicy(history_fact_limit=10))
     await accepted(h, handle)
     first_run = (await handle.describe()).run_id
     await h.until(handle, lambda s: s.phase is Phase.AWARDED)
