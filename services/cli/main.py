@@ -30,6 +30,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.payments import app as payments_app
 from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
 from services.cli.token import token
@@ -43,6 +44,7 @@ app = typer.Typer(
 topics_app = typer.Typer(help="Manage the platform's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(rules_app, name="rules")
+app.add_typer(payments_app, name="payments")
 app.command("token")(token)
 
 VarDirOption = Annotated[
@@ -96,6 +98,7 @@ def up(
     disbursement_port: Annotated[int | None, _port("disbursement API. Default 8005.")] = None,
     eligibility_port: Annotated[int | None, _port("eligibility health. Default 8006.")] = None,
     worker_port: Annotated[int | None, _port("worker health. Default 8007.")] = None,
+    rail_port: Annotated[int | None, _port("simulated bank rail. Default 8010.")] = None,
     startup_timeout: Annotated[
         float | None, typer.Option(help="Seconds to wait for every part. Default 90.")
     ] = None,
@@ -121,6 +124,7 @@ def up(
         disbursement_port=disbursement_port,
         eligibility_port=eligibility_port,
         worker_port=worker_port,
+        rail_port=rail_port,
         startup_timeout=startup_timeout,
     )
     console, err = _console(), _err_console()

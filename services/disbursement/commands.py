@@ -16,10 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts.catalog import make_envelope, message_type_of
 from contracts.envelope import Actor
 from contracts.money import Money
-from contracts.topics import get_topic
 from contracts.v1.common import TrancheFailureReason
 from contracts.v1.disbursement import (
     AwardCancelled,
@@ -45,6 +43,7 @@ from services.disbursement.domain import (
     budget_account,
     in_minor_units,
     pay,
+    quantum,
     release,
     reserve,
     retry_delay,
@@ -52,50 +51,20 @@ from services.disbursement.domain import (
 )
 from services.disbursement.models import AWARDS, BUDGETS, PAYMENTS, TRANCHES
 from services.kit.errors import BusinessRefusal, Conflict, NotFound, ValidationFailed
+from services.kit.events import Origin, stage_event
 from services.kit.uow import UnitOfWork
 
 PRODUCER = "disbursement"
 SYSTEM = Actor.system("disbursement")
-EVENTS_TOPIC = get_topic("disbursement.events").name
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Who and what caused a use case: the actor, the journey and the causing message."""
-
-    actor: Actor
-    correlation_id: uuid.UUID | None = None
-    causation_id: uuid.UUID | None = None
-
-    @property
-    def who(self) -> str:
-        return f"{self.actor.kind}:{self.actor.id}"
+def _stage(uow: UnitOfWork, payload: BaseModel, **where: Any) -> None:
+    stage_event(uow, payload, producer=PRODUCER, **where)
 
 
-def _stage(
-    uow: UnitOfWork,
-    payload: BaseModel,
-    *,
-    subject: str,
-    origin: Origin,
-    correlation_id: uuid.UUID,
-    now: datetime,
-) -> None:
-    envelope = make_envelope(
-        message_type_of(payload),
-        payload,
-        subject=subject,
-        actor=origin.actor,
-        producer=PRODUCER,
-        correlation_id=correlation_id,
-        causation_id=origin.causation_id,
-        occurred_at=now,
-    )
-    uow.add_outbox(envelope, EVENTS_TOPIC)
-
-
-def _money(amount: Decimal, currency: str) -> Money:
-    return Money.of(amount, currency)
+def as_money(amount: Decimal, currency: str) -> Money:
+    """An amount (as stored, four decimals) in its currency's minor units."""
+    return Money.of(Decimal(amount).quantize(quantum(currency)), currency)
 
 
 def _amount_error(amount: Decimal, currency: str) -> ValidationFailed:
@@ -192,18 +161,19 @@ async def _top_up(
 
 async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: datetime) -> None:
     """Reserve the award's total in its budget and store its schedule; ``budget.exhausted``
-    (and no award) when the budget cannot cover it. Opening an award twice does nothing."""
+    (and no award) when the budget cannot cover it or does not exist. Opening an award twice
+    does nothing."""
     session = uow.session
     if await store.award(session, command.award_id) is not None:
         return
     budget = await store.budget(session, command.budget_id)
-    if budget is None:
-        raise BusinessRefusal(f"budget {command.budget_id} does not exist")
     currency = command.total.currency
-    if budget.currency != currency:
+    if budget is not None and budget.currency != currency:
         raise BusinessRefusal(f"budget {command.budget_id} is kept in {budget.currency}")
     correlation_id = origin.correlation_id or uuid.uuid4()
     try:
+        if budget is None:  # no budget for that year (yet): nothing is available
+            raise Overdrawn(f"budget {command.budget_id} does not exist")
         await store.apply(
             session,
             reserve(command.budget_id, command.award_id, command.total.amount),
@@ -225,7 +195,7 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
                 award_id=command.award_id,
                 application_id=command.application_id,
                 requested=command.total,
-                available=_money(next(iter(available.values())), currency),
+                available=as_money(next(iter(available.values())), currency),
                 detected_at=now,
             ),
             subject=command.application_id,
@@ -338,7 +308,7 @@ async def release_tranche(
             award_id=command.award_id,
             application_id=command.application_id,
             sequence=command.sequence,
-            amount=_money(tranche.amount, award.currency),
+            amount=as_money(tranche.amount, award.currency),
             idempotency_key=payment_id,
             released_at=now,
         ),
@@ -416,7 +386,7 @@ async def cancel_award(
             application_id=command.application_id,
             reason_code=command.reason_code,
             reason=command.reason,
-            returned_to_budget=_money(max(returned, Decimal(0)), award.currency),
+            returned_to_budget=as_money(max(returned, Decimal(0)), award.currency),
             cancelled_at=now,
         ),
         subject=command.application_id,
@@ -465,7 +435,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
     award = await store.award(session, payment.award_id, lock=True)
     origin = Origin(SYSTEM)
     t = TRANCHES.c
-    amount = _money(Decimal(payment.amount), payment.currency)
+    amount = as_money(Decimal(payment.amount), payment.currency)
     common: dict[str, Any] = {
         "subject": award.application_id,
         "origin": origin,

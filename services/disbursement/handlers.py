@@ -6,8 +6,8 @@ from __future__ import annotations
 from contracts.envelope import utcnow
 from contracts.v1.disbursement import CancelAward, OpenAward, ReleaseTranche
 from services.disbursement import commands
-from services.disbursement.commands import Origin
 from services.kit.consumer import Incoming
+from services.kit.events import Origin
 from services.kit.uow import UnitOfWork
 
 #: The command types on ``disbursement.commands`` this service applies.

@@ -15,10 +15,10 @@ from contracts.envelope import utcnow
 from contracts.v1.common import UnitType
 from services.kit.auth import Principal, Role, require_roles
 from services.kit.errors import NotFound
+from services.kit.events import Origin
 from services.kit.problems import PROBLEM_RESPONSES
 from services.kit.runtime import Service
 from services.zones import commands, store
-from services.zones.commands import Origin
 from services.zones.domain import Zone
 from services.zones.schemas import CapacityUpdate, UnitOccupancy, ZoneCreate, ZoneList, ZoneView
 

@@ -17,9 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts.catalog import make_envelope, message_type_of
 from contracts.envelope import Actor
-from contracts.topics import get_topic
 from contracts.v1.common import UnitType, ZoneUnits
 from contracts.v1.zones import (
     AllocateZoneSpace,
@@ -35,6 +33,7 @@ from contracts.v1.zones import (
     ZoneWaitlisted,
 )
 from services.kit.errors import BusinessRefusal, Conflict, NotFound
+from services.kit.events import Origin, stage_event
 from services.kit.uow import UnitOfWork
 from services.zones import store
 from services.zones.domain import (
@@ -55,38 +54,10 @@ from services.zones.domain import (
 PRODUCER = "zones"
 #: The actor of what the service does on its own (expiry).
 SYSTEM = Actor.system("zones")
-EVENTS_TOPIC = get_topic("zones.events").name
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Who and what caused a use case: the actor, the journey and the causing message."""
-
-    actor: Actor
-    correlation_id: uuid.UUID | None = None
-    causation_id: uuid.UUID | None = None
-
-
-def _stage(
-    uow: UnitOfWork,
-    payload: BaseModel,
-    *,
-    subject: str,
-    origin: Origin,
-    correlation_id: uuid.UUID,
-    now: datetime,
-) -> None:
-    envelope = make_envelope(
-        message_type_of(payload),
-        payload,
-        subject=subject,
-        actor=origin.actor,
-        producer=PRODUCER,
-        correlation_id=correlation_id,
-        causation_id=origin.causation_id,
-        occurred_at=now,
-    )
-    uow.add_outbox(envelope, EVENTS_TOPIC)
+def _stage(uow: UnitOfWork, payload: BaseModel, **where: Any) -> None:
+    stage_event(uow, payload, producer=PRODUCER, **where)
 
 
 def _units(rows: Iterable[Any]) -> list[ZoneUnits]:
@@ -234,7 +205,7 @@ async def hold(
                 complete=not waiting,
                 allocated_at=now,
             ),
-            **common,  # type: ignore[arg-type]
+            **common,
         )
     elif units:
         _stage(
@@ -247,7 +218,7 @@ async def hold(
                 from_waitlist=False,
                 held_at=now,
             ),
-            **common,  # type: ignore[arg-type]
+            **common,
         )
     if waiting:
         _stage(
@@ -258,7 +229,7 @@ async def hold(
                 entries=waiting,
                 waitlisted_at=now,
             ),
-            **common,  # type: ignore[arg-type]
+            **common,
         )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from contracts.envelope import utcnow
 from contracts.v1.zones import AllocateZoneSpace, ConfirmZoneHold, HoldZoneSpace, ReleaseZoneSpace
 from services.kit.consumer import Handler, Incoming
+from services.kit.events import Origin
 from services.kit.uow import UnitOfWork
 from services.zones import commands
-from services.zones.commands import Origin
 
 #: The command types on ``zones.commands`` this service applies.
 HANDLED = ("zone.hold", "zone.allocate", "zone.confirm", "zone.release")
@@ -18,7 +18,7 @@ def make_handler(*, default_hold_seconds: int) -> Handler:
 
     async def handle_zone_command(incoming: Incoming, uow: UnitOfWork) -> None:
         envelope = incoming.envelope
-        origin = Origin(envelope.actor, envelope.correlation_id, envelope.event_id)
+        origin = Origin.of(envelope)
         payload = envelope.payload
         now = utcnow()
         if isinstance(payload, HoldZoneSpace | AllocateZoneSpace):

@@ -18,10 +18,10 @@ from contracts.envelope import Actor, ActorKind, utcnow
 from contracts.money import Money
 from contracts.v1.disbursement import OpenAward, ReleaseTranche, Tranche
 from services.disbursement import commands
-from services.disbursement.commands import Origin
 from services.disbursement.domain import parse_schedule, split
 from services.disbursement.main import MIGRATIONS
 from services.kit.db import create_engine, create_session_factory
+from services.kit.events import Origin
 from services.kit.migrations import upgrade_to_head
 from services.kit.uow import UnitOfWorkFactory
 from services.rail.app import create_app as create_rail

@@ -188,3 +188,9 @@ async def test_competing_awards_on_postgres_never_overdraw_the_budget(pg_url: st
         assert await db.balance(AVAILABLE) == Decimal("10000.00")
         assert (await db.event_types()).count("budget.exhausted") == 120 - 33
         await _books_balance(db)
+
+
+async def test_an_award_on_a_budget_that_does_not_exist_is_unfunded(db: Db) -> None:
+    await open_award(db, "w1")
+    assert await db.event_types() == ["budget.exhausted"]
+    assert await db.rows("SELECT id FROM awards") == []

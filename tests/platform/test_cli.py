@@ -133,6 +133,7 @@ def test_settings_defaults_match_the_plan(clean_env: None) -> None:
         "review": 8002,
         "audit": 8003,
         "worker": 8007,
+        "rail": 8010,
     }
 
 
@@ -224,9 +225,8 @@ def test_status_fails_and_names_every_part_when_nothing_runs(
 ) -> None:
     """Without a platform, status exits 1 and lists each unreachable part."""
     names = ["broker", "temporal", *SERVICE_NAMES]
-    env = {
-        f"INCENTIVES_{n.upper()}_PORT": str(p) for n, p in zip(names, free_ports(9), strict=True)
-    }
+    ports = free_ports(len(names))
+    env = {f"INCENTIVES_{n.upper()}_PORT": str(p) for n, p in zip(names, ports, strict=True)}
     result = runner.invoke(app, ["status", "--var-dir", str(tmp_path)], env=env)
     assert result.exit_code == 1
     unhealthy_line = result.stdout.split("Unhealthy:", 1)[1]

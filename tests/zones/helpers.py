@@ -17,10 +17,10 @@ from contracts.envelope import Actor
 from contracts.v1.common import Sector, UnitType, ZoneSpaceRequest
 from contracts.v1.zones import HoldZoneSpace
 from services.kit.db import create_engine, create_session_factory
+from services.kit.events import Origin
 from services.kit.migrations import upgrade_to_head
 from services.kit.uow import UnitOfWorkFactory
 from services.zones import commands
-from services.zones.commands import Origin
 from services.zones.domain import Zone
 from services.zones.main import MIGRATIONS
 

@@ -15,26 +15,23 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from pydantic import SecretStr
 
 from contracts import catalog
 from contracts.envelope import Actor, utcnow
 from contracts.topics import TOPICS
 from contracts.v1.zones import ConfirmZoneHold
-from services.kit.auth import Principal, Role, TokenService
 from services.kit.logging import configure_logging
 from services.kit.messaging import create_producer, ensure_topics
-from services.kit.settings import DEV_JWT_SECRET
 from services.zones import commands
 from services.zones.main import create_app
 from services.zones.settings import Settings
+from tests.applications.helpers import auth
 from tests.kit.helpers import eventually, fresh_database, read_topic
 from tests.support import free_port, healthy, serving
 from tests.zones.helpers import GPU, SEAT, Db, hold_command, origin, zones_db
 
 pytestmark = pytest.mark.integration
 
-TOKENS = TokenService(SecretStr(DEV_JWT_SECRET))
 CAPACITY = 5
 CATALOGUE = f"""
 [[zone]]
@@ -44,11 +41,6 @@ city = "Lahore"
 sectors = []
 capacity = {{ gpu_rack_unit = {CAPACITY}, office_seat = 3 }}
 """
-
-
-def auth(role: Role) -> dict[str, str]:
-    principal = Principal(sub=f"{role}@gaip.example", role=role)
-    return {"Authorization": f"Bearer {TOKENS.issue(principal)}"}
 
 
 @dataclass
@@ -183,7 +175,7 @@ async def test_admin_api_adds_resizes_deactivates_and_reports_occupancy(
     replicas: Replicas,
 ) -> None:
     client = replicas.clients[0]
-    admin, auditor = auth(Role.ADMIN), auth(Role.AUDITOR)
+    admin, auditor = auth("admin"), auth("auditor")
     body = {
         "id": "z-api",
         "name": "API Zone",
@@ -232,8 +224,7 @@ async def test_admin_api_adds_resizes_deactivates_and_reports_occupancy(
     listed = await client.get("/v1/zones", headers=auditor)
     assert listed.status_code == 200
     assert {z["id"] for z in listed.json()["zones"]} >= {"z-small", "z-api"}
-    firm = Principal(sub="dev@acme.example", role=Role.FIRM, firm_id="ACME")
-    firm_auth = {"Authorization": f"Bearer {TOKENS.issue(firm)}"}
+    firm_auth = auth("firm", "ACME")
     assert (await client.get("/v1/zones", headers=firm_auth)).status_code == 403
     assert (await client.get("/v1/zones/z-nowhere", headers=auditor)).status_code == 404
     assert (await client.get("/v1/zones")).status_code == 401
