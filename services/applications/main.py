@@ -12,6 +12,7 @@ from contracts.topics import TOPICS, get_topic
 from services.applications.api import EVENTS_TOPIC, router
 from services.applications.handlers import project_status
 from services.applications.limits import BodySizeLimit
+from services.applications.offer_routes import router as offer_router
 from services.applications.settings import Settings
 from services.kit.runtime import Service, run_service
 
@@ -119,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = service.create_app(
         title="Applications API",
         description=DESCRIPTION,
-        routers=[router],
+        routers=[router, offer_router],
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
