@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 app = typer.Typer(help="Operate payouts: reconcile with the payment rail.", no_args_is_help=True)
 
@@ -68,7 +67,7 @@ def reconcile_command(
 ) -> None:
     """Settle payments whose outcome is unknown by asking the rail; send the due ones."""
     settled, paid, still_open = asyncio.run(_reconcile(var_dir, rail_url))
-    Console().print(
+    typer.echo(
         f"Settled {settled} payment(s) of unknown outcome; {paid} more answered by the rail; "
         f"{still_open} still open."
     )

@@ -33,6 +33,7 @@ from contracts.v1.disbursement import (
 )
 from services.disbursement import store
 from services.disbursement.domain import (
+    MAX_AMOUNT,
     OPEN_PAYMENTS,
     AccountKind,
     AwardState,
@@ -69,13 +70,13 @@ def as_money(amount: Decimal, currency: str) -> Money:
 
 def _amount_error(amount: Decimal, currency: str) -> ValidationFailed:
     return ValidationFailed(
-        f"{amount} is not a whole number of {currency} minor units",
+        f"{amount} is not a bookable amount: whole {currency} minor units, at most {MAX_AMOUNT}",
         extensions={
             "errors": [
                 {
                     "pointer": "#/amount/amount",
                     "field": "amount.amount",
-                    "message": f"{currency} amounts have fewer decimals",
+                    "message": f"whole {currency} minor units, at most {MAX_AMOUNT}",
                     "type": "decimal_places",
                 }
             ]
@@ -168,6 +169,8 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
         return
     budget = await store.budget(session, command.budget_id)
     currency = command.total.currency
+    if not in_minor_units(command.total.amount, currency):
+        raise BusinessRefusal(f"{command.total} is not a bookable amount")
     if budget is not None and budget.currency != currency:
         raise BusinessRefusal(f"budget {command.budget_id} is kept in {budget.currency}")
     correlation_id = origin.correlation_id or uuid.uuid4()

@@ -25,6 +25,9 @@ from enum import StrEnum
 from contracts.iso import minor_units
 
 HUNDRED = Decimal(100)
+#: The largest amount the ledger books (stored as ten-thousandths in a signed 64-bit integer):
+#: 900 trillion in any currency, beyond any program budget.
+MAX_AMOUNT = Decimal(900_000_000_000_000)
 
 
 class ScheduleError(ValueError):
@@ -64,8 +67,10 @@ def quantum(currency: str) -> Decimal:
 
 
 def in_minor_units(amount: Decimal, currency: str) -> bool:
-    """Whether ``amount`` is a whole number of the currency's minor units."""
-    return amount == amount.quantize(quantum(currency), rounding=ROUND_DOWN)
+    """Whether ``amount`` is a whole number of the currency's minor units (and bookable)."""
+    return amount <= MAX_AMOUNT and amount == amount.quantize(
+        quantum(currency), rounding=ROUND_DOWN
+    )
 
 
 def split(total: Decimal, currency: str, shares: Sequence[Share]) -> list[Decimal]:

@@ -11,6 +11,8 @@
 - ``payments``: one row per tranche (unique), whose id is generated and stored before the rail
   is called and is the rail's ``Idempotency-Key``.
 
+Amounts are exact integers of ten-thousandths (:class:`Amount`), never floats.
+
 Plus the kit's ``outbox`` and ``processed_messages`` (see :func:`metadata`).
 """
 
@@ -18,16 +20,43 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from services.kit.db import UTCDateTime
 from services.kit.migrations import service_metadata
 from services.kit.tables import BigIntId
 
-#: Exact amounts: 18 integer digits and 4 decimals, as :mod:`contracts.money` allows.
-AMOUNT = sa.Numeric(22, 4)
+
+class Amount(TypeDecorator[Decimal]):
+    """An exact amount stored as a whole number of ten-thousandths (four decimals).
+
+    SQLite keeps NUMERIC values as binary floats, so balances, their CHECK and the conditional
+    UPDATEs would compute in floating point there; integers are exact on both databases. The
+    range is :data:`~services.disbursement.domain.MAX_AMOUNT`.
+    """
+
+    impl = sa.BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | int | None, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        scaled = Decimal(value).scaleb(AMOUNT_DECIMALS)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {AMOUNT_DECIMALS} decimals")
+        return int(scaled)
+
+    def process_result_value(self, value: int | None, dialect: Any) -> Decimal | None:
+        return None if value is None else Decimal(value).scaleb(-AMOUNT_DECIMALS)
+
+
+#: Decimals every stored amount keeps (as :mod:`contracts.money` allows).
+AMOUNT_DECIMALS = 4
+AMOUNT = Amount()
 #: The ledger's rule, as the database states it.
 BALANCE_CHECK = "balance >= 0 OR kind = 'funding'"
 

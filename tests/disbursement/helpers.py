@@ -20,6 +20,7 @@ from contracts.v1.disbursement import OpenAward, ReleaseTranche, Tranche
 from services.disbursement import commands
 from services.disbursement.domain import parse_schedule, split
 from services.disbursement.main import MIGRATIONS
+from services.disbursement.models import AMOUNT_DECIMALS
 from services.kit.db import create_engine, create_session_factory
 from services.kit.events import Origin
 from services.kit.migrations import upgrade_to_head
@@ -31,6 +32,11 @@ from tests.support import free_port, serving
 ADMIN = Origin(Actor(kind=ActorKind.ADMIN, id="admin@gaip.example"))
 WORKFLOW = Origin(Actor.system("workflow"))
 SCHEDULE = parse_schedule("signing:40,milestone 1:30,milestone 2:30")
+
+
+def stored(value: int) -> Decimal:
+    """An amount as the ledger tables keep it (ten-thousandths) read by raw SQL."""
+    return Decimal(value).scaleb(-AMOUNT_DECIMALS)
 
 
 @dataclass
@@ -47,7 +53,7 @@ class Db:
 
     async def balance(self, account: str) -> Decimal:
         found = await self.rows("SELECT balance FROM ledger_accounts WHERE id = :a", a=account)
-        return Decimal(found[0][0]) if found else Decimal(0)
+        return stored(found[0][0]) if found else Decimal(0)
 
     async def event_types(self) -> list[str]:
         import json

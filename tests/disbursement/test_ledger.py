@@ -28,6 +28,7 @@ from tests.disbursement.helpers import (
     fund,
     open_award,
     release,
+    stored,
 )
 from tests.kit.helpers import fresh_database
 
@@ -51,9 +52,9 @@ async def _books_balance(db: Db) -> None:
         debits = await db.scalar(
             "SELECT coalesce(sum(amount), 0) FROM ledger_transfers WHERE debit = :a", a=account
         )
-        assert Decimal(balance) == Decimal(credits) - Decimal(debits), account
-        assert Decimal(balance) >= 0 or kind == "funding"
-        total += Decimal(balance)
+        assert stored(balance) == stored(credits) - stored(debits), account
+        assert stored(balance) >= 0 or kind == "funding"
+        total += stored(balance)
     assert total == 0
 
 

@@ -191,3 +191,40 @@ async def test_the_control_endpoint_exists_only_in_dev_mode(tmp_path: Path) -> N
     async with serving(app, port) as client:
         response = await client.post("/v1/control", json={"mode": "reject"})
     assert response.status_code == 404
+
+
+async def test_incentives_payments_reconcile_settles_an_unknown_payment(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    url = f"sqlite+aiosqlite:///{var / 'disbursement.db'}"
+    async with disbursement_db(url) as db, running_rail(tmp_path / "rail") as rail_http:
+        await fund(db)
+        await open_award(db, "w1")
+        payment_id = await release(db, "w1")
+        assert payment_id is not None
+        setup = Setup(db, rail_http, str(rail_http.base_url), url)
+        await _control(setup, "timeout_after_paying", delay=3)
+        async with _client(setup.url, timeout=0.5) as rail:
+            await pay_due(db.uow, rail)
+        assert await _state(setup, payment_id) == "unknown"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INCENTIVES_")}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli",
+            "payments",
+            "reconcile",
+            "--var-dir",
+            str(var),
+            "--rail-url",
+            setup.url,
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await child.communicate()
+        assert child.returncode == 0, err.decode()
+        assert "Settled 1 payment(s)" in out.decode()
+        assert "0 still open" in out.decode()
+        assert await _state(setup, payment_id) == "paid"
+        assert await _rail_payments(setup, payment_id) == 1

@@ -18,7 +18,8 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Spelled out rather than imported from the models, so this revision never changes.
+# Spelled out rather than imported from the models, so this revision never changes. Amounts
+# are whole numbers of ten-thousandths (BIGINT), exact on SQLite as on PostgreSQL.
 _BIG_INT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -36,7 +37,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=200), nullable=False),
     sa.Column('kind', sa.String(length=20), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
-    sa.Column('balance', sa.Numeric(precision=22, scale=4), nullable=False),
+    sa.Column('balance', sa.BigInteger(), nullable=False),
     sa.CheckConstraint("balance >= 0 OR kind = 'funding'", name='ck_ledger_accounts_balance'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -45,7 +46,7 @@ def upgrade() -> None:
     sa.Column('application_id', sa.String(length=100), nullable=False),
     sa.Column('firm_id', sa.String(length=100), nullable=False),
     sa.Column('budget_id', sa.String(length=100), nullable=False),
-    sa.Column('total', sa.Numeric(precision=22, scale=4), nullable=False),
+    sa.Column('total', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
     sa.Column('correlation_id', sa.String(length=36), nullable=False),
@@ -59,7 +60,7 @@ def upgrade() -> None:
     sa.Column('cause', sa.String(length=20), nullable=False),
     sa.Column('debit', sa.String(length=200), nullable=False),
     sa.Column('credit', sa.String(length=200), nullable=False),
-    sa.Column('amount', sa.Numeric(precision=22, scale=4), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('budget_id', sa.String(length=100), nullable=False),
     sa.Column('award_id', sa.String(length=100), nullable=True),
@@ -78,7 +79,7 @@ def upgrade() -> None:
     op.create_table('tranches',
     sa.Column('award_id', sa.String(length=100), nullable=False),
     sa.Column('sequence', sa.Integer(), nullable=False),
-    sa.Column('amount', sa.Numeric(precision=22, scale=4), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('milestone', sa.String(length=200), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
     sa.Column('updated_at', UTCDateTime(), nullable=False),
@@ -89,7 +90,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=100), nullable=False),
     sa.Column('award_id', sa.String(length=100), nullable=False),
     sa.Column('sequence', sa.Integer(), nullable=False),
-    sa.Column('amount', sa.Numeric(precision=22, scale=4), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('beneficiary', sa.String(length=100), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
