@@ -12,101 +12,47 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from contracts.envelope import utcnow
-from contracts.topics import TOPICS
-from services.applications.main import create_app as create_applications
-from services.applications.settings import Settings as ApplicationsSettings
-from services.cli.embedded import TansuBroker
 from services.disbursement.main import create_app as create_disbursement
 from services.disbursement.settings import Settings as DisbursementSettings
-from services.eligibility.main import create_app as create_eligibility
-from services.eligibility.settings import Settings as EligibilitySettings
 from services.kit.logging import configure_logging
-from services.kit.messaging import ensure_topics
-from services.review.main import create_app as create_desk
-from services.review.settings import Settings as DeskSettings
 from services.zones.main import create_app as create_zones
 from services.zones.settings import Settings as ZonesSettings
 from tests.disbursement.helpers import running_rail
-from tests.kit.helpers import eventually, fresh_database
+from tests.kit.helpers import eventually
 from tests.review.helpers import ADMIN, auth, reviewer
-from tests.review.test_full_run import FIRM, Platform, status_of, submit, tasks_of
-from tests.support import free_port, healthy, serving
-from workflows.settings import Settings as WorkerSettings
-from workflows.worker import create_app as create_worker
+from tests.review.test_full_run import FIRM, platform, status_of, submit, tasks_of
 
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def platform(
-    pg_url: str, temporal_dev: str, tmp_path: Path, task_queue: str
-) -> AsyncIterator[Platform]:
-    """Every service of the journey on a broker of its own, all healthy."""
-    broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log")
-    broker.start()
-    try:
-        await broker.wait_ready(timeout_s=20)
-        await ensure_topics(
-            broker.bootstrap,
-            [(name, t.partitions) for t in TOPICS for name in (t.name, t.dlq)],
-        )
-        async with AsyncExitStack() as stack:
-            rail = await stack.enter_async_context(running_rail(tmp_path / "rail"))
-            desk_port = free_port()
-            builders: dict[str, Callable[[dict[str, Any]], FastAPI]] = {
-                "applications": lambda kw: create_applications(ApplicationsSettings(**kw)),
-                "eligibility": lambda kw: create_eligibility(EligibilitySettings(**kw)),
-                "review": lambda kw: create_desk(DeskSettings(seed_demo_reviewers=True, **kw)),
-                "zones": lambda kw: create_zones(ZonesSettings(**kw)),
-                "disbursement": lambda kw: create_disbursement(
-                    DisbursementSettings(
-                        rail_url=str(rail.base_url), payout_interval_seconds=0.2, **kw
-                    )
-                ),
-                "worker": lambda kw: create_worker(
-                    WorkerSettings(
-                        task_queue=task_queue, review_url=f"http://127.0.0.1:{desk_port}", **kw
-                    )
-                ),
-            }
-            clients: dict[str, httpx.AsyncClient] = {}
-            parts: list[tuple[str, FastAPI, int]] = []
-            for name, build in builders.items():
-                database_url = await stack.enter_async_context(fresh_database(pg_url, name[:4]))
-                port = desk_port if name == "review" else free_port()
-                settings: dict[str, Any] = {
-                    "kafka_bootstrap": broker.bootstrap,
-                    "database_url": database_url,
-                    "port": port,
-                    "var_dir": tmp_path / name,
-                }
-                if name in ("review", "worker"):
-                    settings["temporal_address"] = temporal_dev
-                parts.append((name, build(settings), port))
-            for name, app, port in parts:
-                clients[name] = await stack.enter_async_context(serving(app, port))
-            for client in clients.values():
-                await eventually(functools.partial(healthy, client), timeout=120)
-            yield Platform(clients=clients, bootstrap=broker.bootstrap)
-    finally:
-        broker.stop()
 
 
 async def test_submission_to_the_second_tranche_on_the_real_stack(
     pg_url: str, temporal_dev: str, tmp_path: Path, unique_name: Callable[[str], str]
 ) -> None:
     configure_logging("tests", "WARNING")
-    async with platform(pg_url, temporal_dev, tmp_path, unique_name("award-run")) as running:
+    async with (
+        running_rail(tmp_path / "rail") as rail,
+        platform(
+            pg_url,
+            temporal_dev,
+            tmp_path,
+            unique_name("award-run"),
+            more={
+                "zones": lambda kw: create_zones(ZonesSettings(**kw)),
+                "disbursement": lambda kw: create_disbursement(
+                    DisbursementSettings(
+                        rail_url=str(rail.base_url), payout_interval_seconds=0.2, **kw
+                    )
+                ),
+            },
+        ) as running,
+    ):
         clients = running.clients
         applications, desk = clients["applications"], clients["review"]
         money = clients["disbursement"]

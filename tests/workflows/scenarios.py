@@ -399,6 +399,22 @@ class Harness:
             actor_id="system:disbursement",
         )
 
+    async def budget_short(self, handle: Handle) -> None:
+        """Disbursement cannot reserve the grant: the budget has EUR 1,000 left."""
+        (award,) = await self.until_published_type(handle, "award.open")
+        await self.fact(
+            handle,
+            BudgetExhausted(
+                budget_id=award.payload.budget_id,
+                award_id=award.payload.award_id,
+                application_id=handle.id,
+                requested=award.payload.total,
+                available=Money.of("1000.00", "EUR"),
+                detected_at=datetime.now(UTC),
+            ),
+            actor_id="system:disbursement",
+        )
+
     async def offered(self, handle: Handle) -> Envelope[Any]:
         """Approve, hold and reserve: the firm's offer is out."""
         await self.reach_quorum(handle)
@@ -686,19 +702,7 @@ async def offer_lapsed(h: Harness, application_id: str) -> None:
 async def budget_shortfall(h: Harness, application_id: str) -> None:
     handle = await eligible_run(h, application_id)
     await h.reach_quorum(handle)
-    (award,) = await h.until_published_type(handle, "award.open")
-    await h.fact(
-        handle,
-        BudgetExhausted(
-            budget_id=award.payload.budget_id,
-            award_id=award.payload.award_id,
-            application_id=handle.id,
-            requested=award.payload.total,
-            available=Money.of("1000.00", "EUR"),
-            detected_at=datetime.now(UTC),
-        ),
-        actor_id="system:disbursement",
-    )
+    await h.budget_short(handle)
     await handle.result()
 
 

@@ -18,7 +18,6 @@ from contracts.envelope import ActorKind, deterministic_event_id
 from contracts.money import Money
 from contracts.v1.common import CompensationReason, Decision, ReviewStage
 from contracts.v1.desk import DecisionRefusal
-from contracts.v1.disbursement import BudgetExhausted
 from contracts.v1.offers import OfferDeclined
 from tests.workflows.scenarios import (
     FIRM_ID,
@@ -137,19 +136,7 @@ async def test_unanswered_offer_lapses_after_the_offer_period(h: Harness) -> Non
 async def test_budget_shortfall_releases_the_hold_and_ends_unfunded(h: Harness) -> None:
     handle = await start(h)
     await h.reach_quorum(handle)
-    (award,) = await h.until_published_type(handle, "award.open")
-    await h.fact(
-        handle,
-        BudgetExhausted(
-            budget_id=award.payload.budget_id,
-            award_id=award.payload.award_id,
-            application_id=handle.id,
-            requested=award.payload.total,
-            available=Money.of("1000.00", "EUR"),
-            detected_at=datetime.now(UTC),
-        ),
-        actor_id="system:disbursement",
-    )
+    await h.budget_short(handle)
     final = await handle.result()
     assert final.phase is Phase.UNFUNDED
     assert final.reasons
