@@ -1295,10 +1295,10 @@ class IncentiveApproval:
         offer = self._offer_or_fail()
         assert self._firm_id is not None
         release_space = offer.allocation_id is not None
+        # Once award.open is sent the award is cancelled, opened or not yet: both commands travel
+        # on the application's partition, so the cancellation follows the opening.
         cancel_award = (
-            offer.award_id is not None
-            and offer.award_opened
-            and reason_code is not CompensationReason.BUDGET_EXHAUSTED
+            offer.award_id is not None and reason_code is not CompensationReason.BUDGET_EXHAUSTED
         )
         if release_space:
             self._queue(

@@ -16,9 +16,11 @@ from temporalio.exceptions import ApplicationError
 
 from contracts.envelope import ActorKind, deterministic_event_id
 from contracts.money import Money
-from contracts.v1.common import CompensationReason, Decision, ReviewStage
+from contracts.v1.common import CompensationReason, Decision, ReviewStage, ZoneRefusalReason
 from contracts.v1.desk import DecisionRefusal
+from contracts.v1.disbursement import AwardOpened
 from contracts.v1.offers import OfferDeclined
+from contracts.v1.zones import ZoneRefused
 from tests.workflows.scenarios import (
     FIRM_ID,
     FIRM_USER,
@@ -60,6 +62,44 @@ async def test_offer_package_names_space_grant_tranches_and_expiry(h: Harness) -
     assert hold.hold_seconds == 15 * 24 * 3600, "the hold outlives the offer"
     award = h.publisher.envelopes(handle.id, "award.open")[0].payload
     assert award.budget_id == f"grant-{datetime.now(UTC).year}"
+
+
+async def test_refused_space_is_left_out_of_the_offer(h: Harness) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    (hold,) = await h.until_published_type(handle, "zone.hold")
+    (award,) = await h.until_published_type(handle, "award.open")
+    now = datetime.now(UTC)
+    await h.fact(
+        handle,
+        ZoneRefused(
+            allocation_id=hold.payload.allocation_id,
+            application_id=handle.id,
+            reason_code=ZoneRefusalReason.NO_CAPACITY,
+            reason="No zone suits the health sector with that much space.",
+            refused_at=now,
+        ),
+    )
+    a = award.payload
+    await h.fact(
+        handle,
+        AwardOpened(
+            award_id=a.award_id,
+            application_id=handle.id,
+            firm_id=a.firm_id,
+            budget_id=a.budget_id,
+            total=a.total,
+            tranches=a.tranches,
+            opened_at=now,
+        ),
+        actor_id="system:disbursement",
+    )
+    (offer,) = await h.until_published_type(handle, "application.offer_made")
+    assert offer.payload.space == []
+    assert offer.payload.space_unavailable == hold.payload.requests
+    await h.accept(handle, offer.payload.offer_id)
+    await h.until_published_type(handle, "tranche.release")
+    assert h.publisher.envelopes(handle.id, "zone.confirm") == [], "nothing held to confirm"
 
 
 async def test_accept_allocates_grants_fast_track_and_pays_signing(h: Harness) -> None:
@@ -163,6 +203,22 @@ async def test_withdrawal_during_the_offer_releases_and_cancels(h: Harness) -> N
     assert done.payload.space_released
     assert done.payload.award_cancelled
     assert len(h.publisher.envelopes(handle.id, "award.cancel")) == 1
+
+
+async def test_withdrawal_before_the_reservation_is_confirmed_still_cancels_the_award(
+    h: Harness,
+) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    await h.until_published_type(handle, "award.open")
+    await handle.signal(IncentiveApproval.withdrawn, withdrawal("Plans changed."))
+    final = await handle.result()
+    assert final.phase is Phase.WITHDRAWN
+    assert h.publisher.envelopes(handle.id, "application.offer_made") == []
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    (release,) = h.publisher.envelopes(handle.id, "zone.release")
+    assert cancel.payload.reason_code is release.payload.reason_code
+    assert cancel.payload.reason_code is CompensationReason.APPLICATION_WITHDRAWN
 
 
 async def test_administrative_cancellation_after_acceptance_names_the_admin(h: Harness) -> None:
