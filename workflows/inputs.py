@@ -72,7 +72,9 @@ class ApprovalPolicy(BaseModel):
         default=500,
         ge=10,
         le=10_000,
-        description="Facts a run takes while waiting for milestones before it continues as new.",
+        description=(
+            "History length (events) past which a run waiting for milestones continues as new."
+        ),
     )
 
     @field_validator("tranche_schedule")
