@@ -363,7 +363,6 @@ class Harness:
     async def held_and_reserved(self, handle: Handle) -> None:
         """The zones hold all the requested space and disbursement opens the award."""
         (hold,) = await self.until_published_type(handle, "zone.hold")
-        (award,) = await self.until_published_type(handle, "award.open")
         units = [
             ZoneUnits(
                 zone_id=(r.preferred_zones or ["zone-north-tech-park"])[0],
@@ -384,6 +383,11 @@ class Harness:
                 held_at=now,
             ),
         )
+        await self.award_opened(handle)
+
+    async def award_opened(self, handle: Handle) -> None:
+        """Disbursement reserved the grant: the award the run asked for is open."""
+        (award,) = await self.until_published_type(handle, "award.open")
         a = award.payload
         await self.fact(
             handle,
@@ -394,7 +398,7 @@ class Harness:
                 budget_id=a.budget_id,
                 total=a.total,
                 tranches=a.tranches,
-                opened_at=now,
+                opened_at=datetime.now(UTC),
             ),
             actor_id="system:disbursement",
         )

@@ -18,7 +18,6 @@ from contracts.envelope import ActorKind, deterministic_event_id
 from contracts.money import Money
 from contracts.v1.common import CompensationReason, Decision, ReviewStage, ZoneRefusalReason
 from contracts.v1.desk import DecisionRefusal
-from contracts.v1.disbursement import AwardOpened
 from contracts.v1.offers import OfferDeclined
 from contracts.v1.zones import ZoneRefused
 from tests.workflows.scenarios import (
@@ -68,7 +67,6 @@ async def test_refused_space_is_left_out_of_the_offer(h: Harness) -> None:
     handle = await start(h)
     await h.reach_quorum(handle)
     (hold,) = await h.until_published_type(handle, "zone.hold")
-    (award,) = await h.until_published_type(handle, "award.open")
     now = datetime.now(UTC)
     await h.fact(
         handle,
@@ -80,20 +78,7 @@ async def test_refused_space_is_left_out_of_the_offer(h: Harness) -> None:
             refused_at=now,
         ),
     )
-    a = award.payload
-    await h.fact(
-        handle,
-        AwardOpened(
-            award_id=a.award_id,
-            application_id=handle.id,
-            firm_id=a.firm_id,
-            budget_id=a.budget_id,
-            total=a.total,
-            tranches=a.tranches,
-            opened_at=now,
-        ),
-        actor_id="system:disbursement",
-    )
+    await h.award_opened(handle)
     (offer,) = await h.until_published_type(handle, "application.offer_made")
     assert offer.payload.space == []
     assert offer.payload.space_unavailable == hold.payload.requests
