@@ -23,7 +23,15 @@ from contracts.errors import (
     UnknownMessageType,
     UnsupportedSchemaVersion,
 )
-from contracts.v1 import applications, approvals, disbursement, eligibility, review, zones
+from contracts.v1 import (
+    applications,
+    approvals,
+    disbursement,
+    eligibility,
+    offers,
+    review,
+    zones,
+)
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
@@ -37,6 +45,9 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "application.submitted": applications.ApplicationSubmitted,
         "application.amended": applications.ApplicationAmended,
         "application.withdrawn": applications.ApplicationWithdrawn,
+        "application.offer_accepted": offers.OfferAccepted,
+        "application.offer_declined": offers.OfferDeclined,
+        "application.milestone_reported": offers.MilestoneReported,
         # eligibility.events
         "eligibility.assessed": eligibility.EligibilityAssessed,
         # review.events
@@ -49,6 +60,12 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         # approvals.events
         "application.approved": approvals.ApplicationApproved,
         "application.rejected": approvals.ApplicationRejected,
+        "application.offer_made": offers.OfferMade,
+        "application.offer_lapsed": offers.OfferLapsed,
+        "application.fast_track_granted": offers.FastTrackGranted,
+        "application.milestone_verified": offers.MilestoneVerified,
+        "application.award_completed": offers.AwardCompleted,
+        "application.compensated": offers.ApplicationCompensated,
         # zones.commands
         "zone.allocate": zones.AllocateZoneSpace,
         "zone.release": zones.ReleaseZoneSpace,

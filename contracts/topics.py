@@ -55,8 +55,18 @@ class Topic:
 TOPICS: Final[tuple[Topic, ...]] = (
     Topic(
         name="applications.events",
-        description="What firms do with their applications: submit, amend, withdraw.",
-        types=("application.submitted", "application.amended", "application.withdrawn"),
+        description=(
+            "What firms do with their applications: submit, amend, withdraw, answer the offer "
+            "and report milestones."
+        ),
+        types=(
+            "application.submitted",
+            "application.amended",
+            "application.withdrawn",
+            "application.offer_accepted",
+            "application.offer_declined",
+            "application.milestone_reported",
+        ),
     ),
     Topic(
         name="eligibility.events",
@@ -77,8 +87,21 @@ TOPICS: Final[tuple[Topic, ...]] = (
     ),
     Topic(
         name="approvals.events",
-        description="The approval workflow's final decisions.",
-        types=("application.approved", "application.rejected"),
+        description=(
+            "The approval workflow's decisions: approval or rejection, the offer and its lapse, "
+            "fast-track grants, milestone verifications, the award's completion and every "
+            "compensation."
+        ),
+        types=(
+            "application.approved",
+            "application.rejected",
+            "application.offer_made",
+            "application.offer_lapsed",
+            "application.fast_track_granted",
+            "application.milestone_verified",
+            "application.award_completed",
+            "application.compensated",
+        ),
     ),
     Topic(
         name="zones.commands",

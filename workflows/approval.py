@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
@@ -52,12 +52,18 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.catalog import encode, make_envelope
+    from contracts.catalog import encode, make_envelope, payload_model
     from contracts.conflicts import Organisation, firm_organisations
     from contracts.envelope import Actor, ActorKind, Envelope, deterministic_event_id
     from contracts.topics import topic_for_type
     from contracts.v1.applications import ApplicationContent
-    from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage, Stage
+    from contracts.v1.common import (
+        CompensationReason,
+        Decision,
+        EligibilityOutcome,
+        ReviewStage,
+        Stage,
+    )
     from contracts.v1.desk import (
         DECIDE_UPDATE,
         ReviewDecisionOutcome,
@@ -65,13 +71,25 @@ with workflow.unsafe.imports_passed_through():
         ReviewerProfile,
         ReviewerRole,
     )
-    from workflows import events, policy, staffing
+    from contracts.v1.disbursement import (
+        AwardOpened,
+        BudgetExhausted,
+        TrancheFailed,
+        TranchePaid,
+        TrancheReleased,
+    )
+    from contracts.v1.offers import MilestoneReported, OfferAccepted, OfferDeclined
+    from contracts.v1.zones import ZoneAllocated, ZoneHeld, ZoneRefused, ZoneWaitlisted
+    from workflows import events, offering, policy, staffing
     from workflows.activities import CandidateQuery, OutgoingMessage, Publisher, ReviewDesk
     from workflows.inputs import (
         AmendedSignal,
         ApprovalInput,
         ApprovalPolicy,
+        CancellationSignal,
+        Carried,
         EligibilitySignal,
+        FactSignal,
         SubmittedSignal,
         WithdrawalSignal,
     )
@@ -79,11 +97,16 @@ with workflow.unsafe.imports_passed_through():
         ApprovalState,
         DecisionView,
         InformationRequest,
+        Milestone,
+        MilestoneStatus,
+        OfferView,
         Phase,
         StageState,
         StageStatus,
         Task,
         TaskStatus,
+        TrancheStatus,
+        TrancheView,
     )
 
 #: The task queue the worker polls and the bridge starts workflows on.
@@ -126,8 +149,9 @@ class IncentiveApproval:
         self._withdrawal: WithdrawalSignal | None = None
         self._phase = Phase.AWAITING_ELIGIBILITY
         self._reasons: list[str] = []
+        # The milestone stage joins once the award has a milestone to verify.
         self._stages: dict[ReviewStage, StageState] = {
-            stage: StageState(stage=stage) for stage in ReviewStage
+            stage: StageState(stage=stage) for stage in ReviewStage if stage in policy.STAGE_ORDER
         }
         committee = self._stages[ReviewStage.COMMITTEE]
         committee.required = inp.policy.committee_required
@@ -141,6 +165,13 @@ class IncentiveApproval:
         self._requests = 0
         # The event that caused the latest transition: the causation of what follows.
         self._cause: uuid.UUID | None = None
+        # After the committee: facts from the firm, the zones and disbursement, in arrival order.
+        self._facts: list[FactSignal] = []
+        self._offer: OfferView | None = None
+        self._cancellation: CancellationSignal | None = None
+        self._answer: FactSignal | None = None
+        if inp.resume is not None:
+            self._restore(inp.resume)
 
     # --- signals -------------------------------------------------------------------------------
 
@@ -186,6 +217,18 @@ class IncentiveApproval:
         if self._first_time(signal.event_id) and self._withdrawal is None:
             self._withdrawal = signal
 
+    @workflow.signal(name="fact")
+    def fact(self, signal: FactSignal) -> None:
+        """A later fact: the firm's answer or milestone, or what zones or disbursement did."""
+        if self._first_time(signal.event_id):
+            self._facts.append(signal)
+
+    @workflow.signal(name="cancelled")
+    def cancelled(self, signal: CancellationSignal) -> None:
+        """An administrator cancelled the application (duplicates ignored)."""
+        if self._first_time(signal.event_id) and self._cancellation is None:
+            self._cancellation = signal
+
     # --- query ---------------------------------------------------------------------------------
 
     @workflow.query(name="state")
@@ -215,6 +258,7 @@ class IncentiveApproval:
             decisions=list(self._decisions),
             information_request=self._request,
             information_requests=self._requests,
+            offer=self._offer.model_copy(deep=True) if self._offer else None,
         )
 
     # --- the decide update ---------------------------------------------------------------------
@@ -252,7 +296,10 @@ class IncentiveApproval:
         stage = self._stages[task.stage]
         tally = policy.tally(stage, self._tasks.values())
         closed = False
-        if request.decision is Decision.REQUEST_INFORMATION:
+        if task.stage is ReviewStage.MILESTONE:
+            closed = True
+            self._milestone_decided(task)
+        elif request.decision is Decision.REQUEST_INFORMATION:
             self._pause_group(task)
         elif tally.rejected:
             closed = True
@@ -306,14 +353,27 @@ class IncentiveApproval:
 
     @workflow.run
     async def run(self, inp: ApprovalInput) -> ApprovalState:
-        """Eligibility, then the review groups in order; ends approved, rejected or withdrawn."""
+        """Eligibility, the review groups in order, then the offer, the award and its milestones.
+
+        Runs recorded before the offer existed ended right after the approval; the
+        ``offer`` patch keeps them replaying.
+        """
+        if inp.resume is not None:
+            await self._milestones()
+            await self._flush()
+            return self._snapshot()
+        approved = False
         if await self._eligibility_stage():
             for phase, stages in policy.REVIEW_GROUPS:
                 if not await self._review_group(phase, stages):
                     break
             else:
                 self._approve()
+                approved = True
         await self._flush()
+        if approved and workflow.patched("offer"):
+            await self._after_approval()
+            await self._flush()
         return self._snapshot()
 
     @property
@@ -687,10 +747,12 @@ class IncentiveApproval:
             retry_policy=DESK_RETRY,
         )
 
-    def _assign(self, stage: ReviewStage, reviewer: str, now: datetime) -> None:
+    def _assign(
+        self, stage: ReviewStage, reviewer: str, now: datetime, *, round_: int | None = None
+    ) -> None:
         assert self._firm_id is not None
         assert self._content is not None
-        round_ = self._requests
+        round_ = self._requests if round_ is None else round_
         step = events.assignment_step(stage, reviewer, round_)
         task = Task(
             task_id=policy.task_id(self._app_id, stage, reviewer, round_),
@@ -796,6 +858,476 @@ class IncentiveApproval:
             )
         )
         self._close(Phase.APPROVED, [])
+
+    # --- after the committee: hold, reserve, offer ---------------------------------------------
+
+    async def _after_approval(self) -> None:
+        """Stages 5 to 7: hold space and reserve the grant, offer, then award and milestones."""
+        assert self._firm_id is not None
+        assert self._content is not None
+        incentives = self._content.incentives
+        grant = incentives.grant.amount if incentives.grant else None
+        self._cause = self._event_id("approved")  # what follows is caused by the approval
+        offer = OfferView(
+            offer_id=offering.offer_id(self._app_id),
+            allocation_id=offering.allocation_id(self._app_id) if incentives.zone_space else None,
+            award_id=offering.award_id(self._app_id) if grant else None,
+            grant=grant,
+            tranches=offering.tranches(grant, self._policy.tranche_schedule) if grant else [],
+            fast_track=[f.item for f in incentives.fast_track],
+        )
+        self._offer = offer
+        offer_period = timedelta(days=self._policy.offer_days)
+        if offer.allocation_id:
+            # The hold outlives the offer by a day: the workflow releases it when the offer
+            # lapses, so the firm never loses space while its offer still stands.
+            self._queue(
+                offering.hold_space(
+                    self._app_id,
+                    self._firm_id,
+                    self._content,
+                    offer_period + timedelta(days=1),
+                    self._cause,
+                )
+            )
+        if grant:
+            budget = offering.budget_id(self._policy.grant_budget, workflow.now())
+            self._queue(
+                offering.open_award(self._app_id, self._firm_id, offer, budget, self._cause)
+            )
+        await self._flush()
+
+        if not await self._wait_facts(self._reserved):
+            return
+        if self._phase.ended:  # a budget shortfall
+            return
+
+        offer.offered_at = workflow.now()
+        offer.expires_at = offer.offered_at + offer_period
+        self._phase = Phase.OFFERED
+        self._queue(offering.offer_made(self._app_id, self._firm_id, offer, self._cause))
+        await self._flush()
+        answered = await self._wait_facts(
+            lambda: self._answer is not None, within=offer.expires_at - workflow.now()
+        )
+        if not answered:
+            if self._phase.ended:  # withdrawn or cancelled meanwhile
+                return
+            now = workflow.now()
+            self._queue(offering.offer_lapsed(self._app_id, self._firm_id, offer, now))
+            self._compensate(
+                CompensationReason.OFFER_LAPSED,
+                "The offer was not answered before it expired.",
+                Actor.system(WORKFLOW_ACTOR),
+            )
+            return
+        answer = self._answer
+        assert answer is not None
+        actor = offering.actor_of(answer.actor_id, answer.actor_kind)
+        self._cause = uuid.UUID(answer.event_id)
+        offer.answered_by = answer.actor_id
+        if answer.type == "application.offer_declined":
+            declined = OfferDeclined.model_validate(answer.payload)
+            self._compensate(
+                CompensationReason.OFFER_DECLINED,
+                declined.reason or "The firm declined the offer.",
+                actor,
+            )
+            return
+        await self._accept(actor)
+        await self._milestones()
+
+    async def _accept(self, actor: Actor) -> None:
+        """Accepted: allocate the space, grant the fast-track items, pay the signing tranche."""
+        offer = self._offer
+        assert offer is not None
+        assert self._firm_id is not None
+        now = workflow.now()
+        offer.accepted_at = now
+        self._phase = Phase.AWARDED
+        if offer.held:
+            self._queue(offering.confirm_space(self._app_id, actor, self._cause))
+        validity = timedelta(days=self._policy.fast_track_validity_days)
+        for item in offer.fast_track:
+            self._queue(
+                offering.fast_track_granted(
+                    self._app_id, self._firm_id, item, now, validity, self._cause
+                )
+            )
+        if offer.award_opened and offer.tranches:
+            offer.tranches[0].status = TrancheStatus.RELEASED
+            self._queue(
+                offering.release_tranche(
+                    self._app_id,
+                    offer,
+                    1,
+                    approved_by=actor.id,
+                    evidence="Signing: the firm accepted the offer.",
+                    actor=actor,
+                    cause=self._cause,
+                )
+            )
+        else:
+            self._phase = Phase.COMPLETED  # nothing to pay: the journey ends with the allocation
+        await self._flush()
+
+    # --- milestones ------------------------------------------------------------------------------
+
+    async def _milestones(self) -> None:
+        """Milestone reports, their verification and the tranches, until the last is paid.
+
+        Continues as new when the history grows, carrying the award (months of waiting must
+        not grow one run's history without bound).
+        """
+        while not self._phase.ended:
+            if not await self._wait_facts(lambda: self._unstaffed() or self._can_continue_as_new()):
+                return
+            if self._phase.ended:
+                return
+            if self._unstaffed():
+                await self._staff_milestones()
+                continue
+            if self._can_continue_as_new():
+                await self._flush()
+                workflow.continue_as_new(
+                    ApprovalInput(
+                        application_id=self._app_id,
+                        correlation_id=self._input.correlation_id,
+                        policy=self._policy,
+                        resume=self._carry(),
+                    )
+                )
+
+    def _unstaffed(self) -> bool:
+        return any(
+            m.status is MilestoneStatus.REPORTED and m.task_id is None
+            for m in self._offer_or_fail().milestones
+        )
+
+    def _can_continue_as_new(self) -> bool:
+        if self._outbox or self._facts:
+            return False
+        if any(
+            t.status is TaskStatus.OPEN and t.stage is ReviewStage.MILESTONE
+            for t in self._tasks.values()
+        ):
+            return False  # an open verification waits for the desk's update
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self._policy.history_fact_limit
+        )
+
+    def _carry(self) -> Carried:
+        assert self._firm_id is not None
+        assert self._content is not None
+        assert self._revision is not None
+        return Carried(
+            firm_id=self._firm_id,
+            revision=self._revision,
+            content=self._content,
+            offer=self._offer_or_fail(),
+            milestone_stage=self._stages.get(
+                ReviewStage.MILESTONE, StageState(stage=ReviewStage.MILESTONE)
+            ),
+            tasks=[t for t in self._tasks.values() if t.stage is ReviewStage.MILESTONE],
+            profiles=self._profiles,
+            committed={
+                reviewer: stage
+                for reviewer, stage in staffing.committed_reviewers(self._stages).items()
+                if stage is not ReviewStage.MILESTONE
+            },
+            cause=str(self._cause) if self._cause else None,
+        )
+
+    def _restore(self, carried: Carried) -> None:
+        self._firm_id = carried.firm_id
+        self._revision = carried.revision
+        self._content = carried.content
+        self._offer = carried.offer
+        self._phase = Phase.AWARDED
+        self._stages[ReviewStage.MILESTONE] = carried.milestone_stage
+        for task in carried.tasks:
+            self._tasks[task.task_id] = task
+        self._profiles = dict(carried.profiles)
+        # Separation of duties outlives the run: the review stages' deciders stay listed.
+        for reviewer, stage in carried.committed.items():
+            if reviewer not in self._stages[stage].reviewers:
+                self._stages[stage].reviewers.append(reviewer)
+        self._cause = uuid.UUID(carried.cause) if carried.cause else None
+
+    def _offer_or_fail(self) -> OfferView:
+        assert self._offer is not None
+        return self._offer
+
+    async def _staff_milestones(self) -> None:
+        """Give each unassigned milestone report to an eligible reviewer (a verification task)."""
+        assert self._firm_id is not None
+        assert self._content is not None
+        try:
+            candidates = await self._candidates(policy.STAGE_ROLES[ReviewStage.MILESTONE])
+        except ActivityError as exc:
+            workflow.logger.warning("review desk unavailable; retrying later: %s", exc)
+            candidates = []
+        for profile in candidates:
+            self._profiles[profile.reviewer_id] = profile
+        offer = self._offer_or_fail()
+        stage = self._stages.setdefault(
+            ReviewStage.MILESTONE, StageState(stage=ReviewStage.MILESTONE)
+        )
+        for milestone in offer.milestones:
+            if milestone.status is not MilestoneStatus.REPORTED or milestone.task_id is not None:
+                continue
+            reviewer = staffing.milestone_verifier(
+                candidates, self._stages, self._organisations(), milestone.reported_by
+            )
+            if reviewer is None:
+                workflow.logger.info("no eligible milestone verifier yet")
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: self._phase.ended or self._withdrawal is not None,
+                        timeout=timedelta(minutes=self._policy.assignment_retry_minutes),
+                        timeout_summary="assignment-retry",
+                    )
+                return
+            now = workflow.now()
+            round_ = offer.milestones.index(milestone) + 1
+            self._cause = uuid.UUID(milestone.event_id)
+            self._assign(ReviewStage.MILESTONE, reviewer, now, round_=round_)
+            task = self._tasks[
+                policy.task_id(self._app_id, ReviewStage.MILESTONE, reviewer, round_)
+            ]
+            milestone.task_id = task.task_id
+            if reviewer not in stage.reviewers:
+                stage.reviewers.append(reviewer)
+            stage.status = StageStatus.OPEN
+        await self._flush()
+
+    def _milestone_decided(self, task: Task) -> None:
+        """A reviewer decided a milestone task (from the update handler)."""
+        offer = self._offer_or_fail()
+        milestone = next(m for m in offer.milestones if m.task_id == task.task_id)
+        verified = task.decision is Decision.APPROVE
+        milestone.status = MilestoneStatus.VERIFIED if verified else MilestoneStatus.REJECTED
+        milestone.reviewer_id = task.reviewer_id
+        milestone.comment = task.comment
+        milestone.decided_at = task.decided_at
+        if not self._open_tasks((ReviewStage.MILESTONE,)):
+            self._stages[ReviewStage.MILESTONE].status = StageStatus.PENDING
+        self._queue(offering.milestone_decided(self._app_id, milestone, self._cause))
+        if verified:
+            tranche = next(t for t in offer.tranches if t.sequence == milestone.sequence)
+            tranche.status = TrancheStatus.RELEASED
+            self._queue(
+                offering.release_tranche(
+                    self._app_id,
+                    offer,
+                    milestone.sequence,
+                    approved_by=task.reviewer_id,
+                    evidence=f"{milestone.summary} Evidence: {', '.join(milestone.evidence)}.",
+                    actor=Actor(kind=ActorKind.REVIEWER, id=task.reviewer_id),
+                    cause=self._cause,
+                )
+            )
+
+    # --- facts from the firm and the services ----------------------------------------------------
+
+    def _reserved(self) -> bool:
+        """The space is held (or refused) and the grant reserved (or short): the offer can go."""
+        offer = self._offer_or_fail()
+        if self._phase.ended:
+            return True
+        space = offer.allocation_id is None or bool(offer.unavailable) or self._space_held()
+        budget = offer.award_id is None or offer.award_opened
+        return space and budget
+
+    def _space_held(self) -> bool:
+        assert self._content is not None
+        offer = self._offer_or_fail()
+        held: dict[str, int] = {}
+        for units in offer.held:
+            held[units.unit_type.value] = held.get(units.unit_type.value, 0) + units.quantity
+        return all(
+            held.get(r.unit_type.value, 0) >= r.quantity
+            for r in self._content.incentives.zone_space
+        )
+
+    async def _wait_facts(self, done: Callable[[], bool], within: timedelta | None = None) -> bool:
+        """Apply facts as they arrive until ``done`` holds; False on timeout or when the
+        application ended (withdrawn, cancelled, compensated) meanwhile."""
+        deadline = workflow.now() + within if within is not None else None
+        while True:
+            self._apply_facts()
+            if self._phase.ended:
+                await self._flush()
+                return False
+            if self._withdrawal is not None or self._cancellation is not None:
+                self._end_after_approval()
+                await self._flush()
+                return False
+            if done():
+                return True
+            await self._flush()
+            remaining = deadline - workflow.now() if deadline is not None else None
+            if remaining is not None and remaining <= timedelta(0):
+                return False
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        bool(self._facts)
+                        or bool(self._outbox)
+                        or self._withdrawal is not None
+                        or self._cancellation is not None
+                        or done()
+                    ),
+                    timeout=remaining,
+                    timeout_summary="offer-expiry" if remaining is not None else None,
+                )
+            except TimeoutError:
+                self._apply_facts()
+                return done() and not self._phase.ended
+
+    def _apply_facts(self) -> None:
+        while self._facts:
+            self._apply(self._facts.pop(0))
+
+    def _apply(self, fact: FactSignal) -> None:
+        """Record one fact in the offer; facts about other allocations or awards are ignored."""
+        offer = self._offer
+        if offer is None:
+            return
+        payload = payload_model(fact.type).model_validate(fact.payload)
+        match payload:
+            case ZoneHeld() if payload.allocation_id == offer.allocation_id:
+                offer.held.extend(payload.units)
+            case ZoneWaitlisted() if payload.allocation_id == offer.allocation_id:
+                offer.waitlisted = True
+            case ZoneRefused() if payload.allocation_id == offer.allocation_id:
+                assert self._content is not None
+                offer.unavailable = list(self._content.incentives.zone_space)
+            case ZoneAllocated() if payload.allocation_id == offer.allocation_id:
+                offer.allocated.extend(payload.units)
+            case AwardOpened() if payload.award_id == offer.award_id:
+                offer.award_opened = True
+            case BudgetExhausted() if payload.award_id == offer.award_id:
+                self._cause = uuid.UUID(fact.event_id)
+                self._compensate(
+                    CompensationReason.BUDGET_EXHAUSTED,
+                    f"The {payload.budget_id} budget has {payload.available.amount} "
+                    f"{payload.available.currency} left, short of the {payload.requested.amount} "
+                    f"{payload.requested.currency} grant; the application waits for budget.",
+                    Actor.system(WORKFLOW_ACTOR),
+                )
+            case TrancheReleased() if payload.award_id == offer.award_id:
+                self._tranche(payload.sequence).status = TrancheStatus.RELEASED
+            case TranchePaid() if payload.award_id == offer.award_id:
+                tranche = self._tranche(payload.sequence)
+                tranche.status = TrancheStatus.PAID
+                tranche.paid_at = payload.paid_at
+                self._cause = uuid.UUID(fact.event_id)
+                if offering.next_tranche(offer) is None and self._phase is Phase.AWARDED:
+                    assert self._firm_id is not None
+                    self._queue(
+                        offering.award_completed(
+                            self._app_id, self._firm_id, offer, workflow.now(), self._cause
+                        )
+                    )
+                    self._phase = Phase.COMPLETED
+            case TrancheFailed() if payload.award_id == offer.award_id:
+                if not payload.retryable:
+                    self._tranche(payload.sequence).status = TrancheStatus.FAILED
+            case OfferAccepted() | OfferDeclined() if payload.offer_id == offer.offer_id:
+                if self._answer is None and self._phase is Phase.OFFERED:
+                    self._answer = fact
+            case MilestoneReported():
+                self._reported(fact, payload)
+
+    def _tranche(self, sequence: int) -> TrancheView:
+        return next(t for t in self._offer_or_fail().tranches if t.sequence == sequence)
+
+    def _reported(self, fact: FactSignal, report: MilestoneReported) -> None:
+        """Take a milestone report for the next unpaid tranche, unless one is being verified."""
+        offer = self._offer_or_fail()
+        if self._phase is not Phase.AWARDED:
+            return
+        if any(m.report_id == report.report_id for m in offer.milestones):
+            return
+        if any(m.status is MilestoneStatus.REPORTED for m in offer.milestones):
+            return
+        due = next((t for t in offer.tranches if t.status is TrancheStatus.SCHEDULED), None)
+        if due is None or due.sequence != report.sequence:
+            return
+        offer.milestones.append(
+            Milestone(
+                report_id=report.report_id,
+                sequence=report.sequence,
+                summary=report.summary,
+                evidence=list(report.evidence),
+                reported_by=fact.actor_id,
+                reported_at=report.reported_at,
+                event_id=fact.event_id,
+            )
+        )
+
+    # --- compensation (the saga) -----------------------------------------------------------------
+
+    def _end_after_approval(self) -> None:
+        """A withdrawal or an administrative cancellation after the committee."""
+        if self._withdrawal is not None:
+            signal = self._withdrawal
+            self._cause = uuid.UUID(signal.event_id)
+            self._compensate(
+                CompensationReason.APPLICATION_WITHDRAWN,
+                f"The firm withdrew the application: {signal.reason}",
+                offering.actor_of(signal.actor_id),
+            )
+        elif self._cancellation is not None:
+            cancel = self._cancellation
+            self._cause = uuid.UUID(cancel.event_id)
+            self._compensate(
+                CompensationReason.ADMINISTRATIVE,
+                f"An administrator cancelled the application: {cancel.reason}",
+                offering.actor_of(cancel.actor_id, ActorKind.ADMIN.value),
+            )
+
+    def _compensate(self, reason_code: CompensationReason, reason: str, actor: Actor) -> None:
+        """Release the space and cancel the award, then record the compensation and the end."""
+        offer = self._offer_or_fail()
+        assert self._firm_id is not None
+        release_space = offer.allocation_id is not None
+        # Once award.open is sent the award is cancelled, opened or not yet: both commands travel
+        # on the application's partition, so the cancellation follows the opening.
+        cancel_award = (
+            offer.award_id is not None and reason_code is not CompensationReason.BUDGET_EXHAUSTED
+        )
+        if release_space:
+            self._queue(
+                offering.release_space(self._app_id, reason_code, reason, actor, self._cause)
+            )
+        if cancel_award:
+            self._queue(
+                offering.cancel_award(self._app_id, offer, reason_code, reason, actor, self._cause)
+            )
+            for tranche in offer.tranches:
+                if tranche.status is TrancheStatus.SCHEDULED:
+                    tranche.status = TrancheStatus.CANCELLED
+        self._cancel_open_tasks(reason, stages=(ReviewStage.MILESTONE,))
+        self._queue(
+            offering.compensated(
+                self._app_id,
+                self._firm_id,
+                reason_code,
+                reason,
+                space_released=release_space,
+                award_cancelled=cancel_award,
+                actor=actor,
+                now=workflow.now(),
+                cause=self._cause,
+            )
+        )
+        offer.compensation = reason
+        self._phase = offering.OUTCOMES[reason_code]
+        self._reasons = [reason]
 
     # --- publishing ----------------------------------------------------------------------------
 

@@ -1,7 +1,10 @@
-"""The Kafka→Temporal bridge: application and eligibility facts become workflow signals.
+"""The Kafka→Temporal bridge: facts about an application become workflow signals.
 
 Forwarded: ``application.submitted``, ``application.amended`` (a new revision while information
-is requested), ``application.withdrawn`` and ``eligibility.assessed``. Every fact is delivered
+is requested), ``application.withdrawn`` and ``eligibility.assessed``; after the committee, the
+firm's answer to its offer and its milestone reports (``applications.events``), and what the
+zones and disbursement services did (``zones.events``, ``disbursement.events``), each as the
+workflow's ``fact`` signal. Every fact is delivered
 with signal-with-start on workflow id = application id, so the first fact to arrive starts the
 workflow and later ones only signal it; a redelivered message signals an event id the workflow
 has already seen, which it ignores. A fact about an application whose workflow has already
@@ -16,6 +19,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.envelope import Envelope
 from services.kit.consumer import Incoming
@@ -27,6 +31,7 @@ from workflows.inputs import (
     ApprovalInput,
     ApprovalPolicy,
     EligibilitySignal,
+    FactSignal,
     SubmittedSignal,
     WithdrawalSignal,
 )
@@ -34,14 +39,48 @@ from workflows.inputs import (
 log = get_logger(__name__)
 
 #: The message types the bridge forwards, by topic.
-APPLICATION_TYPES = ("application.submitted", "application.amended", "application.withdrawn")
+APPLICATION_TYPES = (
+    "application.submitted",
+    "application.amended",
+    "application.withdrawn",
+    "application.offer_accepted",
+    "application.offer_declined",
+    "application.milestone_reported",
+)
 ELIGIBILITY_TYPES = ("eligibility.assessed",)
+ZONE_TYPES = ("zone.held", "zone.waitlisted", "zone.refused", "zone.allocated", "zone.hold_expired")
+DISBURSEMENT_TYPES = (
+    "award.opened",
+    "budget.exhausted",
+    "tranche.released",
+    "tranche.paid",
+    "tranche.failed",
+    "award.cancelled",
+)
+#: Forwarded as the ``fact`` signal: the workflow validates the payload against the catalog.
+FACT_TYPES = frozenset(
+    {
+        "application.offer_accepted",
+        "application.offer_declined",
+        "application.milestone_reported",
+        *ZONE_TYPES,
+        *DISBURSEMENT_TYPES,
+    }
+)
 
 
 def signal_for(envelope: Envelope[Any]) -> tuple[str, BaseModel]:
     """The workflow signal (name and argument) that carries ``envelope``."""
     event_id = str(envelope.event_id)
     payload = envelope.payload
+    if envelope.type in FACT_TYPES:
+        return "fact", FactSignal(
+            event_id=event_id,
+            type=envelope.type,
+            actor_id=envelope.actor.id,
+            actor_kind=envelope.actor.kind.value,
+            payload=payload.model_dump(mode="json"),
+        )
     match envelope.type:
         case "application.submitted":
             return "submitted", SubmittedSignal(
@@ -85,6 +124,21 @@ class Bridge:
     async def forward(self, envelope: Envelope[Any]) -> WorkflowHandle[Any, Any] | None:
         """Signal-with-start the application's workflow; None when it has already closed."""
         name, argument = signal_for(envelope)
+        if name == "fact":
+            # Only a running journey takes later facts: they never start a workflow.
+            handle = self._client.get_workflow_handle(envelope.subject)
+            try:
+                await handle.signal(name, argument)
+            except RPCError as exc:
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                log.info(
+                    "no running workflow; fact not forwarded",
+                    application_id=envelope.subject,
+                    type=envelope.type,
+                )
+                return None
+            return handle
         try:
             handle = await self._client.start_workflow(
                 IncentiveApproval.run,

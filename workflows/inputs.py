@@ -6,13 +6,16 @@ so change them additively (new fields with defaults) or re-record the histories.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.schedule import parse_schedule
 from contracts.v1.applications import ApplicationContent
-from contracts.v1.common import CommitteeQuorum
+from contracts.v1.common import CommitteeQuorum, ReviewStage
+from contracts.v1.desk import ReviewerProfile
 from contracts.v1.eligibility import EligibilityAssessed
+from workflows.state import OfferView, StageState, Task
 
 
 class ApprovalPolicy(BaseModel):
@@ -48,6 +51,38 @@ class ApprovalPolicy(BaseModel):
         description="How long to wait before asking the desk again when no reviewer can be chosen.",
     )
 
+    offer_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        description="Days the firm has to answer an offer before it lapses.",
+    )
+    fast_track_validity_days: int = Field(
+        default=365, ge=1, le=3650, description="How long an approved fast-track item is granted."
+    )
+    tranche_schedule: str = Field(
+        default="signing:40,milestone 1:30,milestone 2:30",
+        description="Tranche shares of an award, `name:percent` separated by commas; total 100.",
+    )
+    grant_budget: str = Field(
+        default="grant",
+        description="The incentive type whose fiscal-year budget a grant is charged to.",
+    )
+    history_fact_limit: int = Field(
+        default=500,
+        ge=10,
+        le=10_000,
+        description=(
+            "History length (events) past which a run waiting for milestones continues as new."
+        ),
+    )
+
+    @field_validator("tranche_schedule")
+    @classmethod
+    def _whole_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.sla_escalation_days <= self.sla_reminder_days:
@@ -62,6 +97,26 @@ class ApprovalPolicy(BaseModel):
         return CommitteeQuorum(required=self.committee_required, members=self.committee_members)
 
 
+class Carried(BaseModel):
+    """What a run hands to its continuation while the award waits for milestones.
+
+    The review is over by then; only the offer, the milestone stage and the people who may
+    verify are needed (every fact the continuation applies is idempotent by its own ids).
+    """
+
+    firm_id: str
+    revision: int
+    content: ApplicationContent
+    offer: OfferView
+    milestone_stage: StageState
+    tasks: list[Task] = Field(default_factory=list, description="Milestone tasks.")
+    profiles: dict[str, ReviewerProfile] = Field(default_factory=dict)
+    committed: dict[str, ReviewStage] = Field(
+        default_factory=dict, description="Who decided which review stage (separation of duties)."
+    )
+    cause: str | None = None
+
+
 class ApprovalInput(BaseModel):
     """What starts the workflow. Everything else arrives as signals, in any order."""
 
@@ -71,6 +126,9 @@ class ApprovalInput(BaseModel):
     correlation_id: str = Field(description="The application's journey id (a UUID).")
     policy: ApprovalPolicy = Field(
         default_factory=ApprovalPolicy, description="SLA, committee and timeout rules."
+    )
+    resume: Carried | None = Field(
+        default=None, description="Set on a continuation: the award waiting for milestones."
     )
 
 
@@ -99,6 +157,29 @@ class EligibilitySignal(BaseModel):
 
     event_id: str
     assessment: EligibilityAssessed
+
+
+class FactSignal(BaseModel):
+    """A later fact about the application forwarded by the bridge: an offer answer, a
+    milestone report, or what the zones and disbursement services did.
+
+    The payload stays JSON here and is validated against the catalog model of ``type`` by the
+    workflow, so new fact types need no new signal.
+    """
+
+    event_id: str
+    type: str
+    actor_id: str
+    actor_kind: str = "system"
+    payload: dict[str, Any]
+
+
+class CancellationSignal(BaseModel):
+    """An administrator cancelled the application after its approval."""
+
+    event_id: str
+    reason: str
+    actor_id: str
 
 
 class WithdrawalSignal(BaseModel):

@@ -24,6 +24,8 @@ STAGE_ROLES: Mapping[ReviewStage, ReviewerRole] = {
     ReviewStage.SECURITY: ReviewerRole.SECURITY,
     ReviewStage.FINANCE: ReviewerRole.FINANCE,
     ReviewStage.COMMITTEE: ReviewerRole.COMMITTEE,
+    # Whether a milestone is met is a technical judgement on the firm's evidence.
+    ReviewStage.MILESTONE: ReviewerRole.TECHNICAL,
 }
 
 #: The review stages in order; the stages of one group run in parallel.
@@ -32,6 +34,9 @@ REVIEW_GROUPS: tuple[tuple[Phase, tuple[ReviewStage, ...]], ...] = (
     (Phase.FINANCE_REVIEW, (ReviewStage.FINANCE,)),
     (Phase.COMMITTEE_REVIEW, (ReviewStage.COMMITTEE,)),
 )
+
+#: The review stages in order (the milestone stage comes after the award opened).
+STAGE_ORDER: tuple[ReviewStage, ...] = tuple(s for _, group in REVIEW_GROUPS for s in group)
 
 _FINAL = (Decision.APPROVE, Decision.REJECT)
 
@@ -94,7 +99,14 @@ def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
             DecisionRefusal.INVALID_REQUEST,
             "requested_fields only go with a request_information decision.",
         )
-    if app.phase.final:
+    if stage is ReviewStage.MILESTONE and request.decision is Decision.REQUEST_INFORMATION:
+        return Refusal(
+            DecisionRefusal.INVALID_REQUEST,
+            "A milestone is verified or rejected; a rejection goes back to the firm with the "
+            "comment as its reason.",
+        )
+    closed = app.phase.ended if stage is ReviewStage.MILESTONE else app.phase.final
+    if closed:
         return Refusal(
             DecisionRefusal.APPLICATION_CLOSED,
             f"The application has ended ({app.phase.value}); no stage of it takes decisions "
@@ -139,7 +151,8 @@ def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
             f"{who} already decided the {stage.value} stage ({duplicate.decision.value} on "
             f"task {duplicate.task_id}, {duplicate.decided_at:%Y-%m-%d %H:%M} UTC).",
         )
-    status = app.stages[stage].status
+    state = app.stages.get(stage)
+    status = state.status if state is not None else StageStatus.PENDING
     if status is not StageStatus.OPEN:
         return Refusal(
             DecisionRefusal.STAGE_NOT_OPEN,

@@ -86,6 +86,33 @@ class Settings(ServiceSettings):
         description="Wait before asking the desk again when no eligible reviewer is available.",
         examples=[60],
     )
+    offer_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        description="Days the firm has to answer its offer before it lapses.",
+        examples=[14],
+    )
+    fast_track_validity_days: int = Field(
+        default=365,
+        ge=1,
+        le=3650,
+        description="How long an approved fast-track item is granted for, from acceptance.",
+        examples=[365],
+    )
+    tranche_schedule: str = Field(
+        default="signing:40,milestone 1:30,milestone 2:30",
+        description=(
+            "Tranche shares of an award, `name:percent` separated by commas, adding up to 100; "
+            "the first is paid on signing, each later one when its milestone is verified."
+        ),
+        examples=["signing:40,milestone 1:30,milestone 2:30"],
+    )
+    grant_budget: str = Field(
+        default="grant",
+        description="The incentive type whose budget of the current fiscal year a grant reserves.",
+        examples=["grant"],
+    )
 
     @model_validator(mode="after")
     def _valid_policy(self) -> Self:
@@ -101,4 +128,8 @@ class Settings(ServiceSettings):
             committee_members=self.committee_members,
             information_timeout_days=self.information_timeout_days,
             assignment_retry_minutes=self.assignment_retry_minutes,
+            offer_days=self.offer_days,
+            fast_track_validity_days=self.fast_track_validity_days,
+            tranche_schedule=self.tranche_schedule,
+            grant_budget=self.grant_budget,
         )

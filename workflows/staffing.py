@@ -187,3 +187,24 @@ def supervisor_for(
         ):
             return profile
     return None
+
+
+def milestone_verifier(
+    candidates: Iterable[ReviewerProfile],
+    stages: Mapping[ReviewStage, StageState],
+    organisations: Sequence[Organisation],
+    reported_by: str,
+) -> str | None:
+    """Who verifies a reported milestone: the first eligible candidate by id, or None.
+
+    The review rules apply as for any stage (role, activity, conflict of interest, and one
+    person decides at most one review stage of the application); whoever reported it never
+    verifies it.
+    """
+    committed = committed_reviewers(stages)
+    for profile in sorted(candidates, key=lambda p: p.reviewer_id):
+        if profile.reviewer_id != reported_by and may_review(
+            profile, ReviewStage.MILESTONE, organisations, committed
+        ):
+            return profile.reviewer_id
+    return None

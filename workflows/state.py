@@ -12,7 +12,17 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from contracts.v1.common import CommitteeQuorum, Decision, EligibilityOutcome, ReviewStage, Stage
+from contracts.money import Money
+from contracts.v1.common import (
+    CommitteeQuorum,
+    Decision,
+    EligibilityOutcome,
+    FastTrackItem,
+    ReviewStage,
+    Stage,
+    ZoneSpaceRequest,
+    ZoneUnits,
+)
 
 
 class Phase(StrEnum):
@@ -26,11 +36,50 @@ class Phase(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+    # After the committee (the offer and the award).
+    OFFERED = "offered"
+    AWARDED = "awarded"
+    COMPLETED = "completed"
+    DECLINED = "declined"
+    LAPSED = "lapsed"
+    UNFUNDED = "approved_unfunded"
+    CANCELLED = "cancelled"
 
     @property
     def final(self) -> bool:
-        """No further transition: the run ends."""
-        return self in (Phase.APPROVED, Phase.REJECTED, Phase.WITHDRAWN)
+        """The review is over: no review stage takes decisions any more.
+
+        An approved application goes on to its offer and award; only milestone verifications
+        are decided after that, until the application has :attr:`ended`.
+        """
+        return self not in _REVIEWING
+
+    @property
+    def ended(self) -> bool:
+        """Nothing further happens to the application."""
+        return self in _ENDED
+
+
+_REVIEWING = frozenset(
+    {
+        Phase.AWAITING_ELIGIBILITY,
+        Phase.TECHNICAL_SECURITY_REVIEW,
+        Phase.FINANCE_REVIEW,
+        Phase.COMMITTEE_REVIEW,
+        Phase.INFORMATION_REQUESTED,
+    }
+)
+_ENDED = frozenset(
+    {
+        Phase.REJECTED,
+        Phase.WITHDRAWN,
+        Phase.COMPLETED,
+        Phase.DECLINED,
+        Phase.LAPSED,
+        Phase.UNFUNDED,
+        Phase.CANCELLED,
+    }
+)
 
 
 class StageStatus(StrEnum):
@@ -120,6 +169,73 @@ class DecisionView(BaseModel):
     decided_at: datetime
 
 
+class TrancheStatus(StrEnum):
+    """Where one tranche of the award stands, as the firm sees it."""
+
+    SCHEDULED = "scheduled"
+    RELEASED = "released"
+    PAID = "paid"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TrancheView(BaseModel):
+    """One tranche of the award and its state."""
+
+    sequence: int
+    name: str
+    amount: Money
+    status: TrancheStatus = TrancheStatus.SCHEDULED
+    paid_at: datetime | None = None
+
+
+class MilestoneStatus(StrEnum):
+    """Where one milestone report stands."""
+
+    REPORTED = "reported"  # waiting for a reviewer
+    VERIFIED = "verified"
+    REJECTED = "rejected"  # back to the firm with the reason
+
+
+class Milestone(BaseModel):
+    """A milestone report of the firm and its verification."""
+
+    report_id: str
+    sequence: int
+    summary: str
+    evidence: list[str] = Field(default_factory=list)
+    reported_by: str
+    reported_at: datetime
+    event_id: str = Field(description="The application.milestone_reported event.")
+    status: MilestoneStatus = MilestoneStatus.REPORTED
+    task_id: str | None = None
+    reviewer_id: str | None = None
+    comment: str | None = None
+    decided_at: datetime | None = None
+
+
+class OfferView(BaseModel):
+    """The offer after the committee, the award it opens and what became of both."""
+
+    offer_id: str
+    allocation_id: str | None = None
+    award_id: str | None = None
+    held: list[ZoneUnits] = Field(default_factory=list)
+    unavailable: list[ZoneSpaceRequest] = Field(default_factory=list)
+    waitlisted: bool = False
+    allocated: list[ZoneUnits] = Field(default_factory=list)
+    grant: Money | None = None
+    award_opened: bool = False
+    tranches: list[TrancheView] = Field(default_factory=list)
+    fast_track: list[FastTrackItem] = Field(default_factory=list)
+    offered_at: datetime | None = None
+    expires_at: datetime | None = None
+    answered_by: str | None = None
+    accepted_at: datetime | None = None
+    milestones: list[Milestone] = Field(default_factory=list)
+    compensation: str | None = Field(default=None, description="Why the saga ran, if it did.")
+
+
 class ApprovalState(BaseModel):
     """What the ``state`` query answers and the run returns."""
 
@@ -144,3 +260,6 @@ class ApprovalState(BaseModel):
         default=None, description="The request waiting for an amendment, if any."
     )
     information_requests: int = Field(default=0, description="Requests made so far.")
+    offer: OfferView | None = Field(
+        default=None, description="The offer and award after the committee, once approved."
+    )

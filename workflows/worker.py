@@ -39,7 +39,13 @@ from services.kit.runtime import Service, run_service
 from services.kit.uow import UnitOfWork
 from workflows.activities import Publisher, ReviewDesk
 from workflows.approval import PRODUCER, WORKFLOW_ACTOR, IncentiveApproval
-from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge
+from workflows.bridge import (
+    APPLICATION_TYPES,
+    DISBURSEMENT_TYPES,
+    ELIGIBILITY_TYPES,
+    ZONE_TYPES,
+    Bridge,
+)
 from workflows.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -55,6 +61,9 @@ PUBLISHED: Final[Mapping[str, tuple[str, ...]]] = {
     "approvals.events": get_topic("approvals.events").types,
     # The firm did not amend within the information period: the workflow withdraws it.
     "applications.events": ("application.withdrawn",),
+    # Stages 5-7: hold, confirm and release space; open, pay and cancel the award.
+    "zones.commands": ("zone.hold", "zone.confirm", "zone.release"),
+    "disbursement.commands": ("award.open", "tranche.release", "award.cancel"),
 }
 
 #: How long the Temporal health check may take before /health reports it down.
@@ -174,7 +183,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         name="worker-bridge-applications",
         types=APPLICATION_TYPES,
         description=(
-            "Submissions, amendments and withdrawals, forwarded to IncentiveApproval workflows."
+            "Submissions, amendments, withdrawals, offer answers and milestone reports, "
+            "forwarded to IncentiveApproval workflows."
         ),
     )
     service.consume(
@@ -183,6 +193,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         name="worker-bridge-eligibility",
         types=ELIGIBILITY_TYPES,
         description="Eligibility decisions, forwarded to IncentiveApproval workflows.",
+    )
+    service.consume(
+        get_topic("zones.events").name,
+        handler=temporal.bridge_handler,
+        name="worker-bridge-zones",
+        types=ZONE_TYPES,
+        description="Holds, waitlist entries, refusals and allocations, forwarded to workflows.",
+    )
+    service.consume(
+        get_topic("disbursement.events").name,
+        handler=temporal.bridge_handler,
+        name="worker-bridge-disbursement",
+        types=DISBURSEMENT_TYPES,
+        description="Awards opened, budget shortfalls and tranche payments, for the workflows.",
     )
     for topic, types in PUBLISHED.items():
         service.sends(

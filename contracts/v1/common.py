@@ -134,6 +134,8 @@ class ReviewStage(StrEnum):
     SECURITY = "security"
     FINANCE = "finance"
     COMMITTEE = "committee"
+    #: Verifying a milestone the firm reported, after the award opened (one task per report).
+    MILESTONE = "milestone"
 
 
 class Decision(StrEnum):
@@ -166,6 +168,8 @@ class CompensationReason(StrEnum):
     APPLICATION_REJECTED = "application_rejected"
     BUDGET_EXHAUSTED = "budget_exhausted"
     ADMINISTRATIVE = "administrative"
+    OFFER_DECLINED = "offer_declined"
+    OFFER_LAPSED = "offer_lapsed"
 
 
 class ZoneRefusalReason(StrEnum):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -35,7 +35,7 @@ from contracts.v1.applications import (
     ApplicationWithdrawn,
 )
 from contracts.v1.common import WithdrawalReason
-from services.applications import store
+from services.applications import awards, store
 from services.applications.domain import (
     Action,
     ActionNotAllowed,
@@ -617,6 +617,49 @@ async def amend(
             )
             return await _commit_with_key(
                 uow, record, principal, key, "amend", request_fingerprint, now
+            )
+    except IntegrityError as exc:
+        return await _replay_after_conflict(uow_factory, principal, key, request_fingerprint, exc)
+
+
+#: A use case after the committee: checks the record, returns the event, its status and words.
+AwardUseCase = Callable[[ApplicationRecord, datetime], tuple[str, BaseModel, Status, str]]
+
+
+async def act_on_award(
+    uow_factory: UnitOfWorkFactory,
+    principal: Principal,
+    application_id: str,
+    key: str,
+    operation: str,
+    body: bytes,
+    use_case: AwardUseCase,
+) -> Outcome:
+    """Answer the offer or report a milestone: the event, its timeline entry, the updated award
+    view and the idempotency key in one unit of work; a retry with the key acts once."""
+    request_fingerprint = fingerprint(operation, application_id, body)
+    try:
+        async with uow_factory() as uow:
+            record = await store.get_application(uow.session, application_id, principal, lock=True)
+            replay = await _replay(uow.session, principal, key, request_fingerprint)
+            if replay is not None:
+                return replay
+            now = utcnow()
+            message_type, payload, status, summary = use_case(record, now)
+            record.award = awards.apply(record.award, payload, now, principal.sub)
+            _stage_event(
+                uow,
+                record,
+                message_type,
+                payload,
+                principal=principal,
+                now=now,
+                status=status,
+                summary=summary,
+                reasons=list(record.status_reasons) if status.value == record.status else [],
+            )
+            return await _commit_with_key(
+                uow, record, principal, key, operation, request_fingerprint, now
             )
     except IntegrityError as exc:
         return await _replay_after_conflict(uow_factory, principal, key, request_fingerprint, exc)

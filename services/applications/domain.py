@@ -65,6 +65,17 @@ from contracts.v1.disbursement import (
     TrancheReleased,
 )
 from contracts.v1.eligibility import EligibilityAssessed
+from contracts.v1.offers import (
+    ApplicationCompensated,
+    AwardCompleted,
+    FastTrackGranted,
+    MilestoneReported,
+    MilestoneVerified,
+    OfferAccepted,
+    OfferDeclined,
+    OfferLapsed,
+    OfferMade,
+)
 from contracts.v1.review import (
     ReviewDecisionRecorded,
     ReviewEscalated,
@@ -74,6 +85,7 @@ from contracts.v1.review import (
     ReviewTaskCancelled,
 )
 from contracts.v1.zones import ZoneAllocated, ZoneRefused, ZoneReleased, ZoneWaitlisted
+from services.applications.awards import compensation_summary
 
 # --- statuses and actions ------------------------------------------------------------------------
 
@@ -89,15 +101,39 @@ class Status(StrEnum):
     UNDER_REVIEW = "under_review"
     APPROVED = "approved"
     AWARD_OPENED = "award_opened"
+    OFFERED = "offered"
+    OFFER_ACCEPTED = "offer_accepted"
+    COMPLETED = "completed"
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+    OFFER_DECLINED = "offer_declined"
+    OFFER_LAPSED = "offer_lapsed"
+    UNFUNDED = "approved_unfunded"
+    CANCELLED = "cancelled"
 
 
 #: Statuses that end the journey. Nothing but an earlier closure replaces them.
-CLOSED: Final = frozenset({Status.INELIGIBLE, Status.REJECTED, Status.WITHDRAWN})
+CLOSED: Final = frozenset(
+    {
+        Status.INELIGIBLE,
+        Status.REJECTED,
+        Status.WITHDRAWN,
+        Status.OFFER_DECLINED,
+        Status.OFFER_LAPSED,
+        Status.UNFUNDED,
+        Status.CANCELLED,
+    }
+)
 
-#: Statuses after the final decision, in the order they follow each other.
-_SETTLED_RANK: Final[Mapping[Status, int]] = {Status.APPROVED: 1, Status.AWARD_OPENED: 2}
+#: Statuses after the final decision, in the order they follow each other. (The grant is
+#: reserved, ``award_opened``, before the offer is made.)
+_SETTLED_RANK: Final[Mapping[Status, int]] = {
+    Status.APPROVED: 1,
+    Status.AWARD_OPENED: 2,
+    Status.OFFERED: 3,
+    Status.OFFER_ACCEPTED: 4,
+    Status.COMPLETED: 5,
+}
 
 
 class Action(StrEnum):
@@ -108,6 +144,9 @@ class Action(StrEnum):
     DELETE = "delete"
     AMEND = "amend"
     WITHDRAW = "withdraw"
+    ACCEPT_OFFER = "accept_offer"
+    DECLINE_OFFER = "decline_offer"
+    REPORT_MILESTONE = "report_milestone"
 
 
 _ACTIONS: Final[Mapping[Status, tuple[Action, ...]]] = {
@@ -120,9 +159,16 @@ _ACTIONS: Final[Mapping[Status, tuple[Action, ...]]] = {
     # zone space and cancels the open award.
     Status.APPROVED: (Action.WITHDRAW,),
     Status.AWARD_OPENED: (Action.WITHDRAW,),
+    Status.OFFERED: (Action.ACCEPT_OFFER, Action.DECLINE_OFFER, Action.WITHDRAW),
+    Status.OFFER_ACCEPTED: (Action.REPORT_MILESTONE, Action.WITHDRAW),
+    Status.COMPLETED: (),
     Status.INELIGIBLE: (),
     Status.REJECTED: (),
     Status.WITHDRAWN: (),
+    Status.OFFER_DECLINED: (),
+    Status.OFFER_LAPSED: (),
+    Status.UNFUNDED: (),
+    Status.CANCELLED: (),
 }
 
 
@@ -140,8 +186,12 @@ class ActionNotAllowed(Exception):
         self.allowed = allowed_actions(status)
         if status is Status.DRAFT:
             hint = "submit the draft first"
-        elif status in CLOSED:
+        elif status in CLOSED or status is Status.COMPLETED:
             hint = "the application is closed"
+        elif action in (Action.ACCEPT_OFFER, Action.DECLINE_OFFER):
+            hint = "no offer is waiting for an answer"
+        elif action is Action.REPORT_MILESTONE:
+            hint = "milestones are reported once the offer is accepted, while the award is open"
         elif action is Action.AMEND:
             hint = "amendments are accepted only while information has been requested"
         else:
@@ -530,7 +580,13 @@ def interpret(envelope: Envelope[Any]) -> Fact | None:
     reasons: tuple[str, ...]
     match payload:
         # --- this service's own events ---------------------------------------------------------
-        case ApplicationSubmitted() | ApplicationAmended():
+        case (
+            ApplicationSubmitted()
+            | ApplicationAmended()
+            | OfferAccepted()
+            | OfferDeclined()
+            | MilestoneReported()
+        ):
             # Only this service submits and amends, and it records both on the timeline in
             # the same transaction that stages the event: coming back, they add nothing.
             return None
@@ -637,6 +693,45 @@ def interpret(envelope: Envelope[Any]) -> Fact | None:
                 reasons=reasons,
                 change=StatusChange(Status.REJECTED, at, reasons),
             )
+        # --- the offer and the award -------------------------------------------------------
+        case OfferMade():
+            return Fact(
+                summary=f"Offer made; answer by {payload.expires_at:%Y-%m-%d %H:%M} UTC.",
+                reasons=(_offer_terms(payload),),
+                change=StatusChange(Status.OFFERED, at),
+            )
+        case OfferLapsed():
+            reasons = ("The offer was not answered before it expired.",)
+            return Fact(
+                summary="Offer lapsed.",
+                reasons=reasons,
+                change=StatusChange(Status.OFFER_LAPSED, at, reasons),
+            )
+        case FastTrackGranted():
+            return Fact(
+                summary=f"Fast-track granted: {payload.item.replace('_', ' ')} until "
+                f"{payload.valid_until:%Y-%m-%d}.",
+                reasons=(payload.conditions,),
+            )
+        case MilestoneVerified():
+            verdict = "verified" if payload.verified else "not verified; please report it again"
+            return Fact(
+                summary=f"Milestone for tranche {payload.sequence} {verdict}.",
+                reasons=(payload.comment,),
+            )
+        case AwardCompleted():
+            return Fact(
+                summary=f"Award completed: {payload.paid} paid in full.",
+                change=StatusChange(Status.COMPLETED, at),
+            )
+        case ApplicationCompensated():
+            reasons = (payload.reason,)
+            outcome = _COMPENSATION_STATUS.get(payload.outcome)
+            return Fact(
+                summary=f"Compensation: {compensation_summary(payload)}",
+                reasons=reasons,
+                change=StatusChange(outcome, at, reasons) if outcome else None,
+            )
         # --- zones ------------------------------------------------------------------------
         case ZoneAllocated():
             done = "" if payload.complete else " (partly; the rest is waitlisted)"
@@ -676,6 +771,33 @@ def interpret(envelope: Envelope[Any]) -> Fact | None:
                 staff_only=True,
             )
     return None
+
+
+#: Where a compensation leaves the application (the workflow's outcome names).
+_COMPENSATION_STATUS: Final[Mapping[str, Status]] = {
+    "approved_unfunded": Status.UNFUNDED,
+    "declined": Status.OFFER_DECLINED,
+    "lapsed": Status.OFFER_LAPSED,
+    "withdrawn": Status.WITHDRAWN,
+    "cancelled": Status.CANCELLED,
+}
+
+
+def _offer_terms(offer: OfferMade) -> str:
+    parts = []
+    if offer.space:
+        parts.append(f"zone space: {_units(offer.space)}")
+    if offer.grant is not None:
+        tranches = ", ".join(f"{t.milestone} {t.amount}" for t in offer.tranches)
+        parts.append(f"grant of {offer.grant} in tranches ({tranches})")
+    if offer.fast_track:
+        parts.append("fast-track: " + ", ".join(i.replace("_", " ") for i in offer.fast_track))
+    if offer.space_unavailable:
+        parts.append(
+            "not available: "
+            + ", ".join(f"{r.quantity} x {r.unit_type}" for r in offer.space_unavailable)
+        )
+    return ("Offered: " + "; ".join(parts) + ".") if parts else "Offered."
 
 
 def is_newer_assessment(stored: EligibilityAssessed | None, new: EligibilityAssessed) -> bool:

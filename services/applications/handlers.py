@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contracts.envelope import utcnow
 from contracts.v1.eligibility import EligibilityAssessed
-from services.applications import store
+from services.applications import awards, store
 from services.applications.domain import (
     Status,
     StatusState,
@@ -25,12 +25,35 @@ from services.kit.uow import UnitOfWork
 
 log = get_logger(__name__)
 
+#: Events that change the offer and award view.
+AWARD_TYPES = frozenset(
+    {
+        "application.offer_made",
+        "application.offer_accepted",
+        "application.offer_declined",
+        "application.offer_lapsed",
+        "application.fast_track_granted",
+        "application.milestone_reported",
+        "application.milestone_verified",
+        "application.award_completed",
+        "application.compensated",
+        "zone.allocated",
+        "zone.released",
+        "award.opened",
+        "tranche.released",
+        "tranche.paid",
+        "tranche.failed",
+        "award.cancelled",
+    }
+)
+
 
 async def project_status(incoming: Incoming, uow: UnitOfWork) -> None:
     """Apply one event to its application's status view (the consumer commits)."""
     envelope = incoming.envelope
     fact = interpret(envelope)
-    if fact is None:
+    award = envelope.type in AWARD_TYPES
+    if fact is None and not award:
         return
     session = uow.session
     record = await store.lock_for_projection(session, envelope.subject)
@@ -42,6 +65,12 @@ async def project_status(incoming: Incoming, uow: UnitOfWork) -> None:
         session, envelope.event_id
     ):
         return  # this service's own withdrawal, recorded when it was made
+    if award:
+        record.award = awards.project(record.award, envelope)
+    if fact is None:  # this service's own offer answers and reports: on the timeline already
+        record.updated_at = utcnow()
+        session.add(record)
+        return
 
     status: Status | None = None
     change = fact.change

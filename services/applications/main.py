@@ -10,6 +10,7 @@ from contracts.topics import TOPICS, get_topic
 from services.applications.api import router
 from services.applications.commands import EVENTS_TOPIC, PRODUCER
 from services.applications.handlers import project_status
+from services.applications.offer_routes import router as offer_router
 from services.applications.settings import Settings
 from services.kit.runtime import Service, run_service
 
@@ -123,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = service.create_app(
         title="Applications API",
         description=DESCRIPTION,
-        routers=[router],
+        routers=[router, offer_router],
     )
     return app
 

@@ -58,6 +58,10 @@ class ApplicationRecord(SQLModel, table=True):
     information_request: dict[str, Any] | None = Field(
         default=None, sa_column=sa.Column(sa.JSON(), nullable=True)
     )
+    #: The offer and what followed from it (``awards.AwardView`` as JSON), once an offer is made.
+    award: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON(), nullable=True)
+    )
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     submitted_at: datetime | None = Field(

@@ -23,6 +23,7 @@ from contracts.money import Money
 from contracts.v1.applications import CONTENT_EXAMPLE, ApplicationContent
 from contracts.v1.common import EligibilityOutcome, LongText
 from contracts.v1.eligibility import RuleResult
+from services.applications.awards import AwardView
 from services.applications.domain import Action, InformationRequest, Status
 
 # --- drafts --------------------------------------------------------------------------------------
@@ -377,6 +378,17 @@ class ApplicationView(ApplicationSummary):
             "with `POST /v1/applications/{id}/amend`."
         ),
         examples=[INFORMATION_REQUEST_EXAMPLE, None],
+    )
+    award: AwardView | None = Field(
+        default=None,
+        description=(
+            "Once approved and offered: the offer and its expiry, the space held and allocated, "
+            "the award and each tranche with its state, the fast-track items granted, the "
+            "milestones and every compensation. Answer the offer with "
+            "`POST /v1/applications/{id}/offer/accept` or `.../offer/decline`; report a "
+            "milestone with `POST /v1/applications/{id}/milestones`."
+        ),
+        examples=[None],
     )
     timeline: list[TimelineEntryView] = Field(
         description="Every status change and notable fact, oldest first.",

@@ -111,6 +111,7 @@ def to_view(
                 EligibilityView.model_validate(record.eligibility) if record.eligibility else None
             ),
             "information_request": information,
+            "award": record.award,
             "timeline": [
                 _entry_view(e, for_firm=for_firm)
                 for e in entries

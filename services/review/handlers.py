@@ -27,7 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from contracts.envelope import Envelope, utcnow
 from contracts.v1.applications import ApplicationWithdrawn
 from contracts.v1.approvals import ApplicationApproved, ApplicationRejected
-from contracts.v1.common import Stage
+from contracts.v1.common import ReviewStage, Stage
 from contracts.v1.review import (
     ReviewDecisionRecorded,
     ReviewEscalated,
@@ -143,8 +143,14 @@ def _end_actor(envelope: Envelope[Any]) -> str:
 
 
 def _close(task: ReviewTask, application: ReviewApplication) -> None:
-    """Copy the application's end onto one of its tasks (and into its history)."""
+    """Copy the application's end onto one of its tasks (and into its history).
+
+    Milestone verifications come after the approval that ended the review: the workflow
+    cancels them itself if the award ends.
+    """
     if application.ended_at is None or application.outcome is None:
+        return
+    if task.stage == ReviewStage.MILESTONE.value:
         return
     facts, changed = task.facts().closed(application.ended_at)
     if not changed:

@@ -1,9 +1,10 @@
 """The demo reviewers `incentives up` starts with, so a fresh platform can be walked through.
 
 There are enough of them that one application can pass every stage while each person decides
-at most one stage (separation of duties): two technical, two security and one finance reviewer,
+at most one stage (separation of duties): three technical, two security and one finance reviewer,
 and seven committee members, so at least three committee members remain once technical,
-security and finance are assigned. Dr. Tanaka advises the demo firm (Acme Vision AI GmbH), so
+security and finance are assigned, and a technical reviewer remains to verify the milestones
+of the award that follows. Dr. Tanaka advises the demo firm (Acme Vision AI GmbH), so
 an Acme application shows a conflict of interest: she is never assigned to it, and the workflow
 refuses her decision on it.
 """
@@ -73,6 +74,13 @@ def demo_reviewers() -> list[ReviewerProfile]:
             roles=[committee],
             affiliations=["Korea Advanced Institute of Science and Technology"],
             ownership_interests=["Han River Semiconductor Co., Ltd."],
+        ),
+        ReviewerProfile(
+            reviewer_id="rev.weber@gaip.example",
+            name="Jonas Weber",
+            roles=[technical],
+            affiliations=["Fraunhofer Institute for Applied Information Technology"],
+            ownership_interests=[],
         ),
         ReviewerProfile(
             reviewer_id="sup.meyer@gaip.example",

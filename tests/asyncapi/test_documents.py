@@ -171,7 +171,9 @@ def test_the_worker_declares_everything_its_workflows_publish(
                 declared.setdefault(address, set()).add(pins["type"])
     assert declared == {topic: set(types) for topic, types in PUBLISHED.items()}
     assert declared["applications.events"] == {"application.withdrawn"}
-    assert declared["approvals.events"] == {"application.approved", "application.rejected"}
+    assert declared["approvals.events"] == set(get_topic("approvals.events").types)
+    assert declared["zones.commands"] == {"zone.hold", "zone.confirm", "zone.release"}
+    assert declared["disbursement.commands"] == {"award.open", "tranche.release", "award.cancel"}
     assert declared["review.events"] == set(get_topic("review.events").types)
 
 

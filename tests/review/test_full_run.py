@@ -62,9 +62,13 @@ class Platform:
 
 @asynccontextmanager
 async def platform(
-    pg_url: str, temporal_dev: str, tmp_path: Path, task_queue: str
+    pg_url: str,
+    temporal_dev: str,
+    tmp_path: Path,
+    task_queue: str,
+    more: dict[str, Callable[[dict[str, Any]], FastAPI]] | None = None,
 ) -> AsyncIterator[Platform]:
-    """The four processes on a broker of their own, all healthy."""
+    """The four processes (and ``more`` services) on a broker of their own, all healthy."""
     broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log")
     broker.start()
     try:
@@ -85,6 +89,7 @@ async def platform(
                         task_queue=task_queue, review_url=f"http://127.0.0.1:{desk_port}", **kw
                     )
                 ),
+                **(more or {}),
             }
             parts: list[tuple[str, FastAPI, int]] = []
             for name, build in builders.items():
@@ -103,7 +108,7 @@ async def platform(
             for name, app, port in parts:
                 clients[name] = await stack.enter_async_context(serving(app, port))
             for client in clients.values():
-                await eventually(functools.partial(healthy, client), timeout=90)
+                await eventually(functools.partial(healthy, client), timeout=120)
             yield Platform(clients=clients, bootstrap=broker.bootstrap)
     finally:
         broker.stop()

@@ -3,12 +3,18 @@
 Run it after an intended workflow change (guarded by ``workflow.patched`` once runs exist in
 production), then commit the JSON files under ``tests/workflows/histories``. Files of scenarios
 that no longer exist are removed, so the folder always matches :data:`SCENARIOS`.
+
+Name scenarios to record only those (``... record_histories offer_lapsed``): the histories
+recorded before a patched change must be kept as they are, since replaying them is what shows
+the patch keeps older runs working (``full_approval`` ended at the approval, before the offer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -20,7 +26,7 @@ from tests.workflows.scenarios import SCENARIOS, harness
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def record() -> None:
+async def record(names: Sequence[str] = ()) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(temporal_test_server_binary()),
@@ -29,6 +35,8 @@ async def record() -> None:
         client = env.client
         async with harness(client, env) as h:
             for name, scenario in SCENARIOS.items():
+                if names and name not in names:
+                    continue
                 workflow_id = f"history-{name}"
                 await scenario(h, workflow_id)
                 history = await client.get_workflow_handle(workflow_id).fetch_history()
@@ -42,7 +50,7 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(sys.argv[1:]))
     # Collect the Temporal client and worker objects while the interpreter is still whole;
     # left to finalisation they can abort the process (temporalio sdk-python #300).
     gc.collect()

@@ -14,9 +14,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
@@ -24,13 +25,17 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from contracts.catalog import decode, example_payloads
+from contracts.catalog import decode, example_payloads, message_type_of
 from contracts.envelope import Envelope
+from contracts.money import Money
 from contracts.v1.applications import ApplicationContent, ApplicationSubmitted, ParentCompany
-from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage
+from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage, ZoneUnits
 from contracts.v1.desk import ReviewDecisionOutcome, ReviewDecisionRequest, ReviewerProfile
 from contracts.v1.desk import ReviewerRole as R
+from contracts.v1.disbursement import AwardOpened, BudgetExhausted, TranchePaid
 from contracts.v1.eligibility import EligibilityAssessed, RuleResult
+from contracts.v1.offers import MilestoneReported, OfferAccepted
+from contracts.v1.zones import ZoneHeld
 from workflows.activities import CandidateQuery, OutgoingMessage
 from workflows.approval import IncentiveApproval
 from workflows.inputs import (
@@ -38,13 +43,15 @@ from workflows.inputs import (
     ApprovalInput,
     ApprovalPolicy,
     EligibilitySignal,
+    FactSignal,
     SubmittedSignal,
     WithdrawalSignal,
 )
-from workflows.state import ApprovalState, Phase, Task, TaskStatus
+from workflows.state import ApprovalState, Phase, Task, TaskStatus, TrancheStatus
 
 TASK_QUEUE = "test-incentive-approval"
 FIRM_ID = "ACME"
+FIRM_USER = "alice@acme.example"
 
 Handle = WorkflowHandle[IncentiveApproval, ApprovalState]
 
@@ -61,6 +68,7 @@ NOVAK = "rev.novak@gaip.example"
 DUBOIS = "rev.dubois@gaip.example"
 KIM = "rev.kim@gaip.example"
 MEYER = "sup.meyer@gaip.example"
+WEBER = "rev.weber@gaip.example"
 
 #: The demo registry. Novak owns shares of the example firm's parent (a conflict), so the
 #: assignment picks Tanaka for technical and Silva for security.
@@ -78,6 +86,8 @@ ROSTER: tuple[ReviewerProfile, ...] = (
     _profile(DUBOIS, "Claire Dubois", [R.COMMITTEE]),
     _profile(KIM, "Min-jun Kim", [R.COMMITTEE]),
     _profile(MEYER, "Anna Meyer", [R.SUPERVISOR]),
+    # Verifies milestones: a technical reviewer who took no review stage of the application.
+    _profile(WEBER, "Jonas Weber", [R.TECHNICAL]),
 )
 PROFILES = {p.reviewer_id: p for p in ROSTER}
 #: Who the deterministic choice yields with the roster above (committee: sorted ids).
@@ -307,9 +317,165 @@ class Harness:
         return next((p.roles for p in self.desk.profiles if p.reviewer_id == reviewer), [])
 
     async def approve_all(self, handle: Handle) -> ApprovalState:
-        """Approve every stage with the reviewers the roster yields; the run ends approved."""
+        """Approve every stage with the reviewers the roster yields.
+
+        The run is then approved and has asked the zones to hold the space and disbursement to
+        reserve the grant; the state is returned once those commands are out.
+        """
         await self.reach_quorum(handle)
-        return await handle.result()
+        return await self.until_approved(handle)
+
+    async def until_approved(self, handle: Handle) -> ApprovalState:
+        """Wait until the approval and the hold and reservation it causes are published."""
+        await self.until_published_type(handle, "award.open")
+        return await self.state(handle)
+
+    async def until_published_type(
+        self, handle: Handle, message_type: str, count: int = 1
+    ) -> list[Envelope[Any]]:
+        """Wait until ``count`` messages of ``message_type`` about the run are published."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while True:
+            found = self.publisher.envelopes(handle.id, message_type)
+            if len(found) >= count:
+                return found
+            if loop.time() > deadline:
+                raise AssertionError(f"{message_type} was not published {count} time(s)")
+            await asyncio.sleep(0.05)
+
+    async def fact(self, handle: Handle, payload: BaseModel, actor_id: str = "system:zones") -> str:
+        """Deliver a fact as the bridge would (the ``fact`` signal); returns its event id."""
+        event_id = str(uuid.uuid4())
+        kind = "firm" if not actor_id.startswith("system:") else "system"
+        await handle.signal(
+            IncentiveApproval.fact,
+            FactSignal(
+                event_id=event_id,
+                type=message_type_of(payload),
+                actor_id=actor_id,
+                actor_kind=kind,
+                payload=payload.model_dump(mode="json"),
+            ),
+        )
+        return event_id
+
+    async def held_and_reserved(self, handle: Handle) -> None:
+        """The zones hold all the requested space and disbursement opens the award."""
+        (hold,) = await self.until_published_type(handle, "zone.hold")
+        units = [
+            ZoneUnits(
+                zone_id=(r.preferred_zones or ["zone-north-tech-park"])[0],
+                unit_type=r.unit_type,
+                quantity=r.quantity,
+            )
+            for r in hold.payload.requests
+        ]
+        now = datetime.now(UTC)
+        await self.fact(
+            handle,
+            ZoneHeld(
+                allocation_id=hold.payload.allocation_id,
+                application_id=handle.id,
+                units=units,
+                expires_at=now + timedelta(days=15),
+                from_waitlist=False,
+                held_at=now,
+            ),
+        )
+        await self.award_opened(handle)
+
+    async def award_opened(self, handle: Handle) -> None:
+        """Disbursement reserved the grant: the award the run asked for is open."""
+        (award,) = await self.until_published_type(handle, "award.open")
+        a = award.payload
+        await self.fact(
+            handle,
+            AwardOpened(
+                award_id=a.award_id,
+                application_id=handle.id,
+                firm_id=a.firm_id,
+                budget_id=a.budget_id,
+                total=a.total,
+                tranches=a.tranches,
+                opened_at=datetime.now(UTC),
+            ),
+            actor_id="system:disbursement",
+        )
+
+    async def budget_short(self, handle: Handle) -> None:
+        """Disbursement cannot reserve the grant: the budget has EUR 1,000 left."""
+        (award,) = await self.until_published_type(handle, "award.open")
+        await self.fact(
+            handle,
+            BudgetExhausted(
+                budget_id=award.payload.budget_id,
+                award_id=award.payload.award_id,
+                application_id=handle.id,
+                requested=award.payload.total,
+                available=Money.of("1000.00", "EUR"),
+                detected_at=datetime.now(UTC),
+            ),
+            actor_id="system:disbursement",
+        )
+
+    async def offered(self, handle: Handle) -> Envelope[Any]:
+        """Approve, hold and reserve: the firm's offer is out."""
+        await self.reach_quorum(handle)
+        await self.held_and_reserved(handle)
+        (offer,) = await self.until_published_type(handle, "application.offer_made")
+        return offer
+
+    async def accept(self, handle: Handle, offer_id: str) -> str:
+        """The firm accepts its offer (the bridge forwards application.offer_accepted)."""
+        return await self.fact(
+            handle,
+            OfferAccepted(
+                offer_id=offer_id,
+                application_id=handle.id,
+                firm_id=FIRM_ID,
+                accepted_at=datetime.now(UTC),
+            ),
+            actor_id=FIRM_USER,
+        )
+
+    async def paid(self, handle: Handle, sequence: int) -> None:
+        """Disbursement reports the tranche paid, after its release command went out."""
+        releases = await self.until_published_type(handle, "tranche.release", sequence)
+        release = next(e.payload for e in releases if e.payload.sequence == sequence)
+        award = self.publisher.envelopes(handle.id, "award.open")[0].payload
+        amount = next(t.amount for t in award.tranches if t.sequence == sequence)
+        await self.fact(
+            handle,
+            TranchePaid(
+                award_id=release.award_id,
+                application_id=handle.id,
+                sequence=sequence,
+                amount=amount,
+                idempotency_key=f"{release.award_id}:tranche:{sequence}",
+                payment_reference=f"PAY-{sequence}",
+                paid_at=datetime.now(UTC),
+            ),
+            actor_id="system:disbursement",
+        )
+
+    async def report(self, handle: Handle, sequence: int, report_id: str | None = None) -> str:
+        """The firm reports the milestone of tranche ``sequence`` with one document."""
+        report_id = report_id or f"ms_{uuid.uuid4().hex[:8]}"
+        await self.fact(
+            handle,
+            MilestoneReported(
+                report_id=report_id,
+                application_id=handle.id,
+                firm_id=FIRM_ID,
+                sequence=sequence,
+                summary=f"Milestone {sequence - 1} is met.",
+                evidence=[f"doc_{sequence}"],
+                reported_at=datetime.now(UTC),
+            ),
+            actor_id=FIRM_USER,
+        )
+        return report_id
 
     async def reach_quorum(self, handle: Handle) -> None:
         """Approve every stage up to the committee's quorum (the run then ends approved)."""
@@ -376,6 +542,43 @@ async def harness(
             yield h
         finally:
             await h.close()
+
+
+# --- after the committee -----------------------------------------------------------------------
+
+
+async def eligible_run(
+    h: Harness, application_id: str | None = None, policy: ApprovalPolicy | None = None
+) -> Handle:
+    """A run whose application passed eligibility: the review starts."""
+    handle = await h.start(application_id, policy=policy)
+    await handle.signal(
+        IncentiveApproval.eligibility_assessed,
+        eligibility(handle.id, EligibilityOutcome.ELIGIBLE),
+    )
+    return handle
+
+
+async def accepted(h: Harness, handle: Handle) -> ApprovalState:
+    """Offer made and accepted; the signing tranche paid."""
+    offer = await h.offered(handle)
+    await h.accept(handle, offer.payload.offer_id)
+    await h.paid(handle, 1)
+    return await h.until(
+        handle, lambda s: s.offer is not None and s.offer.tranches[0].status is TrancheStatus.PAID
+    )
+
+
+async def verify(
+    h: Harness, handle: Handle, sequence: int, decision: Decision = Decision.APPROVE
+) -> ApprovalState:
+    """The firm reports the milestone of ``sequence``; Weber decides it through ``decide``."""
+    await h.report(handle, sequence)
+    state = await h.until(handle, lambda s: ReviewStage.MILESTONE in s.open_stages)
+    await h.decide(
+        handle, WEBER, ReviewStage.MILESTONE, decision, comment=f"{decision.value}: site visit"
+    )
+    return state
 
 
 # --- scenarios recorded as histories ----------------------------------------------------------
@@ -483,6 +686,37 @@ async def withdrawn_mid_review(h: Harness, application_id: str) -> None:
     await handle.result()
 
 
+async def offer_accepted_to_completion(h: Harness, application_id: str) -> None:
+    handle = await eligible_run(h, application_id)
+    await accepted(h, handle)
+    await verify(h, handle, 2, Decision.REJECT)
+    await h.until_published_type(handle, "application.milestone_verified")
+    for sequence in (2, 3):
+        await verify(h, handle, sequence)
+        await h.paid(handle, sequence)
+    await handle.result()
+
+
+async def offer_lapsed(h: Harness, application_id: str) -> None:
+    handle = await eligible_run(h, application_id)
+    await h.offered(handle)
+    await handle.result()  # the time-skipping handle jumps over the offer period
+
+
+async def budget_shortfall(h: Harness, application_id: str) -> None:
+    handle = await eligible_run(h, application_id)
+    await h.reach_quorum(handle)
+    await h.budget_short(handle)
+    await handle.result()
+
+
+async def withdrawn_during_offer(h: Harness, application_id: str) -> None:
+    handle = await eligible_run(h, application_id)
+    await h.offered(handle)
+    await handle.signal(IncentiveApproval.withdrawn, withdrawal())
+    await handle.result()
+
+
 #: Scenario name -> coroutine; the recorder writes one history per scenario.
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "ineligible": ineligible,
@@ -492,4 +726,8 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "information_timeout": information_timeout,
     "sla_escalated_then_withdrawn": sla_escalated_then_withdrawn,
     "withdrawn_mid_review": withdrawn_mid_review,
+    "offer_accepted_to_completion": offer_accepted_to_completion,
+    "offer_lapsed": offer_lapsed,
+    "budget_shortfall": budget_shortfall,
+    "withdrawn_during_offer": withdrawn_during_offer,
 }

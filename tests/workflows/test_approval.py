@@ -120,6 +120,8 @@ async def test_full_approval_emits_every_transition_with_its_actor(h: Harness) -
         ("review.decision_recorded", C),
         ("review.task_cancelled", C),
         ("application.approved", None),
+        ("zone.hold", None),
+        ("award.open", None),
     ]
     assigned = [e.payload for e in events if e.type == "review.task_assigned"]
     assert [(a.stage, a.reviewer_id) for a in assigned] == [
@@ -147,8 +149,12 @@ async def test_full_approval_emits_every_transition_with_its_actor(h: Harness) -
     assert cancelled.payload.reviewer_id == COMMITTEE[2]
     assert cancelled.payload.reason == "The committee reached 2 of 3 approvals."
 
-    approved = events[-1]
+    approved, hold, award = events[-3:]
     assert approved.event_id == deterministic_event_id(app_id, "approved")
+    # The approval causes the hold of the space and the reservation of the grant.
+    assert hold.causation_id == award.causation_id == approved.event_id
+    assert hold.payload.requests == approved.payload.zone_space
+    assert award.payload.total == approved.payload.grant
     assert [(a.stage, a.reviewer_id) for a in approved.payload.approvals] == [
         (T, TANAKA),
         (S, SILVA),
@@ -164,7 +170,12 @@ async def test_full_approval_emits_every_transition_with_its_actor(h: Harness) -
     assert approved.causation_id == last_decision.event_id
     assert all(e.correlation_id == events[0].correlation_id for e in events)
     topics = {m.topic for m in h.publisher.messages}
-    assert topics == {"review.events", "approvals.events"}
+    assert topics == {
+        "review.events",
+        "approvals.events",
+        "zones.commands",
+        "disbursement.commands",
+    }
     # One candidates call per stage role (the parallel pair concurrently): none asked twice.
     roles = [c.role for c in h.desk.calls]
     assert set(roles[:2]) == {ReviewerRole.TECHNICAL, ReviewerRole.SECURITY}
@@ -217,7 +228,7 @@ async def test_committee_quorum_is_configurable(desk: FakeDesk, h: Harness) -> N
     outcome = await h.decide(handle, members[2], ReviewStage.COMMITTEE)
     assert outcome.stage_closed is True
     assert outcome.application_phase == "approved"
-    final = await handle.result()
+    final = await h.until_approved(handle)
     assert final.phase is Phase.APPROVED
     approved = h.publisher.envelopes(handle.id, "application.approved")[0].payload
     assert (approved.quorum.required, approved.quorum.members) == (3, 4)

@@ -9,12 +9,19 @@ import pytest
 from temporalio.client import Client
 
 from contracts import catalog
+from contracts.catalog import payload_model
 from contracts.envelope import Actor, Envelope
 from contracts.v1.common import EligibilityOutcome
 from tests.workflows.scenarios import Harness, assessment
 from workflows.approval import IncentiveApproval
 from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge, signal_for
-from workflows.inputs import AmendedSignal, ApprovalPolicy, SubmittedSignal, WithdrawalSignal
+from workflows.inputs import (
+    AmendedSignal,
+    ApprovalPolicy,
+    FactSignal,
+    SubmittedSignal,
+    WithdrawalSignal,
+)
 from workflows.state import Phase
 
 
@@ -35,8 +42,26 @@ def test_forwarded_types() -> None:
         "application.submitted",
         "application.amended",
         "application.withdrawn",
+        "application.offer_accepted",
+        "application.offer_declined",
+        "application.milestone_reported",
     )
     assert ELIGIBILITY_TYPES == ("eligibility.assessed",)
+
+
+@pytest.mark.parametrize(
+    "message_type",
+    ["application.offer_accepted", "application.milestone_reported", "zone.held", "tranche.paid"],
+)
+def test_later_facts_become_the_fact_signal(message_type: str) -> None:
+    env = envelope(message_type)
+    name, signal = signal_for(env)
+    assert name == "fact"
+    assert isinstance(signal, FactSignal)
+    assert signal.event_id == str(env.event_id)
+    assert signal.type == message_type
+    assert signal.actor_id == "alice@acme.example"
+    assert payload_model(message_type).model_validate(signal.payload) == env.payload
 
 
 def test_amendments_become_the_amended_signal() -> None:

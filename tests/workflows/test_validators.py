@@ -262,7 +262,7 @@ async def test_a_vote_after_the_quorum_is_application_closed_while_the_run_finis
                 "The application has ended (approved); no stage of it takes decisions any more."
             )
             publisher.release.set()
-            assert (await handle.result()).phase is Phase.APPROVED
+            assert (await held.until_approved(handle)).phase is Phase.APPROVED
             assert len((await held.state(handle)).decisions) == 5
         finally:
             publisher.release.set()

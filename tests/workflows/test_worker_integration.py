@@ -273,7 +273,15 @@ async def test_review_stages_on_the_real_stack_end_approved(
         await decide(HADDAD, ReviewStage.FINANCE)
         await decide(COMMITTEE[0], ReviewStage.COMMITTEE)
         await decide(COMMITTEE[1], ReviewStage.COMMITTEE)
-        result = await asyncio.wait_for(handle.result(), 60)
+
+        async def approved() -> bool:
+            current = await state()
+            return current is not None and current.phase is Phase.APPROVED
+
+        # The run goes on to the offer (it waits for the zones and disbursement next).
+        await eventually(approved, timeout=60)
+        result = await state()
+        assert result is not None
         events = await events_about(
             kafka_bootstrap,
             app_id,

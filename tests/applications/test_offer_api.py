@@ -1,0 +1,198 @@
+"""The firm after the committee, over HTTP on the real broker: answering the offer, reporting
+milestones, and the offer, award, tranches, milestones and compensations in the view.
+
+Each test submits, publishes what the workflow and the services would, and acts as the firm.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from contracts.envelope import Actor, utcnow
+from services.applications.commands import EVENTS_TOPIC
+from tests.applications.conftest import Running
+from tests.applications.helpers import auth, event, find_record, key, publish
+from tests.applications.test_projection import BASE, Firm
+from tests.kit.helpers import scalar
+
+pytestmark = pytest.mark.integration
+
+WORKFLOW = Actor.system("workflows")
+
+
+@pytest.fixture
+def firm(running: Running) -> Firm:
+    return Firm(running)
+
+
+async def offered(
+    firm: Firm, producer: AIOKafkaProducer, *, expires_in: timedelta = timedelta(days=14)
+) -> str:
+    """A submitted application, approved and offered; returns its id."""
+    app_id = str((await firm.submit())["id"])
+    await publish(producer, event("application.approved", app_id, actor=WORKFLOW, firm_id=firm.id))
+    now = utcnow()
+    offer = event(
+        "application.offer_made",
+        app_id,
+        actor=WORKFLOW,
+        firm_id=firm.id,
+        offer_id=f"offer_{app_id}",
+        award_id=f"award_{app_id}",
+        offered_at=(now - timedelta(days=1)).isoformat(),
+        expires_at=(now + expires_in).isoformat(),
+    )
+    await publish(producer, offer)
+    await firm.until_recorded(app_id, offer)
+    return app_id
+
+
+async def post(firm: Firm, path: str, body: Any = None, **headers: str) -> Any:
+    return await firm.client.post(
+        f"{BASE}/{path}",
+        json=body,
+        headers={**firm.headers, "Idempotency-Key": headers.get("idem", key())},
+    )
+
+
+async def test_the_firm_sees_its_offer_and_accepts_it_once(
+    running: Running, firm: Firm, producer: AIOKafkaProducer
+) -> None:
+    app_id = await offered(firm, producer)
+    view = await firm.view(app_id)
+    assert view["status"] == "offered"
+    assert set(view["allowed_actions"]) == {"accept_offer", "decline_offer", "withdraw"}
+    award = view["award"]
+    assert award["offer_state"] == "open"
+    assert [t["state"] for t in award["tranches"]] == ["scheduled"] * 3
+    offer_entry = next(e for e in view["timeline"] if e["event"] == "application.offer_made")
+    assert offer_entry["summary"].startswith("Offer made; answer by ")
+    assert "grant of" in offer_entry["reasons"][0]
+
+    idem = key()
+    first = await post(firm, f"{app_id}/offer/accept", idem=idem)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "offer_accepted"
+    assert first.json()["award"]["offer_state"] == "accepted"
+    again = await post(firm, f"{app_id}/offer/accept", idem=idem)
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    accepted = [e for e in again.json()["timeline"] if e["event"] == "application.offer_accepted"]
+    assert len(accepted) == 1
+    event_id = await scalar(
+        running.engine,
+        "SELECT event_id FROM application_timeline WHERE application_id = :a AND event_type = :t",
+        a=app_id,
+        t="application.offer_accepted",
+    )
+    published = await find_record(running.bootstrap, EVENTS_TOPIC, uuid.UUID(str(event_id)))
+    assert published.payload.offer_id == f"offer_{app_id}"
+    assert published.actor.firm_id == firm.id
+
+    declined = await post(firm, f"{app_id}/offer/decline", {"reason": "Changed our mind."})
+    assert declined.status_code == 409
+    assert declined.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_lapsed_or_declined_offer_cannot_be_accepted(
+    firm: Firm, producer: AIOKafkaProducer
+) -> None:
+    late = await offered(firm, producer, expires_in=timedelta(seconds=-1))
+    response = await post(firm, f"{late}/offer/accept")
+    assert response.status_code == 409, response.text
+    assert response.json()["reason"] == "offer_lapsed"
+
+    app_id = await offered(firm, producer)
+    response = await post(firm, f"{app_id}/offer/decline", {"reason": "We settled elsewhere."})
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "offer_declined"
+    response = await post(firm, f"{app_id}/offer/accept")
+    assert response.status_code == 409
+    assert response.json()["reason"] == "offer_declined"
+
+
+async def test_another_firms_offer_is_not_found(firm: Firm, producer: AIOKafkaProducer) -> None:
+    app_id = await offered(firm, producer)
+    other = {**auth("firm", "OTHER-FIRM"), "Idempotency-Key": key()}
+    response = await firm.client.post(f"{BASE}/{app_id}/offer/accept", headers=other)
+    assert response.status_code == 404
+    response = await firm.client.post(f"{BASE}/{app_id}/offer/accept", headers=firm.headers)
+    assert response.status_code == 422, "the Idempotency-Key is required"
+    assert "Idempotency-Key" in response.text
+
+
+async def test_milestones_tranches_and_compensation_in_plain_language(
+    firm: Firm, producer: AIOKafkaProducer
+) -> None:
+    app_id = await offered(firm, producer)
+    assert (await post(firm, f"{app_id}/offer/accept")).status_code == 200
+    paid = event(
+        "tranche.paid",
+        app_id,
+        actor=Actor.system("disbursement"),
+        award_id=f"award_{app_id}",
+        sequence=1,
+    )
+    await publish(producer, paid)
+    await firm.until_recorded(app_id, paid)
+
+    bad = await post(firm, f"{app_id}/milestones", {"sequence": 2, "summary": "x", "evidence": []})
+    assert bad.status_code == 422
+    assert any(e["field"] == "evidence" for e in bad.json()["errors"])
+    wrong = await post(
+        firm, f"{app_id}/milestones", {"sequence": 3, "summary": "Too early.", "evidence": ["d1"]}
+    )
+    assert wrong.status_code == 409
+    assert wrong.json()["reason"] == "milestone_not_due"
+    body = {"sequence": 2, "summary": "The lab opened.", "evidence": ["doc_lab"]}
+    reported = await post(firm, f"{app_id}/milestones", body)
+    assert reported.status_code == 200, reported.text
+    (milestone,) = reported.json()["award"]["milestones"]
+    assert milestone["state"] == "reported"
+
+    verdict = event(
+        "application.milestone_verified",
+        app_id,
+        actor=Actor(kind="reviewer", id="rev.weber@gaip.example"),  # type: ignore[arg-type]
+        report_id=milestone["report_id"],
+        sequence=2,
+        verified=False,
+        comment="The lease is not signed yet.",
+    )
+    await publish(producer, verdict)
+    await firm.until_recorded(app_id, verdict)
+    view = await firm.view(app_id)
+    assert view["award"]["tranches"][0]["state"] == "paid"
+    assert view["award"]["milestones"][0]["state"] == "rejected"
+    assert view["award"]["milestones"][0]["reason"] == "The lease is not signed yet."
+    entry = next(e for e in view["timeline"] if e["event"] == "application.milestone_verified")
+    assert entry["summary"] == "Milestone for tranche 2 not verified; please report it again."
+    assert entry["actor"]["id"] == "program reviewer", "reviewers stay anonymous to firms"
+
+    cancelled = event(
+        "application.compensated",
+        app_id,
+        actor=Actor(kind="admin", id="admin@gaip.example"),  # type: ignore[arg-type]
+        firm_id=firm.id,
+        reason_code="administrative",
+        reason="An administrator cancelled the application: audit finding.",
+        space_released=True,
+        award_cancelled=True,
+        outcome="cancelled",
+        waitlisted_for_budget=False,
+    )
+    await publish(producer, cancelled)
+    view = await firm.until(app_id, "cancelled")
+    (line,) = view["award"]["compensations"]
+    assert line["summary"] == (
+        "The zone space was released; the award was cancelled and its unpaid amount returned "
+        "to the budget."
+    )
+    late = await post(firm, f"{app_id}/milestones", body)
+    assert late.status_code == 409
+    assert late.json()["reason"] == "award_cancelled"

@@ -1,0 +1,315 @@
+"""After the committee: the offer, the firm's answer, the award, milestones and the saga.
+
+Time-skipping runs with fake activities; the zones and disbursement services are played by
+the test, which delivers their facts as the bridge would (the ``fact`` signal).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from contracts.envelope import ActorKind, deterministic_event_id
+from contracts.money import Money
+from contracts.v1.common import CompensationReason, Decision, ReviewStage, ZoneRefusalReason
+from contracts.v1.desk import DecisionRefusal
+from contracts.v1.offers import OfferDeclined
+from contracts.v1.zones import ZoneRefused
+from tests.workflows.scenarios import (
+    FIRM_ID,
+    FIRM_USER,
+    TANAKA,
+    WEBER,
+    Harness,
+    accepted,
+    open_task,
+    verify,
+    withdrawal,
+)
+from tests.workflows.scenarios import eligible_run as start
+from workflows.approval import IncentiveApproval
+from workflows.inputs import ApprovalPolicy, CancellationSignal
+from workflows.state import MilestoneStatus, Phase, TrancheStatus
+
+
+async def test_offer_package_names_space_grant_tranches_and_expiry(h: Harness) -> None:
+    handle = await start(h)
+    offer = await h.offered(handle)
+    made = offer.payload
+    assert made.firm_id == FIRM_ID
+    assert {(u.unit_type.value, u.quantity) for u in made.space} == {
+        ("gpu_rack_unit", 4),
+        ("office_seat", 25),
+    }
+    assert made.grant == Money.of("250000.00", "EUR")
+    assert [(t.milestone, t.amount.amount) for t in made.tranches] == [
+        ("signing", Decimal("100000.00")),
+        ("milestone 1", Decimal("75000.00")),
+        ("milestone 2", Decimal("75000.00")),
+    ]
+    assert made.expires_at - made.offered_at == timedelta(days=14)
+    assert offer.event_id == deterministic_event_id(handle.id, "offer_made")
+    state = await h.state(handle)
+    assert state.phase is Phase.OFFERED
+    hold = h.publisher.envelopes(handle.id, "zone.hold")[0].payload
+    assert hold.sector == "health"
+    assert hold.hold_seconds == 15 * 24 * 3600, "the hold outlives the offer"
+    award = h.publisher.envelopes(handle.id, "award.open")[0].payload
+    assert award.budget_id == f"grant-{datetime.now(UTC).year}"
+
+
+async def test_refused_space_is_left_out_of_the_offer(h: Harness) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    (hold,) = await h.until_published_type(handle, "zone.hold")
+    now = datetime.now(UTC)
+    await h.fact(
+        handle,
+        ZoneRefused(
+            allocation_id=hold.payload.allocation_id,
+            application_id=handle.id,
+            reason_code=ZoneRefusalReason.NO_CAPACITY,
+            reason="No zone suits the health sector with that much space.",
+            refused_at=now,
+        ),
+    )
+    await h.award_opened(handle)
+    (offer,) = await h.until_published_type(handle, "application.offer_made")
+    assert offer.payload.space == []
+    assert offer.payload.space_unavailable == hold.payload.requests
+    await h.accept(handle, offer.payload.offer_id)
+    await h.until_published_type(handle, "tranche.release")
+    assert h.publisher.envelopes(handle.id, "zone.confirm") == [], "nothing held to confirm"
+
+
+async def test_accept_allocates_grants_fast_track_and_pays_signing(h: Harness) -> None:
+    handle = await start(h)
+    offer = await h.offered(handle)
+    accept_id = await h.accept(handle, offer.payload.offer_id)
+    (confirm,) = await h.until_published_type(handle, "zone.confirm")
+    (granted,) = await h.until_published_type(handle, "application.fast_track_granted")
+    (release,) = await h.until_published_type(handle, "tranche.release")
+    assert confirm.actor.id == FIRM_USER
+    assert confirm.actor.kind is ActorKind.FIRM
+    assert confirm.causation_id == uuid.UUID(accept_id)
+    assert granted.payload.item == "sandbox_access"
+    assert granted.payload.valid_until - granted.payload.valid_from == timedelta(days=365)
+    assert release.payload.sequence == 1
+    state = await h.state(handle)
+    assert state.phase is Phase.AWARDED
+    await h.paid(handle, 1)
+    state = await h.until(
+        handle, lambda s: s.offer is not None and s.offer.tranches[0].status is TrancheStatus.PAID
+    )
+    assert [t.status for t in state.offer.tranches] == [  # type: ignore[union-attr]
+        TrancheStatus.PAID,
+        TrancheStatus.SCHEDULED,
+        TrancheStatus.SCHEDULED,
+    ]
+
+
+async def test_declined_offer_releases_space_and_cancels_the_award(h: Harness) -> None:
+    handle = await start(h)
+    offer = await h.offered(handle)
+    await h.fact(
+        handle,
+        OfferDeclined(
+            offer_id=offer.payload.offer_id,
+            application_id=handle.id,
+            firm_id=FIRM_ID,
+            reason="We settled elsewhere.",
+            declined_at=datetime.now(UTC),
+        ),
+        actor_id=FIRM_USER,
+    )
+    final = await handle.result()
+    assert final.phase is Phase.DECLINED
+    (release,) = h.publisher.envelopes(handle.id, "zone.release")
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    (done,) = h.publisher.envelopes(handle.id, "application.compensated")
+    for e in (release, cancel, done):
+        assert e.actor.id == FIRM_USER
+        assert e.payload.reason_code is CompensationReason.OFFER_DECLINED
+    assert done.payload.space_released
+    assert done.payload.award_cancelled
+    assert done.payload.outcome == "declined"
+    assert done.payload.reason == "We settled elsewhere."
+
+
+async def test_unanswered_offer_lapses_after_the_offer_period(h: Harness) -> None:
+    handle = await start(h, policy=ApprovalPolicy(offer_days=10))
+    await h.offered(handle)
+    final = await handle.result()  # the time-skipping handle jumps over the ten days
+    assert final.phase is Phase.LAPSED
+    (lapsed,) = h.publisher.envelopes(handle.id, "application.offer_lapsed")
+    made = h.publisher.envelopes(handle.id, "application.offer_made")[0].payload
+    assert lapsed.payload.lapsed_at >= made.expires_at
+    (done,) = h.publisher.envelopes(handle.id, "application.compensated")
+    assert done.actor.id == "system:workflows"
+    assert done.payload.reason_code is CompensationReason.OFFER_LAPSED
+    assert [e.payload.reason_code for e in h.publisher.envelopes(handle.id, "award.cancel")] == [
+        CompensationReason.OFFER_LAPSED
+    ]
+    assert len(h.publisher.envelopes(handle.id, "zone.release")) == 1
+
+
+async def test_budget_shortfall_releases_the_hold_and_ends_unfunded(h: Harness) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    await h.budget_short(handle)
+    final = await handle.result()
+    assert final.phase is Phase.UNFUNDED
+    assert final.reasons
+    assert "waits for budget" in final.reasons[0]
+    (release,) = h.publisher.envelopes(handle.id, "zone.release")
+    assert release.payload.reason_code is CompensationReason.BUDGET_EXHAUSTED
+    assert h.publisher.envelopes(handle.id, "award.cancel") == [], "nothing was reserved"
+    assert h.publisher.envelopes(handle.id, "application.offer_made") == []
+    (done,) = h.publisher.envelopes(handle.id, "application.compensated")
+    assert done.payload.outcome == "approved_unfunded"
+    assert done.payload.waitlisted_for_budget is True
+    assert done.actor.id == "system:workflows"
+
+
+async def test_withdrawal_during_the_offer_releases_and_cancels(h: Harness) -> None:
+    handle = await start(h)
+    await h.offered(handle)
+    await handle.signal(IncentiveApproval.withdrawn, withdrawal("Plans changed."))
+    final = await handle.result()
+    assert final.phase is Phase.WITHDRAWN
+    (done,) = h.publisher.envelopes(handle.id, "application.compensated")
+    assert done.actor.id == FIRM_ID
+    assert done.payload.reason_code is CompensationReason.APPLICATION_WITHDRAWN
+    assert done.payload.space_released
+    assert done.payload.award_cancelled
+    assert len(h.publisher.envelopes(handle.id, "award.cancel")) == 1
+
+
+async def test_withdrawal_before_the_reservation_is_confirmed_still_cancels_the_award(
+    h: Harness,
+) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    await h.until_published_type(handle, "award.open")
+    await handle.signal(IncentiveApproval.withdrawn, withdrawal("Plans changed."))
+    final = await handle.result()
+    assert final.phase is Phase.WITHDRAWN
+    assert h.publisher.envelopes(handle.id, "application.offer_made") == []
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    (release,) = h.publisher.envelopes(handle.id, "zone.release")
+    assert cancel.payload.reason_code is release.payload.reason_code
+    assert cancel.payload.reason_code is CompensationReason.APPLICATION_WITHDRAWN
+
+
+async def test_administrative_cancellation_after_acceptance_names_the_admin(h: Harness) -> None:
+    handle = await start(h)
+    await accepted(h, handle)
+    await handle.signal(
+        IncentiveApproval.cancelled,
+        CancellationSignal(
+            event_id=str(uuid.uuid4()), reason="Fraud finding.", actor_id="admin@gaip.example"
+        ),
+    )
+    final = await handle.result()
+    assert final.phase is Phase.CANCELLED
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    assert cancel.actor.kind is ActorKind.ADMIN
+    assert cancel.actor.id == "admin@gaip.example"
+    assert final.offer is not None
+    assert [t.status for t in final.offer.tranches] == [
+        TrancheStatus.PAID,
+        TrancheStatus.CANCELLED,
+        TrancheStatus.CANCELLED,
+    ]
+
+
+async def test_verified_milestone_releases_the_next_tranche(h: Harness) -> None:
+    handle = await start(h)
+    await accepted(h, handle)
+    state = await verify(h, handle, 2)
+    task = open_task(state, WEBER, ReviewStage.MILESTONE)
+    assert task is not None
+    (assigned,) = [
+        e
+        for e in h.publisher.envelopes(handle.id, "review.task_assigned")
+        if e.payload.stage is ReviewStage.MILESTONE
+    ]
+    assert assigned.payload.reviewer_id == WEBER
+    releases = await h.until_published_type(handle, "tranche.release", 2)
+    assert releases[1].payload.sequence == 2
+    assert releases[1].payload.approved_by == WEBER
+    assert releases[1].actor.kind is ActorKind.REVIEWER
+    (verified,) = h.publisher.envelopes(handle.id, "application.milestone_verified")
+    assert verified.payload.verified is True
+    assert verified.actor.id == WEBER
+
+
+async def test_rejected_milestone_goes_back_to_the_firm_with_the_reason(h: Harness) -> None:
+    handle = await start(h)
+    await accepted(h, handle)
+    await verify(h, handle, 2, Decision.REJECT)
+    (decided,) = await h.until_published_type(handle, "application.milestone_verified")
+    assert decided.payload.verified is False
+    assert decided.payload.comment == "reject: site visit"
+    state = await h.state(handle)
+    assert state.offer is not None
+    assert state.offer.milestones[0].status is MilestoneStatus.REJECTED
+    assert len(h.publisher.envelopes(handle.id, "tranche.release")) == 1, "no second tranche"
+    # The firm reports again; this time it is verified.
+    await verify(h, handle, 2)
+    await h.until_published_type(handle, "tranche.release", 2)
+
+
+async def test_milestone_verifier_follows_the_review_rules(h: Harness) -> None:
+    handle = await start(h)
+    await accepted(h, handle)
+    await h.report(handle, 2)
+    state = await h.until(handle, lambda s: ReviewStage.MILESTONE in s.open_stages)
+    task = open_task(state, WEBER, ReviewStage.MILESTONE)
+    assert task is not None
+    # Tanaka decided the technical stage: one person decides at most one stage.
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await h.decide(handle, TANAKA, ReviewStage.MILESTONE, task_id=task.task_id)
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == DecisionRefusal.SEPARATION_OF_DUTIES
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await h.decide(handle, WEBER, ReviewStage.MILESTONE, Decision.REQUEST_INFORMATION)
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.type == DecisionRefusal.INVALID_REQUEST
+
+
+async def test_last_tranche_paid_closes_the_award(h: Harness) -> None:
+    handle = await start(h)
+    await accepted(h, handle)
+    for sequence in (2, 3):
+        await verify(h, handle, sequence)
+        await h.paid(handle, sequence)
+    final = await handle.result()
+    assert final.phase is Phase.COMPLETED
+    (done,) = h.publisher.envelopes(handle.id, "application.award_completed")
+    assert done.payload.paid == Money.of("250000.00", "EUR")
+    assert final.offer is not None
+    assert all(t.status is TrancheStatus.PAID for t in final.offer.tranches)
+
+
+async def test_long_milestone_waits_continue_as_new(h: Harness) -> None:
+    handle = await start(h, policy=ApprovalPolicy(history_fact_limit=10))
+    await accepted(h, handle)
+    first_run = (await handle.describe()).run_id
+    await h.until(handle, lambda s: s.phase is Phase.AWARDED)
+    # The next report reaches the continued run, which still knows the award and the rules.
+    await verify(h, handle, 2)
+    await h.until_published_type(handle, "tranche.release", 2)
+    latest = h.client.get_workflow_handle(handle.id)
+    assert (await latest.describe()).run_id != first_run
+    await h.paid(handle, 2)
+    await verify(h, handle, 3)  # Weber again: the reviewers of the review stages stay barred
+    await h.paid(handle, 3)
+    final = await handle.result()  # follows the continued runs
+    assert final.phase is Phase.COMPLETED
