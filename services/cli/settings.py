@@ -12,8 +12,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Services run by ``incentives up``, in start order. ``worker`` is the Temporal worker.
+#: Services run by ``incentives up``, in start order. ``worker`` is the Temporal worker;
+#: ``portal`` is the web front end, first so that its URL is printed first.
 SERVICE_NAMES: tuple[str, ...] = (
+    "portal",
     "applications",
     "eligibility",
     "zones",
@@ -27,6 +29,10 @@ SERVICE_NAMES: tuple[str, ...] = (
 API_SERVICES: frozenset[str] = frozenset(
     {"applications", "review", "audit", "zones", "disbursement"}
 )
+
+
+#: Services serving web pages to people: no broker, no database, no AsyncAPI document.
+WEB_SERVICES: frozenset[str] = frozenset({"portal"})
 
 
 def service_module(name: str) -> str:
@@ -61,6 +67,7 @@ class PlatformSettings(BaseSettings):
         default=None, description="Temporal /metrics port (a free one when unset)."
     )
 
+    portal_port: int = Field(default=8000, description="portal (web pages) port.")
     applications_port: int = Field(default=8001, description="applications HTTP API port.")
     review_port: int = Field(default=8002, description="review HTTP API port.")
     audit_port: int = Field(default=8003, description="audit HTTP API port.")

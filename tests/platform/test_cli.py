@@ -126,6 +126,7 @@ def test_settings_defaults_match_the_plan(clean_env: None) -> None:
         "broker": 9092,
         "temporal": 7233,
         "temporal-ui": 8233,
+        "portal": 8000,
         "applications": 8001,
         "eligibility": 8006,
         "zones": 8004,
@@ -225,7 +226,8 @@ def test_status_fails_and_names_every_part_when_nothing_runs(
     """Without a platform, status exits 1 and lists each unreachable part."""
     names = ["broker", "temporal", *SERVICE_NAMES]
     env = {
-        f"INCENTIVES_{n.upper()}_PORT": str(p) for n, p in zip(names, free_ports(9), strict=True)
+        f"INCENTIVES_{n.upper()}_PORT": str(p)
+        for n, p in zip(names, free_ports(len(names)), strict=True)
     }
     result = runner.invoke(app, ["status", "--var-dir", str(tmp_path)], env=env)
     assert result.exit_code == 1
