@@ -42,6 +42,14 @@ STAGE: Final = {
     "committee": "committee",
 }
 
+#: A stage's name, as in "Finance review".
+STAGE_NAME: Final = {
+    "technical": "Technical",
+    "security": "Security and data-protection",
+    "finance": "Finance",
+    "committee": "Committee",
+}
+
 SLA: Final = {
     "on_time": "On time",
     "reminder_sent": "Reminder sent",

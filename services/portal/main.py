@@ -98,12 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(firm.NotAFirm)
     @app.exception_handler(review.NotStaff)
     async def not_yours(request: Request, exc: Exception) -> Response:
-        return web.render(
+        return web.error_page(
             request,
-            "error.html",
-            status_code=403,
-            title="You cannot use this page",
-            message="This page is for another role. Sign in as someone who may use it.",
+            403,
+            "You cannot use this page",
+            "This page is for another role. Sign in as someone who may use it.",
         )
 
     @app.exception_handler(Problem)
@@ -115,18 +114,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title = {404: "Page not found", 403: "You cannot see this"}.get(
             status, "Something went wrong"
         )
-        return web.render(
-            request, "error.html", status_code=status, title=title, message=exc.detail or exc.title
-        )
+        return web.error_page(request, status, title, exc.detail or exc.title)
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> Response:
-        return web.render(
+        return web.error_page(
             request,
-            "error.html",
-            status_code=503,
-            title="Sorry, the service is unavailable",
-            message="A part of the programme's system did not answer. Please try again shortly.",
+            503,
+            "Sorry, the service is unavailable",
+            "A part of the programme's system did not answer. Please try again shortly.",
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -134,9 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title = {403: "The form has expired", 404: "Page not found"}.get(
             exc.status_code, "Something went wrong"
         )
-        return web.render(
-            request, "error.html", status_code=exc.status_code, title=title, message=exc.detail
-        )
+        return web.error_page(request, exc.status_code, title, str(exc.detail))
 
     return app
 

@@ -106,3 +106,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         status_code=status_code,
     )
     return response
+
+
+def error_page(request: Request, status_code: int, title: str, message: str) -> Response:
+    """The page of an error: its title and what to do, with the status it is."""
+    return render(request, "error.html", status_code=status_code, title=title, message=message)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +21,7 @@ from services.portal.main import SESSION_COOKIE, create_app
 from services.portal.settings import Settings
 from tests.kit.helpers import eventually
 from tests.portal.axe import assert_accessible
+from tests.portal.conftest import ARTIFACTS
 from tests.review.helpers import ADMIN
 from tests.review.test_full_run import Platform, platform
 from tests.support import free_port, serving
@@ -122,8 +122,10 @@ def field(page: Page, path: str) -> Any:
 
 
 async def test_a_firm_fixes_a_validation_error_submits_and_reviewers_approve(
-    portal: Portal, page: Page, axe_source: str, tmp_path: Path
+    portal: Portal, page: Page, axe_source: str
 ) -> None:
+    shots = ARTIFACTS / "journey"  # screenshots of the pages, to look at
+    shots.mkdir(parents=True, exist_ok=True)
     # --- the firm: a draft with an error, shown next to its field -----------------------------
     await sign_in(page, portal, "firm:ACME", axe_source)
     await expect(page.get_by_role("heading", name="Your applications")).to_be_visible()
@@ -144,7 +146,7 @@ async def test_a_firm_fixes_a_validation_error_submits_and_reviewers_approve(
     await expect(summary.get_by_role("link", name=re.compile("Foreign ownership"))).to_be_visible()
     inline = page.locator("#firm-foreign_ownership_pct-error")
     await expect(inline).to_be_visible()
-    await page.screenshot(path=tmp_path / "validation-error.png", full_page=True)
+    await page.screenshot(path=shots / "validation-error.png", full_page=True)
     await assert_accessible(page, axe_source)
 
     for path, value in fill_values().items():
@@ -166,7 +168,7 @@ async def test_a_firm_fixes_a_validation_error_submits_and_reviewers_approve(
     await eventually(eligible_or_later, timeout=90, interval=0.5)
     await expect(page.locator("#rules li").first).to_be_visible()
     await expect(page.locator("#rules")).not_to_contain_text("Not met")
-    await page.screenshot(path=tmp_path / "submitted.png", full_page=True)
+    await page.screenshot(path=shots / "submitted.png", full_page=True)
     await assert_accessible(page, axe_source)
     await sign_out(page)
 
@@ -223,7 +225,7 @@ async def test_a_firm_fixes_a_validation_error_submits_and_reviewers_approve(
                 await expect(stale.locator("#refusal")).to_have_text(
                     "You have already decided this stage."
                 )
-                await stale.screenshot(path=tmp_path / "refusal.png", full_page=True)
+                await stale.screenshot(path=shots / "refusal.png", full_page=True)
                 await assert_accessible(stale, axe_source)
                 refused = True
             if stale is not None:
@@ -243,7 +245,7 @@ async def test_a_firm_fixes_a_validation_error_submits_and_reviewers_approve(
     await page.goto(f"{portal.url}/applications/{application_id}")
     await expect(page.locator("#where")).to_contain_text("approved")
     await expect(page.locator("#timeline")).to_contain_text("Application approved.")
-    await page.screenshot(path=tmp_path / "approved.png", full_page=True)
+    await page.screenshot(path=shots / "approved.png", full_page=True)
     await assert_accessible(page, axe_source)
 
 
@@ -259,3 +261,15 @@ async def test_forms_without_the_sessions_csrf_token_are_refused(
         signed_out = await anonymous.get("/applications")
     assert signed_out.status_code == 303
     assert signed_out.headers["location"] == "/sign-in"
+
+
+async def test_a_supervisor_sees_the_escalated_tasks_page(
+    portal: Portal, page: Page, axe_source: str
+) -> None:
+    await sign_in(page, portal, "staff:sup.meyer@gaip.example", axe_source)
+    await expect(page.get_by_role("heading", name="Escalated tasks")).to_be_visible()
+    await assert_accessible(page, axe_source)
+    # A reviewer's page is not theirs to see at the supervisor's address, and the other way.
+    await page.goto(f"{portal.url}/applications")
+    await expect(page.get_by_role("heading", name="You cannot use this page")).to_be_visible()
+    await assert_accessible(page, axe_source)

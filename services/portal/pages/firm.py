@@ -146,37 +146,75 @@ def _application(
     )
 
 
-@router.get("/{application_id}/edit")
-async def edit_page(request: Request, application_id: str, person: Firm, api: Api) -> Response:
+#: The two forms over an existing application: path suffix -> (page title, amending).
+_FORMS: dict[str, tuple[str, bool]] = {
+    "edit": ("Edit your draft", False),
+    "amend": ("Amend your application", True),
+}
+
+
+async def _existing_form(
+    request: Request, application_id: str, api: ApplicationsClient, which: str
+) -> Response:
     view = await api.get(application_id)
+    title, amending = _FORMS[which]
     return _form_page(
         request,
         values=forms.from_content(view.get("content") or {}),
-        action=f"/applications/{application_id}/edit",
-        title="Edit your draft",
+        action=f"/applications/{application_id}/{which}",
+        title=title,
         application=view,
+        amending=amending,
     )
 
 
-@router.post("/{application_id}/edit", dependencies=[web.Csrf])
-async def save_draft(request: Request, application_id: str, person: Firm, api: Api) -> Response:
+async def _send_form(
+    request: Request, application_id: str, api: ApplicationsClient, which: str
+) -> Response:
+    """Save the draft (``edit``) or send the amendment (``amend``); errors go on the form."""
     values = {k: str(v) for k, v in (await request.form()).items()}
     current = await api.get(application_id)
     content = forms.to_content(values, current.get("content") or {}, signed_at=_now())
+    title, amending = _FORMS[which]
     try:
-        await api.replace_draft(application_id, content)
+        if amending:
+            reason = values.get("amend_reason", "").strip() or "Answering the information request."
+            await api.amend(application_id, content, reason)
+        else:
+            await api.replace_draft(application_id, content)
     except Problem as problem:
-        if problem.status != 422:
+        if problem.status not in (409, 422):
             raise
         return _form_page(
             request,
             values=values,
-            action=f"/applications/{application_id}/edit",
-            title="Edit your draft",
+            action=f"/applications/{application_id}/{which}",
+            title=title,
             problem=problem,
             application=current,
+            amending=amending,
         )
     return RedirectResponse(f"/applications/{application_id}", status_code=303)
+
+
+@router.get("/{application_id}/edit")
+async def edit_page(request: Request, application_id: str, person: Firm, api: Api) -> Response:
+    return await _existing_form(request, application_id, api, "edit")
+
+
+@router.post("/{application_id}/edit", dependencies=[web.Csrf])
+async def save_draft(request: Request, application_id: str, person: Firm, api: Api) -> Response:
+    return await _send_form(request, application_id, api, "edit")
+
+
+@router.get("/{application_id}/amend")
+async def amend_page(request: Request, application_id: str, person: Firm, api: Api) -> Response:
+    return await _existing_form(request, application_id, api, "amend")
+
+
+@router.post("/{application_id}/amend", dependencies=[web.Csrf])
+async def amend(request: Request, application_id: str, person: Firm, api: Api) -> Response:
+    return await _send_form(request, application_id, api, "amend")
 
 
 @router.post("/{application_id}/submit", dependencies=[web.Csrf])
@@ -215,42 +253,6 @@ async def withdraw(
         if problem.status not in (409, 422):
             raise
         return _application(request, await api.get(application_id), problem)
-    return RedirectResponse(f"/applications/{application_id}", status_code=303)
-
-
-@router.get("/{application_id}/amend")
-async def amend_page(request: Request, application_id: str, person: Firm, api: Api) -> Response:
-    view = await api.get(application_id)
-    return _form_page(
-        request,
-        values=forms.from_content(view.get("content") or {}),
-        action=f"/applications/{application_id}/amend",
-        title="Amend your application",
-        application=view,
-        amending=True,
-    )
-
-
-@router.post("/{application_id}/amend", dependencies=[web.Csrf])
-async def amend(request: Request, application_id: str, person: Firm, api: Api) -> Response:
-    values = {k: str(v) for k, v in (await request.form()).items()}
-    current = await api.get(application_id)
-    content = forms.to_content(values, current.get("content") or {}, signed_at=_now())
-    reason = values.get("amend_reason", "").strip() or "Answering the information request."
-    try:
-        await api.amend(application_id, content, reason)
-    except Problem as problem:
-        if problem.status not in (409, 422):
-            raise
-        return _form_page(
-            request,
-            values=values,
-            action=f"/applications/{application_id}/amend",
-            title="Amend your application",
-            problem=problem,
-            application=current,
-            amending=True,
-        )
     return RedirectResponse(f"/applications/{application_id}", status_code=303)
 
 

@@ -39,12 +39,11 @@ def _dev_sign_in(request: Request) -> bool:
 
 
 def _unavailable(request: Request) -> Response:
-    return web.render(
+    return web.error_page(
         request,
-        "error.html",
-        status_code=503,
-        title="Sign-in is not available yet",
-        message="Signing in with your organisation's account (OpenID Connect) is planned.",
+        503,
+        "Sign-in is not available yet",
+        "Signing in with your organisation's account (OpenID Connect) is planned.",
     )
 
 
