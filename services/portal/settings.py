@@ -43,6 +43,7 @@ class Settings(ServiceSettings):
 
     model_config = service_settings_config("portal")
     service_name: ClassVar[str] = "portal"
+    without_data: ClassVar[bool] = True
 
     port: int = Field(
         default=8000,
