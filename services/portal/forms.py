@@ -7,6 +7,7 @@ name, so an error lands next to its input without a second mapping.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -242,33 +243,54 @@ def _get(source: Any, path: str) -> Any:
     return node
 
 
+def _remove(target: Any, path: str) -> None:
+    parts = path.split(".")
+    node = _get(target, ".".join(parts[:-1])) if len(parts) > 1 else target
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
+def _prune(node: Any) -> Any:
+    """``node`` without the objects and list items left empty."""
+    if isinstance(node, dict):
+        kept = {k: _prune(v) for k, v in node.items()}
+        return {k: v for k, v in kept.items() if v not in ({}, [])}
+    if isinstance(node, list):
+        items = [_prune(v) for v in node]
+        return [v for v in items if v != {}]
+    return node
+
+
 def to_content(
     form: dict[str, str], base: dict[str, Any] | None = None, *, signed_at: str
 ) -> dict[str, Any]:
-    """The draft content a submitted form describes.
+    """The draft content a submitted form describes, over the ``base`` content it edits.
 
-    Empty inputs are left out (a draft may be partial). Further documents of ``base`` than
-    the form shows are kept.
+    What the form shows is as the form says: an empty input removes the field (a draft may be
+    partial). What it does not show (further list items, other fields of an item, documents'
+    other entries) is kept from ``base``, so editing never loses what was sent another way.
     """
-    content: dict[str, Any] = {}
+    content: dict[str, Any] = copy.deepcopy(base or {})
     for path in INPUTS:
         raw = (form.get(path) or "").strip()
         if not raw:
+            _remove(content, path)
             continue
         value: Any = raw
         if path in _NUMBERS:
             value = int(raw) if raw.lstrip("-").isdigit() else raw
         _set(content, path, value)
     for path in _ATTESTATIONS:
-        if _get(content, f"{path}.signatory"):
-            earlier = _get(base or {}, path) or {}
-            same = earlier.get("signatory") == _get(content, f"{path}.signatory")
-            _set(content, f"{path}.accepted", True)
-            _set(content, f"{path}.attested_at", earlier["attested_at"] if same else signed_at)
-    if base and len(base.get("documents") or []) > 1:
-        # Further documents than the form shows are kept, the first as the form says.
-        content["documents"] = [*content.get("documents", [{}])[:1], *base["documents"][1:]]
-    return content
+        signatory = (form.get(f"{path}.signatory") or "").strip()
+        earlier = _get(base or {}, path) or {}
+        if not signatory:
+            _remove(content, path)
+            continue
+        same = earlier.get("signatory") == signatory and "attested_at" in earlier
+        _set(content, f"{path}.accepted", True)
+        _set(content, f"{path}.attested_at", earlier["attested_at"] if same else signed_at)
+    pruned: dict[str, Any] = _prune(content)
+    return pruned
 
 
 def from_content(content: dict[str, Any]) -> dict[str, str]:

@@ -8,6 +8,7 @@ the portal runs in front of them. Each page visited is checked with axe-core.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -19,11 +20,12 @@ from playwright.async_api import Page, expect
 from services.kit.logging import configure_logging
 from services.portal.main import SESSION_COOKIE, create_app
 from services.portal.settings import Settings
+from tests.applications.helpers import content
 from tests.kit.helpers import eventually
 from tests.portal.axe import assert_accessible
 from tests.portal.conftest import ARTIFACTS
 from tests.review.helpers import ADMIN
-from tests.review.test_full_run import Platform, platform
+from tests.review.test_full_run import FIRM, Platform, platform
 from tests.support import free_port, serving
 
 pytestmark = pytest.mark.integration
@@ -272,4 +274,79 @@ async def test_a_supervisor_sees_the_escalated_tasks_page(
     # A reviewer's page is not theirs to see at the supervisor's address, and the other way.
     await page.goto(f"{portal.url}/applications")
     await expect(page.get_by_role("heading", name="You cannot use this page")).to_be_visible()
+    await assert_accessible(page, axe_source)
+
+
+async def test_information_requested_is_answered_by_an_amendment_then_withdrawn(
+    portal: Portal, page: Page, axe_source: str
+) -> None:
+    shots = ARTIFACTS / "journey"
+    shots.mkdir(parents=True, exist_ok=True)
+    submitted = await portal.applications.post(
+        "/v1/applications/submissions",
+        json=content(),
+        headers={**FIRM, "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert submitted.status_code == 201, submitted.text
+    application_id = submitted.json()["id"]
+
+    async def technical_task() -> bool:
+        response = await portal.desk.get("/v1/inbox", params={"limit": 200}, headers=ADMIN)
+        return any(
+            t["application_id"] == application_id
+            and t["stage"] == "technical"
+            and t["status"] == "open"
+            for t in response.json()["items"]
+        )
+
+    await eventually(technical_task, timeout=90, interval=0.5)
+    response = await portal.desk.get("/v1/inbox", params={"limit": 200}, headers=ADMIN)
+    task = next(
+        t
+        for t in response.json()["items"]
+        if t["application_id"] == application_id and t["stage"] == "technical"
+    )
+
+    # The technical reviewer asks for more, from the task page.
+    await sign_in(page, portal, f"staff:{task['reviewer_id']}", axe_source)
+    await page.locator("#stage").select_option("technical")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("#tasks tbody tr").first).to_contain_text("Technical")
+    await page.goto(f"{portal.url}/tasks/{task['task_id']}")
+    await page.locator("#decision-request_information").check()
+    await page.locator("#comment").fill("How many local engineers will you train each year?")
+    await page.locator("#requested_fields").fill("commitments.training")
+    await page.get_by_role("button", name="Send the decision").click()
+    await expect(page.get_by_text("Your decision was recorded.")).to_be_visible()
+    await sign_out(page)
+
+    # The firm reads the question and answers it with an amendment.
+    await sign_in(page, portal, "firm:ACME", axe_source)
+    where = page.locator("#where")
+
+    async def asked() -> bool:
+        await page.goto(f"{portal.url}/applications/{application_id}")
+        return "We asked you for more information" in await where.inner_text()
+
+    await eventually(asked, timeout=60, interval=0.5)
+    await expect(page.get_by_role("heading", name="Information requested")).to_be_visible()
+    await expect(page.locator("main")).to_contain_text("How many local engineers")
+    await assert_accessible(page, axe_source)
+    await page.get_by_role("button", name="Amend the application").click()
+    await assert_accessible(page, axe_source)
+    await field(page, "commitments.training.engineers_per_year").fill("45")
+    await page.locator("#amend_reason").fill("We will train 45 engineers a year.")
+    await page.get_by_role("button", name="Send the amendment").click()
+    await expect(where).not_to_contain_text("We asked you for more information")
+    await expect(page.locator("#timeline")).to_contain_text("asks for more information")
+    # Only what the firm changed is amended: nothing the form does not show is lost.
+    amended = page.locator("#timeline li").filter(has_text="Application amended")
+    await expect(amended).to_contain_text("(revision 2): commitments.training.engineers_per_year.")
+    await page.screenshot(path=shots / "amended.png", full_page=True)
+
+    # And withdraws it, with a reason.
+    await page.get_by_text("Withdraw this application").click()
+    await page.locator("#reason").fill("We chose another programme.")
+    await page.get_by_role("button", name="Withdraw the application").click()
+    await expect(where).to_contain_text("Your application was withdrawn")
     await assert_accessible(page, axe_source)

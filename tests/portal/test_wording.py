@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import httpx
@@ -136,3 +137,17 @@ async def test_without_dev_sign_in_the_portal_says_sign_in_is_not_available(
     assert forced.status_code == 403  # no session, so no CSRF token: refused before anything
     assert health.json() == {"status": "ok", "service": "portal"}
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_editing_keeps_what_the_form_does_not_show() -> None:
+    from tests.applications.helpers import content
+
+    sent = content()  # two zone-space items, preferred zones, exchange programmes
+    edited = forms.to_content(
+        {**forms.from_content(sent), "commitments.training.engineers_per_year": "45"},
+        sent,
+        signed_at="2026-11-30T09:00:00Z",
+    )
+    expected = copy.deepcopy(sent)
+    expected["commitments"]["training"]["engineers_per_year"] = 45
+    assert edited == expected
