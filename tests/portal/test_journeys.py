@@ -31,6 +31,8 @@ from tests.support import free_port, serving
 pytestmark = pytest.mark.integration
 
 STAGES = ("technical", "security", "finance", "committee")
+#: GOV.UK Frontend's focus colour (#ffdd00), as computed styles give it.
+FOCUS_COLOUR = "rgb(255, 221, 0)"
 
 
 class Portal:
@@ -309,9 +311,13 @@ async def test_information_requested_is_answered_by_an_amendment_then_withdrawn(
 
     # The technical reviewer asks for more, from the task page.
     await sign_in(page, portal, f"staff:{task['reviewer_id']}", axe_source)
+    # Choosing a stage filters at once (htmx); the Filter button does the same without it.
     await page.locator("#stage").select_option("technical")
-    await page.get_by_role("button", name="Filter").click()
-    await expect(page.locator("#tasks tbody tr").first).to_contain_text("Technical")
+    await expect(page).to_have_url(re.compile(r"/inbox\?stage=technical$"))
+    rows = page.locator("#tasks tbody tr")
+    await expect(rows.first).to_contain_text("Technical")
+    await expect(rows.first).to_contain_text("On time")
+    await assert_accessible(page, axe_source)
     await page.goto(f"{portal.url}/tasks/{task['task_id']}")
     await page.locator("#decision-request_information").check()
     await page.locator("#comment").fill("How many local engineers will you train each year?")
@@ -350,3 +356,24 @@ async def test_information_requested_is_answered_by_an_amendment_then_withdrawn(
     await page.get_by_role("button", name="Withdraw the application").click()
     await expect(where).to_contain_text("Your application was withdrawn")
     await assert_accessible(page, axe_source)
+
+
+async def test_sign_in_by_keyboard_alone_with_a_visible_focus(
+    portal: Portal, page: Page, axe_source: str
+) -> None:
+    await page.goto(f"{portal.url}/sign-in")
+    await page.keyboard.press("Tab")
+    skip = page.get_by_text("Skip to main content")
+    await expect(skip).to_be_focused()
+    # GOV.UK Frontend's focus state: the focus colour, yellow, behind the focused link.
+    background = await skip.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert background == FOCUS_COLOUR
+    first = page.locator("input[name=identity]").first
+    while not await first.evaluate("e => e === document.activeElement"):
+        await page.keyboard.press("Tab")
+    await page.keyboard.press("Space")
+    await expect(first).to_be_checked()
+    ring = await first.evaluate("e => getComputedStyle(e.nextElementSibling, '::before').boxShadow")
+    assert FOCUS_COLOUR in ring  # the focused radio has a yellow ring
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Your applications")).to_be_visible()
