@@ -34,8 +34,9 @@ $(ASYNCAPI_TOOLS)/node_modules/.installed: $(ASYNCAPI_TOOLS)/package.json $(ASYN
 	@touch $@
 
 # The portal serves these files itself: nothing is fetched from a CDN at run time.
-$(PORTAL_ASSETS)/node_modules/.installed: $(PORTAL_ASSETS)/package.json $(PORTAL_ASSETS)/package-lock.json
-	cd $(PORTAL_ASSETS) && $(NPM) ci --ignore-scripts --no-audit --no-fund
+# The stylesheet is GOV.UK Frontend's Sass built with the portal's settings (portal.scss).
+$(PORTAL_ASSETS)/node_modules/.installed: $(PORTAL_ASSETS)/package.json $(PORTAL_ASSETS)/package-lock.json $(PORTAL_ASSETS)/portal.scss
+	cd $(PORTAL_ASSETS) && $(NPM) ci --ignore-scripts --no-audit --no-fund && $(NPM) run build
 	@touch $@
 
 # Chromium from Debian when it is missing and we may install it (CI runs as root on a fresh
@@ -93,4 +94,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache $(ASYNCAPI_TOOLS)/node_modules \
-	  $(PORTAL_ASSETS)/node_modules
+	  $(PORTAL_ASSETS)/node_modules $(PORTAL_ASSETS)/build

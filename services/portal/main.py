@@ -26,11 +26,13 @@ SESSION_COOKIE = "incentives_session"
 
 def _static(settings: Settings) -> dict[str, Path]:
     """URL prefix -> folder of the front-end assets ``make install`` put in place."""
-    govuk = settings.assets_dir / "govuk-frontend" / "dist" / "govuk"
+    packages = settings.assets_dir / "node_modules"
+    govuk = packages / "govuk-frontend" / "dist" / "govuk"
     return {
-        "/assets": govuk / "assets",  # GOV.UK Frontend's CSS refers to /assets/fonts, /images
-        "/static/govuk": govuk,
-        "/static/htmx": settings.assets_dir / "htmx.org" / "dist",
+        "/assets": govuk / "assets",  # the stylesheet refers to /assets/images
+        "/static/govuk": govuk,  # its JavaScript
+        "/static/build": settings.assets_dir / "build",  # the stylesheet, built by make install
+        "/static/htmx": packages / "htmx.org" / "dist",
         "/static/portal": Path(__file__).parent / "static",
     }
 

@@ -23,8 +23,9 @@ from services.kit.settings import (
 #: The session-cookie key used when none is configured. Refused outside dev mode.
 DEV_SESSION_SECRET = "dev-only-insecure-portal-session-secret"  # noqa: S105
 
-#: Where ``make install`` puts the npm packages the portal serves.
-DEFAULT_ASSETS_DIR = Path(__file__).parent / "assets" / "node_modules"
+#: Where ``make install`` puts the npm packages (``node_modules/``) and the built CSS
+#: (``build/``) the portal serves.
+DEFAULT_ASSETS_DIR = Path(__file__).parent / "assets"
 
 
 class SignIn(StrEnum):
@@ -101,7 +102,10 @@ class Settings(ServiceSettings):
     )
     assets_dir: Path = Field(
         default=DEFAULT_ASSETS_DIR,
-        description="The npm packages `make install` installed (GOV.UK Frontend and htmx).",
+        description=(
+            "The folder holding the npm packages (`node_modules/`: GOV.UK Frontend, htmx) and "
+            "the stylesheet built from them (`build/`), as `make install` leaves them."
+        ),
     )
 
     @model_validator(mode="after")
