@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -56,6 +57,11 @@ async def browser() -> AsyncIterator[Browser]:
 async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
     """A fresh browser context (no cookies) and page; artifacts saved if the test fails."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    outside: list[str] = []
+    context.on(
+        "request",
+        lambda r: None if urlsplit(r.url).hostname == "127.0.0.1" else outside.append(r.url),
+    )
     opened = await context.new_page()
     try:
         yield opened
@@ -64,6 +70,8 @@ async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterato
         if report is not None and report.failed:
             await save_artifacts(opened, request.node.name)
         await context.close()
+    # Every page, script, stylesheet, font and image came from the portal itself.
+    assert not outside, f"requests left the machine: {outside}"
 
 
 async def save_artifacts(page: Page, name: str) -> Path:
