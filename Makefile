@@ -15,8 +15,12 @@ PYTEST_ARGS ?=
 NPM ?= npm
 # The npm project of the AsyncAPI parser; its package-lock.json pins every package.
 ASYNCAPI_TOOLS := tools/asyncapi
+# The npm project of the portal's front-end assets (GOV.UK Frontend, htmx; axe-core for tests).
+PORTAL_ASSETS := services/portal/assets
+# The browser the portal's tests drive (Debian's Chromium; Playwright's download is not used).
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install up down status test test-unit preflight lint typecheck contracts-check pytest bench schemas clean
+.PHONY: install browser up down status test test-unit preflight lint typecheck contracts-check pytest bench schemas clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -31,9 +35,23 @@ $(ASYNCAPI_TOOLS)/node_modules/.installed: $(ASYNCAPI_TOOLS)/package.json $(ASYN
 	cd $(ASYNCAPI_TOOLS) && $(NPM) ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+# The portal serves these files itself: nothing is fetched from a CDN at run time.
+# The stylesheet is GOV.UK Frontend's Sass built with the portal's settings (portal.scss).
+$(PORTAL_ASSETS)/node_modules/.installed: $(PORTAL_ASSETS)/package.json $(PORTAL_ASSETS)/package-lock.json $(PORTAL_ASSETS)/portal.scss
+	cd $(PORTAL_ASSETS) && $(NPM) ci --ignore-scripts --no-audit --no-fund && $(NPM) run build
+	@touch $@
+
+# Chromium from Debian when it is missing and we may install it (CI runs as root on a fresh
+# machine); otherwise say what the browser tests need.
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else echo "$(CHROMIUM) is missing: install Debian's chromium for the browser tests"; fi
+
 # Services start seven processes at once on small machines; compiled bytecode halves their
 # import time, and it is used even where PYTHONDONTWRITEBYTECODE is set. Cheap when current.
-install: $(VENV)/.installed $(ASYNCAPI_TOOLS)/node_modules/.installed
+install: $(VENV)/.installed $(ASYNCAPI_TOOLS)/node_modules/.installed $(PORTAL_ASSETS)/node_modules/.installed browser
 	@$(BIN)/python -m compileall -q contracts services workflows
 
 up: install
@@ -86,4 +104,5 @@ bench: install
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache $(ASYNCAPI_TOOLS)/node_modules
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache $(ASYNCAPI_TOOLS)/node_modules \
+	  $(PORTAL_ASSETS)/node_modules $(PORTAL_ASSETS)/build

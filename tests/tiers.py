@@ -24,6 +24,7 @@ MARKERS: dict[str, str] = {
     "kafka": "starts a Tansu broker",
     "temporal": "starts a Temporal server (dev or time-skipping)",
     "postgres": "needs PostgreSQL",
+    "browser": "starts Chromium (Debian's, driven by Playwright)",
 }
 
 #: Fixture name -> the marker of what it starts.

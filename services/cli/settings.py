@@ -13,8 +13,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Services run by ``incentives up``, in start order. ``worker`` is the Temporal worker;
-#: ``rail`` is the simulated bank rail that disbursement pays through.
+#: ``rail`` is the simulated bank rail that disbursement pays through; ``portal`` is the web
+#: front end, first so that its URL is printed first.
 SERVICE_NAMES: tuple[str, ...] = (
+    "portal",
     "applications",
     "eligibility",
     "zones",
@@ -34,6 +36,10 @@ API_SERVICES: frozenset[str] = frozenset(
 #: Parts of the embedded platform that stand in for systems outside the program (a production
 #: deployment uses the real rail instead): ``incentives up`` runs them, container files do not.
 SIMULATORS: frozenset[str] = frozenset({"rail"})
+
+
+#: Services serving web pages to people: no broker, no database, no AsyncAPI document.
+WEB_SERVICES: frozenset[str] = frozenset({"portal"})
 
 
 def service_module(name: str) -> str:
@@ -68,6 +74,7 @@ class PlatformSettings(BaseSettings):
         default=None, description="Temporal /metrics port (a free one when unset)."
     )
 
+    portal_port: int = Field(default=8000, description="portal (web pages) port.")
     applications_port: int = Field(default=8001, description="applications HTTP API port.")
     review_port: int = Field(default=8002, description="review HTTP API port.")
     audit_port: int = Field(default=8003, description="audit HTTP API port.")

@@ -51,7 +51,7 @@ from services.cli.embedded import (
     tail,
 )
 from services.cli.health import http_health
-from services.cli.settings import API_SERVICES, SERVICE_NAMES, PlatformSettings
+from services.cli.settings import API_SERVICES, SERVICE_NAMES, WEB_SERVICES, PlatformSettings
 from services.cli.state import (
     PartRecord,
     PlatformState,
@@ -108,6 +108,11 @@ def service_env(settings: PlatformSettings, bootstrap: str, temporal: str) -> di
             "INCENTIVES_WORKER_REVIEW_URL": f"http://127.0.0.1:{settings.service_port('review')}",
             # Disbursement pays through the simulated rail, wherever it listens.
             "INCENTIVES_DISBURSEMENT_RAIL_URL": f"http://127.0.0.1:{settings.service_port('rail')}",
+            # The portal calls the APIs wherever they listen.
+            "INCENTIVES_PORTAL_APPLICATIONS_URL": (
+                f"http://127.0.0.1:{settings.service_port('applications')}"
+            ),
+            "INCENTIVES_PORTAL_REVIEW_URL": f"http://127.0.0.1:{settings.service_port('review')}",
             # Log lines must reach the log file as they happen, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
         }
@@ -425,9 +430,12 @@ class Supervisor:
                 urls[name] = {"health": f"{base}/health"}
                 if name in API_SERVICES:
                     urls[name]["api"] = base
+                if name in WEB_SERVICES:
+                    urls[name]["web"] = base
             candidates = [
                 (name, key, f"http://127.0.0.1:{self.settings.service_port(name)}{path}")
                 for name in SERVICE_NAMES
+                if name not in WEB_SERVICES
                 for key, path in (("openapi", "/docs"), ("asyncapi", "/asyncapi"))
             ]
             found = await asyncio.gather(*(answers(client, url) for _, _, url in candidates))
@@ -451,11 +459,16 @@ class Supervisor:
         table.add_column("part", style="bold")
         table.add_column("what")
         table.add_column("URL", no_wrap=True)
-        labels = {"api": "API", "openapi": "OpenAPI docs", "asyncapi": "AsyncAPI docs"}
+        labels = {
+            "web": "web pages (sign in here)",
+            "api": "API",
+            "openapi": "OpenAPI docs",
+            "asyncapi": "AsyncAPI docs",
+        }
         for name in SERVICE_NAMES:
             entry = state.urls.get(name, {})
             # Health-only processes (eligibility, worker) show their health URL instead.
-            keys: list[str] = [k for k in ("api", "openapi", "asyncapi") if k in entry]
+            keys: list[str] = [k for k in ("web", "api", "openapi", "asyncapi") if k in entry]
             keys = keys or ["health"]
             for index, key in enumerate(keys):
                 table.add_row(

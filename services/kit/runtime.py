@@ -468,12 +468,12 @@ def run_service(settings_cls: type[S], create_app: Callable[[S], Any]) -> None:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    log.info(
-        "starting",
-        url=f"http://{settings.host}:{settings.port}",
-        database=_safe_url(settings.database_url),
-        broker=settings.kafka_bootstrap,
+    uses = (
+        {}
+        if settings.without_data
+        else {"database": _safe_url(settings.database_url), "broker": settings.kafka_bootstrap}
     )
+    log.info("starting", url=f"http://{settings.host}:{settings.port}", **uses)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal for the handler
     # that was installed before it: by default that kills the process (exit -15) or raises
     # KeyboardInterrupt. Shutdown is complete by then, so those handlers are made no-ops and a

@@ -135,6 +135,9 @@ class ServiceSettings(CommonSettings):
     """
 
     service_name: ClassVar[str] = "service"
+    #: True for a process that uses no database and no broker (the portal): nothing about
+    #: them is logged or created.
+    without_data: ClassVar[bool] = False
 
     host: str = Field(
         default="127.0.0.1",

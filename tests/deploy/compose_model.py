@@ -30,6 +30,7 @@ ENV_EXAMPLE = REPO / "deploy" / "env.example"
 
 #: Services and their default ports, as fixed by the team plan (issue 2, section 4).
 SERVICE_PORTS: dict[str, int] = {
+    "portal": 8000,
     "applications": 8001,
     "review": 8002,
     "audit": 8003,
@@ -42,7 +43,8 @@ SERVICE_PORTS: dict[str, int] = {
 HEALTH_ONLY = frozenset({"eligibility", "worker"})
 #: Processes that own a database: every service, and the worker (its bridge's processed-message
 #: marks and outbox must survive restarts, so they cannot live in the container).
-WITH_DATABASE = frozenset(SERVICE_PORTS)
+#: The portal owns no data: it calls the services' APIs and keeps sessions in a signed cookie.
+WITH_DATABASE = frozenset(SERVICE_PORTS) - {"portal"}
 
 
 def load_yaml(path: Path) -> Any:

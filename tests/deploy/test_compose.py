@@ -299,10 +299,15 @@ def test_processes_wait_for_what_they_use(services: dict[str, Any]) -> None:
         "temporal-schema": "service_completed_successfully",
     }
     assert depends_on(services["temporal-namespace"]) == {"temporal": "service_healthy"}
-    for name in SERVICE_PORTS:
+    for name in WITH_DATABASE:
         deps = depends_on(services[name])
         assert deps["topics"] == "service_completed_successfully", name
         assert deps["postgres"] == "service_healthy", name
+    # The portal uses the APIs it calls, nothing else.
+    assert depends_on(services["portal"]) == {
+        "applications": "service_healthy",
+        "review": "service_healthy",
+    }
     for name in ("review", "worker"):
         deps = depends_on(services[name])
         assert deps["temporal"] == "service_healthy", name
@@ -319,6 +324,9 @@ def test_processes_run_in_production_mode_against_the_stack(services: dict[str, 
     for name in [*SERVICE_PORTS, *OUR_ONE_SHOT]:
         env = environment(services[name])
         assert env["INCENTIVES_DEV_MODE"] == "false", name
+        if name == "portal":  # a client of the APIs only
+            assert "INCENTIVES_KAFKA_BOOTSTRAP" not in env
+            continue
         assert env["INCENTIVES_KAFKA_BOOTSTRAP"] == "kafka:9094", name
         assert env["INCENTIVES_TEMPORAL_ADDRESS"] == "temporal:7233", name
 
@@ -374,6 +382,7 @@ def test_file_interpolates_completely_once_secrets_are_given(compose: dict[str, 
         "INCENTIVES_DB_PASSWORD": "d" * 32,
         "TEMPORAL_DB_PASSWORD": "t" * 32,
         "INCENTIVES_AUDIT_SIGNING_KEY": "PRIVATE+KEY+incentives.example/audit+00000000+AQ==",
+        "INCENTIVES_PORTAL_SESSION_SECRET": "s" * 32,
     }
     for text in walk_strings(compose):
         assert "${" not in interpolate(text, env)

@@ -77,13 +77,16 @@ def test_parser_understands_the_file(instructions: list[Instruction]) -> None:
 def test_multi_stage_build_on_the_projects_python(
     instructions: list[Instruction], pyproject: dict[str, Any]
 ) -> None:
-    """Build and runtime stages both start from a pinned python:3.11 slim image."""
+    """Build and runtime stages both start from a pinned python:3.11 slim image; the portal's
+    front-end packages are installed in a stage of their own on a pinned Node.js image."""
     args = arg_defaults(instructions)
-    bases = [resolve(i.args.split()[0], args) for i in instructions if i.keyword == "FROM"]
+    stages = [i.args.split() for i in instructions if i.keyword == "FROM"]
+    bases = {stage[-1]: resolve(stage[0], args) for stage in stages}
     assert len(bases) >= 2, "the runtime stage must not carry the build tooling"
     minor = re.search(r"3\.(\d+)", pyproject["project"]["requires-python"])
     assert minor
-    for base in bases:
+    assert re.fullmatch(r"node:\d+\.\d+\.\d+-bookworm-slim", bases.pop("assets")), "assets"
+    for base in bases.values():
         assert re.fullmatch(rf"python:3\.{minor.group(1)}\.\d+-slim(-\w+)?", base), base
 
 

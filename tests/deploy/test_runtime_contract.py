@@ -38,6 +38,7 @@ SECRETS = {
     "INCENTIVES_DB_PASSWORD": "d" * 32,
     "TEMPORAL_DB_PASSWORD": "t" * 32,
     "INCENTIVES_AUDIT_SIGNING_KEY": AUDIT_KEY,
+    "INCENTIVES_PORTAL_SESSION_SECRET": "s" * 32,
 }
 
 
@@ -94,6 +95,21 @@ def test_container_environment_configures_the_process(
             monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+
+    if name == "portal":
+        # A client of the APIs, no database; production sign-in (OIDC) is planned, so it
+        # runs with none rather than with the dev sign-in page.
+        portal = settings_class(name)()
+        assert (portal.host, portal.port) == ("0.0.0.0", SERVICE_PORTS[name])
+        assert portal.dev_mode is False
+        assert portal.sign_in == "none"
+        assert (
+            portal.session_secret.get_secret_value() == SECRETS["INCENTIVES_PORTAL_SESSION_SECRET"]
+        )
+        assert portal.applications_url == "http://applications:8001"
+        assert portal.review_url == "http://review:8002"
+        assert portal.jwt_secret.get_secret_value() == SECRETS["INCENTIVES_JWT_SECRET"]
+        return
 
     settings = settings_class(name)()
 

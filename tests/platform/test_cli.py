@@ -116,6 +116,7 @@ def test_settings_defaults_match_the_plan(clean_env: None) -> None:
         "broker": 9092,
         "temporal": 7233,
         "temporal-ui": 8233,
+        "portal": 8000,
         "applications": 8001,
         "eligibility": 8006,
         "zones": 8004,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from services.cli.embedded import port_in_use
-from services.cli.settings import SERVICE_NAMES
+from services.cli.settings import SERVICE_NAMES, WEB_SERVICES
 from services.cli.state import read_state
 from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone
 
@@ -38,7 +38,7 @@ def _assert_sqlite_defaults(run: PlatformRun) -> None:
     """The services used the embedded default: their SQLite files live in the var dir."""
     databases = {path.name for path in run.var_dir.glob("*.db")}
     for name in SERVICE_NAMES:
-        if name != "worker":
+        if name != "worker" and name not in WEB_SERVICES:
             assert f"{name}.db" in databases, f"{name} did not create its SQLite file"
 
 

@@ -1,0 +1,45 @@
+"""The review desk API, as the portal uses it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from services.portal.clients import ApiClient
+
+
+class ReviewClient(ApiClient):
+    """The inbox, task pages, decisions, escalations and the reviewer registry."""
+
+    async def inbox(self, **params: Any) -> dict[str, Any]:
+        page: dict[str, Any] = await self.request("GET", "/v1/inbox", params=params)
+        return page
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        detail: dict[str, Any] = await self.request("GET", f"/v1/tasks/{task_id}")
+        return detail
+
+    async def decide(
+        self, task_id: str, decision: str, comment: str, requested_fields: list[str]
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"decision": decision, "comment": comment}
+        if requested_fields:
+            body["requested_fields"] = requested_fields
+        result: dict[str, Any] = await self.request(
+            "POST",
+            f"/v1/tasks/{task_id}/decision",
+            json=body,
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        return result
+
+    async def escalations(self, **params: Any) -> dict[str, Any]:
+        page: dict[str, Any] = await self.request(
+            "GET", "/v1/supervisor/escalations", params=params
+        )
+        return page
+
+    async def reviewers(self) -> list[dict[str, Any]]:
+        page: dict[str, Any] = await self.request("GET", "/v1/registry/reviewers")
+        items: list[dict[str, Any]] = page["items"]
+        return items

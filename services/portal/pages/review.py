@@ -1,0 +1,148 @@
+"""Reviewers' and supervisors' pages: the inbox, a task, its decision, escalations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from contracts.v1.common import Decision, ReviewStage
+from services.kit.auth import Principal, Role
+from services.portal import language, web
+from services.portal.clients import Problem
+from services.portal.clients.applications import ApplicationsClient
+from services.portal.clients.review import ReviewClient
+
+router = APIRouter()
+
+STAFF = frozenset({Role.REVIEWER, Role.SUPERVISOR})
+
+
+class NotStaff(Exception):
+    """A firm, auditor or admin opened a reviewer page."""
+
+
+def staff(person: web.Person) -> Principal:
+    if person.role not in STAFF:
+        raise NotStaff
+    return person
+
+
+Staff = Annotated[Principal, Depends(staff)]
+Desk = Annotated[ReviewClient, Depends(web.review)]
+Applications = Annotated[ApplicationsClient, Depends(web.applications)]
+
+
+def _stage(value: str) -> str | None:
+    return value if value in {s.value for s in ReviewStage} else None
+
+
+@router.get("/inbox")
+async def inbox(
+    request: Request, person: Staff, desk: Desk, stage: Annotated[str, Query()] = ""
+) -> Response:
+    chosen = _stage(stage)
+    params: dict[str, Any] = {"limit": 100}
+    if chosen:
+        params["stage"] = chosen
+    page = await desk.inbox(**params)
+    return web.render(
+        request,
+        "review/inbox.html",
+        tasks=page["items"],
+        stage=chosen or "",
+        stages=[s.value for s in ReviewStage],
+        heading="Your tasks",
+    )
+
+
+@router.get("/supervisor")
+async def escalations(request: Request, person: Staff, desk: Desk) -> Response:
+    if person.role is not Role.SUPERVISOR:
+        return RedirectResponse("/inbox", status_code=303)
+    page = await desk.escalations(limit=100)
+    return web.render(
+        request,
+        "review/inbox.html",
+        tasks=page["items"],
+        stage="",
+        stages=[],
+        heading="Escalated tasks",
+    )
+
+
+async def _task_page(
+    request: Request,
+    task_id: str,
+    desk: ReviewClient,
+    applications: ApplicationsClient,
+    *,
+    refusal: str | None = None,
+    problem: Problem | None = None,
+    comment: str = "",
+) -> Response:
+    task = await desk.task(task_id)
+    try:
+        application: dict[str, Any] | None = await applications.get(task["application_id"])
+    except Problem:
+        application = None
+    earlier = [
+        entry
+        for entry in (application or {}).get("timeline", [])
+        if entry.get("event") == "review.decision_recorded"
+    ]
+    return web.render(
+        request,
+        "review/task.html",
+        status_code=(problem.status if problem is not None else 200),
+        task=task,
+        application=application,
+        earlier=earlier,
+        refusal=refusal,
+        comment=comment,
+        decisions=[d.value for d in Decision],
+    )
+
+
+@router.get("/tasks/{task_id}")
+async def task_page(
+    request: Request, task_id: str, person: Staff, desk: Desk, applications: Applications
+) -> Response:
+    return await _task_page(request, task_id, desk, applications)
+
+
+@router.post("/tasks/{task_id}/decision", dependencies=[web.Csrf])
+async def decide(
+    request: Request,
+    task_id: str,
+    person: Staff,
+    desk: Desk,
+    applications: Applications,
+    decision: Annotated[str, Form()] = "",
+    comment: Annotated[str, Form()] = "",
+    requested_fields: Annotated[str, Form()] = "",
+) -> Response:
+    fields = [f.strip() for f in requested_fields.replace("\n", ",").split(",") if f.strip()]
+    if decision not in {d.value for d in Decision} or not comment.strip():
+        return await _task_page(
+            request,
+            task_id,
+            desk,
+            applications,
+            refusal="Choose a decision and write a comment.",
+            problem=Problem(status=422, title="Invalid decision", detail=""),
+            comment=comment,
+        )
+    try:
+        await desk.decide(task_id, decision, comment.strip(), fields)
+    except Problem as problem:
+        if problem.status not in (403, 404, 409, 422, 503):
+            raise
+        said = language.refusal(
+            problem.reason, problem.detail, language.conflicts_in(problem.detail)
+        )
+        return await _task_page(
+            request, task_id, desk, applications, refusal=said, problem=problem, comment=comment
+        )
+    return RedirectResponse(f"/tasks/{task_id}?decided=1", status_code=303)

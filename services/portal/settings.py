@@ -1,0 +1,127 @@
+"""Settings of the portal (env prefix ``INCENTIVES_PORTAL_``).
+
+The portal owns no data: it signs people in, keeps their session in a signed cookie and calls
+the services' HTTP APIs with their token. Common settings (dev mode, the JWT key) come from
+``INCENTIVES_*``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import ClassVar, Self
+
+from pydantic import Field, SecretStr, model_validator
+
+from services.kit.settings import (
+    MIN_SECRET_LENGTH,
+    InsecureSettingsError,
+    ServiceSettings,
+    service_settings_config,
+)
+
+#: The session-cookie key used when none is configured. Refused outside dev mode.
+DEV_SESSION_SECRET = "dev-only-insecure-portal-session-secret"  # noqa: S105
+
+#: Where ``make install`` puts the npm packages (``node_modules/``) and the built CSS
+#: (``build/``) the portal serves.
+DEFAULT_ASSETS_DIR = Path(__file__).parent / "assets"
+
+
+class SignIn(StrEnum):
+    """How people sign in."""
+
+    #: A page of demo identities; the portal mints development tokens (dev mode only).
+    DEV = "dev"
+    #: OpenID Connect, authorization code with PKCE. Planned: not available yet.
+    OIDC = "oidc"
+    #: Nobody can sign in: production, until OpenID Connect is built.
+    NONE = "none"
+
+
+class Settings(ServiceSettings):
+    """Portal settings."""
+
+    model_config = service_settings_config("portal")
+    service_name: ClassVar[str] = "portal"
+    without_data: ClassVar[bool] = True
+
+    port: int = Field(
+        default=8000,
+        ge=0,
+        le=65535,
+        description="HTTP port of the web pages.",
+        examples=[8000],
+    )
+    applications_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description="Base URL of the applications API.",
+        examples=["http://127.0.0.1:8001", "http://applications:8001"],
+    )
+    review_url: str = Field(
+        default="http://127.0.0.1:8002",
+        description="Base URL of the review desk API.",
+        examples=["http://127.0.0.1:8002", "http://review:8002"],
+    )
+    api_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds the portal waits for a service API before showing an error.",
+        examples=[15.0],
+    )
+    sign_in: SignIn = Field(
+        default=SignIn.DEV,
+        description=(
+            "`dev`: a page of demo identities, for dev mode only. `oidc` (planned): OpenID "
+            "Connect with PKCE; the portal refuses to start with it until it is built. `none`: "
+            "no sign-in (production until OIDC is built)."
+        ),
+        examples=["dev", "none"],
+    )
+    session_secret: SecretStr = Field(
+        default=SecretStr(DEV_SESSION_SECRET),
+        description=(
+            f"Key signing the session cookie, at least {MIN_SECRET_LENGTH} characters outside "
+            "dev mode."
+        ),
+    )
+    session_max_age: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="Seconds a session lasts after sign-in.",
+        examples=[28800],
+    )
+    cookie_secure: bool = Field(
+        default=True,
+        description=(
+            "Send the session cookie over HTTPS only. Browsers treat http://127.0.0.1 and "
+            "http://localhost as secure, so this stays on in development too."
+        ),
+        examples=[True],
+    )
+    assets_dir: Path = Field(
+        default=DEFAULT_ASSETS_DIR,
+        description=(
+            "The folder holding the npm packages (`node_modules/`: GOV.UK Frontend, htmx) and "
+            "the stylesheet built from them (`build/`), as `make install` leaves them."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _refuse_insecure_portal(self) -> Self:
+        if self.sign_in is SignIn.OIDC:
+            raise ValueError("sign_in=oidc is planned and not available yet; use dev")
+        if self.dev_mode:
+            return self
+        if self.sign_in is SignIn.DEV:
+            raise InsecureSettingsError(
+                "INCENTIVES_PORTAL_SIGN_IN=dev signs anyone in as anyone; it needs dev mode"
+            )
+        secret = self.session_secret.get_secret_value()
+        if secret == DEV_SESSION_SECRET or len(secret) < MIN_SECRET_LENGTH:
+            raise InsecureSettingsError(
+                "INCENTIVES_PORTAL_SESSION_SECRET is unset, the development default, or shorter "
+                f"than {MIN_SECRET_LENGTH} characters, and INCENTIVES_DEV_MODE is false"
+            )
+        return self
