@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 
@@ -22,11 +23,13 @@ from tests.bench.suite import (
     DEFAULT_N,
     DEFAULT_TIMEOUT,
     QUICK_N,
+    RESULTS_PATH,
     Options,
     Outcome,
     render,
     render_profiles,
     run_suite,
+    write_results,
 )
 
 
@@ -68,6 +71,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--profile-lines", type=int, default=30, help="functions shown per profile (default 30)"
     )
     parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS_PATH,
+        help=f"where to write the figures as JSON (default {RESULTS_PATH})",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
@@ -83,6 +92,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         profile=args.profile,
         profile_lines=args.profile_lines,
         timeout=args.timeout,
+        results=args.results,
     )
 
 
@@ -118,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print("[red]interrupted[/]; what the benchmarks started has been stopped")
         return 130
     render(outcome, console)
+    if options.results is not None:
+        console.print(f"figures written to {write_results(outcome, options.results)}")
     if options.profile:
         render_profiles(outcome, console, options.profile_lines)
     return 1 if outcome.failures else 0

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import io
+import json
 import os
 import platform
 import pstats
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -71,6 +74,8 @@ class Options:
     profile: bool = False
     profile_lines: int = 30
     timeout: float = DEFAULT_TIMEOUT
+    #: Where the figures are written as JSON (None: not written).
+    results: Path | None = None
 
     def count(self, name: str) -> int:
         """Messages for benchmark ``name``."""
@@ -301,8 +306,72 @@ def render(outcome: Outcome, console: Console) -> None:
         console.print(f"[red]{failure.name} failed:[/] {failure.error}")
 
 
-def _target_and_met(result: Result, ratio: float | None) -> tuple[str, str]:
-    """The targets a result has (ratio, rate, p99) and whether all measured ones are met."""
+#: Where ``make bench`` writes its figures (relative to the repository root).
+RESULTS_PATH = Path("var/bench/results.json")
+
+
+def results_document(outcome: Outcome, *, now: datetime | None = None) -> dict[str, Any]:
+    """The run as data: the machine, the time, and one entry per figure (failures included).
+
+    Each entry has ``name``, ``rate`` (per second), ``p50_ms``/``p99_ms`` (``None`` for
+    throughput figures), ``baseline`` (the figure it is a ratio to), ``ratio``, ``target`` (the
+    targets as text, e.g. ``">= 0.25 x, >= 2,000/s"``) and ``met`` (``None`` without a target or
+    a baseline), plus ``n``, ``seconds`` and ``note``.
+    """
+    entries: list[dict[str, Any]] = []
+    for result in outcome.results:
+        ratio = ratio_of(result, outcome.results)
+        target, met = _targets(result, ratio)
+        latency = result.latency_ms
+        entries.append(
+            {
+                "name": result.name,
+                "rate": round(result.rate, 1),
+                "p50_ms": None if latency is None else round(latency[0], 2),
+                "p99_ms": None if latency is None else round(latency[1], 2),
+                "baseline": result.baseline,
+                "ratio": None if ratio is None else round(ratio, 4),
+                "target": ", ".join(target) or None,
+                "met": met,
+                "n": result.n,
+                "seconds": round(result.seconds, 3),
+                "note": result.note,
+            }
+        )
+    for failure in outcome.failures:
+        entries.append(
+            {
+                "name": failure.name,
+                "rate": None,
+                "p50_ms": None,
+                "p99_ms": None,
+                "baseline": None,
+                "ratio": None,
+                "target": None,
+                "met": False,
+                "error": failure.error,
+            }
+        )
+    return {
+        "time": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": f"{platform.python_implementation()} {platform.python_version()}",
+            "platform": platform.platform(),
+        },
+        "results": entries,
+    }
+
+
+def write_results(outcome: Outcome, path: Path = RESULTS_PATH) -> Path:
+    """Write :func:`results_document` to ``path`` (folders created); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results_document(outcome), indent=2) + "\n")
+    return path
+
+
+def _targets(result: Result, ratio: float | None) -> tuple[list[str], bool | None]:
+    """The targets of a result as text, and whether every measured one is met."""
     targets: list[str] = []
     checks: list[bool] = []
     if result.target is not None:
@@ -316,11 +385,17 @@ def _target_and_met(result: Result, ratio: float | None) -> tuple[str, str]:
         targets.append(f"p99 < {result.p99_target_ms:.0f} ms")
         if result.latency_ms is not None:
             checks.append(result.latency_ms[1] < result.p99_target_ms)
+    return targets, (all(checks) if checks else None)
+
+
+def _target_and_met(result: Result, ratio: float | None) -> tuple[str, str]:
+    """The targets a result has (ratio, rate, p99) and whether all measured ones are met."""
+    targets, met = _targets(result, ratio)
     if not targets:
         return "-", "-"
-    if not checks:
+    if met is None:
         return ", ".join(targets), "-"
-    return ", ".join(targets), "[green]yes[/]" if all(checks) else "[red]NO[/]"
+    return ", ".join(targets), "[green]yes[/]" if met else "[red]NO[/]"
 
 
 def render_profiles(outcome: Outcome, console: Console, lines: int) -> None:

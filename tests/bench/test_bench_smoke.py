@@ -7,6 +7,10 @@ PostgreSQL, and that the checker itself catches losses and duplicates.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,7 +25,17 @@ from tests.bench.kit_hop import HOP_TARGET, bench_kit_hop
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
 from tests.bench.submissions import BARE_HTTP, SUBMISSIONS, bench_bare_http, bench_submissions
-from tests.bench.suite import DEFAULT_N, QUICK_N, Outcome, pool_baselines, ratio_of, render
+from tests.bench.suite import (
+    DEFAULT_N,
+    QUICK_N,
+    RESULTS_PATH,
+    Failure,
+    Outcome,
+    pool_baselines,
+    ratio_of,
+    render,
+    write_results,
+)
 
 N = 200
 
@@ -208,3 +222,35 @@ def test_command_line_options() -> None:
     assert parse_args(["--quick"]).count("submissions") == QUICK_N
     with pytest.raises(SystemExit):
         parse_args(["--n", "0"])
+
+
+def test_the_results_file_lists_every_figure_with_the_machine_and_time(tmp_path: Path) -> None:
+    raw = Result(RAW_HOP, 1000, 1.0)
+    hop = Result("kit hop (pg)", 300, 1.0, baseline=RAW_HOP, target=HOP_TARGET)
+    elig = Result(ELIGIBILITY, 500, 1.0, baseline=RAW_HOP, target=HOP_TARGET, rate_target=2_000.0)
+    http = Result(SUBMISSIONS, 900, 1.0, latency_ms=(3.0, 40.0), p99_target_ms=50.0)
+    outcome = Outcome(results=[raw, hop, elig, http], failures=[Failure("relay", "stuck")])
+
+    path = write_results(outcome, tmp_path / "bench" / "results.json")
+
+    document = json.loads(path.read_text())
+    assert document["machine"]["cpu_count"] == os.cpu_count()
+    assert document["machine"]["python"].endswith(platform.python_version())
+    assert datetime.fromisoformat(document["time"]).tzinfo is not None
+    by_name = {entry["name"]: entry for entry in document["results"]}
+    keys = {"name", "rate", "p50_ms", "p99_ms", "baseline", "ratio", "target", "met"}
+    assert all(keys <= set(entry) for entry in document["results"])
+    assert by_name[RAW_HOP]["baseline"] is None
+    assert by_name[RAW_HOP]["met"] is None
+    assert (by_name["kit hop (pg)"]["ratio"], by_name["kit hop (pg)"]["met"]) == (0.3, True)
+    # Ratio met, absolute rate not: not met.
+    assert (by_name[ELIGIBILITY]["ratio"], by_name[ELIGIBILITY]["met"]) == (0.5, False)
+    assert by_name[ELIGIBILITY]["target"] == ">= 0.25 x, >= 2,000/s"
+    assert (by_name[SUBMISSIONS]["p50_ms"], by_name[SUBMISSIONS]["p99_ms"]) == (3.0, 40.0)
+    assert by_name[SUBMISSIONS]["met"] is True
+    assert (by_name["relay"]["met"], by_name["relay"]["error"]) == (False, "stuck")
+
+
+def test_the_command_line_names_the_results_file() -> None:
+    assert parse_args([]).results == RESULTS_PATH
+    assert parse_args(["--results", "x.json"]).results == Path("x.json")
