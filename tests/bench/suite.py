@@ -32,7 +32,12 @@ from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.kit_hop import bench_kit_hop
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
-from tests.bench.submissions import SUBMISSIONS, bench_bare_http, bench_submissions
+from tests.bench.submissions import (
+    SUBMISSIONS,
+    bench_bare_http,
+    bench_bare_insert,
+    bench_submissions,
+)
 
 KIT_PG = "kit hop (pg)"
 KIT_PG_UPSERT = "kit hop (pg, upsert)"
@@ -230,9 +235,11 @@ async def _run_one(
         own = workdir / "submissions"
         own.mkdir(exist_ok=True)
         base = await bench_bare_http(own, n, on_progress=report)
+        async with fresh_pg_database(label="bench_bare") as url:
+            bare = await bench_bare_insert(url, own, n, on_progress=report)
         async with tansu(own) as private, fresh_pg_database() as url:
-            result = await bench_submissions(private, url, own, n, on_progress=report)
-        return [base, result]
+            results = await bench_submissions(private, url, own, n, on_progress=report)
+        return [base, *bare, *results]
     if key == "eligibility":
         own = workdir / "eligibility"
         own.mkdir(exist_ok=True)
