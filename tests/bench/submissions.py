@@ -232,9 +232,13 @@ async def bench_submissions(
     workdir: Path,
     n: int,
     *,
+    workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[Result]:
-    """Submissions/s and latency of the applications service; checks the database after."""
+    """Submissions/s and latency of the applications service; checks the database after.
+
+    ``workers`` is the service's worker processes (its ``workers`` setting).
+    """
     await create_registry_topics(bootstrap)
     port = free_port()
     env = service_env(
@@ -244,6 +248,7 @@ async def bench_submissions(
         INCENTIVES_APPLICATIONS_PORT=str(port),
         INCENTIVES_APPLICATIONS_HOST="127.0.0.1",
         INCENTIVES_APPLICATIONS_DATABASE_URL=database_url,
+        INCENTIVES_APPLICATIONS_WORKERS=str(workers),
     )
     async with process(
         ["-m", "services.applications.main"],
@@ -254,17 +259,19 @@ async def bench_submissions(
         saturated, half = await saturation_and_half(port, n, workdir, on_progress)
     total = saturated.n + half.n
     await check_database(database_url, total)
+    suffix = "" if workers == 1 else f", {workers} workers"
+    processes = "uvicorn in its own process" if workers == 1 else f"{workers} worker processes"
     return [
         _result(
-            SUBMISSIONS,
+            SUBMISSIONS + suffix,
             saturated,
-            f"applications service, uvicorn in its own process; {CONCURRENCY} in flight, "
+            f"applications service, {processes}; {CONCURRENCY} in flight, "
             f"{FIRMS} firms; database checked: {total:,} applications and outbox rows",
             baseline=BARE_INSERT,
             target=RATIO_TARGET,
         ),
         _result(
-            SUBMISSIONS_HALF,
+            SUBMISSIONS_HALF + suffix,
             half,
             f"offered {saturated.rate / 2:,.0f}/s open-loop",
             p99_target_ms=P99_TARGET_MS,

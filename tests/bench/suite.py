@@ -237,9 +237,13 @@ async def _run_one(
         base = await bench_bare_http(own, n, on_progress=report)
         async with fresh_pg_database(label="bench_bare") as url:
             bare = await bench_bare_insert(url, own, n, on_progress=report)
-        async with tansu(own) as private, fresh_pg_database() as url:
-            results = await bench_submissions(private, url, own, n, on_progress=report)
-        return [base, *bare, *results]
+        results = [base, *bare]
+        for workers in (1, 2):
+            async with tansu(own) as private, fresh_pg_database() as url:
+                results += await bench_submissions(
+                    private, url, own, n, workers=workers, on_progress=report
+                )
+        return results
     if key == "eligibility":
         own = workdir / "eligibility"
         own.mkdir(exist_ok=True)
