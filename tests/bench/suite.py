@@ -29,6 +29,8 @@ from rich.table import Table
 
 from tests.bench.common import Result, fresh_pg_database, tansu
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
+from tests.bench.end_to_end import END_TO_END, bench_end_to_end
+from tests.bench.end_to_end import N_DEFAULT as E2E_N
 from tests.bench.kit_hop import bench_kit_hop
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
@@ -52,6 +54,7 @@ CHOICES: dict[str, str] = {
     "relay": RELAY,
     "submissions": SUBMISSIONS,
     "eligibility": ELIGIBILITY,
+    "end-to-end": END_TO_END,
 }
 #: Messages per benchmark by default: several seconds of steady state each, and the whole run
 #: stays within about five minutes on two cores (the kit hops run at about 1,000 msgs/s).
@@ -63,6 +66,8 @@ DEFAULT_N: dict[str, int] = {
     "relay": 20_000,
     "submissions": 5_000,
     "eligibility": 5_000,
+    # Applications through the whole platform (about a minute on two cores).
+    "end-to-end": E2E_N,
 }
 QUICK_N = 300
 #: Upper bound on one benchmark's wall time (setup and verification included).
@@ -86,7 +91,7 @@ class Options:
         """Messages for benchmark ``name``."""
         if self.n is not None:
             return self.n
-        return QUICK_N if self.quick else DEFAULT_N[name]
+        return min(QUICK_N, DEFAULT_N[name]) if self.quick else DEFAULT_N[name]
 
     def selected(self) -> list[str]:
         """The benchmarks to run, in run order; the raw baselines always run (ratios need them)."""
@@ -250,6 +255,10 @@ async def _run_one(
         async with tansu(own) as private, fresh_pg_database() as url:
             result = await bench_eligibility(private, url, own, n, on_progress=report)
         return [result]
+    if key == "end-to-end":
+        own = workdir / "end-to-end"
+        own.mkdir(exist_ok=True)
+        return await bench_end_to_end(own, n, on_progress=report)
     raise ValueError(f"unknown benchmark {key!r}")
 
 

@@ -21,6 +21,7 @@ from rich.console import Console
 from tests.bench.__main__ import parse_args
 from tests.bench.common import BenchError, Result, assert_exactly_once, fresh_pg_database, tansu
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
+from tests.bench.end_to_end import BARE_TEMPORAL, END_TO_END, bench_end_to_end
 from tests.bench.kit_hop import HOP_TARGET, bench_kit_hop
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
@@ -272,3 +273,17 @@ def test_the_results_file_lists_every_figure_with_the_machine_and_time(tmp_path:
 def test_the_command_line_names_the_results_file() -> None:
     assert parse_args([]).results == RESULTS_PATH
     assert parse_args(["--results", "x.json"]).results == Path("x.json")
+
+
+@pytest.mark.integration
+async def test_end_to_end_approves_every_application(tmp_path: Path) -> None:
+    # Its own dev server and broker; fails itself unless every application ends approved.
+    bare, end_to_end = await bench_end_to_end(tmp_path, 2)
+    assert (bare.name, end_to_end.name, end_to_end.baseline) == (
+        BARE_TEMPORAL,
+        END_TO_END,
+        BARE_TEMPORAL,
+    )
+    _positive(bare, 2)
+    _positive(end_to_end, 2)
+    assert "5 updates" in bare.note  # technical, security, finance and a committee of two
