@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.bench.breakdown import EXCLUDED
+from tests.bench.breakdown import Stages, breakdown, table
 
 #: Stages, first match wins; each with the stack substrings that put a sample in it.
-STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+STAGES: Stages = (
     ("relay", ("services/kit/outbox.py",)),
     ("consumer, kafka", ("services/kit/consumer.py", "faststream/", "aiokafka/")),
     ("auth (JWT)", ("services/kit/auth.py",)),
@@ -44,29 +43,6 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def classify(stack: str) -> str | None:
-    """The stage of one sampled stack, or ``None`` when it is left out."""
-    if any(pattern in stack for pattern in EXCLUDED):
-        return None
-    for stage, patterns in STAGES:
-        if any(pattern in stack for pattern in patterns):
-            return stage
-    return "other"
-
-
-def breakdown(lines: Sequence[str]) -> Counter[str]:
-    """Samples per stage in a raw py-spy recording."""
-    counts: Counter[str] = Counter()
-    for line in lines:
-        stack, _, count = line.rstrip("\n").rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        stage = classify(stack)
-        if stage is not None:
-            counts[stage] += int(count)
-    return counts
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the per-stage table of a recording."""
     parser = argparse.ArgumentParser(prog="python -m tests.bench.submission_breakdown")
@@ -74,16 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="py-spy samples per second")
     parser.add_argument("--requests", type=int, required=True, help="submissions recorded")
     args = parser.parse_args(argv)
-    counts = breakdown(args.recording.read_text().splitlines())
-    total = sum(counts.values())
-    per_sample_us = 1e6 / args.rate
-    order = [stage for stage, _ in STAGES] + ["other"]
-    print(f"{'stage':<34} {'samples':>8} {'share':>7} {'us/req':>8}")
-    for stage in order:
-        if counts[stage]:
-            us = counts[stage] * per_sample_us / args.requests
-            print(f"{stage:<34} {counts[stage]:>8} {counts[stage] / total:>7.1%} {us:>8.0f}")
-    print(f"{'total':<34} {total:>8} {1:>7.0%} {total * per_sample_us / args.requests:>8.0f}")
+    counts = breakdown(args.recording.read_text().splitlines(), stages=STAGES)
+    print("\n".join(table(counts, STAGES, rate=args.rate, units=args.requests, unit="req")))
     return 0
 
 

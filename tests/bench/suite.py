@@ -70,6 +70,8 @@ DEFAULT_N: dict[str, int] = {
     "end-to-end": E2E_N,
 }
 QUICK_N = 300
+#: Benchmarks whose default count is also their largest (applications through the platform).
+CAPPED = frozenset({"end-to-end"})
 #: Upper bound on one benchmark's wall time (setup and verification included).
 DEFAULT_TIMEOUT = 300.0
 
@@ -89,9 +91,13 @@ class Options:
 
     def count(self, name: str) -> int:
         """Messages for benchmark ``name``."""
+        if name in CAPPED:
+            # A whole journey per unit: --n and --quick may lower the count, never raise it.
+            wanted = self.n if self.n is not None else QUICK_N if self.quick else DEFAULT_N[name]
+            return min(wanted, DEFAULT_N[name])
         if self.n is not None:
             return self.n
-        return min(QUICK_N, DEFAULT_N[name]) if self.quick else DEFAULT_N[name]
+        return QUICK_N if self.quick else DEFAULT_N[name]
 
     def selected(self) -> list[str]:
         """The benchmarks to run, in run order; the raw baselines always run (ratios need them)."""
