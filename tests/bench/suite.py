@@ -64,7 +64,7 @@ DEFAULT_N: dict[str, int] = {
     "kit-pg-upsert": 10_000,
     "kit-sqlite": 10_000,
     "relay": 20_000,
-    "submissions": 5_000,
+    "submissions": 3_000,
     "eligibility": 5_000,
     # Applications through the whole platform (about a minute on two cores).
     "end-to-end": E2E_N,
