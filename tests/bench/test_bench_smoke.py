@@ -21,7 +21,7 @@ from rich.console import Console
 from tests.bench.__main__ import parse_args
 from tests.bench.common import BenchError, Result, assert_exactly_once, fresh_pg_database, tansu
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
-from tests.bench.end_to_end import BARE_TEMPORAL, END_TO_END, bench_end_to_end
+from tests.bench.end_to_end import BARE_TEMPORAL, END_TO_END, ROUNDS, bench_end_to_end
 from tests.bench.kit_hop import HOP_TARGET, bench_kit_hop
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
@@ -284,6 +284,6 @@ async def test_end_to_end_approves_every_application(tmp_path: Path) -> None:
         END_TO_END,
         BARE_TEMPORAL,
     )
-    _positive(bare, 2)
-    _positive(end_to_end, 2)
+    _positive(bare, 2 * ROUNDS)
+    _positive(end_to_end, 2 * ROUNDS)
     assert "5 updates" in bare.note  # technical, security, finance and a committee of two
