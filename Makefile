@@ -1,8 +1,10 @@
 # Two commands set everything up on a fresh machine:
 #   make up     install, then run the whole platform on its embedded default
 #   make test   install, then run linters, type checks, contract checks and the test suite
-# Only python3.11 and Node.js (with npm) are assumed; uv is bootstrapped into .tools/ when it is
-# not on PATH. Node runs the official AsyncAPI parser the tests validate the documents with.
+#   make test-unit   the tests that start no server (no broker, Temporal or PostgreSQL), in < 1 min
+# python3.11 and Node.js (with npm, for the official AsyncAPI parser) are assumed; uv is bootstrapped into .tools/ when it is not on PATH. The suite also
+# needs PostgreSQL: a server on 127.0.0.1:5432, or its binaries (initdb, pg_ctl) installed so the
+# tests can start a throwaway cluster; `make test` stops at once when neither is there.
 
 PYTHON ?= python3.11
 UV_VERSION := 0.13.8
@@ -14,7 +16,7 @@ NPM ?= npm
 # The npm project of the AsyncAPI parser; its package-lock.json pins every package.
 ASYNCAPI_TOOLS := tools/asyncapi
 
-.PHONY: install up down status test lint typecheck contracts-check pytest bench schemas clean
+.PHONY: install up down status test test-unit preflight lint typecheck contracts-check pytest bench schemas clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -63,10 +65,19 @@ contracts-check: install
 	  rc=$$?; rm -rf "$$tmp"; exit $$rc; \
 	else echo "no git history: compatibility with the first v1 release not checked"; fi
 
-pytest: install
+# What the suite needs beyond Python: PostgreSQL, or the binaries to start one of its own.
+preflight: install
+	@$(BIN)/python -m tests.pg_cluster
+
+pytest: install preflight
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck contracts-check pytest
+test: preflight lint typecheck contracts-check pytest
+
+# Tests are marked from the fixtures they use (tests/tiers.py); a fixture that would start a
+# server fails the test under this tier instead of starting it.
+test-unit: install
+	INCENTIVES_TEST_TIER=unit $(BIN)/pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
 schemas: install
 	$(BIN)/python -m contracts.schemas_tool write

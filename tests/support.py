@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from services.cli.embedded import free_port
 
-__all__ = ["free_port", "healthy", "serving"]
+__all__ = ["Attempts", "free_port", "healthy", "serving"]
 
 
 @asynccontextmanager
@@ -57,3 +57,29 @@ async def healthy(client: httpx.AsyncClient) -> bool:
     with contextlib.suppress(httpx.TransportError):
         return (await client.get("/health")).status_code == 200
     return False
+
+
+class Attempts:
+    """Counts the calls of a wrapped coroutine function, so a test waits for a number of attempts
+    (of a connection, say) instead of sleeping for a time it hopes is long enough."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._called = asyncio.Event()
+
+    def wrap(self, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """``call``, counting each invocation before it runs."""
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            self._called.set()
+            return await call(*args, **kwargs)
+
+        return counted
+
+    async def reach(self, count: int, *, timeout: float = 30) -> None:
+        """Return once ``count`` calls were made; fail the test after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while self.count < count:
+                self._called.clear()
+                await self._called.wait()

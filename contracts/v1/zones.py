@@ -17,6 +17,7 @@ from contracts.v1.common import (
     CompensationReason,
     Identifier,
     LongText,
+    Sector,
     UnitType,
     ZoneRefusalReason,
     ZoneSpaceRequest,
@@ -277,4 +278,176 @@ class ZoneRefused(BaseModel):
     )
     refused_at: UtcDatetime = Field(
         description="When it was refused, in UTC.", examples=["2027-01-02T11:00:03Z"]
+    )
+
+
+# --- holds: two-phase allocation (hold, then confirm, release or expiry) -------------------------
+
+_EXPIRES_AT = "2027-01-16T11:00:03Z"
+
+
+class HoldZoneSpace(BaseModel):
+    """Command ``zone.hold``: hold technology-zone space for an offer, for a limited time.
+
+    The hold is the first phase of an allocation: ``zone.confirm`` turns it into an
+    allocation, ``zone.release`` gives it back, and it expires on its own at ``expires_at``.
+    Space that is not free now waits on the zone's waitlist (unless ``allow_waitlist`` is
+    false) and becomes a hold, announced by ``zone.held``, when it is freed.
+    """
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "allocation_id": _ALLOCATION_ID,
+                    "application_id": _APP_ID,
+                    "firm_id": "ACME",
+                    "sector": "health",
+                    "requests": [ZONE_SPACE_REQUEST_EXAMPLE],
+                    "allow_waitlist": True,
+                    "hold_seconds": 1_209_600,
+                    "priority": 0,
+                }
+            ]
+        },
+    )
+
+    allocation_id: Identifier = Field(
+        description="Idempotency key of the request; every later zone message refers to it.",
+        examples=[_ALLOCATION_ID],
+    )
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    firm_id: Identifier = Field(description="The firm the space is held for.", examples=["ACME"])
+    sector: Sector | None = Field(
+        default=None,
+        description="The firm's sector; only zones that suit it are considered. Null: any zone.",
+        examples=["health", None],
+    )
+    requests: list[ZoneSpaceRequest] = Field(
+        min_length=1,
+        max_length=10,
+        description="The space to hold, one entry per unit type.",
+        examples=[[ZONE_SPACE_REQUEST_EXAMPLE]],
+    )
+    allow_waitlist: bool = Field(
+        default=True,
+        description="Queue what cannot be held now instead of refusing the whole request.",
+        examples=[True],
+    )
+    hold_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=31_536_000,
+        description="How long the hold lasts before it expires; null: the service's default.",
+        examples=[1_209_600, None],
+    )
+    priority: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Program priority on the waitlist: higher first, equal ones in arrival order.",
+        examples=[0, 10],
+    )
+
+
+class ConfirmZoneHold(BaseModel):
+    """Command ``zone.confirm``: turn an allocation's holds into allocations (offer accepted).
+
+    Answered by ``zone.allocated``. Confirming an allocation that holds nothing (its hold
+    expired or was released) is refused and dead-lettered with the reason.
+    """
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [{"allocation_id": _ALLOCATION_ID, "application_id": _APP_ID}]
+        },
+    )
+
+    allocation_id: Identifier = Field(
+        description="The allocation whose holds are confirmed.", examples=[_ALLOCATION_ID]
+    )
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+
+
+class ZoneHeld(BaseModel):
+    """Event ``zone.held``: units are held for an allocation until ``expires_at``."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "allocation_id": _ALLOCATION_ID,
+                    "application_id": _APP_ID,
+                    "units": [ZONE_UNITS_EXAMPLE],
+                    "expires_at": _EXPIRES_AT,
+                    "from_waitlist": False,
+                    "held_at": "2027-01-02T11:00:03Z",
+                }
+            ]
+        },
+    )
+
+    allocation_id: Identifier = Field(
+        description="The allocation request answered.", examples=[_ALLOCATION_ID]
+    )
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    units: list[ZoneUnits] = Field(
+        min_length=1,
+        max_length=100,
+        description="The units held, zone by zone.",
+        examples=[[ZONE_UNITS_EXAMPLE]],
+    )
+    expires_at: UtcDatetime = Field(
+        description="When the hold lapses unless it is confirmed, in UTC.",
+        examples=[_EXPIRES_AT],
+    )
+    from_waitlist: bool = Field(
+        description="True when freed units went to this request from the waitlist.",
+        examples=[False, True],
+    )
+    held_at: UtcDatetime = Field(
+        description="When the units were held, in UTC.", examples=["2027-01-02T11:00:03Z"]
+    )
+
+
+class ZoneHoldExpired(BaseModel):
+    """Event ``zone.hold_expired``: a hold was not confirmed in time; its units are free again."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "allocation_id": _ALLOCATION_ID,
+                    "application_id": _APP_ID,
+                    "units": [ZONE_UNITS_EXAMPLE],
+                    "expired_at": _EXPIRES_AT,
+                }
+            ]
+        },
+    )
+
+    allocation_id: Identifier = Field(
+        description="The allocation whose hold lapsed.", examples=[_ALLOCATION_ID]
+    )
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    units: list[ZoneUnits] = Field(
+        min_length=1,
+        max_length=100,
+        description="The units given back to zone capacity.",
+        examples=[[ZONE_UNITS_EXAMPLE]],
+    )
+    expired_at: UtcDatetime = Field(
+        description="When the hold lapsed, in UTC.", examples=[_EXPIRES_AT]
     )

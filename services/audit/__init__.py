@@ -1,9 +1,8 @@
-"""Audit service.
+"""Audit service: the transparency log (see README.md).
 
-- Owns: the append-only ledger of every event from every topic (hash chain, replay,
-  point-in-time state, tamper verification and export arrive with the audit features).
-- Consumes: every primary topic (``*.events`` and ``*.commands``; not the ``.dlq`` twins, whose
-  records are not envelopes).
+- Owns: the append-only log of every record from every topic: RFC 9162 Merkle tree, signed
+  C2SP checkpoints (Ed25519), inclusion and consistency proofs.
+- Consumes: every topic of the registry and every ``.dlq`` twin, raw (nothing is decoded).
 - Emits: nothing.
-- HTTP: port 8003 (``/health``, ``/docs``, ``/asyncapi``).
+- HTTP: port 8003 (the read-only audit API, ``/health``, ``/docs``, ``/asyncapi``).
 """

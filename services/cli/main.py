@@ -9,7 +9,8 @@ Commands:
   container);
 - ``topics create``: create the registry's topics on any Kafka cluster (idempotent);
 - ``rules check|explain``: validate eligibility rule files, explain a decision rule by rule;
-- ``token``: issue a development bearer token for a principal.
+- ``token``: issue a development bearer token for a principal;
+- ``audit checkpoint|verify|export|verify-bundle|history``: check the transparency log.
 
 Further command groups plug in with ``app.add_typer(...)`` below.
 Nothing heavy is imported at module import time: each command imports what it needs.
@@ -30,19 +31,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.audit import app as audit_app
+from services.cli.console import make_app, make_console
+from services.cli.payments import app as payments_app
 from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
 from services.cli.token import token
 
-app = typer.Typer(
+app = make_app(
     name="incentives",
     help="Run and operate the investment-incentive platform.",
     no_args_is_help=True,
     add_completion=False,
 )
-topics_app = typer.Typer(help="Manage the platform's Kafka topics.", no_args_is_help=True)
+topics_app = make_app(help="Manage the platform's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(rules_app, name="rules")
+app.add_typer(audit_app, name="audit")
+app.add_typer(payments_app, name="payments")
 app.command("token")(token)
 
 VarDirOption = Annotated[
@@ -60,11 +66,11 @@ def _port(help_text: str) -> Any:
 
 
 def _console() -> Console:
-    return Console()
+    return make_console()
 
 
 def _err_console() -> Console:
-    return Console(stderr=True)
+    return make_console(stderr=True)
 
 
 def load_settings(**overrides: Any) -> PlatformSettings:
@@ -96,6 +102,7 @@ def up(
     disbursement_port: Annotated[int | None, _port("disbursement API. Default 8005.")] = None,
     eligibility_port: Annotated[int | None, _port("eligibility health. Default 8006.")] = None,
     worker_port: Annotated[int | None, _port("worker health. Default 8007.")] = None,
+    rail_port: Annotated[int | None, _port("simulated bank rail. Default 8010.")] = None,
     startup_timeout: Annotated[
         float | None, typer.Option(help="Seconds to wait for every part. Default 90.")
     ] = None,
@@ -121,6 +128,7 @@ def up(
         disbursement_port=disbursement_port,
         eligibility_port=eligibility_port,
         worker_port=worker_port,
+        rail_port=rail_port,
         startup_timeout=startup_timeout,
     )
     console, err = _console(), _err_console()

@@ -23,13 +23,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.console import make_app, make_console
+
 if TYPE_CHECKING:
     from contracts.v1.applications import ApplicationContent
     from services.eligibility.domain import Decision, RuleSet
 
-app = typer.Typer(
-    help="Check eligibility rule-set files and explain decisions.", no_args_is_help=True
-)
+app = make_app(help="Check eligibility rule-set files and explain decisions.", no_args_is_help=True)
 
 #: Exit codes: invalid rules (or none in force) vs. an unusable application file or option.
 EXIT_INVALID_RULES = 1
@@ -43,11 +43,11 @@ _STATUS_STYLE = {
 
 
 def _console() -> Console:
-    return Console()
+    return make_console()
 
 
 def _err_console() -> Console:
-    return Console(stderr=True)
+    return make_console(stderr=True)
 
 
 # ---------------------------------------------------------------------------------------------

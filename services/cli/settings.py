@@ -12,11 +12,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Services run by ``incentives up``, in start order. ``worker`` is the Temporal worker.
+#: Services run by ``incentives up``, in start order. ``worker`` is the Temporal worker;
+#: ``rail`` is the simulated bank rail that disbursement pays through.
 SERVICE_NAMES: tuple[str, ...] = (
     "applications",
     "eligibility",
     "zones",
+    "rail",
     "disbursement",
     "review",
     "audit",
@@ -25,8 +27,13 @@ SERVICE_NAMES: tuple[str, ...] = (
 
 #: Services with a public HTTP API (OpenAPI at /docs); the others expose only /health.
 API_SERVICES: frozenset[str] = frozenset(
-    {"applications", "review", "audit", "zones", "disbursement"}
+    {"applications", "review", "audit", "zones", "disbursement", "rail"}
 )
+
+
+#: Parts of the embedded platform that stand in for systems outside the program (a production
+#: deployment uses the real rail instead): ``incentives up`` runs them, container files do not.
+SIMULATORS: frozenset[str] = frozenset({"rail"})
 
 
 def service_module(name: str) -> str:
@@ -68,6 +75,7 @@ class PlatformSettings(BaseSettings):
     disbursement_port: int = Field(default=8005, description="disbursement HTTP API port.")
     eligibility_port: int = Field(default=8006, description="eligibility health port.")
     worker_port: int = Field(default=8007, description="Temporal worker health port.")
+    rail_port: int = Field(default=8010, description="Simulated bank rail HTTP API port.")
 
     kafka_bootstrap: str | None = Field(
         default=None,

@@ -106,6 +106,8 @@ def service_env(settings: PlatformSettings, bootstrap: str, temporal: str) -> di
             "INCENTIVES_DEV_MODE": "true" if settings.dev_mode else "false",
             # The worker assigns reviewers from the desk's registry, wherever the desk listens.
             "INCENTIVES_WORKER_REVIEW_URL": f"http://127.0.0.1:{settings.service_port('review')}",
+            # Disbursement pays through the simulated rail, wherever it listens.
+            "INCENTIVES_DISBURSEMENT_RAIL_URL": f"http://127.0.0.1:{settings.service_port('rail')}",
             # Log lines must reach the log file as they happen, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
         }

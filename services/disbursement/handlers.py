@@ -1,19 +1,28 @@
-"""Message handlers of the disbursement service."""
+"""Message handlers of the disbursement service: decode, call one use case, let the consumer
+commit. Payouts happen after the commit, in the payout worker (see ``payouts``)."""
 
 from __future__ import annotations
 
+from contracts.envelope import utcnow
+from contracts.v1.disbursement import CancelAward, OpenAward, ReleaseTranche
+from services.disbursement import commands
 from services.kit.consumer import Incoming
-from services.kit.logging import get_logger
+from services.kit.events import Origin
 from services.kit.uow import UnitOfWork
 
-log = get_logger(__name__)
+#: The command types on ``disbursement.commands`` this service applies.
+HANDLED = ("award.open", "tranche.release", "award.cancel")
 
 
-async def record_receipt(incoming: Incoming, uow: UnitOfWork) -> None:
-    """Disbursement commands.
-
-    Budgets and payouts arrive with the award ledger; until then the receipt (the processed-
-    message mark, committed by the consumer) is all that is recorded.
-    """
-    del uow  # nothing to change yet; the consumer commits the processed mark
-    log.info("message received", message_type=incoming.envelope.type)
+async def handle_disbursement_command(incoming: Incoming, uow: UnitOfWork) -> None:
+    """Apply one ``disbursement.commands`` message (the consumer commits)."""
+    envelope = incoming.envelope
+    origin = Origin(envelope.actor, envelope.correlation_id, envelope.event_id)
+    payload = envelope.payload
+    now = utcnow()
+    if isinstance(payload, OpenAward):
+        await commands.open_award(uow, payload, origin, now)
+    elif isinstance(payload, ReleaseTranche):
+        await commands.release_tranche(uow, payload, origin, now)
+    elif isinstance(payload, CancelAward):
+        await commands.cancel_award(uow, payload, origin, now)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from contracts.topics import get_topic
-from services.disbursement.handlers import record_receipt
+from services.disbursement import payouts
+from services.disbursement.api import router
+from services.disbursement.handlers import HANDLED, handle_disbursement_command
+from services.disbursement.rail import RailClient
 from services.disbursement.settings import Settings
+from services.kit.logging import get_logger
 from services.kit.runtime import Service, run_service
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = get_logger(__name__)
 
 
 def consumed_topics() -> tuple[str, ...]:
@@ -19,20 +29,74 @@ def consumed_topics() -> tuple[str, ...]:
     return (get_topic("disbursement.commands").name,)
 
 
+async def _every(name: str, interval: float, job: Callable[[], Awaitable[int]]) -> None:
+    while True:
+        try:
+            if await job():
+                continue  # more may be waiting: go again at once
+        except Exception as exc:  # the database or the rail may be away; the next round retries
+            log.warning(f"{name} failed", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(interval)
+
+
+def _background(service: Service, settings: Settings) -> APIRouter:
+    """A router whose lifespan runs the payout worker and reconciliation, after migrations."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rail = RailClient(settings.rail_url, timeout=settings.rail_timeout_seconds)
+        app.state.rail = rail
+        tasks = [
+            asyncio.create_task(
+                _every(
+                    "payouts",
+                    settings.payout_interval_seconds,
+                    lambda: payouts.pay_due(service.uow, rail),
+                ),
+                name="disbursement-payouts",
+            ),
+            asyncio.create_task(
+                _every(
+                    "reconciliation",
+                    settings.reconcile_interval_seconds,
+                    lambda: payouts.reconcile(service.uow, rail),
+                ),
+                name="disbursement-reconcile",
+            ),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await rail.aclose()
+
+    return APIRouter(lifespan=lifespan)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the ASGI app; the broker, database and relay start with its lifespan."""
-    service = Service(settings or Settings(), migrations=MIGRATIONS)
+    """Build the ASGI app; broker, database, relay, payouts and reconciliation start with it."""
+    settings = settings or Settings()
+    service = Service(settings, migrations=MIGRATIONS)
     service.consume(
         *consumed_topics(),
-        handler=record_receipt,
-        description="Requests to open or cancel awards and to release tranches.",
+        handler=handle_disbursement_command,
+        types=HANDLED,
+        description="Requests to open or cancel awards and release tranches.",
     )
-    return service.create_app(
+    app = service.create_app(
         title="Disbursement service",
         description=(
-            "Budgets, awards and tranche payouts; never exceeds a budget, never pays twice."
+            "Program budgets, a double-entry ledger, award tranche schedules and payouts "
+            "through the payment rail; never exceeds a budget and never pays twice."
         ),
+        routers=[router, _background(service, settings)],
     )
+    app.state.settings = settings
+    return app
 
 
 def main() -> None:

@@ -36,14 +36,19 @@ Rule-set file (TOML)
 CEL bindings
 ------------
 Each expression sees the five sections of the application content as variables, ``firm``,
-``incentives``, ``proposal``, ``commitments`` and ``documents``, plus ``params`` and
-``submitted_at``, the time of the submission the rule set was chosen for (a CEL timestamp), and
-one function, ``months_before(timestamp, int)``: the same instant that many calendar months
-earlier (the day clamped to the month's end, so 12 months before 2028-02-29 is 2027-02-28).
-Values are the contract's, with these conversions:
+``incentives``, ``proposal``, ``commitments`` and ``documents``, plus ``params`` (when every
+expression names parameters as ``params.<name>``, they are compiled into the programs as
+literals instead of being bound for each application) and ``submitted_at``, the time of the
+submission the rule set was chosen for (a CEL timestamp), and one function,
+``months_before(timestamp, int)``: the same instant that many calendar months earlier (the day
+clamped to the month's end, so 12 months before 2028-02-29 is 2027-02-28). Values are the
+contract's, with these conversions:
 
-- every field of the contract is present; an optional field not given is ``null`` (test with
-  ``!= null``: ``has()`` is always true), an empty list is ``[]``;
+- every field of the contract that an expression names is present; an optional field not
+  given is ``null`` (test with ``!= null``: ``has()`` is always true), an empty list is ``[]``.
+  Fields no expression of the rule set names are left out of the bindings (converting them
+  would cost time and change nothing); a section an expression reads other than by its field
+  names (``size(firm)``, ``firm.exists(k, …)``) is bound whole;
 - enums are their string values (``proposal.sector == "health"``), timestamps are CEL
   timestamps;
 - percentages are doubles (``firm.foreign_ownership_pct >= 25``);
@@ -77,6 +82,8 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import hashlib
+import json
+import math
 import re
 import tomllib
 import types
@@ -270,6 +277,10 @@ class RuleSet:
     source: str = "<rules>"
     #: Content sections the expressions reference: only these are converted per application.
     variables: frozenset[str] = frozenset(CONTENT_VARIABLES)
+    #: Per section, the fields the expressions read (see :func:`_fields_read`); a section not
+    #: named here is converted whole. Converting values into CEL is the dominant cost of an
+    #: evaluation, so only what some expression can see is converted.
+    fields: Mapping[str, _Fields | None] = field(default_factory=dict)
     #: Non-fatal findings of validation (e.g. a rule that errors on sparse applications).
     warnings: tuple[str, ...] = ()
     #: Whether some expression calls one of the engine's own functions (``months_before``).
@@ -295,10 +306,17 @@ class RuleSet:
     def _context(
         self, content: ApplicationContent, submitted_at: date | datetime | None
     ) -> cel.Context:
+        bindings = self._bindings(content, submitted_at)
+        return cel.Context(bindings, dict(_FUNCTIONS) if self.uses_functions else None)
+
+    def _bindings(
+        self, content: ApplicationContent, submitted_at: date | datetime | None = None
+    ) -> dict[str, Any]:
         # Converting values into CEL is the dominant per-application cost, so only the sections
         # some expression references are converted.
+        fields, money = self.fields, self.money
         bindings: dict[str, Any] = {
-            name: _cel_value(getattr(content, name), self.money)
+            name: _cel_fields(getattr(content, name), fields.get(name), money)
             for name in CONTENT_VARIABLES
             if name in self.variables
         }
@@ -306,7 +324,7 @@ class RuleSet:
             bindings[PARAMS_VARIABLE] = dict(self.parameters)
         if SUBMITTED_AT_VARIABLE in self.variables:
             bindings[SUBMITTED_AT_VARIABLE] = _instant(submitted_at)
-        return cel.Context(bindings, dict(_FUNCTIONS) if self.uses_functions else None)
+        return bindings
 
 
 def months_before(at: datetime, months: int) -> datetime:
@@ -397,7 +415,95 @@ def parse_rule_set(data: bytes, source: str = "<rules>") -> RuleSet:
     problems, warnings = _trial_runs(rule_set)
     if problems:
         raise RuleSetError(source, problems)
-    return dataclasses.replace(rule_set, warnings=tuple(warnings)) if warnings else rule_set
+    return _cheaper(dataclasses.replace(rule_set, warnings=tuple(warnings)))
+
+
+# --- cheaper evaluation ---------------------------------------------------------------------
+
+
+def _cheaper(rule_set: RuleSet) -> RuleSet:
+    """``rule_set`` with its per-application work reduced, deciding exactly the same.
+
+    Two steps, each kept only if the result decides the contract's complete and sparse
+    examples exactly as ``rule_set`` does: binding only the content fields the expressions
+    read (:func:`_fields_read`), and compiling the ``[parameters]`` into the programs as
+    literals (:func:`_inline_parameters`), so that the constants are not converted into CEL
+    for every application. The rules keep their expressions as written.
+    """
+    examples = (_example_content(), _sparse_content())
+    expected = [rule_set.evaluate(content) for content in examples]
+    best = rule_set
+    steps = (
+        lambda rs: dataclasses.replace(rs, fields=_fields_read(r.expression for r in rs.rules)),
+        _inline_parameters,
+    )
+    for step in steps:
+        candidate = step(best)
+        if candidate is not None and [candidate.evaluate(c) for c in examples] == expected:
+            best = candidate
+    return best
+
+
+#: ``params.<name>`` in an expression (not a field of something else named params).
+_PARAMETER = re.compile(r"(?<![\w.])params\s*\.\s*([A-Za-z_]\w*)")
+_WORD_PARAMS = re.compile(r"(?<![\w.])params\b")
+
+
+def _inline_parameters(rule_set: RuleSet) -> RuleSet | None:
+    """``rule_set`` with every ``params.<name>`` compiled in as a literal; ``None`` if some
+    expression uses ``params`` otherwise, or a value has no CEL literal."""
+    if PARAMS_VARIABLE not in rule_set.variables:
+        return None
+    literals: dict[str, str] = {}
+    for name, value in rule_set.parameters.items():
+        literal = _cel_literal(value)
+        if literal is not None:
+            literals[name] = f"({literal})"
+    rules: list[Rule] = []
+    for rule in rule_set.rules:
+        unknown = False
+
+        def substitute(match: re.Match[str]) -> str:
+            nonlocal unknown
+            literal = literals.get(match.group(1))
+            if literal is None:
+                unknown = True
+                return match.group(0)
+            return literal
+
+        text = _PARAMETER.sub(substitute, rule.expression)
+        if unknown or _WORD_PARAMS.search(text):
+            return None
+        try:
+            program = cel.compile(text)
+        except Exception:  # e.g. has(params.x): not an expression once inlined
+            return None
+        rules.append(dataclasses.replace(rule, program=program))
+    return dataclasses.replace(
+        rule_set, rules=tuple(rules), variables=rule_set.variables - {PARAMS_VARIABLE}
+    )
+
+
+def _cel_literal(value: Any) -> str | None:
+    """``value`` (a ``[parameters]`` value) as a CEL literal, or ``None`` if it has none."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        # JSON string syntax is CEL string syntax when non-ASCII is left as it is.
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        items = [_cel_literal(item) for item in value]
+        return None if None in items else "[" + ", ".join(typing.cast(list[str], items)) + "]"
+    if isinstance(value, dict):
+        pairs = [(_cel_literal(k), _cel_literal(v)) for k, v in value.items()]
+        if any(k is None or v is None for k, v in pairs):
+            return None
+        return "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+    return None
 
 
 # --- catalog --------------------------------------------------------------------------------
@@ -638,30 +744,123 @@ def _is_missing(content: ApplicationContent, steps: Sequence[tuple[str, int | No
     return value is None or (isinstance(value, str | list) and len(value) == 0)
 
 
+#: The fields of a content value that expressions read: each name maps to the fields read
+#: below it, or to ``None`` when its whole value is converted.
+_Fields = dict[str, "_Fields | None"]
+#: A content section and the member names that follow it (``firm.parent_companies.all``).
+_MEMBER_PATH = re.compile(
+    r"(?<![\w.])(" + "|".join(CONTENT_VARIABLES) + r")((?:\s*\.\s*[A-Za-z_]\w*)*)"
+)
+
+
+def _fields_read(expressions: Iterable[str]) -> dict[str, _Fields | None]:
+    """Per content section, the fields ``expressions`` read (``None``: the whole section).
+
+    A path is followed through the contract's models as long as each name is a field; the value
+    where it stops (a list, money, a macro such as ``.exists(…)``, or the section named alone)
+    is converted whole. Names that are not fields only widen what is converted, so a scan that
+    sees too much costs time, never a wrong decision.
+    """
+    read: dict[str, _Fields | None] = {}
+    for expression in expressions:
+        for section, rest in _MEMBER_PATH.findall(expression):
+            names = [name.strip() for name in rest.split(".")[1:]]
+            _add_path(read, section, names)
+    return read
+
+
+def _add_path(read: _Fields, section: str, names: Sequence[str]) -> None:
+    node, key = read, section
+    model: Any = ApplicationContent.model_fields[section].annotation
+    for name in names:
+        if key in node and node[key] is None:
+            return  # already converted whole
+        model = _unwrap(model)
+        is_model = isinstance(model, type) and issubclass(model, BaseModel)
+        if not is_model or issubclass(model, Money) or name not in model.model_fields:
+            break
+        below = node.setdefault(key, {})
+        assert below is not None
+        node, key = below, name
+        model = model.model_fields[name].annotation
+    node[key] = None
+
+
+def _cel_fields(value: Any, fields: _Fields | None, money: MoneyTable) -> Any:
+    """:func:`_cel_value` of only the ``fields`` of ``value`` (all of it for ``None``)."""
+    if fields is None or not isinstance(value, BaseModel):
+        return _cel_value(value, money)
+    return {name: _cel_fields(getattr(value, name), below, money) for name, below in fields.items()}
+
+
+class _Kind(Enum):
+    """How :func:`_cel_value` converts values of one Python type."""
+
+    AS_IS = "as_is"
+    ENUM = "enum"
+    FLOAT = "float"
+    MONEY = "money"
+    MODEL = "model"
+    LIST = "list"
+    DATE = "date"
+
+
+#: The conversion of each type met so far: the checks below run once per type, not per value.
+_KINDS: dict[type, _Kind] = {}
+
+
+def _kind(tp: type) -> _Kind:
+    """The conversion of values of type ``tp`` (cached in :data:`_KINDS`)."""
+    kind = _KINDS.get(tp)
+    if kind is None:
+        kind = _KINDS[tp] = _classify(tp)
+    return kind
+
+
+def _classify(tp: type) -> _Kind:
+    # The order matters: a datetime is a date, a StrEnum is a str, Money is a model.
+    if issubclass(tp, bool | int | float | datetime):
+        return _Kind.AS_IS
+    if issubclass(tp, Enum):
+        return _Kind.ENUM
+    if issubclass(tp, str):
+        return _Kind.AS_IS
+    if issubclass(tp, Decimal):
+        return _Kind.FLOAT
+    if issubclass(tp, Money):
+        return _Kind.MONEY
+    if issubclass(tp, BaseModel):
+        return _Kind.MODEL
+    if issubclass(tp, list | tuple):
+        return _Kind.LIST
+    if issubclass(tp, date):
+        return _Kind.DATE
+    raise TypeError(f"no CEL binding for {tp.__name__}")
+
+
 def _cel_value(value: Any, money: MoneyTable) -> Any:
     """A contract value as CEL sees it (see the module doc)."""
-    if value is None or isinstance(value, bool | int | float | datetime):
+    if value is None:
+        return None
+    kind = _kind(type(value))
+    if kind is _Kind.AS_IS:
         return value
-    if isinstance(value, Enum):
+    if kind is _Kind.MODEL:
+        return {name: _cel_value(getattr(value, name), money) for name in type(value).model_fields}
+    if kind is _Kind.LIST:
+        return [_cel_value(item, money) for item in value]
+    if kind is _Kind.ENUM:
         return value.value
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Decimal):
+    if kind is _Kind.FLOAT:
         return float(value)
-    if isinstance(value, Money):
+    if kind is _Kind.MONEY:
         converted = money.to_base(value)
         return {
             "amount": float(value.amount),
             "currency": value.currency,
             money.base_key: None if converted is None else float(converted),
         }
-    if isinstance(value, BaseModel):
-        return {name: _cel_value(getattr(value, name), money) for name in type(value).model_fields}
-    if isinstance(value, list | tuple):
-        return [_cel_value(item, money) for item in value]
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"no CEL binding for {type(value).__name__}")
+    return value.isoformat()  # a date
 
 
 # --- parsing helpers ------------------------------------------------------------------------

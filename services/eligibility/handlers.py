@@ -3,16 +3,21 @@
 The handler is thin: it picks the rule set in force at the application's *first* submission,
 lets the pure domain evaluate it, records the decision and stages ``eligibility.assessed`` in
 the outbox, all in the consumer's unit of work (one commit, made by the kit).
+
+It is a batch handler (see the kit's README): ``preload`` reads, with one statement per batch,
+the recorded submission times of the applications the batch amends; each decision row is staged
+with ``insert_once`` (written with the batch's other decisions in one statement) and its event
+is published only if that revision had no decision yet.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import col, select
+import sqlalchemy as sa
 
 from contracts import catalog
 from contracts.envelope import Actor, deterministic_event_id, utcnow
@@ -21,7 +26,6 @@ from contracts.v1.applications import ApplicationAmended, ApplicationSubmitted
 from services.eligibility.domain import Decision, NoRuleSetInForce, RuleCatalog
 from services.eligibility.models import EligibilityDecision
 from services.kit.consumer import Incoming
-from services.kit.db import insert_ignore
 from services.kit.errors import BusinessRefusal
 from services.kit.logging import get_logger
 from services.kit.uow import UnitOfWork
@@ -35,6 +39,11 @@ ELIGIBILITY_TOPIC = get_topic("eligibility.events").name
 #: The producer name and system actor on every decision.
 PRODUCER = "eligibility"
 SYSTEM_ACTOR = Actor.system(PRODUCER)
+#: The decisions table, and the key that records each revision once.
+DECISIONS: sa.Table = EligibilityDecision.__table__  # type: ignore[attr-defined]
+DECISION_KEY = ("application_id", "application_revision")
+#: ``uow.memo`` key: application id -> (revision, submitted_at) of its earliest decision.
+_FIRST_DECISION = "eligibility.first_decision"
 
 
 def decision_event_id(application_id: str, revision: int) -> uuid.UUID:
@@ -56,6 +65,19 @@ class Assessor:
         self.catalog = catalog
         self._clock = clock
 
+    async def preload(self, batch: Sequence[Incoming], uow: UnitOfWork) -> None:
+        """Read the earliest decision of every application the batch amends: one statement."""
+        amended = {
+            incoming.envelope.payload.application_id
+            for incoming in batch
+            if isinstance(incoming.envelope.payload, ApplicationAmended)
+        }
+        first: dict[str, tuple[int, datetime]] = {}
+        if amended:
+            for row in await uow.load_many(DECISIONS, "application_id", amended):
+                _remember(first, row.application_id, row.application_revision, row.submitted_at)
+        uow.memo[_FIRST_DECISION] = first
+
     async def __call__(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Assess the application revision in ``incoming`` (see the module doc)."""
         envelope = incoming.envelope
@@ -64,7 +86,8 @@ class Assessor:
             # The consumer filters types; anything else reaching here is a wiring error.
             raise BusinessRefusal(f"eligibility does not assess {envelope.type!r} messages")
 
-        submitted_at = await self._submission_time(uow, payload)
+        first: dict[str, tuple[int, datetime]] = uow.memo[_FIRST_DECISION]
+        submitted_at = self._submission_time(first, payload)
         try:
             rule_set = self.catalog.in_force(submitted_at)
         except NoRuleSetInForce as exc:
@@ -74,25 +97,6 @@ class Assessor:
 
         assessed_at = self._clock()
         event_id = decision_event_id(payload.application_id, payload.revision)
-        recorded = await _insert_once(
-            uow,
-            _decision_row(
-                decision,
-                payload,
-                submitted_at=submitted_at,
-                assessed_at=assessed_at,
-                source_event_id=envelope.event_id,
-                event_id=event_id,
-                correlation_id=envelope.correlation_id,
-            ),
-        )
-        if not recorded:
-            log.info(
-                "revision already assessed, nothing emitted",
-                application_id=payload.application_id,
-                revision=payload.revision,
-            )
-            return
         assessed = catalog.make_envelope(
             "eligibility.assessed",
             decision.to_event(
@@ -108,7 +112,24 @@ class Assessor:
             event_id=event_id,
             occurred_at=assessed_at,
         )
-        uow.add_outbox(assessed, ELIGIBILITY_TOPIC)
+        # Recorded once per revision: if this revision already has a decision (another event
+        # id for the same content), nothing is written and nothing is emitted.
+        uow.insert_once(
+            DECISIONS,
+            _decision_row(
+                decision,
+                payload,
+                submitted_at=submitted_at,
+                assessed_at=assessed_at,
+                source_event_id=envelope.event_id,
+                event_id=event_id,
+                correlation_id=envelope.correlation_id,
+            ),
+            key=DECISION_KEY,
+            outbox=[(assessed, ELIGIBILITY_TOPIC)],
+        )
+        # What later messages of this batch must see (the row is written at commit).
+        _remember(first, payload.application_id, payload.revision, submitted_at)
         # Per-message lines are debug material at this rate; the decision itself is the record.
         log.debug(
             "application assessed",
@@ -118,8 +139,9 @@ class Assessor:
             rule_set=rule_set.label,
         )
 
-    async def _submission_time(
-        self, uow: UnitOfWork, payload: ApplicationSubmitted | ApplicationAmended
+    @staticmethod
+    def _submission_time(
+        first: dict[str, tuple[int, datetime]], payload: ApplicationSubmitted | ApplicationAmended
     ) -> datetime:
         """When the application was first submitted: this picks the rule set.
 
@@ -128,15 +150,10 @@ class Assessor:
         """
         if isinstance(payload, ApplicationSubmitted):
             return payload.submitted_at
-        result = await uow.session.exec(
-            select(EligibilityDecision.submitted_at)
-            .where(EligibilityDecision.application_id == payload.application_id)
-            .order_by(col(EligibilityDecision.application_revision))
-            .limit(1)
-        )
-        recorded = result.first()
-        if recorded is None:
+        known = first.get(payload.application_id)
+        if known is None:
             return payload.submitted_at
+        recorded = known[1]
         if recorded != payload.submitted_at:
             log.warning(
                 "amendment names another submission time; the recorded one decides",
@@ -145,6 +162,15 @@ class Assessor:
                 amendment=payload.submitted_at.isoformat(),
             )
         return recorded
+
+
+def _remember(
+    first: dict[str, tuple[int, datetime]], application_id: str, revision: int, at: datetime
+) -> None:
+    """Keep ``(revision, at)`` as the application's earliest decision if it is earlier."""
+    known = first.get(application_id)
+    if known is None or revision < known[0]:
+        first[application_id] = (revision, at)
 
 
 def _decision_row(
@@ -174,15 +200,3 @@ def _decision_row(
         "event_id": event_id,
         "correlation_id": correlation_id,
     }
-
-
-async def _insert_once(uow: UnitOfWork, values: dict[str, Any]) -> bool:
-    """Insert the decision unless its (application, revision) exists; ``False`` if it did.
-
-    Insert-or-ignore rather than select-then-insert, as the kit's processed marks do: two
-    deliveries racing through a rebalance serialise on the key, and the second inserts nothing.
-    """
-    session = uow.session
-    table = EligibilityDecision.__table__  # type: ignore[attr-defined]
-    result = await session.exec(insert_ignore(session.get_bind().dialect.name, table, values))
-    return bool(result.rowcount)

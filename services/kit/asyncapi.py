@@ -58,6 +58,10 @@ class Receives:
     #: The types the handler acts on (``None``: all); the others are acknowledged and skipped.
     handled: frozenset[str] | None = None
     description: str | None = None
+    #: Whether the consumer dead-letters what it cannot process (a send on each ``.dlq`` twin).
+    dead_letters: bool = True
+    #: Whether it also reads every ``.dlq`` twin, whoever wrote the dead letters (the audit log).
+    reads_dead_letters: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,16 +170,20 @@ class _Builder:
             },
         }
 
-    def dead_letter_message(self, topic: str, consumer: str) -> dict[str, Any]:
+    def dead_letter_message(self, topic: str, consumer: str | None) -> dict[str, Any]:
+        """A dead letter of ``topic`` written by ``consumer`` (``None``: by any consumer)."""
         headers = self.schema_ref(
             DEAD_LETTER_HEADERS, lambda: generate_header_schema("dlq-headers")
         )
-        pinned = {"dlq.consumer": {"const": consumer}, "dlq.source.topic": {"const": topic}}
+        pinned: dict[str, Any] = {"dlq.source.topic": {"const": topic}}
+        if consumer is not None:
+            pinned["dlq.consumer"] = {"const": consumer}
+        writer = consumer or "a consumer"
         return {
-            "name": f"{DEAD_LETTER_PREFIX}{consumer}.{topic}",
-            "title": f"Dead letter of {consumer}",
+            "name": f"{DEAD_LETTER_PREFIX}{consumer or 'any'}.{topic}",
+            "title": f"Dead letter of {writer}",
             "summary": (
-                f"A record of `{topic}` that {consumer} gave up on: the original key and value,"
+                f"A record of `{topic}` that {writer} gave up on: the original key and value,"
                 " byte for byte, with the original headers followed by the `dlq.*` ones."
             ),
             "contentType": "application/octet-stream",
@@ -266,7 +274,26 @@ def build_document(
                     if handled is not None
                     else {}
                 ),
+                # A reader that never dead-letters (the audit log records even poison as is).
+                **({} if subscription.dead_letters else {"x-dead-letters": False}),
             }
+            if subscription.reads_dead_letters:
+                any_ref = b.add_message(
+                    topic.dlq,
+                    f"{DEAD_LETTER_PREFIX}any.{topic.name}",
+                    b.dead_letter_message(topic.name, None),
+                )
+                b.operations[f"receive.{topic.dlq}.{subscription.consumer}"] = {
+                    "action": "receive",
+                    "channel": {"$ref": f"#/channels/{topic.dlq}"},
+                    "title": f"{subscription.consumer} consumes {topic.dlq}",
+                    "description": "Every dead letter of the topic, whichever consumer wrote it.",
+                    "messages": [any_ref],
+                    "x-consumer": subscription.consumer,
+                    "x-dead-letters": False,
+                }
+            if not subscription.dead_letters:
+                continue
             ref = b.add_message(
                 topic.dlq,
                 f"{DEAD_LETTER_PREFIX}{subscription.consumer}.{topic.name}",

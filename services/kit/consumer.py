@@ -8,15 +8,19 @@ one). For a batch:
    skipped (not errors: topics carry several types);
 2. in ONE :class:`~services.kit.uow.UnitOfWork`: mark every remaining ``(consumer, event_id)``
    processed with one statement (the ids already marked, and repeats inside the batch, are
-   duplicates and change nothing), run the handler of each new message in record order, and
-   commit once. State, processed marks and outbox rows become durable together;
+   duplicates and change nothing), call a batch handler's ``preload`` with the new messages
+   (:class:`BatchHandler`), run the handler of each new message in record order, and commit
+   once (the unit of work writes the staged rows per table, then the outbox rows). State,
+   processed marks and outbox rows become durable together;
 3. if one handler fails, the transaction is rolled back and the batch is split around that
    message: the messages before it run again as a batch, the failing one runs alone with the
    per-message policy (a :class:`~services.kit.errors.FinalError` dead-letters it; any other
    error is retried with backoff and dead-lettered as ``retries_exhausted`` when the policy runs
    out; the batch's failure counts as its first attempt), then the messages after it continue
-   as a batch. Errors outside the handlers (the marks, the outbox insert, the commit) retry the
-   whole batch with backoff, and then fall back to one message at a time;
+   as a batch. Errors outside the handlers (the marks, ``preload``, the staged rows, the outbox
+   insert, the commit) retry the whole batch with backoff, and then fall back to one message
+   at a time; a final error there falls back to one message at a time at once, where it
+   dead-letters only the message whose own ``preload`` or rows fail;
 4. the dead letters of the batch are published, and the call returns.
 
 The caller commits the Kafka offsets only after that return, when every record of the batch has
@@ -40,7 +44,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Protocol, Union
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -100,6 +104,29 @@ class Incoming:
 
 #: A message handler. It changes state through ``uow`` and never commits.
 Handler = Callable[[Incoming, UnitOfWork], Awaitable[None]]
+#: A batch handler's ``preload``: called once per transaction with the batch's new messages
+#: (in record order), before the handler runs for each of them.
+Preload = Callable[[Sequence[Incoming], UnitOfWork], Awaitable[None]]
+
+
+class BatchHandler(Protocol):
+    """A handler that also reads (and locks) what a whole batch needs, in one go.
+
+    ``preload`` reads the rows the batch's messages need with a few statements (for instance
+    :meth:`UnitOfWork.load_many` with ``lock=True``) and keeps them in ``uow.memo``; the handler
+    then decides each message from the memo and stages its writes (``uow.insert``,
+    ``insert_once``, ``upsert``, ``add_outbox``), which the unit of work writes per table at
+    commit. ``preload`` sees only the messages that are new (not duplicates), and it runs again,
+    in a new unit of work, for every retry or split of the batch.
+    """
+
+    async def preload(self, batch: Sequence[Incoming], uow: UnitOfWork) -> None:
+        """Load what ``batch`` needs into ``uow.memo``."""
+
+    async def __call__(self, incoming: Incoming, uow: UnitOfWork) -> None:
+        """Handle one message (its reads come from ``uow.memo``)."""
+
+
 #: Turns record bytes into an envelope; raises the kit's InvalidMessage family on bad input.
 Decoder = Callable[[bytes], Envelope[Any]]
 
@@ -195,6 +222,8 @@ class IdempotentConsumer:
         #: (and database connection). 1 on SQLite, which has one connection.
         self.lanes = lanes
         self._handler = handler
+        preload = getattr(handler, "preload", None)
+        self._preload: Preload | None = preload if callable(preload) else None
         self._uow_factory = uow_factory
         self._dead_letters = dead_letters
         self.types = frozenset(types) if types is not None else None
@@ -277,11 +306,17 @@ class IdempotentConsumer:
                 split = [(items[:at], None), ([items[at]], failure.error), (items[at + 1 :], None)]
                 steps.extendleft(reversed([step for step in split if step[0]]))
                 continue
-            except RetriesExhausted as exc:
-                # The batch as a whole keeps failing outside any handler: go one by one, so
-                # each message gets its own budget and outcome.
+            except (RetriesExhausted, FinalError) as exc:
+                if len(items) == 1 and not isinstance(exc, RetriesExhausted):
+                    # A final error outside the handler (its preload, or its staged rows) of a
+                    # message alone: that message's outcome.
+                    steps.appendleft((items, exc))
+                    continue
+                # The batch as a whole keeps failing outside any handler (or failed for good
+                # in a preload or a staged write): go one by one, so each message gets its own
+                # budget and outcome.
                 log.warning(
-                    "batch failed repeatedly; processing its messages one at a time",
+                    "batch failed outside its handlers; processing its messages one at a time",
                     size=len(items),
                     error=str(exc),
                 )
@@ -315,6 +350,14 @@ class IdempotentConsumer:
             new = await uow.mark_processed_many(self.name, first_seen)
             uow.commit_refused = _HANDLERS_DO_NOT_COMMIT
             handler = self._handler
+            if self._preload is not None and new:
+                fresh = [
+                    incoming
+                    for position, (_index, incoming) in enumerate(items)
+                    if incoming.envelope.event_id in new
+                    and first_seen[incoming.envelope.event_id] == position
+                ]
+                await self._preload(fresh, uow)
             for position, (_index, incoming) in enumerate(items):
                 envelope = incoming.envelope
                 event_id = envelope.event_id
@@ -368,6 +411,8 @@ class IdempotentConsumer:
             if not await uow.mark_processed(self.name, incoming.envelope.event_id):
                 self._log_duplicate(incoming)
                 return Outcome.DUPLICATE
+            if self._preload is not None:
+                await self._preload((incoming,), uow)
             await self._handler(incoming, uow)
             await uow.commit()
         return Outcome.PROCESSED

@@ -118,6 +118,9 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published_total = 0
+        #: Set while the background loop waits for a hint or its next poll, cleared while it
+        #: publishes: a caller (a test) can wait for it instead of guessing with a sleep.
+        self.idle = asyncio.Event()
 
     def wake(self) -> None:
         """Hint that rows were just committed; the relay publishes them without waiting a poll."""
@@ -188,9 +191,13 @@ class OutboxRelay:
             if published:
                 log.debug("outbox rows published", count=published)
             woken = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_interval):
-                    woken = await self._wakeup.wait()
+            self.idle.set()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll_interval):
+                        woken = await self._wakeup.wait()
+            finally:
+                self.idle.clear()
             if woken and self._debounce > 0:
                 # Let the commits racing this one land, so one cycle carries them all.
                 await asyncio.sleep(self._debounce)

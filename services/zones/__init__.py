@@ -1,9 +1,8 @@
 """Zones service.
 
-- Owns: so far, only the receipt of each command (the processed-message mark). Planned: the
-  technology-zone catalogue with capacities, holds, allocations, waitlist and releases.
-- Consumes: ``zones.commands`` (allocate, release); nothing publishes them yet.
-- Emits: nothing yet. Planned: ``zones.events`` (allocated, waitlisted, released, refused)
+- Owns: The technology-zone catalogue: capacities, holds, allocations, waitlist, releases.
+- Consumes: ``zones.commands`` (hold, confirm, allocate, release).
+- Emits: ``zones.events`` (held, allocated, waitlisted, hold expired, released, refused)
   through its outbox.
-- HTTP: port 8004 (``/health``, ``/docs``, ``/asyncapi``).
+- HTTP: port 8004 (admin API under ``/v1/zones``, ``/health``, ``/docs``, ``/asyncapi``).
 """

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
+from contracts.envelope import utcnow
 from contracts.topics import get_topic
+from services.kit.logging import get_logger
 from services.kit.runtime import Service, run_service
-from services.zones.handlers import record_receipt
+from services.zones import commands
+from services.zones.api import router
+from services.zones.domain import parse_catalogue
+from services.zones.handlers import HANDLED, make_handler
 from services.zones.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = get_logger(__name__)
 
 
 def consumed_topics() -> tuple[str, ...]:
@@ -19,19 +30,74 @@ def consumed_topics() -> tuple[str, ...]:
     return (get_topic("zones.commands").name,)
 
 
+async def seed_catalogue(service: Service, settings: Settings) -> int:
+    """Add the catalogue file's zones that the database does not have yet."""
+    zones = parse_catalogue(settings.catalogue.read_text(encoding="utf-8"))
+    async with service.uow() as uow:
+        added = await commands.seed(uow, zones, utcnow())
+        await uow.commit()
+    if added:
+        log.info("catalogue seeded", zones_added=added, catalogue=str(settings.catalogue))
+    return added
+
+
+async def sweep_once(service: Service) -> int:
+    """Expire the holds that are due, in one unit of work; returns how many expired."""
+    async with service.uow() as uow:
+        expired = await commands.expire_due(uow, utcnow())
+        await uow.commit()
+    return expired
+
+
+async def _sweep_forever(service: Service, interval: float) -> None:
+    while True:
+        try:
+            if await sweep_once(service):
+                continue  # more may be due: sweep again at once
+        except Exception as exc:  # the database may be away; the next round retries
+            log.warning("hold expiry sweep failed", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(interval)
+
+
+def _background(service: Service, settings: Settings) -> APIRouter:
+    """A router whose lifespan seeds the catalogue and runs the expiry sweep.
+
+    FastAPI runs it inside the service's own lifespan, so the database is migrated first.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await seed_catalogue(service, settings)
+        task = asyncio.create_task(
+            _sweep_forever(service, settings.sweep_interval_seconds), name="zones-expiry-sweep"
+        )
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return APIRouter(lifespan=lifespan)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the ASGI app; the broker, database and relay start with its lifespan."""
-    service = Service(settings or Settings(), migrations=MIGRATIONS)
+    """Build the ASGI app; the broker, database, relay and sweep start with its lifespan."""
+    settings = settings or Settings()
+    service = Service(settings, migrations=MIGRATIONS)
     service.consume(
         *consumed_topics(),
-        handler=record_receipt,
-        description="Requests to allocate or release technology-zone space.",
+        handler=make_handler(default_hold_seconds=settings.default_hold_seconds),
+        types=HANDLED,
+        description="Requests to hold, confirm, allocate or release technology-zone space.",
     )
     return service.create_app(
         title="Zones service",
         description=(
-            "Technology-zone catalogue, capacities and allocations; never over-allocates."
+            "Technology-zone catalogue, capacities, holds, allocations and waitlists; the "
+            "database refuses over-allocation."
         ),
+        routers=[router, _background(service, settings)],
     )
 
 

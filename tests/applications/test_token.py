@@ -9,6 +9,7 @@ import typer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from services.cli.console import make_app
 from services.cli.token import token
 from services.kit.auth import MAX_TOKEN_LIFETIME, Role, TokenService
 from services.kit.errors import Unauthorized
@@ -18,7 +19,7 @@ from services.kit.settings import DEV_JWT_SECRET
 @pytest.fixture
 def cli() -> typer.Typer:
     """The command as the ``incentives`` app registers it."""
-    app = typer.Typer()
+    app = make_app()
     app.command()(token)
     return app
 

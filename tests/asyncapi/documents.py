@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from services.cli.settings import SERVICE_NAMES, service_module
+from services.cli.settings import SERVICE_NAMES, SIMULATORS, service_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The npm project holding the official AsyncAPI parser (installed by ``make install``).
@@ -25,6 +25,8 @@ async def served_documents(var_dir: Path) -> dict[str, dict[str, Any]]:
     """
     documents: dict[str, dict[str, Any]] = {}
     for name in SERVICE_NAMES:
+        if name in SIMULATORS:  # the simulated rail speaks HTTP only, no Kafka
+            continue
         module = importlib.import_module(service_module(name))
         app = module.create_app(module.Settings(var_dir=var_dir / name))
         transport = httpx.ASGITransport(app=app)

@@ -11,9 +11,10 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import uvloop
 from rich.console import Console
 
 from services.kit.logging import configure_logging
@@ -31,6 +32,12 @@ from tests.bench.suite import (
     run_suite,
     write_results,
 )
+
+#: Event loops the suite can run on.
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -71,6 +78,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--profile-lines", type=int, default=30, help="functions shown per profile (default 30)"
     )
     parser.add_argument(
+        "--loop",
+        choices=sorted(LOOPS),
+        default="uvloop",
+        help=(
+            "event loop of the in-process benchmarks (default uvloop: the services run on it, "
+            "as uvicorn picks it when installed)"
+        ),
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=RESULTS_PATH,
@@ -93,6 +109,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         profile_lines=args.profile_lines,
         timeout=args.timeout,
         results=args.results,
+        loop=args.loop,
     )
 
 
@@ -123,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not console.is_terminal:  # piped or logged: do not wrap the table at 80 columns
         console = Console(width=120)
     try:
-        outcome = asyncio.run(_run(options, console))
+        with asyncio.Runner(loop_factory=LOOPS[options.loop]) as runner:
+            outcome = runner.run(_run(options, console))
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print("[red]interrupted[/]; what the benchmarks started has been stopped")
         return 130

@@ -48,8 +48,8 @@ EXCLUDED: tuple[str, ...] = (
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decode", ("decode_envelope (",)),
     ("dedupe", ("mark_processed_many (", "mark_processed (")),
-    ("outbox", ("add_outbox (", "_flush_outbox (", "_stage_outbox (")),
-    ("sql (staged rows)", ("_flush_staged (", "flush_staged (")),
+    ("outbox", ("add_outbox (", "_outbox_row (")),
+    ("sql (staged rows)", ("_flush_staged (",)),
     ("commit", ("commit (services/kit/uow.py",)),
     ("relay", ("services/kit/outbox.py",)),
     (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 import uuid
 from collections import Counter
@@ -29,11 +28,8 @@ from services.kit.messaging import (
     Record,
     ensure_topics,
 )
+from tests.pg_cluster import PG_ADMIN_DSN
 
-#: The maintenance database of the PostgreSQL server the benchmarks use (same override as tests).
-PG_ADMIN_DSN = os.environ.get(
-    "INCENTIVES_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 #: Partitions of every benchmark topic: what the real domain topics have.
 PARTITIONS = DEFAULT_PARTITIONS
 #: Input events per subject (application id): several events per aggregate, so the hop's
@@ -344,8 +340,12 @@ def assert_exactly_once(
     expected: Sequence[str],
     records: Sequence[ConsumerRecord[bytes, bytes]],
     id_of: Callable[[ConsumerRecord[bytes, bytes]], str],
-) -> None:
-    """Every expected id appears exactly once among ``records`` and nothing else does."""
+) -> int:
+    """Every expected id appears exactly once among ``records`` and nothing else does.
+
+    Returns the number of ids counted on the topic, which is what a result reports as its
+    ``n``: a figure read back from the broker, not the number that was asked for.
+    """
     seen = Counter(id_of(r) for r in records)
     wanted = set(expected)
     missing = [i for i in expected if i not in seen]
@@ -357,3 +357,4 @@ def assert_exactly_once(
             f"{len(missing)} missing, {len(duplicated)} duplicated, {len(unexpected)} unexpected "
             f"(e.g. missing {missing[:3]}, duplicated {list(duplicated.items())[:3]})"
         )
+    return len(seen)

@@ -174,14 +174,14 @@ async def bench_eligibility(
         seconds = finished - launched
         timing = "from process start (all decisions arrived at once)"
     decisions = [r for r in await read_all(bootstrap, OUTPUT_TOPIC) if r.key.decode() in wanted]
-    assert_exactly_once(ELIGIBILITY, subjects, decisions, lambda r: bytes(r.key).decode())
+    decided = assert_exactly_once(ELIGIBILITY, subjects, decisions, lambda r: bytes(r.key).decode())
     ids = {header(r, "event_id") for r in decisions}
     kinds = {header(r, "type") for r in decisions}
     if len(ids) != len(decisions) or kinds != {"eligibility.assessed"}:
         raise BenchError(f"{ELIGIBILITY}: {len(ids)} event ids, types {kinds}")
     return Result(
         ELIGIBILITY,
-        n,
+        decided,
         seconds,
         baseline=RAW_HOP,
         target=HOP_TARGET,

@@ -58,10 +58,12 @@ async def bench_raw(
         await producer.stop()
 
     records = await read_all(bootstrap, target)
-    assert_exactly_once(RAW_HOP, batch.event_ids, records, lambda r: header(r, "event_id"))
+    delivered = assert_exactly_once(
+        RAW_HOP, batch.event_ids, records, lambda r: header(r, "event_id")
+    )
     return (
-        Result(RAW_PRODUCE, n, produce_seconds, note="aiokafka send, acks=all"),
-        Result(RAW_HOP, n, hop_seconds, note="getmany -> send -> commit"),
+        Result(RAW_PRODUCE, delivered, produce_seconds, note="aiokafka send, acks=all"),
+        Result(RAW_HOP, delivered, hop_seconds, note="getmany -> send -> commit"),
     )
 
 

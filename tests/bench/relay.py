@@ -77,5 +77,9 @@ async def bench_relay(
     if published != n or pending:
         raise BenchError(f"{RELAY}: published {published} of {n}, {pending} still pending")
     records = await read_all(bootstrap, topic)
-    assert_exactly_once(RELAY, batch.event_ids, records, lambda r: header(r, "event_id"))
-    return Result(RELAY, n, seconds, baseline="raw produce", note="run_once on a committed backlog")
+    delivered = assert_exactly_once(
+        RELAY, batch.event_ids, records, lambda r: header(r, "event_id")
+    )
+    return Result(
+        RELAY, delivered, seconds, baseline="raw produce", note="run_once on a committed backlog"
+    )

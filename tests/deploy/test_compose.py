@@ -367,12 +367,13 @@ def test_env_example_names_every_required_variable_without_values() -> None:
 
 
 def test_file_interpolates_completely_once_secrets_are_given(compose: dict[str, Any]) -> None:
-    """With the four secrets set, every value interpolates; without one, Compose must refuse."""
+    """With the secrets set, every value interpolates; without one, Compose must refuse."""
     env = {
         "INCENTIVES_JWT_SECRET": "j" * 64,
         "POSTGRES_PASSWORD": "p" * 32,
         "INCENTIVES_DB_PASSWORD": "d" * 32,
         "TEMPORAL_DB_PASSWORD": "t" * 32,
+        "INCENTIVES_AUDIT_SIGNING_KEY": "PRIVATE+KEY+incentives.example/audit+00000000+AQ==",
     }
     for text in walk_strings(compose):
         assert "${" not in interpolate(text, env)

@@ -24,8 +24,10 @@ from tests.eligibility.builders import (
 RULES_2026 = SHIPPED_RULES_DIR / "gaip-eligibility-2026.1.toml"
 
 
-@pytest.fixture
-def runner() -> CliRunner:
+@pytest.fixture(params=["20", "80", "300"], ids=lambda c: f"COLUMNS={c}")
+def runner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """Every CLI test runs at several terminal widths: the output must not depend on them."""
+    monkeypatch.setenv("COLUMNS", request.param)
     return CliRunner()
 
 

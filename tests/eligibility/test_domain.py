@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import cel
 import pytest
 
 from contracts.money import Money
@@ -25,7 +27,7 @@ from services.eligibility.domain import (
     parse_rule_set,
 )
 from services.eligibility.rulefiles import SHIPPED_RULES_DIR, load_catalog
-from tests.eligibility.builders import content, money
+from tests.eligibility.builders import content, money, rule_set_toml
 
 V2026 = date(2026, 6, 1)
 V2027 = date(2027, 6, 1)
@@ -675,7 +677,116 @@ expression = "proposal.local_jobs > params.threshold && 'a' in params.names && p
 explanation = "Too few jobs."
 """
     )
-    assert rule_set.variables == {"proposal", "params"}
+    # Compiled into the programs as literals: only the content is bound per application.
+    assert rule_set.variables == {"proposal"}
     assert rule_set.evaluate(content()).outcome is EligibilityOutcome.ELIGIBLE
+    assert as_written(rule_set).evaluate(content()).outcome is EligibilityOutcome.ELIGIBLE
     changes = {"proposal.local_jobs": 39}
     assert rule_set.evaluate(content(changes)).outcome is EligibilityOutcome.INELIGIBLE
+
+
+# --- narrowed bindings ----------------------------------------------------------------------
+
+#: Contents that take different paths through the shipped rules.
+VARIED_CHANGES: list[dict[str, Any]] = [
+    {},
+    {"proposal.investment_commitment": money("1200000.00")},
+    {"proposal.investment_commitment": money("900000.00", "USD")},
+    {"proposal.investment_commitment": money("5000000.00", "JPY")},
+    {"commitments.responsible_ai_attestation": None},
+    {"commitments.training": None},
+    {"firm.registration_number": "x"},
+    {"firm.country_of_incorporation": "IR"},
+    {"documents": []},
+    {"proposal.sector": "other"},
+]
+
+
+@pytest.mark.parametrize("changes", VARIED_CHANGES)
+@pytest.mark.parametrize("on", [V2026, V2027])
+def test_narrowed_bindings_decide_exactly_as_whole_sections(
+    shipped: RuleCatalog, changes: dict[str, Any], on: date
+) -> None:
+    rule_set = shipped.in_force(on)
+    assert rule_set.fields  # the shipped rules are narrowed
+    assert "params" not in rule_set.variables  # and their parameters compiled in
+    application = content(changes)
+    assert rule_set.evaluate(application) == as_written(rule_set).evaluate(application)
+
+
+def as_written(rule_set: RuleSet) -> RuleSet:
+    """``rule_set`` as parsed before it was made cheaper: whole sections, params bound."""
+    return dataclasses.replace(
+        rule_set,
+        fields={},
+        variables=rule_set.variables | {"params"},
+        rules=tuple(
+            dataclasses.replace(r, program=cel.compile(r.expression)) for r in rule_set.rules
+        ),
+    )
+
+
+def test_only_the_fields_some_rule_reads_are_converted(shipped: RuleCatalog) -> None:
+    rule_set = shipped.in_force(V2026)
+    bindings = rule_set._bindings(content({}))
+    assert "legal_name" not in bindings["firm"]
+    assert "registration_number" in bindings["firm"]
+    # Money, lists and paths ending in a macro are converted whole.
+    assert set(bindings["proposal"]["investment_commitment"]) == {"amount", "currency", "eur"}
+    assert {"kind", "document_id"} <= set(bindings["documents"][0])
+    assert bindings["commitments"]["data_protection_attestation"] == {"accepted": True}
+
+
+def test_a_section_read_other_than_by_its_fields_is_converted_whole() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "named"
+expression = "firm.exists(k, k == 'legal_name') && proposal.local_jobs > 0"
+explanation = "x"
+"""
+        )
+    )
+    assert rule_set.fields == {"firm": None, "proposal": {"local_jobs": None}}
+    bindings = rule_set._bindings(content({}))
+    assert "legal_name" in bindings["firm"]
+    assert set(bindings["proposal"]) == {"local_jobs"}
+
+
+def test_parameters_are_compiled_in_as_literals_and_decide_the_same() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "named"
+expression = "firm.legal_name != params.banned && proposal.local_jobs >= params.jobs.minimum"
+explanation = "x"
+""",
+            extra='[parameters]\nbanned = "Zo\u00eb \\"Q\\" \\\\ GmbH"\njobs = { minimum = 2.5 }\n',
+        )
+    )
+    assert rule_set.parameters == {"banned": 'Zo\u00eb "Q" \\ GmbH', "jobs": {"minimum": 2.5}}
+    assert "params" not in rule_set.variables
+    for changes in ({}, {"firm.legal_name": 'Zo\u00eb "Q" \\ GmbH'}, {"proposal.local_jobs": 2}):
+        application = content(changes)
+        assert rule_set.evaluate(application) == as_written(rule_set).evaluate(application)
+    assert [r.passed for r in rule_set.evaluate(content({"proposal.local_jobs": 2})).results] == [
+        False
+    ]
+
+
+def test_parameters_used_other_than_by_name_stay_bound() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "sized"
+expression = "size(params) == 1 && proposal.local_jobs >= params.jobs"
+explanation = "x"
+""",
+            extra="[parameters]\njobs = 1\n",
+        )
+    )
+    assert "params" in rule_set.variables
+    assert rule_set.evaluate(content({})).results[0].passed

@@ -58,6 +58,22 @@ class Harness:
         )
         return await self.consumer.process(record)
 
+    async def deliver_batch(self, *values: Envelope[Any]) -> list[Outcome]:
+        """``values`` as one polled batch of one partition."""
+        batch = []
+        for value in values:
+            self.offset += 1
+            batch.append(
+                ConsumedRecord(
+                    topic="applications.events",
+                    partition=0,
+                    offset=self.offset,
+                    key=value.subject.encode(),
+                    value=catalog.encode(value),
+                )
+            )
+        return await self.consumer.process_batch(batch)
+
     async def rows(self, sql: str, **params: Any) -> list[Any]:
         async with self.engine.connect() as conn:
             return list((await conn.execute(sa.text(sql), params)).all())
@@ -168,6 +184,17 @@ async def test_the_same_revision_under_a_new_event_id_is_recorded_once(harness: 
     assert count == 1
 
 
+def late_amendment(app_id: str) -> Envelope[Any]:
+    """Revision 2, claiming a 2027 submission time; eligible only under the 2026.1 rules."""
+    return amended(
+        app_id,
+        revision=2,
+        submitted_at=datetime(2027, 1, 5, tzinfo=UTC),
+        amended_at=datetime(2027, 2, 1, tzinfo=UTC),
+        changes=MID_INVESTMENT,
+    )
+
+
 async def test_an_amendment_is_judged_by_the_rules_of_the_first_submission(
     harness: Harness,
 ) -> None:
@@ -176,13 +203,7 @@ async def test_an_amendment_is_judged_by_the_rules_of_the_first_submission(
         submitted(app_id, submitted_at=IN_2026, changes={"commitments.training": None})
     )
     # The amendment claims a 2027 submission time; the recorded one (2026) decides.
-    amendment = amended(
-        app_id,
-        revision=2,
-        submitted_at=datetime(2027, 1, 5, tzinfo=UTC),
-        amended_at=datetime(2027, 2, 1, tzinfo=UTC),
-        changes=MID_INVESTMENT,
-    )
+    amendment = late_amendment(app_id)
     assert await harness.deliver(amendment) is Outcome.PROCESSED
     first, second = await harness.outbox_envelopes(app_id)
     assert first.payload.application_revision == 1
@@ -221,6 +242,39 @@ async def test_the_attestation_window_counts_from_the_first_submission(harness: 
     assert stale.payload.missing_fields == [
         "commitments.data_protection_attestation",
         "commitments.responsible_ai_attestation",
+    ]
+
+
+async def test_one_batch_records_each_revision_once_and_amendments_see_earlier_messages(
+    harness: Harness,
+) -> None:
+    """Decision rows are written at the batch's commit; an amendment later in the same batch
+    still takes the submission time of the submission before it, and a re-sent revision under
+    a new event id still emits nothing."""
+    app_id, other = new_application_id(), new_application_id()
+    correlation = uuid.uuid4()
+    first = submitted(app_id, submitted_at=IN_2026, correlation_id=correlation)
+    again = submitted(app_id, submitted_at=IN_2026, correlation_id=correlation)
+    amendment = late_amendment(app_id)
+    outcomes = await harness.deliver_batch(
+        first, again, submitted(other, submitted_at=NOW), amendment
+    )
+
+    assert outcomes == [Outcome.PROCESSED] * 4
+    one, two = await harness.outbox_envelopes(app_id)
+    assert (one.payload.application_revision, one.causation_id) == (1, first.event_id)
+    assert (two.payload.application_revision, two.payload.rule_set_version) == (2, "2026.2")
+    assert two.payload.outcome == "eligible"  # ineligible under 2027.1
+    [decided] = await harness.outbox_envelopes(other)
+    assert decided.payload.rule_set_version == "2027.1"
+    rows = await harness.rows(
+        "SELECT application_revision, submitted_at FROM eligibility_decisions "
+        "WHERE application_id = :id ORDER BY application_revision",
+        id=app_id,
+    )
+    assert [(revision, str(at)[:16]) for revision, at in rows] == [
+        (1, "2026-12-31 18:00"),
+        (2, "2026-12-31 18:00"),
     ]
 
 

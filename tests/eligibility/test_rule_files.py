@@ -120,7 +120,12 @@ def test_requires_paths_may_index_lists_and_enter_money() -> None:
         PASSING_RULE
         + 'requires = ["documents[0].kind", "proposal.investment_commitment.currency"]\n'
     )
-    parse_rule_set(rule_set_toml(rules), "ok.toml")
+    rule_set = parse_rule_set(rule_set_toml(rules), "ok.toml")
+    assert rule_set.rules[0].requires == (
+        "documents[0].kind",
+        "proposal.investment_commitment.currency",
+    )
+    assert rule_set.warnings == ()
 
 
 def test_needs_information_failure_requires_fields() -> None:

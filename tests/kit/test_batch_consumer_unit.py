@@ -134,25 +134,27 @@ async def test_duplicates_inside_a_batch_and_across_batches_change_state_once(
     assert await scalar(sqlite_engine, "SELECT count(*) FROM processed_messages") == 2
 
 
-class FailingCommits(UnitOfWorkFactory):
-    """Units of work whose first ``failures`` commits raise, as a dropped connection would."""
+class FailingUnits(UnitOfWorkFactory):
+    """Units of work whose first ``failures`` calls of ``method`` raise, as a dropped
+    connection would (``commit``, or the staged-row write ``_flush_staged``)."""
 
-    def __init__(self, engine: AsyncEngine, failures: int) -> None:
+    def __init__(self, engine: AsyncEngine, failures: int, method: str = "commit") -> None:
         super().__init__(create_session_factory(engine))
         self.failures = failures
-        self.commits = 0
+        self.method = method
+        self.calls = 0
 
     def __call__(self) -> UnitOfWork:
         uow = super().__call__()
-        commit = uow.commit
+        original = getattr(uow, self.method)
 
-        async def failing_commit() -> None:
-            self.commits += 1
-            if self.commits <= self.failures:
+        async def failing() -> None:
+            self.calls += 1
+            if self.calls <= self.failures:
                 raise ConnectionError("server closed the connection unexpectedly")
-            await commit()
+            await original()
 
-        uow.commit = failing_commit  # type: ignore[method-assign]
+        setattr(uow, self.method, failing)
         return uow
 
 
@@ -168,14 +170,14 @@ async def test_a_batch_whose_commit_fails_is_retried_then_split(
     sqlite_engine: AsyncEngine, failures: int, commits: int
 ) -> None:
     envs = [envelope() for _ in range(3)]
-    uow_factory = FailingCommits(sqlite_engine, failures)
+    uow_factory = FailingUnits(sqlite_engine, failures)
     dead = DeadLetters()
     consumer = make_consumer(sqlite_engine, increment_counter, dead, uow_factory=uow_factory)
 
     outcomes = await consumer.process_batch(records(*(catalog.encode(e) for e in envs)))
 
     assert outcomes == [Outcome.PROCESSED] * 3
-    assert uow_factory.commits == commits
+    assert uow_factory.calls == commits
     for env in envs:
         assert await counter(sqlite_engine, env.subject) == 1
     assert dead.records == []

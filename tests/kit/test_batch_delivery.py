@@ -341,7 +341,7 @@ async def test_relay_wake_ups_are_debounced(sqlite_engine: AsyncEngine) -> None:
     uow_factory = UnitOfWorkFactory(sessions, on_outbox_committed=relay.wake)
     relay.start()
     try:
-        await asyncio.sleep(0.1)  # the relay reaches its idle wait
+        await asyncio.wait_for(relay.idle.wait(), 10)  # the relay waits for a hint
         for _ in range(20):  # twenty small commits, each a wake-up hint
             async with uow_factory() as uow:
                 uow.add_outbox(envelope(), "relay.events")

@@ -3,8 +3,9 @@
 The reference is the simplest correct consumer: one record at a time, each in a transaction
 of its own, retrying transient failures up to the policy and dead-lettering final ones. For any
 stream of records (duplicates, poison, ignored types, business refusals, transient failures),
-any cut into batches, any number of lanes, transient commit failures and a full redelivery
-(a crash before the offset commit), the batch consumer must reach the same outcome per record,
+any cut into batches, any number of lanes, transient commit failures, a full redelivery
+(a crash before the offset commit) and a batch handler whose ``preload`` refuses batches, the
+batch consumer must reach the same outcome per record,
 the same state changes in the same order per key, and the same dead letters.
 """
 
@@ -51,10 +52,15 @@ _IGNORED = envelope(_SUBJECTS[0], message_type=OTHER)
 
 @dataclass(frozen=True)
 class Behaviour:
-    """What the handler does with one event: refuse it, or fail transiently N times first."""
+    """What the handler does with one event: refuse it, or fail transiently N times first.
+
+    ``refuse_in_preload``: a batch handler's ``preload`` refuses any batch holding the event
+    (final), so the message must be dead-lettered alone, as a refusal by its handler would be.
+    """
 
     refuse: bool = False
     transient_failures: int = 0
+    refuse_in_preload: bool = False
 
 
 def decode(raw: bytes) -> Envelope[Any]:
@@ -164,6 +170,20 @@ class Handler:
         uow.effects.append((incoming.envelope.subject, event_id))
 
 
+class PreloadingHandler(Handler):
+    """:class:`Handler` as a batch handler: ``preload`` may refuse a whole batch."""
+
+    def __init__(self, behaviours: dict[uuid.UUID, Behaviour]) -> None:
+        super().__init__(behaviours)
+        self.preloads = 0
+
+    async def preload(self, batch: Sequence[Incoming], uow: Any) -> None:
+        self.preloads += 1
+        await asyncio.sleep(0)  # a round trip
+        if any(self.behaviours[i.envelope.event_id].refuse_in_preload for i in batch):
+            raise BusinessRefusal("refused by the model's preload")
+
+
 # --- the reference --------------------------------------------------------------------------------
 
 
@@ -172,6 +192,7 @@ class Reference:
     """One record at a time: what the batch consumer must be equivalent to."""
 
     behaviours: dict[uuid.UUID, Behaviour]
+    preloading: bool = False
     processed: set[uuid.UUID] = field(default_factory=set)
     effects: dict[str, list[uuid.UUID]] = field(default_factory=dict)
     invocations: dict[uuid.UUID, int] = field(default_factory=dict)
@@ -192,6 +213,9 @@ class Reference:
         if env.event_id in self.processed:
             return Outcome.DUPLICATE
         behaviour = self.behaviours[env.event_id]
+        if self.preloading and behaviour.refuse_in_preload:
+            self.dead.append((*where, "business_refusal", 1))
+            return Outcome.DEAD_LETTERED
         for _attempt in range(ATTEMPTS):
             count = self.invocations[env.event_id] = self.invocations.get(env.event_id, 0) + 1
             if behaviour.refuse:
@@ -232,6 +256,7 @@ _behaviours = st.builds(
     Behaviour,
     refuse=st.sampled_from([False, False, False, True]),
     transient_failures=st.integers(0, ATTEMPTS + 1),
+    refuse_in_preload=st.sampled_from([False, False, False, False, True]),
 )
 
 
@@ -287,6 +312,7 @@ class DeadLetters:
     # attempts; exhausting them is covered by the unit tests.
     failing_commits=st.sets(st.integers(1, 12), max_size=2),
     redeliver=st.booleans(),
+    preloading=st.booleans(),
 )
 def test_batches_are_equivalent_to_one_record_at_a_time(
     values: list[bytes],
@@ -295,16 +321,17 @@ def test_batches_are_equivalent_to_one_record_at_a_time(
     lanes: int,
     failing_commits: set[int],
     redeliver: bool,
+    preloading: bool,
 ) -> None:
     by_event = {env.event_id: b for env, b in zip(_EVENTS, behaviours, strict=True)}
     records = _records(values)
     deliveries = _batches(records, cuts) + (_batches(records, cuts[::-1]) if redeliver else [])
 
-    reference = Reference(by_event)
+    reference = Reference(by_event, preloading=preloading)
     expected = [reference.deliver(batch) for batch in deliveries]
 
     db = Database(failing_commits=failing_commits)
-    handler = Handler(by_event)
+    handler = PreloadingHandler(by_event) if preloading else Handler(by_event)
     dead = DeadLetters()
     consumer = IdempotentConsumer(
         "model",

@@ -114,14 +114,15 @@ async def test_relay_crashes_lose_nothing_and_duplicate_nothing(
     async with uow_factory() as uow:
         uow.add_outbox(second, topic)
         await uow.commit()
-    never = asyncio.Event()
+    publishing, never = asyncio.Event(), asyncio.Event()
 
     async def hang(_records: object) -> None:
+        publishing.set()
         await never.wait()
 
     stuck = OutboxRelay(sessions, hang)
     stuck.start()
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(publishing.wait(), 30)  # it holds both rows when it dies
     await stuck.stop()
 
     relay = OutboxRelay(sessions, partial(send_all, producer))

@@ -109,14 +109,16 @@ def test_dead_letter_truncates_huge_error_messages() -> None:
 
 async def test_cancellation_is_never_retried() -> None:
     calls = 0
+    started, never = asyncio.Event(), asyncio.Event()
 
     async def slow() -> None:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(10)
+        started.set()
+        await never.wait()
 
     task = asyncio.create_task(Retrier(FAST).call(slow))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(started.wait(), 10)  # cancelled inside the attempt, not before it
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

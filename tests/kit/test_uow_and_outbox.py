@@ -137,7 +137,8 @@ async def test_background_relay_wakes_on_commit(sqlite_engine: AsyncEngine) -> N
     uow_factory = UnitOfWorkFactory(sessions, on_outbox_committed=relay.wake)
     relay.start()
     try:
-        await asyncio.sleep(0.1)  # let the relay reach its idle wait
+        # Idle with nothing to publish: the row staged now can only go out on the hint.
+        await asyncio.wait_for(relay.idle.wait(), 10)
         await _stage(uow_factory, 1, "app_wake")
         for _ in range(50):
             if publisher.records:

@@ -12,6 +12,8 @@ from pathlib import Path
 from services.cli.embedded import free_ports, pid_alive
 from services.cli.settings import SERVICE_NAMES
 from services.cli.state import PlatformState, read_state
+from tests.default_ports import assert_no_default_ports
+from tests.tiers import refuse_in_unit_tier
 
 STUB_PLATFORM = Path(__file__).with_name("stub_platform.py")
 
@@ -35,6 +37,10 @@ class PlatformRun:
         ports = dict(zip(names, free_ports(len(names)), strict=True))
         env = {k: v for k, v in os.environ.items() if not k.startswith("INCENTIVES_")}
         env["INCENTIVES_VAR_DIR"] = str(var_dir)
+        # Every command of the run (``status`` and ``down`` too) sees the run's ports, never
+        # the defaults a developer's own platform may be listening on.
+        for name, port in ports.items():
+            env[f"INCENTIVES_{name.upper().replace('-', '_')}_PORT"] = str(port)
         return cls(var_dir, ports, env)
 
     def port_options(self) -> list[str]:
@@ -46,6 +52,8 @@ class PlatformRun:
 
     def incentives(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run ``incentives ARGS`` (as ``python -m services.cli``) to completion."""
+        refuse_in_unit_tier("the embedded platform")
+        assert_no_default_ports(self.env)
         return subprocess.run(
             [sys.executable, "-m", "services.cli", *args],
             env=self.env,
@@ -58,6 +66,8 @@ class PlatformRun:
         self, *, stubs: bool = False, extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen[str]:
         """Start ``incentives up`` in the foreground as a child process (output to a file)."""
+        refuse_in_unit_tier("the embedded platform")
+        assert_no_default_ports({**self.env, **(extra_env or {})})
         entry = [str(STUB_PLATFORM)] if stubs else ["-m", "services.cli"]
         with (self.var_dir / "up.out").open("w") as log:
             return subprocess.Popen(

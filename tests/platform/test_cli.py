@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -40,15 +39,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("INCENTIVES_"):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    """A port some other process (this test) is listening on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def _free_port_options() -> list[str]:
@@ -133,6 +123,7 @@ def test_settings_defaults_match_the_plan(clean_env: None) -> None:
         "review": 8002,
         "audit": 8003,
         "worker": 8007,
+        "rail": 8010,
     }
 
 
@@ -224,9 +215,8 @@ def test_status_fails_and_names_every_part_when_nothing_runs(
 ) -> None:
     """Without a platform, status exits 1 and lists each unreachable part."""
     names = ["broker", "temporal", *SERVICE_NAMES]
-    env = {
-        f"INCENTIVES_{n.upper()}_PORT": str(p) for n, p in zip(names, free_ports(9), strict=True)
-    }
+    ports = free_ports(len(names))
+    env = {f"INCENTIVES_{n.upper()}_PORT": str(p) for n, p in zip(names, ports, strict=True)}
     result = runner.invoke(app, ["status", "--var-dir", str(tmp_path)], env=env)
     assert result.exit_code == 1
     unhealthy_line = result.stdout.split("Unhealthy:", 1)[1]

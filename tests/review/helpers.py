@@ -15,8 +15,8 @@ from contracts.topics import topic_for_type
 from contracts.v1.common import CommitteeQuorum, ReviewStage
 from contracts.v1.review import APPLICATION_SUMMARY_EXAMPLE, ApplicationSummary
 from services.kit.auth import Principal, Role, TokenService
-from services.kit.dlq import ConsumedRecord
 from services.kit.settings import DEV_JWT_SECRET
+from tests.inprocess import record_of as record_of  # one home; the desk tests import it here
 
 TOKENS = TokenService(SecretStr(DEV_JWT_SECRET))
 
@@ -275,18 +275,6 @@ def approved(application_id: str, *, approved_at: datetime) -> Envelope[Any]:
         approvals=[{"stage": "technical", "reviewer_id": NOVAK, "decided_at": approved_at}],
         quorum={"required": 2, "members": 3},
         approved_at=approved_at,
-    )
-
-
-def record_of(env: Envelope[Any], offset: int = 0) -> ConsumedRecord:
-    """The Kafka record ``env`` would be, for feeding a consumer without a broker."""
-    return ConsumedRecord(
-        topic=topic_for_type(env.type).name,
-        partition=0,
-        offset=offset,
-        key=env.subject.encode(),
-        value=catalog.encode(env),
-        headers=tuple(env.headers()),
     )
 
 

@@ -7,7 +7,6 @@ mapping is tested on real Temporal errors without depending on the real workflow
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import uuid
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 
 from contracts.v1.common import ReviewStage
 from contracts.v1.desk import DecisionRefusal, ReviewDecisionRequest
@@ -40,7 +39,7 @@ from tests.review.helpers import (
     record_of,
     reviewer,
 )
-from tests.support import free_port, serving
+from tests.support import Attempts, free_port, serving
 
 pytestmark = pytest.mark.integration
 
@@ -272,11 +271,15 @@ async def test_malformed_decisions_are_422(
     assert where in [e.get("header") or e.get("pointer") for e in errors]
 
 
-async def test_temporal_unreachable_is_a_503_and_one_log_line(tmp_path: Path) -> None:
+async def test_temporal_unreachable_is_a_503_and_one_log_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A desk started before Temporal: health names it, decisions are 503, one warning line.
 
     No broker either: the task is fed straight to the desk's consumer.
     """
+    connects = Attempts()
+    monkeypatch.setattr(Client, "connect", connects.wrap(Client.connect))
     dead_temporal = f"127.0.0.1:{free_port()}"
     buffer = io.StringIO()
     configure_logging("review", "INFO", stream=buffer)
@@ -308,7 +311,7 @@ async def test_temporal_unreachable_is_a_503_and_one_log_line(tmp_path: Path) ->
             assert response.headers["retry-after"] == "1"
             assert response.json()["type"] == "urn:incentives:problem:dependency_unavailable"
             assert dead_temporal in response.json()["detail"]
-            await asyncio.sleep(1.0)  # several connection attempts, 0.2 s apart
+            await connects.reach(connects.count + 3)  # several more attempts, 0.2 s apart
     finally:
         configure_logging("review", "WARNING")
     records = [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]

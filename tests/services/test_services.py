@@ -23,12 +23,14 @@ from fastapi import FastAPI
 from contracts import catalog
 from contracts.envelope import Actor
 from contracts.topics import TOPICS, topic_for_type
+from services.audit.domain.leaves import parse_leaf
 from services.cli.embedded import TansuBroker
+from services.kit import messaging
 from services.kit.db import create_engine
 from services.kit.logging import configure_logging
 from services.kit.messaging import create_producer, ensure_topics
 from tests.kit.helpers import eventually, fresh_database, scalar
-from tests.support import free_port, healthy, serving
+from tests.support import Attempts, free_port, healthy, serving
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +105,8 @@ async def test_service_is_healthy_and_consumes_its_topics(
             expected = {"database", "broker", "outbox_relay"}
             if name == "review":  # the desk sends decisions to Temporal
                 expected.add("temporal")
+            if name == "audit":  # the transparency log's single writer
+                expected.add("log_writer")
             assert {k: v["status"] for k, v in health["checks"].items()} == dict.fromkeys(
                 expected, "ok"
             )
@@ -130,21 +134,28 @@ async def test_service_is_healthy_and_consumes_its_topics(
             try:
 
                 async def processed() -> bool:
-                    count = await scalar(
-                        engine,
-                        "SELECT count(*) FROM processed_messages WHERE event_id = :id",
-                        id=envelope.event_id,
-                    )
+                    if name == "audit":  # the log keeps records, not processed-message marks
+                        count = await scalar(
+                            engine,
+                            "SELECT count(*) FROM audit_leaves WHERE subject = :subject",
+                            subject=envelope.subject,
+                        )
+                    else:
+                        count = await scalar(
+                            engine,
+                            "SELECT count(*) FROM processed_messages WHERE event_id = :id",
+                            id=envelope.event_id,
+                        )
                     return bool(count)
 
                 await eventually(processed, timeout=30)
                 if name == "audit":
                     stored = await scalar(
                         engine,
-                        "SELECT envelope FROM audit_ledger WHERE event_id = :id",
-                        id=envelope.event_id,
+                        "SELECT leaf FROM audit_leaves WHERE subject = :subject",
+                        subject=envelope.subject,
                     )
-                    assert bytes(stored) == catalog.encode(envelope)
+                    assert parse_leaf(bytes(stored)).value == catalog.encode(envelope)
             finally:
                 await engine.dispose()
 
@@ -162,9 +173,11 @@ async def test_embedded_sqlite_default(kafka_bootstrap: str, tmp_path: Path) -> 
 
 
 async def test_waits_for_a_late_broker_with_one_log_line(
-    pg_url: str, temporal_dev: str, tmp_path: Path
+    pg_url: str, temporal_dev: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Started before the broker: 503 naming the broker, one clear line, then healthy."""
+    probes = Attempts()
+    monkeypatch.setattr(messaging, "broker_reachable", probes.wrap(messaging.broker_reachable))
     buffer = io.StringIO()
     configure_logging("review", "INFO", stream=buffer)
     broker_port, http_port = free_port(), free_port()
@@ -193,7 +206,7 @@ async def test_waits_for_a_late_broker_with_one_log_line(
                 assert health["checks"]["database"]["status"] == "ok"
                 assert health["checks"]["broker"]["status"] == "error"
                 assert bootstrap in health["checks"]["broker"]["detail"]
-                await asyncio.sleep(2.5)  # several reconnect attempts, still one line
+                await probes.reach(3)  # several reconnect attempts, still one line
 
                 broker.start()
                 await eventually(lambda: healthy(client), timeout=30)

@@ -16,12 +16,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from services.cli.embedded import temporal_test_server_binary
+from tests.tiers import refuse_in_unit_tier, starts
 from tests.workflows.scenarios import TASK_QUEUE, FakeDesk, Harness, harness
 
 
+@starts("temporal")
 @pytest.fixture
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping environment whose client speaks pydantic, shut down after the test."""
+    refuse_in_unit_tier("the Temporal time-skipping test server")
     environment = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(temporal_test_server_binary()),

@@ -1,0 +1,453 @@
+"""``incentives audit``: check the transparency log from the outside.
+
+- ``checkpoint [--save FILE]``: print the latest signed checkpoint, or keep it for later;
+- ``verify [--against FILE] [--key KEY]``: recompute the tree from the served leaves, check the
+  checkpoint's signature and root, and name the first modified, deleted, inserted or reordered
+  leaf; with ``--against`` also check that the log is consistent with a saved checkpoint;
+- ``export APP | --all [--output FILE]``: a single-file bundle of entries, inclusion proofs,
+  checkpoint and verifier key;
+- ``verify-bundle FILE [--key KEY]``: check such a bundle offline;
+- ``history APP``: an application's records across every topic, in a table;
+- ``new-key [--name ORIGIN]``: a new checkpoint signing key (for
+  ``INCENTIVES_AUDIT_SIGNING_KEY``); its verifier key goes to standard error.
+
+Everything goes through the audit API (``--url``, default ``http://127.0.0.1:<audit port>``) with
+a bearer token (``--token`` or ``INCENTIVES_TOKEN``; by default a short-lived auditor token
+signed with the configured key, as ``incentives token --role auditor`` would print).
+Exit codes: 0 verified, 1 verification failed, 2 unusable input or unreachable log.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from services.cli.console import make_app, make_console
+
+if TYPE_CHECKING:
+    import httpx
+
+    from services.audit.domain.checkpoint import Verifier
+
+app = make_app(help="Check the audit transparency log: checkpoints, proofs, bundles.")
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _console() -> Console:
+    return make_console()
+
+
+def _err_console() -> Console:
+    return make_console(stderr=True)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    _err_console().print(f"[red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+class _Rate(ProgressColumn):
+    """Leaves per second."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not task.completed or not elapsed:
+            return Text("")
+        return Text(f"{task.completed / elapsed:,.0f} leaves/s", style="progress.data.speed")
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Any]:
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_err_console(), transient=False) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+class _Options:
+    def __init__(self, url: str | None, token: str | None) -> None:
+        self.url = url
+        self.token = token
+
+
+def _base_url(url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    from services.cli.settings import PlatformSettings
+
+    return f"http://127.0.0.1:{PlatformSettings().audit_port}"
+
+
+def _token(token: str | None) -> str:
+    if token:
+        return token
+    from services.kit.auth import Principal, Role, TokenService
+    from services.kit.settings import CommonSettings
+
+    settings = CommonSettings()
+    principal = Principal(sub="audit-cli", role=Role.AUDITOR, name="incentives audit")
+    return TokenService(settings.jwt_secret).issue(principal, ttl=timedelta(minutes=30))
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Audit API base URL. Default http://127.0.0.1:<audit port>."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="INCENTIVES_TOKEN",
+            help="Bearer token (auditor or admin). Default: one signed with the configured key.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Options shared by the audit commands."""
+    ctx.obj = _Options(url, token)
+
+
+@contextmanager
+def _client(ctx: typer.Context) -> Iterator[httpx.Client]:
+    import httpx
+
+    options: _Options = ctx.obj
+    headers = {"Authorization": f"Bearer {_token(options.token)}"}
+    with httpx.Client(base_url=_base_url(options.url), headers=headers, timeout=30) as client:
+        yield client
+
+
+def _get(client: httpx.Client, path: str, **params: Any) -> httpx.Response:
+    import httpx
+
+    try:
+        response = client.get(path, params=params or None)
+    except httpx.HTTPError as exc:
+        _fail(f"the audit API at {client.base_url} is unreachable: {exc}")
+    if response.status_code != 200:
+        detail = response.text
+        with suppress(ValueError):
+            detail = response.json().get("detail", detail)
+        _fail(f"GET {path} answered {response.status_code}: {detail}")
+    return response
+
+
+class HttpLogSource:
+    """A :class:`~services.audit.domain.verification.LogSource` over the audit API."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def checkpoint(self) -> str:
+        return _get(self.client, "/v1/log/checkpoint").text
+
+    def verifier_key(self) -> str:
+        return _get(self.client, "/v1/log/key").text
+
+    def entry_pages(self, start: int, end: int) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = _get(
+            self.client, "/v1/log/entries", start=start, end=end
+        ).json()["entries"]
+        return entries
+
+    def entries(self, start: int, end: int) -> Sequence[tuple[int, bytes]]:
+        return [
+            (int(e["index"]), base64.b64decode(e["leaf"])) for e in self.entry_pages(start, end)
+        ]
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        body = _get(self.client, "/v1/log/proof/inclusion", index=index, tree_size=tree_size)
+        return [base64.b64decode(p) for p in body.json()["proof"]]
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        body = _get(self.client, "/v1/log/proof/consistency", first=first, second=second)
+        return [base64.b64decode(p) for p in body.json()["proof"]]
+
+
+def _pinned_key(key: str | None) -> Verifier | None:
+    if key is None:
+        return None
+    from services.audit.domain.checkpoint import CheckpointError, Verifier
+
+    text = Path(key).read_text() if Path(key).is_file() else key
+    try:
+        return Verifier.from_key(text)
+    except CheckpointError as exc:
+        _fail(f"--key: {exc}")
+
+
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        help="The log's verifier key (text or a file) obtained independently. Default: the "
+        "key the log serves.",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def checkpoint(
+    ctx: typer.Context,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Write the checkpoint to this file.")
+    ] = None,
+) -> None:
+    """Print the latest signed checkpoint, or save it for a later `verify --against`."""
+    from services.audit.domain.checkpoint import CheckpointError, Verifier
+
+    with _client(ctx) as client:
+        source = HttpLogSource(client)
+        note = source.checkpoint()
+        try:
+            head = Verifier.from_key(source.verifier_key()).open_checkpoint(note)
+        except CheckpointError as exc:
+            _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
+    if save is None:
+        typer.echo(note, nl=False)
+        return
+    save.write_text(note)
+    _console().print(f"saved the checkpoint of {head.size} leaves to {escape(str(save))}")
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    against: Annotated[
+        Path | None,
+        typer.Option("--against", help="A checkpoint saved earlier: check consistency with it."),
+    ] = None,
+    key: KeyOption = None,
+) -> None:
+    """Recompute the tree from the stored leaves and check it against the signed checkpoint."""
+    from services.audit.domain.verification import verify_log
+
+    saved = None
+    if against is not None:
+        try:
+            saved = against.read_text()
+        except OSError as exc:
+            _fail(f"--against: {exc}")
+    verifier = _pinned_key(key)
+    with _client(ctx) as client, _progress("verifying") as progress:
+        report = verify_log(
+            HttpLogSource(client), verifier=verifier, against=saved, progress=progress
+        )
+    console = _console()
+    if report.ok and report.checkpoint is not None:
+        console.print(
+            f"[green]OK[/] {report.leaves} leaves hash to the signed root of tree size "
+            f"{report.checkpoint.size}"
+            + (
+                f"; consistent with the saved checkpoint of {report.against.size} leaves"
+                if report.against is not None
+                else ""
+            )
+        )
+        return
+    for finding in report.findings:
+        where = "" if finding.index is None else f" (leaf {finding.index})"
+        console.print(f"[red]FAIL[/] {finding.kind}{where}: {escape(finding.detail)}")
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _whole_log_entries(source: HttpLogSource, size: int, progress: Any) -> list[dict[str, Any]]:
+    from services.audit.domain.merkle import Frontier, NodeId, inclusion_plan, leaf_hash
+
+    entries: list[dict[str, Any]] = []
+    while len(entries) < size:
+        page = source.entry_pages(len(entries), min(size, len(entries) + 1000))
+        if not page:
+            _fail(f"the log served {len(entries)} of the checkpoint's {size} leaves", EXIT_FAILED)
+        entries.extend(page)
+        progress(len(entries), size)
+    # Every leaf is here, so the proofs are computed locally instead of asked for one by one.
+    frontier = Frontier()
+    nodes: dict[NodeId, bytes] = {}
+    for entry in entries:
+        nodes.update(frontier.append(leaf_hash(base64.b64decode(entry["leaf"]))))
+    for entry in entries:
+        plan = inclusion_plan(int(entry["index"]), size)
+        entry["inclusion_proof"] = [base64.b64encode(h).decode() for h in plan.assemble(nodes)]
+    return entries
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    application: Annotated[
+        str | None, typer.Argument(help="The application id.", show_default=False)
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Export the whole log.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Bundle file. Default: standard output.")
+    ] = None,
+) -> None:
+    """Write a bundle (entries, inclusion proofs, checkpoint, key) that verifies offline."""
+    from services.audit.domain.bundle import make_bundle
+    from services.audit.domain.checkpoint import CheckpointError, Verifier
+
+    if (application is None) == (not everything):
+        _fail("give an application id or --all (not both)")
+    with _client(ctx) as client:
+        source = HttpLogSource(client)
+        key = source.verifier_key()
+        if application is not None:
+            history = _get(client, f"/v1/applications/{application}/history").json()
+            note = history["checkpoint"]
+            entries = [
+                {
+                    "index": r["index"],
+                    "leaf": r["leaf"],
+                    "topic": r["topic"],
+                    "logged_at": r["logged_at"],
+                    "inclusion_proof": r["inclusion_proof"],
+                }
+                for r in history["records"]
+            ]
+        else:
+            note = source.checkpoint()
+            try:
+                size = Verifier.from_key(key).open_checkpoint(note).size
+            except CheckpointError as exc:
+                _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
+            with _progress("exporting") as progress:
+                entries = _whole_log_entries(source, size, progress)
+    bundle = make_bundle(
+        application_id=application, verifier_key=key, checkpoint=note, entries=entries
+    )
+    text = json.dumps(bundle, indent=1) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        _err_console().print(f"wrote {len(entries)} entries to {escape(str(output))}")
+
+
+@app.command("verify-bundle")
+def verify_bundle_command(
+    bundle_file: Annotated[Path, typer.Argument(help="A bundle written by `audit export`.")],
+    key: KeyOption = None,
+) -> None:
+    """Check a bundle offline: signature, every inclusion proof (and the root, for --all)."""
+    from services.audit.domain.bundle import BundleError, verify_bundle
+
+    try:
+        bundle = json.loads(bundle_file.read_text())
+    except (OSError, ValueError) as exc:
+        _fail(f"{bundle_file}: {exc}")
+    verifier = _pinned_key(key)
+    try:
+        with _progress("checking") as progress:
+            count, size = verify_bundle(bundle, verifier=verifier, progress=progress)
+    except BundleError as exc:
+        _console().print(f"[red]FAIL[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_FAILED) from None
+    which = "the key the bundle carries" if verifier is None else "the given key"
+    _console().print(
+        f"[green]OK[/] {count} entries are in the log of {size} leaves signed by {which}"
+    )
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    application: Annotated[str, typer.Argument(help="The application id.")],
+) -> None:
+    """An application's records across every topic, in log order, each with its proof."""
+    from services.audit.domain.checkpoint import CheckpointError, Verifier
+    from services.audit.domain.merkle import ProofError, leaf_hash, verify_inclusion
+
+    with _client(ctx) as client:
+        source = HttpLogSource(client)
+        body = _get(client, f"/v1/applications/{application}/history").json()
+        try:
+            head = Verifier.from_key(source.verifier_key()).open_checkpoint(body["checkpoint"])
+        except CheckpointError as exc:
+            _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
+    table = Table(title=f"{application}: {len(body['records'])} records, tree size {head.size}")
+    for column in ("leaf", "logged at", "topic", "type", "actor", "reason / rules", "proof"):
+        table.add_column(column)
+    failed = False
+    for record in body["records"]:
+        envelope = record["envelope"]
+        actor = envelope.get("actor") or {}
+        detail = envelope.get("reason") or envelope.get("dead_letter_reason") or ""
+        if envelope.get("rule_set_version"):
+            detail = f"rules {envelope['rule_set_version']} {detail}".strip()
+        try:
+            verify_inclusion(
+                leaf_hash(base64.b64decode(record["leaf"])),
+                record["index"],
+                head.size,
+                [base64.b64decode(p) for p in record["inclusion_proof"]],
+                head.root,
+            )
+            proof = "[green]ok[/]"
+        except ProofError:
+            proof, failed = "[red]FAIL[/]", True
+        table.add_row(
+            str(record["index"]),
+            record["logged_at"],
+            record["topic"],
+            escape(envelope.get("type") or "(undecodable)"),
+            escape(f"{actor.get('kind', '')} {actor.get('id', '')}".strip()),
+            escape(detail),
+            proof,
+        )
+    _console().print(table)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("new-key")
+def new_key(
+    name: Annotated[
+        str, typer.Option("--name", help="The log's origin, which names the key.")
+    ] = "incentives.example/audit",
+) -> None:
+    """Print a new Ed25519 checkpoint signing key; the verifier key to publish goes to stderr."""
+    from services.audit.domain.checkpoint import CheckpointError, Signer
+
+    try:
+        signer = Signer.generate(name)
+    except CheckpointError as exc:
+        _fail(f"--name: {exc}")
+    typer.echo(signer.key_text())
+    _err_console().print(f"verifier key: {signer.verifier.key_text()}", soft_wrap=True)

@@ -1,0 +1,554 @@
+"""Use cases of the disbursement service: each runs inside one unit of work and stages its events.
+
+Message handlers, the payout worker, reconciliation and the admin routes call these; none of
+them commits. A command that cannot be applied raises a
+:class:`~services.kit.errors.FinalError` before anything is staged, and the caller's rollback
+leaves no trace of it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+from contracts.envelope import Actor
+from contracts.money import Balance, Money
+from contracts.v1.common import TrancheFailureReason
+from contracts.v1.disbursement import (
+    AwardCancelled,
+    AwardOpened,
+    BudgetExhausted,
+    CancelAward,
+    OpenAward,
+    ReleaseTranche,
+    Tranche,
+    TrancheFailed,
+    TranchePaid,
+    TrancheReleased,
+)
+from services.disbursement import store
+from services.disbursement.domain import (
+    MAX_AMOUNT,
+    OPEN_PAYMENTS,
+    AccountKind,
+    AwardState,
+    Overdrawn,
+    PaymentState,
+    TrancheState,
+    award_account,
+    budget_account,
+    in_minor_units,
+    pay,
+    quantum,
+    release,
+    reserve,
+    retry_delay,
+    top_up,
+)
+from services.disbursement.models import AWARDS, BUDGETS, PAYMENTS, TRANCHES
+from services.kit.errors import BusinessRefusal, Conflict, NotFound, ValidationFailed
+from services.kit.events import Origin, stage_event
+from services.kit.uow import UnitOfWork
+
+PRODUCER = "disbursement"
+SYSTEM = Actor.system("disbursement")
+
+
+def _stage(uow: UnitOfWork, payload: BaseModel, **where: Any) -> None:
+    stage_event(uow, payload, producer=PRODUCER, **where)
+
+
+def as_money(amount: Decimal, currency: str) -> Money:
+    """An amount (as stored, four decimals) in its currency's minor units."""
+    return Money.of(Decimal(amount).quantize(quantum(currency)), currency)
+
+
+def as_balance(amount: Decimal, currency: str) -> Balance:
+    """A stored balance (zero allowed) in its currency's minor units."""
+    return Balance.model_validate(
+        {"amount": Decimal(amount).quantize(quantum(currency)), "currency": currency}
+    )
+
+
+def _amount_error(amount: Decimal, currency: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{amount} is not a bookable amount: whole {currency} minor units, at most {MAX_AMOUNT}",
+        extensions={
+            "errors": [
+                {
+                    "pointer": "#/amount/amount",
+                    "field": "amount.amount",
+                    "message": f"whole {currency} minor units, at most {MAX_AMOUNT}",
+                    "type": "decimal_places",
+                }
+            ]
+        },
+    )
+
+
+# --- budgets -------------------------------------------------------------------------------------
+
+
+async def create_budget(
+    uow: UnitOfWork,
+    *,
+    incentive_type: str,
+    fiscal_year: int,
+    amount: Money,
+    origin: Origin,
+    now: datetime,
+) -> str:
+    """Create the budget of an incentive type and fiscal year and fund it with ``amount``."""
+    budget_id = f"{incentive_type}-{fiscal_year}"
+    if not in_minor_units(amount.amount, amount.currency):
+        raise _amount_error(amount.amount, amount.currency)
+    if await store.budget(uow.session, budget_id) is not None:
+        raise Conflict(f"budget {budget_id} exists already; top it up instead")
+    await store.insert(
+        uow.session,
+        BUDGETS,
+        {
+            "id": budget_id,
+            "incentive_type": incentive_type,
+            "fiscal_year": fiscal_year,
+            "currency": amount.currency,
+            "created_at": now,
+        },
+    )
+    await _top_up(uow, budget_id, amount, origin, now, note="budget set")
+    return budget_id
+
+
+async def top_up_budget(
+    uow: UnitOfWork, budget_id: str, amount: Money, origin: Origin, now: datetime
+) -> None:
+    """Add ``amount`` to a budget's available money."""
+    found = await store.budget(uow.session, budget_id)
+    if found is None:
+        raise NotFound(f"budget {budget_id} not found")
+    if found.currency != amount.currency:
+        raise ValidationFailed(
+            f"budget {budget_id} is kept in {found.currency}",
+            extensions={
+                "errors": [
+                    {
+                        "pointer": "#/amount/currency",
+                        "field": "amount.currency",
+                        "message": f"must be {found.currency}",
+                        "type": "currency_mismatch",
+                    }
+                ]
+            },
+        )
+    if not in_minor_units(amount.amount, amount.currency):
+        raise _amount_error(amount.amount, amount.currency)
+    await _top_up(uow, budget_id, amount, origin, now, note="top-up")
+
+
+async def _top_up(
+    uow: UnitOfWork, budget_id: str, amount: Money, origin: Origin, now: datetime, *, note: str
+) -> None:
+    await store.apply(
+        uow.session,
+        top_up(budget_id, amount.amount),
+        currency=amount.currency,
+        budget_id=budget_id,
+        actor=origin.who,
+        note=note,
+        now=now,
+    )
+
+
+# --- awards --------------------------------------------------------------------------------------
+
+
+async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: datetime) -> None:
+    """Reserve the award's total in its budget and store its schedule; ``budget.exhausted``
+    (and no award) when the budget cannot cover it or does not exist. Opening an award twice
+    does nothing."""
+    session = uow.session
+    if await store.award(session, command.award_id) is not None:
+        return
+    budget = await store.budget(session, command.budget_id)
+    currency = command.total.currency
+    if not in_minor_units(command.total.amount, currency):
+        raise BusinessRefusal(f"{command.total} is not a bookable amount")
+    if budget is not None and budget.currency != currency:
+        raise BusinessRefusal(f"budget {command.budget_id} is kept in {budget.currency}")
+    correlation_id = origin.correlation_id or uuid.uuid4()
+    try:
+        if budget is None:  # no budget for that year (yet): nothing is available
+            raise Overdrawn(f"budget {command.budget_id} does not exist")
+        await store.apply(
+            session,
+            reserve(command.budget_id, command.award_id, command.total.amount),
+            currency=currency,
+            budget_id=command.budget_id,
+            award_id=command.award_id,
+            actor=origin.who,
+            note=f"reserved for {command.application_id}",
+            now=now,
+        )
+    except Overdrawn:
+        available = await store.balances(
+            session, [budget_account(command.budget_id, AccountKind.AVAILABLE)]
+        )
+        _stage(
+            uow,
+            BudgetExhausted(
+                budget_id=command.budget_id,
+                award_id=command.award_id,
+                application_id=command.application_id,
+                requested=command.total,
+                available=as_balance(next(iter(available.values())), currency),
+                detected_at=now,
+            ),
+            subject=command.application_id,
+            origin=origin,
+            correlation_id=correlation_id,
+            now=now,
+        )
+        return
+    await store.insert(
+        session,
+        AWARDS,
+        {
+            "id": command.award_id,
+            "application_id": command.application_id,
+            "firm_id": command.firm_id,
+            "budget_id": command.budget_id,
+            "total": command.total.amount,
+            "currency": currency,
+            "state": AwardState.OPEN.value,
+            "correlation_id": str(correlation_id),
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    for tranche in command.tranches:
+        await store.insert(
+            session,
+            TRANCHES,
+            {
+                "award_id": command.award_id,
+                "sequence": tranche.sequence,
+                "amount": tranche.amount.amount,
+                "milestone": tranche.milestone,
+                "state": TrancheState.SCHEDULED.value,
+                "updated_at": now,
+            },
+        )
+    _stage(
+        uow,
+        AwardOpened(
+            award_id=command.award_id,
+            application_id=command.application_id,
+            firm_id=command.firm_id,
+            budget_id=command.budget_id,
+            total=command.total,
+            tranches=[Tranche.model_validate(t.model_dump()) for t in command.tranches],
+            opened_at=now,
+        ),
+        subject=command.application_id,
+        origin=origin,
+        correlation_id=correlation_id,
+        now=now,
+    )
+
+
+async def _open_award(session: Any, award_id: str) -> Any:
+    award = await store.award(session, award_id, lock=True)
+    if award is None:
+        raise BusinessRefusal(f"award {award_id} does not exist")
+    return award
+
+
+async def release_tranche(
+    uow: UnitOfWork, command: ReleaseTranche, origin: Origin, now: datetime
+) -> str | None:
+    """Release a tranche: store its payment (id generated here, before any rail call) for the
+    payout worker. Returns the payment id; None when the tranche was released already."""
+    session = uow.session
+    award = await _open_award(session, command.award_id)
+    if award.state != AwardState.OPEN.value:
+        raise BusinessRefusal(f"award {command.award_id} is {award.state}")
+    t = TRANCHES.c
+    tranche = await store.one(
+        session, TRANCHES, t.award_id == command.award_id, t.sequence == command.sequence
+    )
+    if tranche is None:
+        raise BusinessRefusal(f"award {command.award_id} has no tranche {command.sequence}")
+    if tranche.state != TrancheState.SCHEDULED.value:
+        return None  # released before: its payment exists, one per tranche
+    payment_id = f"pay_{uuid.uuid4().hex}"
+    await store.update(
+        session,
+        TRANCHES,
+        t.award_id == command.award_id,
+        t.sequence == command.sequence,
+        t.state == TrancheState.SCHEDULED.value,
+        state=TrancheState.RELEASED.value,
+        updated_at=now,
+    )
+    await store.insert(
+        session,
+        PAYMENTS,
+        {
+            "id": payment_id,
+            "award_id": command.award_id,
+            "sequence": command.sequence,
+            "amount": tranche.amount,
+            "currency": award.currency,
+            "beneficiary": award.firm_id,
+            "state": PaymentState.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    _stage(
+        uow,
+        TrancheReleased(
+            award_id=command.award_id,
+            application_id=command.application_id,
+            sequence=command.sequence,
+            amount=as_money(tranche.amount, award.currency),
+            idempotency_key=payment_id,
+            released_at=now,
+        ),
+        subject=command.application_id,
+        origin=origin,
+        correlation_id=uuid.UUID(award.correlation_id),
+        now=now,
+    )
+    return payment_id
+
+
+async def cancel_award(
+    uow: UnitOfWork, command: CancelAward, origin: Origin, now: datetime
+) -> None:
+    """Cancel an award: unpaid tranches are cancelled and what is reserved and not in flight
+    goes back to the budget. Cancelling twice does nothing."""
+    session = uow.session
+    award = await _open_award(session, command.award_id)
+    if award.state == AwardState.CANCELLED.value:
+        return
+    if award.state == AwardState.CLOSED.value:
+        raise BusinessRefusal(f"award {command.award_id} is closed: every tranche was paid")
+    p, t = PAYMENTS.c, TRANCHES.c
+    # Payments not sent yet are withdrawn; those sent keep their reservation until settled.
+    await store.update(
+        session,
+        PAYMENTS,
+        p.award_id == command.award_id,
+        p.state == PaymentState.PENDING.value,
+        p.attempts == 0,
+        state=PaymentState.CANCELLED.value,
+        updated_at=now,
+    )
+    in_flight = [
+        r for r in await store.payments_of(session, command.award_id) if r.state in OPEN_PAYMENTS
+    ]
+    flying = {r.sequence for r in in_flight}
+    for tranche in await store.tranches_of(session, command.award_id):
+        if tranche.state in (TrancheState.SCHEDULED.value, TrancheState.RELEASED.value) and (
+            tranche.sequence not in flying
+        ):
+            await store.update(
+                session,
+                TRANCHES,
+                t.award_id == command.award_id,
+                t.sequence == tranche.sequence,
+                state=TrancheState.CANCELLED.value,
+                updated_at=now,
+            )
+    reserved_account = award_account(command.award_id, AccountKind.RESERVED)
+    reserved = (await store.balances(session, [reserved_account]))[reserved_account]
+    returned = reserved - sum((Decimal(r.amount) for r in in_flight), Decimal(0))
+    if returned > 0:
+        await store.apply(
+            session,
+            release(award.budget_id, command.award_id, returned),
+            currency=award.currency,
+            budget_id=award.budget_id,
+            award_id=command.award_id,
+            actor=origin.who,
+            note=f"award cancelled: {command.reason}",
+            now=now,
+        )
+    await store.update(
+        session,
+        AWARDS,
+        AWARDS.c.id == command.award_id,
+        state=AwardState.CANCELLED.value,
+        updated_at=now,
+    )
+    _stage(
+        uow,
+        AwardCancelled(
+            award_id=command.award_id,
+            application_id=command.application_id,
+            reason_code=command.reason_code,
+            reason=command.reason,
+            returned_to_budget=as_balance(max(returned, Decimal(0)), award.currency),
+            cancelled_at=now,
+        ),
+        subject=command.application_id,
+        origin=origin,
+        correlation_id=uuid.UUID(award.correlation_id),
+        now=now,
+    )
+
+
+# --- payouts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RailAnswer:
+    """What the rail said about a payment (or that it could not say)."""
+
+    state: PaymentState | None  # PAID, REJECTED, or None for a transient failure
+    reference: str | None = None
+    reason: str | None = None
+    reason_code: TrancheFailureReason = TrancheFailureReason.RAIL_REJECTED
+    #: True when the request may have reached the rail (a timeout): the outcome is unknown.
+    maybe_sent: bool = False
+
+
+async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: datetime) -> None:
+    """Record the rail's answer for a payment, once: a paid or rejected payment stays so."""
+    session = uow.session
+    payment = await store.payment(session, payment_id, lock=True)
+    if payment is None or payment.state not in OPEN_PAYMENTS:
+        return
+    p = PAYMENTS.c
+    if answer.state is None:  # transient: try again later with the same key
+        attempts = payment.attempts + 1
+        state = PaymentState.UNKNOWN if answer.maybe_sent else PaymentState(payment.state)
+        await store.update(
+            session,
+            PAYMENTS,
+            p.id == payment_id,
+            state=state.value,
+            attempts=attempts,
+            next_attempt_at=now + timedelta(seconds=retry_delay(attempts)),
+            last_error=answer.reason,
+            updated_at=now,
+        )
+        return
+    award = await store.award(session, payment.award_id, lock=True)
+    origin = Origin(SYSTEM)
+    t = TRANCHES.c
+    amount = as_money(Decimal(payment.amount), payment.currency)
+    common: dict[str, Any] = {
+        "subject": award.application_id,
+        "origin": origin,
+        "correlation_id": uuid.UUID(award.correlation_id),
+        "now": now,
+    }
+    tranche_where = (t.award_id == payment.award_id, t.sequence == payment.sequence)
+    if answer.state is PaymentState.PAID:
+        await store.apply(
+            session,
+            pay(payment.award_id, Decimal(payment.amount)),
+            currency=payment.currency,
+            budget_id=award.budget_id,
+            award_id=payment.award_id,
+            sequence=payment.sequence,
+            actor=origin.who,
+            note=f"paid by the rail, reference {answer.reference}",
+            now=now,
+        )
+        await store.update(
+            session,
+            PAYMENTS,
+            p.id == payment_id,
+            state=PaymentState.PAID.value,
+            rail_reference=answer.reference,
+            updated_at=now,
+        )
+        await store.update(
+            session, TRANCHES, *tranche_where, state=TrancheState.PAID.value, updated_at=now
+        )
+        _stage(
+            uow,
+            TranchePaid(
+                award_id=payment.award_id,
+                application_id=award.application_id,
+                sequence=payment.sequence,
+                amount=amount,
+                idempotency_key=payment_id,
+                payment_reference=answer.reference or payment_id,
+                paid_at=now,
+            ),
+            **common,
+        )
+        tranches = await store.tranches_of(session, payment.award_id)
+        if award.state == AwardState.OPEN.value and all(
+            r.state == TrancheState.PAID.value for r in tranches
+        ):
+            await store.update(
+                session,
+                AWARDS,
+                AWARDS.c.id == payment.award_id,
+                state=AwardState.CLOSED.value,
+                updated_at=now,
+            )
+        return
+    await store.update(
+        session,
+        PAYMENTS,
+        p.id == payment_id,
+        state=PaymentState.REJECTED.value,
+        last_error=answer.reason,
+        updated_at=now,
+    )
+    await store.update(
+        session, TRANCHES, *tranche_where, state=TrancheState.FAILED.value, updated_at=now
+    )
+    if award.state == AwardState.CANCELLED.value:  # its reservation was kept for this payment
+        await store.apply(
+            session,
+            release(award.budget_id, payment.award_id, Decimal(payment.amount)),
+            currency=payment.currency,
+            budget_id=award.budget_id,
+            award_id=payment.award_id,
+            actor=origin.who,
+            note="payment of a cancelled award rejected",
+            now=now,
+        )
+    _stage(
+        uow,
+        TrancheFailed(
+            award_id=payment.award_id,
+            application_id=award.application_id,
+            sequence=payment.sequence,
+            amount=amount,
+            idempotency_key=payment_id,
+            reason_code=answer.reason_code,
+            reason=answer.reason or "The payment rail rejected the payment.",
+            retryable=False,
+            failed_at=now,
+        ),
+        **common,
+    )
+
+
+async def back_to_pending(uow: UnitOfWork, payment_id: str, now: datetime) -> None:
+    """An ``unknown`` payment the rail never made: send it again (same key) when due."""
+    p = PAYMENTS.c
+    await store.update(
+        uow.session,
+        PAYMENTS,
+        p.id == payment_id,
+        p.state == PaymentState.UNKNOWN.value,
+        state=PaymentState.PENDING.value,
+        next_attempt_at=now,
+        updated_at=now,
+    )

@@ -1,0 +1,270 @@
+"""The money rules, free of I/O: tranche arithmetic and the double-entry ledger.
+
+- **Tranches.** An award is split by a schedule of shares (settings, e.g. signing 40%,
+  milestone 1 30%, milestone 2 30%). Each amount is rounded down to the currency's minor unit
+  and the remainder goes to the last tranche, so the tranches always add up to the total.
+- **The ledger.** Money moves only as transfers between two accounts, one leg each way, so
+  every transfer sums to zero by construction:
+
+  ``funding`` → ``budget available`` (a top-up), ``budget available`` → ``reserved for an
+  award`` (an award opens), ``reserved`` → ``paid to the firm`` (a tranche is paid), and
+  ``reserved`` → ``budget available`` (a cancelled award gives back what was not paid).
+
+  Every account except a budget's funding source must never go negative. The database store
+  enforces the same with a CHECK on the balance rows; :class:`Ledger` is the in-memory
+  statement of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from enum import StrEnum
+
+from contracts.iso import minor_units
+
+HUNDRED = Decimal(100)
+#: The largest amount the ledger books (stored as ten-thousandths in a signed 64-bit integer):
+#: 900 trillion in any currency, beyond any program budget.
+MAX_AMOUNT = Decimal(900_000_000_000_000)
+
+
+class ScheduleError(ValueError):
+    """A tranche schedule that does not describe a whole award."""
+
+
+@dataclass(frozen=True)
+class Share:
+    """One tranche of a schedule: its name (what releases it) and its percentage."""
+
+    name: str
+    percent: Decimal
+
+
+def parse_schedule(text: str) -> tuple[Share, ...]:
+    """Shares from ``"signing:40,milestone 1:30,milestone 2:30"``; they must add up to 100."""
+    shares: list[Share] = []
+    for part in text.split(","):
+        name, sep, value = part.rpartition(":")
+        try:
+            percent = Decimal(value.strip())
+        except ArithmeticError as exc:
+            raise ScheduleError(f"{part.strip()!r}: the share is not a number") from exc
+        if not sep or not name.strip():
+            raise ScheduleError(f"{part.strip()!r}: write it as name:percent")
+        if not percent.is_finite() or percent <= 0:
+            raise ScheduleError(f"{part.strip()!r}: a share is a positive percentage")
+        shares.append(Share(name.strip(), percent))
+    if sum((s.percent for s in shares), Decimal(0)) != HUNDRED:
+        raise ScheduleError("the shares of a schedule add up to 100")
+    return tuple(shares)
+
+
+def quantum(currency: str) -> Decimal:
+    """The currency's minor unit as a Decimal exponent: 0.01 for EUR, 1 for JPY."""
+    digits = minor_units(currency)
+    if digits is None:  # metals and units of account: never money (the contracts refuse them)
+        raise ValueError(f"{currency} has no minor unit")
+    return Decimal(1).scaleb(-digits)
+
+
+def in_minor_units(amount: Decimal, currency: str) -> bool:
+    """Whether ``amount`` is a whole number of the currency's minor units (and bookable)."""
+    return amount <= MAX_AMOUNT and amount == amount.quantize(
+        quantum(currency), rounding=ROUND_DOWN
+    )
+
+
+def split(total: Decimal, currency: str, shares: Sequence[Share]) -> list[Decimal]:
+    """The tranche amounts of ``total``: rounded down to the minor unit, remainder last."""
+    if total <= 0 or not in_minor_units(total, currency):
+        raise ScheduleError(f"{total} {currency} is not a positive amount in minor units")
+    step = quantum(currency)
+    amounts = [(total * s.percent / HUNDRED).quantize(step, rounding=ROUND_DOWN) for s in shares]
+    amounts[-1] = total - sum(amounts[:-1], Decimal(0))
+    return amounts
+
+
+# --- the ledger ----------------------------------------------------------------------------------
+
+
+class AccountKind(StrEnum):
+    """What an account holds."""
+
+    #: Where a budget's money comes from; it goes negative by what was put in.
+    FUNDING = "funding"
+    #: A budget's money not yet promised to anyone.
+    AVAILABLE = "available"
+    #: Money promised to an award and not yet paid.
+    RESERVED = "reserved"
+    #: Money paid to the firm of an award.
+    PAID = "paid"
+
+
+def may_go_negative(kind: AccountKind) -> bool:
+    """Only a funding source: every other balance stays at or above zero."""
+    return kind is AccountKind.FUNDING
+
+
+def budget_account(budget_id: str, kind: AccountKind) -> str:
+    """The account id of a budget's funding source or available money."""
+    return f"budget:{budget_id}:{kind}"
+
+
+def award_account(award_id: str, kind: AccountKind) -> str:
+    """The account id of what is reserved for, or paid to, an award."""
+    return f"award:{award_id}:{kind}"
+
+
+class Cause(StrEnum):
+    """Why money moved."""
+
+    TOP_UP = "top_up"
+    RESERVE = "reserve"
+    PAY = "pay"
+    RELEASE = "release"
+
+
+#: The moves each cause makes: (from kind, to kind).
+MOVES: Mapping[Cause, tuple[AccountKind, AccountKind]] = {
+    Cause.TOP_UP: (AccountKind.FUNDING, AccountKind.AVAILABLE),
+    Cause.RESERVE: (AccountKind.AVAILABLE, AccountKind.RESERVED),
+    Cause.PAY: (AccountKind.RESERVED, AccountKind.PAID),
+    Cause.RELEASE: (AccountKind.RESERVED, AccountKind.AVAILABLE),
+}
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A balanced move of ``amount`` from one account to another."""
+
+    cause: Cause
+    debit: str
+    credit: str
+    amount: Decimal
+
+    def __post_init__(self) -> None:
+        if self.amount <= 0:
+            raise ValueError("a transfer moves a positive amount")
+        if self.debit == self.credit:
+            raise ValueError("a transfer moves money between two accounts")
+
+    def entries(self) -> tuple[tuple[str, Decimal], tuple[str, Decimal]]:
+        """Its two legs: they sum to zero."""
+        return ((self.debit, -self.amount), (self.credit, self.amount))
+
+
+def top_up(budget_id: str, amount: Decimal) -> Transfer:
+    return Transfer(
+        Cause.TOP_UP,
+        budget_account(budget_id, AccountKind.FUNDING),
+        budget_account(budget_id, AccountKind.AVAILABLE),
+        amount,
+    )
+
+
+def reserve(budget_id: str, award_id: str, amount: Decimal) -> Transfer:
+    return Transfer(
+        Cause.RESERVE,
+        budget_account(budget_id, AccountKind.AVAILABLE),
+        award_account(award_id, AccountKind.RESERVED),
+        amount,
+    )
+
+
+def pay(award_id: str, amount: Decimal) -> Transfer:
+    return Transfer(
+        Cause.PAY,
+        award_account(award_id, AccountKind.RESERVED),
+        award_account(award_id, AccountKind.PAID),
+        amount,
+    )
+
+
+def release(budget_id: str, award_id: str, amount: Decimal) -> Transfer:
+    return Transfer(
+        Cause.RELEASE,
+        award_account(award_id, AccountKind.RESERVED),
+        budget_account(budget_id, AccountKind.AVAILABLE),
+        amount,
+    )
+
+
+def kind_of(account: str) -> AccountKind:
+    """The kind of an account id made by :func:`budget_account` or :func:`award_account`."""
+    return AccountKind(account.rsplit(":", 1)[1])
+
+
+class Overdrawn(Exception):
+    """A transfer that would take an account below zero."""
+
+
+@dataclass
+class Ledger:
+    """The ledger in memory: balances and the transfers that made them."""
+
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    transfers: list[Transfer] = field(default_factory=list)
+
+    def apply(self, transfer: Transfer) -> None:
+        """Apply ``transfer``, or raise :class:`Overdrawn` and change nothing."""
+        after = self.balances.get(transfer.debit, Decimal(0)) - transfer.amount
+        if after < 0 and not may_go_negative(kind_of(transfer.debit)):
+            raise Overdrawn(f"{transfer.debit} holds less than {transfer.amount}")
+        for account, amount in transfer.entries():
+            self.balances[account] = self.balances.get(account, Decimal(0)) + amount
+        self.transfers.append(transfer)
+
+    def balance(self, account: str) -> Decimal:
+        return self.balances.get(account, Decimal(0))
+
+
+# --- awards and payouts --------------------------------------------------------------------------
+
+
+class AwardState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class TrancheState(StrEnum):
+    """Where a tranche stands, as the firm sees it."""
+
+    SCHEDULED = "scheduled"
+    RELEASED = "released"
+    PAID = "paid"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class PaymentState(StrEnum):
+    """Where a payout stands with the rail."""
+
+    #: Stored, not yet answered by the rail (to send, or to send again with the same key).
+    PENDING = "pending"
+    #: Sent, but the answer was lost (a timeout): reconciliation asks the rail.
+    UNKNOWN = "unknown"
+    PAID = "paid"
+    REJECTED = "rejected"
+    #: Never sent: its award was cancelled first.
+    CANCELLED = "cancelled"
+
+
+#: Payments whose outcome is still open.
+OPEN_PAYMENTS = (PaymentState.PENDING, PaymentState.UNKNOWN)
+
+#: Retry delays of a payout the rail could not take, capped.
+RETRY_BASE_SECONDS = 1.0
+RETRY_CAP_SECONDS = 300.0
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next attempt after ``attempts`` transient failures."""
+    return float(min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+def fiscal_year_budget_id(incentive_type: str, fiscal_year: int) -> str:
+    """The id of the budget of one incentive type and fiscal year, e.g. ``grant-2027``."""
+    return f"{incentive_type}-{fiscal_year}"

@@ -1,0 +1,205 @@
+"""Statements of the disbursement service: every read and write of its tables goes through here.
+
+Nothing here commits: callers own the unit of work. Balances change only through
+:func:`apply`: the debited account by one UPDATE conditional on the result staying at or above
+zero (or on the account being a funding source), the credited one by one UPDATE, and the
+transfer row written beside them, all in the caller's transaction. The CHECK on
+``ledger_accounts`` backs the condition up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.disbursement.domain import Overdrawn, Transfer, kind_of
+from services.disbursement.models import (
+    ACCOUNTS,
+    AWARDS,
+    BUDGETS,
+    PAYMENTS,
+    TRANCHES,
+    TRANSFERS,
+)
+
+
+async def _conn(session: AsyncSession) -> AsyncConnection:
+    return await session.connection()
+
+
+def _insert_ignore(session: AsyncSession, table: sa.Table) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def _locking(statement: sa.Select[Any], session: AsyncSession) -> sa.Select[Any]:
+    if session.get_bind().dialect.name == "postgresql":
+        return statement.with_for_update()
+    return statement
+
+
+async def one(session: AsyncSession, table: sa.Table, *where: Any, lock: bool = False) -> Any:
+    """The row of ``table`` matching ``where``, or None."""
+    statement = sa.select(table).where(*where)
+    if lock:
+        statement = _locking(statement, session)
+    return (await (await _conn(session)).execute(statement)).first()
+
+
+async def rows(session: AsyncSession, statement: sa.Select[Any]) -> list[Any]:
+    return list((await (await _conn(session)).execute(statement)).all())
+
+
+async def insert(session: AsyncSession, table: sa.Table, values: dict[str, Any]) -> None:
+    await (await _conn(session)).execute(table.insert(), values)
+
+
+async def update(session: AsyncSession, table: sa.Table, *where: Any, **values: Any) -> int:
+    """UPDATE ... WHERE ``where``; returns the number of rows changed."""
+    result = await (await _conn(session)).execute(table.update().where(*where).values(**values))
+    return int(result.rowcount)
+
+
+# --- the ledger ----------------------------------------------------------------------------------
+
+
+async def ensure_account(session: AsyncSession, account: str, currency: str) -> None:
+    await (await _conn(session)).execute(
+        _insert_ignore(session, ACCOUNTS),
+        {"id": account, "kind": kind_of(account).value, "currency": currency, "balance": 0},
+    )
+
+
+async def apply(
+    session: AsyncSession,
+    transfer: Transfer,
+    *,
+    currency: str,
+    budget_id: str,
+    actor: str,
+    note: str,
+    now: datetime,
+    award_id: str | None = None,
+    sequence: int | None = None,
+) -> None:
+    """Move money; :class:`Overdrawn` (nothing written) when the debit would go below zero."""
+    conn = await _conn(session)
+    for account in (transfer.debit, transfer.credit):
+        await ensure_account(session, account, currency)
+    a = ACCOUNTS.c
+    debited = await conn.execute(
+        ACCOUNTS.update()
+        .where(
+            a.id == transfer.debit,
+            a.currency == currency,
+            sa.or_(a.balance >= transfer.amount, a.kind == "funding"),
+        )
+        .values(balance=a.balance - transfer.amount)
+    )
+    if debited.rowcount != 1:
+        raise Overdrawn(f"{transfer.debit} holds less than {transfer.amount} {currency}")
+    await conn.execute(
+        ACCOUNTS.update().where(a.id == transfer.credit).values(balance=a.balance + transfer.amount)
+    )
+    await conn.execute(
+        TRANSFERS.insert(),
+        {
+            "cause": transfer.cause.value,
+            "debit": transfer.debit,
+            "credit": transfer.credit,
+            "amount": transfer.amount,
+            "currency": currency,
+            "budget_id": budget_id,
+            "award_id": award_id,
+            "sequence": sequence,
+            "actor": actor,
+            "note": note,
+            "created_at": now,
+        },
+    )
+
+
+async def balances(session: AsyncSession, accounts: Sequence[str]) -> dict[str, Decimal]:
+    """Balances of ``accounts`` (zero for accounts that never moved)."""
+    found = await rows(
+        session, sa.select(ACCOUNTS.c.id, ACCOUNTS.c.balance).where(ACCOUNTS.c.id.in_(accounts))
+    )
+    out = dict.fromkeys(accounts, Decimal(0))
+    out.update({r[0]: Decimal(r[1]) for r in found})
+    return out
+
+
+async def transfers(
+    session: AsyncSession, *, budget_id: str | None = None, award_id: str | None = None
+) -> list[Any]:
+    statement = sa.select(TRANSFERS).order_by(TRANSFERS.c.id)
+    if budget_id is not None:
+        statement = statement.where(TRANSFERS.c.budget_id == budget_id)
+    if award_id is not None:
+        statement = statement.where(TRANSFERS.c.award_id == award_id)
+    return await rows(session, statement)
+
+
+# --- budgets, awards, tranches, payments ---------------------------------------------------------
+
+
+async def budget(session: AsyncSession, budget_id: str) -> Any:
+    return await one(session, BUDGETS, BUDGETS.c.id == budget_id)
+
+
+async def all_budgets(session: AsyncSession) -> list[Any]:
+    return await rows(session, sa.select(BUDGETS).order_by(BUDGETS.c.id))
+
+
+async def award(session: AsyncSession, award_id: str, *, lock: bool = False) -> Any:
+    return await one(session, AWARDS, AWARDS.c.id == award_id, lock=lock)
+
+
+async def awards_of_budget(session: AsyncSession, budget_id: str) -> list[Any]:
+    return await rows(
+        session, sa.select(AWARDS).where(AWARDS.c.budget_id == budget_id).order_by(AWARDS.c.id)
+    )
+
+
+async def tranches_of(session: AsyncSession, award_id: str) -> list[Any]:
+    return await rows(
+        session,
+        sa.select(TRANCHES).where(TRANCHES.c.award_id == award_id).order_by(TRANCHES.c.sequence),
+    )
+
+
+async def payment(session: AsyncSession, payment_id: str, *, lock: bool = False) -> Any:
+    return await one(session, PAYMENTS, PAYMENTS.c.id == payment_id, lock=lock)
+
+
+async def payment_of(session: AsyncSession, award_id: str, sequence: int) -> Any:
+    return await one(
+        session, PAYMENTS, PAYMENTS.c.award_id == award_id, PAYMENTS.c.sequence == sequence
+    )
+
+
+async def payments_of(session: AsyncSession, award_id: str) -> list[Any]:
+    return await rows(
+        session,
+        sa.select(PAYMENTS).where(PAYMENTS.c.award_id == award_id).order_by(PAYMENTS.c.sequence),
+    )
+
+
+async def payments_in(
+    session: AsyncSession, states: Sequence[str], *, due_by: datetime | None, limit: int
+) -> list[Any]:
+    """Payments in ``states`` (due by ``due_by`` when given), oldest first."""
+    p = PAYMENTS.c
+    statement = sa.select(PAYMENTS).where(p.state.in_(states))
+    if due_by is not None:
+        statement = statement.where(p.next_attempt_at <= due_by)
+    return await rows(session, statement.order_by(p.next_attempt_at, p.id).limit(limit))

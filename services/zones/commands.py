@@ -1,0 +1,424 @@
+"""Use cases of the zones service: each runs inside one unit of work and stages its events.
+
+Message handlers, the expiry sweep and the admin routes all call these; none of them commits.
+The rules come from :mod:`services.zones.domain`, the statements from
+:mod:`services.zones.store`. A command that cannot be applied raises a
+:class:`~services.kit.errors.FinalError` before anything is staged, and the caller's rollback
+leaves no trace of it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from contracts.envelope import Actor
+from contracts.v1.common import UnitType, ZoneUnits
+from contracts.v1.zones import (
+    AllocateZoneSpace,
+    ConfirmZoneHold,
+    HoldZoneSpace,
+    ReleaseZoneSpace,
+    WaitlistEntry,
+    ZoneAllocated,
+    ZoneHeld,
+    ZoneHoldExpired,
+    ZoneRefused,
+    ZoneReleased,
+    ZoneWaitlisted,
+)
+from services.kit.errors import BusinessRefusal, Conflict, NotFound
+from services.kit.events import Origin, stage_event
+from services.kit.uow import UnitOfWork
+from services.zones import store
+from services.zones.domain import (
+    UNIT_LABELS,
+    HoldState,
+    Refusal,
+    SpaceRequest,
+    Zone,
+    can_move,
+    candidates,
+    counter_change,
+    expiry,
+    may_take_before,
+    no_capacity,
+    waking,
+)
+
+PRODUCER = "zones"
+#: The actor of what the service does on its own (expiry).
+SYSTEM = Actor.system("zones")
+
+
+def _stage(uow: UnitOfWork, payload: BaseModel, **where: Any) -> None:
+    stage_event(uow, payload, producer=PRODUCER, **where)
+
+
+def _units(rows: Iterable[Any]) -> list[ZoneUnits]:
+    return [ZoneUnits(zone_id=z, unit_type=u, quantity=q) for z, u, q in store.units_of(list(rows))]
+
+
+async def _count(
+    session: Any,
+    zone_id: str,
+    unit_type: UnitType,
+    current: HoldState | None,
+    target: HoldState,
+    quantity: int,
+) -> None:
+    """Change the counters as a record of ``quantity`` units moves ``current`` → ``target``."""
+    await store.shift(session, zone_id, unit_type, *counter_change(current, target, quantity))
+
+
+# --- holds and allocations ---------------------------------------------------------------------
+
+
+@dataclass
+class _Placed:
+    request: SpaceRequest
+    zone_id: str
+    state: HoldState
+
+
+async def hold(
+    uow: UnitOfWork,
+    command: HoldZoneSpace | AllocateZoneSpace,
+    origin: Origin,
+    now: datetime,
+    *,
+    default_hold_seconds: int,
+) -> None:
+    """Place a command's requests: held (or allocated, for ``zone.allocate``), waitlisted, or
+    refused as a whole. Repeating the allocation id changes nothing."""
+    session = uow.session
+    correlation_id = origin.correlation_id or uuid.uuid4()
+    confirm_now = isinstance(command, AllocateZoneSpace)
+    sector = command.sector if isinstance(command, HoldZoneSpace) else None
+    priority = command.priority if isinstance(command, HoldZoneSpace) else 0
+    hold_seconds = (
+        command.hold_seconds if isinstance(command, HoldZoneSpace) else None
+    ) or default_hold_seconds
+    requests = [
+        SpaceRequest(r.unit_type, r.quantity, tuple(r.preferred_zones)) for r in command.requests
+    ]
+    if len({r.unit_type for r in requests}) != len(requests):
+        raise BusinessRefusal("a command asks for each unit type once")
+    if not await store.claim_request(session, command.allocation_id, command.application_id, now):
+        return  # the same allocation id again: it was answered when it was first applied
+
+    zones = await store.load_zones(session)
+    placed: list[_Placed] = []
+    refusal: Refusal | None = None
+    for request in requests:
+        choice = candidates(request, sector, zones)
+        if isinstance(choice, Refusal):
+            refusal = choice
+            break
+        taken = await _take_first(session, request, choice, priority)
+        if taken is not None:
+            placed.append(_Placed(request, taken, HoldState.HELD))
+        elif command.allow_waitlist:
+            placed.append(_Placed(request, choice[0], HoldState.WAITLISTED))
+        else:
+            refusal = no_capacity(request)
+            break
+    if refusal is not None:
+        for done in placed:  # all or nothing: give back what this command took
+            if done.state is HoldState.HELD:
+                await store.shift(
+                    session, done.zone_id, done.request.unit_type, -done.request.quantity, 0
+                )
+        await store.mark_refused(session, command.allocation_id, refusal.code.value)
+        _stage(
+            uow,
+            ZoneRefused(
+                allocation_id=command.allocation_id,
+                application_id=command.application_id,
+                reason_code=refusal.code,
+                reason=refusal.reason,
+                refused_at=now,
+            ),
+            subject=command.application_id,
+            origin=origin,
+            correlation_id=correlation_id,
+            now=now,
+        )
+        return
+
+    held_rows: list[tuple[str, UnitType, int]] = []
+    waiting: list[WaitlistEntry] = []
+    for done in placed:
+        state = done.state
+        if state is HoldState.HELD and confirm_now:
+            await _count(
+                session, done.zone_id, done.request.unit_type, HoldState.HELD,
+                HoldState.ALLOCATED, done.request.quantity,
+            )  # fmt: skip
+            state = HoldState.ALLOCATED
+        hold_id = await store.insert_hold(
+            session,
+            allocation_id=command.allocation_id,
+            unit_type=done.request.unit_type,
+            application_id=command.application_id,
+            firm_id=command.firm_id,
+            zone_id=done.zone_id,
+            quantity=done.request.quantity,
+            state=state,
+            priority=priority,
+            hold_seconds=hold_seconds,
+            expires_at=expiry(now, hold_seconds) if state is HoldState.HELD else None,
+            correlation_id=correlation_id,
+            now=now,
+        )
+        if state is HoldState.WAITLISTED:
+            waiting.append(
+                WaitlistEntry(
+                    zone_id=done.zone_id,
+                    unit_type=done.request.unit_type,
+                    quantity=done.request.quantity,
+                    position=await store.position(session, hold_id),
+                )
+            )
+        else:
+            held_rows.append((done.zone_id, done.request.unit_type, done.request.quantity))
+
+    units = [ZoneUnits(zone_id=z, unit_type=u, quantity=q) for z, u, q in held_rows]
+    common = {
+        "subject": command.application_id,
+        "origin": origin,
+        "correlation_id": correlation_id,
+        "now": now,
+    }
+    if units and confirm_now:
+        _stage(
+            uow,
+            ZoneAllocated(
+                allocation_id=command.allocation_id,
+                application_id=command.application_id,
+                units=units,
+                complete=not waiting,
+                allocated_at=now,
+            ),
+            **common,
+        )
+    elif units:
+        _stage(
+            uow,
+            ZoneHeld(
+                allocation_id=command.allocation_id,
+                application_id=command.application_id,
+                units=units,
+                expires_at=expiry(now, hold_seconds),
+                from_waitlist=False,
+                held_at=now,
+            ),
+            **common,
+        )
+    if waiting:
+        _stage(
+            uow,
+            ZoneWaitlisted(
+                allocation_id=command.allocation_id,
+                application_id=command.application_id,
+                entries=waiting,
+                waitlisted_at=now,
+            ),
+            **common,
+        )
+
+
+async def _take_first(
+    session: Any, request: SpaceRequest, zone_ids: Sequence[str], priority: int
+) -> str | None:
+    """The first candidate zone that gives the units (nobody ahead waiting), or None."""
+    for zone_id in zone_ids:
+        waiting = await store.waiting_priorities(session, zone_id, request.unit_type)
+        if not may_take_before(priority, waiting):
+            continue
+        if await store.take(session, zone_id, request.unit_type, request.quantity):
+            return zone_id
+    return None
+
+
+async def confirm(uow: UnitOfWork, command: ConfirmZoneHold, origin: Origin, now: datetime) -> None:
+    """Turn the allocation's live holds into allocations; refused when none is live."""
+    session = uow.session
+    rows = await store.holds_of(session, command.allocation_id, lock=True)
+    live = [
+        r
+        for r in rows
+        if r.state == HoldState.HELD.value and r.expires_at is not None and r.expires_at > now
+    ]
+    if not live:
+        if rows and all(r.state == HoldState.ALLOCATED.value for r in rows):
+            return  # confirmed already
+        states = ", ".join(f"{r.unit_type} {r.state}" for r in rows) or "nothing held"
+        raise BusinessRefusal(f"allocation {command.allocation_id} has no live hold ({states})")
+    for row in live:
+        if not await store.move(session, row.id, HoldState.HELD, HoldState.ALLOCATED, now):
+            raise BusinessRefusal(f"allocation {command.allocation_id} changed while confirming")
+        await _count(session, row.zone_id, UnitType(row.unit_type), HoldState.HELD,
+                     HoldState.ALLOCATED, row.quantity)  # fmt: skip
+    waiting = any(r.state == HoldState.WAITLISTED.value for r in rows)
+    _stage(
+        uow,
+        ZoneAllocated(
+            allocation_id=command.allocation_id,
+            application_id=command.application_id,
+            units=_units(live),
+            complete=not waiting and len(live) == len(rows),
+            allocated_at=now,
+        ),
+        subject=command.application_id,
+        origin=origin,
+        correlation_id=origin.correlation_id or live[0].correlation_id,
+        now=now,
+    )
+
+
+async def release(
+    uow: UnitOfWork, command: ReleaseZoneSpace, origin: Origin, now: datetime
+) -> None:
+    """Give back everything of the allocation (a compensation) and wake the freed waitlists."""
+    session = uow.session
+    rows = await store.holds_of(session, command.allocation_id, lock=True)
+    freed: list[Any] = []
+    for row in rows:
+        state = HoldState(row.state)
+        if not can_move(state, HoldState.RELEASED):
+            continue
+        if not await store.move(session, row.id, state, HoldState.RELEASED, now):
+            raise BusinessRefusal(f"allocation {command.allocation_id} changed while releasing")
+        await _count(session, row.zone_id, UnitType(row.unit_type), state,
+                     HoldState.RELEASED, row.quantity)  # fmt: skip
+        if state is not HoldState.WAITLISTED:
+            freed.append(row)
+    correlation_id = origin.correlation_id or (rows[0].correlation_id if rows else uuid.uuid4())
+    _stage(
+        uow,
+        ZoneReleased(
+            allocation_id=command.allocation_id,
+            application_id=command.application_id,
+            units=_units(freed),
+            reason_code=command.reason_code,
+            reason=command.reason,
+            released_at=now,
+        ),
+        subject=command.application_id,
+        origin=origin,
+        correlation_id=correlation_id,
+        now=now,
+    )
+    await wake(uow, {(r.zone_id, UnitType(r.unit_type)) for r in freed}, origin, now)
+
+
+async def expire_due(uow: UnitOfWork, now: datetime, *, limit: int = 200) -> int:
+    """Expire the holds whose time has come (the sweep); returns how many expired."""
+    session = uow.session
+    origin = Origin(SYSTEM)
+    expired: dict[str, list[Any]] = {}
+    for row in await store.due(session, now, limit=limit):
+        if not await store.move(session, row.id, HoldState.HELD, HoldState.EXPIRED, now):
+            continue  # confirmed or released meanwhile
+        await store.shift(session, row.zone_id, UnitType(row.unit_type), -row.quantity, 0)
+        expired.setdefault(row.allocation_id, []).append(row)
+    for allocation_id, rows in expired.items():
+        _stage(
+            uow,
+            ZoneHoldExpired(
+                allocation_id=allocation_id,
+                application_id=rows[0].application_id,
+                units=_units(rows),
+                expired_at=now,
+            ),
+            subject=rows[0].application_id,
+            origin=origin,
+            correlation_id=rows[0].correlation_id,
+            now=now,
+        )
+    freed = {(r.zone_id, UnitType(r.unit_type)) for rows in expired.values() for r in rows}
+    await wake(uow, freed, origin, now)
+    return sum(len(rows) for rows in expired.values())
+
+
+async def wake(
+    uow: UnitOfWork, freed: Iterable[tuple[str, UnitType]], origin: Origin, now: datetime
+) -> int:
+    """Offer freed units to the head of each waitlist as new holds; returns how many woke."""
+    session = uow.session
+    woken = 0
+    for zone_id, unit_type in sorted(freed):
+        waiting = await store.waitlist(session, zone_id, unit_type)
+        free = await store.free_units(session, zone_id, unit_type)
+        for row in waiting[: waking([r.quantity for r in waiting], free)]:
+            if not await store.take(session, zone_id, unit_type, row.quantity):
+                break  # taken concurrently: the head waits for the next release
+            expires_at = expiry(now, row.hold_seconds)
+            if not await store.move(
+                session, row.id, HoldState.WAITLISTED, HoldState.HELD, now, expires_at=expires_at
+            ):
+                await store.shift(session, zone_id, unit_type, -row.quantity, 0)
+                continue
+            woken += 1
+            _stage(
+                uow,
+                ZoneHeld(
+                    allocation_id=row.allocation_id,
+                    application_id=row.application_id,
+                    units=_units([row]),
+                    expires_at=expires_at,
+                    from_waitlist=True,
+                    held_at=now,
+                ),
+                subject=row.application_id,
+                origin=Origin(origin.actor, causation_id=origin.causation_id),
+                correlation_id=row.correlation_id,
+                now=now,
+            )
+    return woken
+
+
+# --- administration ----------------------------------------------------------------------------
+
+
+async def add_zone(uow: UnitOfWork, zone: Zone, now: datetime) -> None:
+    """Add a zone to the catalogue; :class:`Conflict` when its id is taken."""
+    if not await store.add_zone(uow.session, zone, now, seed=False):
+        raise Conflict(f"zone {zone.id} exists already")
+
+
+async def seed(uow: UnitOfWork, zones: Iterable[Zone], now: datetime) -> int:
+    """Add the catalogue's zones that are not in the database yet; returns how many."""
+    added = 0
+    for zone in zones:
+        added += await store.add_zone(uow.session, zone, now, seed=True)
+    return added
+
+
+async def resize(
+    uow: UnitOfWork, zone_id: str, unit_type: UnitType, capacity: int, origin: Origin, now: datetime
+) -> None:
+    """Set a unit type's capacity; :class:`Conflict` below what is held and allocated."""
+    outcome = await store.resize(uow.session, zone_id, unit_type, capacity)
+    if not outcome.exists:
+        raise NotFound(f"zone {zone_id} not found")
+    if not outcome.done:
+        used = outcome.held + outcome.allocated
+        raise Conflict(
+            f"zone {zone_id} holds {outcome.held} and has allocated {outcome.allocated} "
+            f"{UNIT_LABELS[unit_type]}; its capacity cannot go below {used}",
+            extensions={"held": outcome.held, "allocated": outcome.allocated, "minimum": used},
+        )
+    await wake(uow, {(zone_id, unit_type)}, origin, now)
+
+
+async def set_active(uow: UnitOfWork, zone_id: str, active: bool, now: datetime) -> None:
+    """Deactivate (no new holds; existing ones stand) or reactivate a zone."""
+    if not await store.set_active(uow.session, zone_id, active, now):
+        raise NotFound(f"zone {zone_id} not found")

@@ -1,0 +1,424 @@
+"""Statements of the zones service: every read and write of its tables goes through here.
+
+Nothing here commits: callers own the unit of work. Use of capacity changes only through
+:func:`take` and :func:`shift`, each one conditional UPDATE of the counter row whose CHECK
+constraint is the invariant; a hold changes state only through :func:`move`, an UPDATE
+conditional on the state it leaves, so two racing transitions cannot both happen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from contracts.v1.common import Sector, UnitType
+from services.zones.domain import HoldState, Zone
+from services.zones.models import CAPACITY, HOLDS, REQUESTS, ZONES
+
+
+async def _conn(session: AsyncSession) -> AsyncConnection:
+    return await session.connection()
+
+
+def _locking(statement: sa.Select[Any], session: AsyncSession) -> sa.Select[Any]:
+    # SQLite has one writer at a time, so a row lock is both unsupported and unneeded there.
+    if session.get_bind().dialect.name == "postgresql":
+        return statement.with_for_update()
+    return statement
+
+
+# --- the catalogue -------------------------------------------------------------------------------
+
+
+async def load_zones(session: AsyncSession) -> dict[str, Zone]:
+    """Every zone with its current capacities, in id order (the default preference order)."""
+    conn = await _conn(session)
+    zones = (await conn.execute(sa.select(ZONES).order_by(ZONES.c.id))).all()
+    counters = (await conn.execute(sa.select(CAPACITY))).all()
+    capacity: dict[str, dict[UnitType, int]] = {}
+    for row in counters:
+        capacity.setdefault(row.zone_id, {})[UnitType(row.unit_type)] = row.capacity
+    return {
+        row.id: Zone(
+            id=row.id,
+            name=row.name,
+            city=row.city,
+            sectors=frozenset(Sector(s) for s in row.sectors),
+            capacity=capacity.get(row.id, {}),
+            active=row.active,
+        )
+        for row in zones
+    }
+
+
+def _insert_ignore(session: AsyncSession, table: sa.Table) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+async def add_zone(session: AsyncSession, zone: Zone, now: datetime, *, seed: bool) -> bool:
+    """Insert ``zone`` and its counters; False when its id exists (``seed`` then ignores it)."""
+    conn = await _conn(session)
+    values = {
+        "id": zone.id,
+        "name": zone.name,
+        "city": zone.city,
+        "sectors": sorted(s.value for s in zone.sectors),
+        "active": zone.active,
+        "created_at": now,
+        "updated_at": now,
+    }
+    statement = _insert_ignore(session, ZONES) if seed else ZONES.insert()
+    if not seed and await zone_exists(session, zone.id):
+        return False
+    result = await conn.execute(statement, values)
+    if seed and not result.rowcount:
+        return False
+    if zone.capacity:
+        await conn.execute(
+            CAPACITY.insert(),
+            [
+                {"zone_id": zone.id, "unit_type": u.value, "capacity": c, "held": 0, "allocated": 0}
+                for u, c in zone.capacity.items()
+            ],
+        )
+    return True
+
+
+async def zone_exists(session: AsyncSession, zone_id: str) -> bool:
+    conn = await _conn(session)
+    found = await conn.execute(sa.select(ZONES.c.id).where(ZONES.c.id == zone_id))
+    return found.first() is not None
+
+
+async def set_active(session: AsyncSession, zone_id: str, active: bool, now: datetime) -> bool:
+    """Activate or deactivate a zone; False when there is no such zone."""
+    conn = await _conn(session)
+    result = await conn.execute(
+        ZONES.update().where(ZONES.c.id == zone_id).values(active=active, updated_at=now)
+    )
+    return bool(result.rowcount)
+
+
+# --- the counters: the invariant ---------------------------------------------------------------
+
+
+async def take(session: AsyncSession, zone_id: str, unit_type: UnitType, quantity: int) -> bool:
+    """Hold ``quantity`` units if they are free: one conditional UPDATE; False if not free."""
+    conn = await _conn(session)
+    c = CAPACITY.c
+    result = await conn.execute(
+        CAPACITY.update()
+        .where(
+            c.zone_id == zone_id,
+            c.unit_type == unit_type.value,
+            c.held + c.allocated + quantity <= c.capacity,
+        )
+        .values(held=c.held + quantity)
+    )
+    return bool(result.rowcount)
+
+
+async def shift(
+    session: AsyncSession, zone_id: str, unit_type: UnitType, held: int, allocated: int
+) -> None:
+    """Change the counters by (``held``, ``allocated``); the CHECK refuses a negative result."""
+    if held == 0 and allocated == 0:
+        return
+    conn = await _conn(session)
+    c = CAPACITY.c
+    result = await conn.execute(
+        CAPACITY.update()
+        .where(c.zone_id == zone_id, c.unit_type == unit_type.value)
+        .values(held=c.held + held, allocated=c.allocated + allocated)
+    )
+    if result.rowcount != 1:
+        raise LookupError(f"no counter for {zone_id}/{unit_type}")
+
+
+@dataclass(frozen=True)
+class Resized:
+    """The outcome of a resize: done, or the use that stopped it (None: no such zone)."""
+
+    done: bool
+    held: int = 0
+    allocated: int = 0
+    exists: bool = True
+
+
+async def resize(
+    session: AsyncSession, zone_id: str, unit_type: UnitType, capacity: int
+) -> Resized:
+    """Set a capacity, unless what is held and allocated exceeds it (one conditional UPDATE)."""
+    conn = await _conn(session)
+    c = CAPACITY.c
+    result = await conn.execute(
+        CAPACITY.update()
+        .where(
+            c.zone_id == zone_id,
+            c.unit_type == unit_type.value,
+            c.held + c.allocated <= capacity,
+        )
+        .values(capacity=capacity)
+    )
+    if result.rowcount:
+        return Resized(done=True)
+    row = (
+        await conn.execute(
+            sa.select(c.held, c.allocated).where(
+                c.zone_id == zone_id, c.unit_type == unit_type.value
+            )
+        )
+    ).first()
+    if row is not None:
+        return Resized(done=False, held=row.held, allocated=row.allocated)
+    if not await zone_exists(session, zone_id):
+        return Resized(done=False, exists=False)
+    await conn.execute(  # a unit type the zone did not offer yet
+        CAPACITY.insert(),
+        {
+            "zone_id": zone_id,
+            "unit_type": unit_type.value,
+            "capacity": capacity,
+            "held": 0,
+            "allocated": 0,
+        },
+    )
+    return Resized(done=True)
+
+
+async def free_units(session: AsyncSession, zone_id: str, unit_type: UnitType) -> int:
+    conn = await _conn(session)
+    c = CAPACITY.c
+    row = (
+        await conn.execute(
+            sa.select(c.capacity - c.held - c.allocated).where(
+                c.zone_id == zone_id, c.unit_type == unit_type.value
+            )
+        )
+    ).first()
+    return int(row[0]) if row is not None else 0
+
+
+# --- holds ---------------------------------------------------------------------------------------
+
+
+async def claim_request(
+    session: AsyncSession, allocation_id: str, application_id: str, now: datetime
+) -> bool:
+    """Record that ``allocation_id`` is being answered; False when it was answered already.
+
+    Insert-or-ignore: a concurrent duplicate waits on the key until this transaction ends,
+    then sees the conflict.
+    """
+    conn = await _conn(session)
+    result = await conn.execute(
+        _insert_ignore(session, REQUESTS),
+        {
+            "allocation_id": allocation_id,
+            "application_id": application_id,
+            "outcome": "placed",
+            "reason_code": None,
+            "created_at": now,
+        },
+    )
+    return bool(result.rowcount)
+
+
+async def mark_refused(session: AsyncSession, allocation_id: str, reason_code: str) -> None:
+    conn = await _conn(session)
+    await conn.execute(
+        REQUESTS.update()
+        .where(REQUESTS.c.allocation_id == allocation_id)
+        .values(outcome="refused", reason_code=reason_code)
+    )
+
+
+async def holds_of(session: AsyncSession, allocation_id: str, *, lock: bool = False) -> list[Any]:
+    """The records of one allocation id (one per unit type), oldest first."""
+    conn = await _conn(session)
+    statement = sa.select(HOLDS).where(HOLDS.c.allocation_id == allocation_id)
+    if lock:
+        statement = _locking(statement, session)
+    return list((await conn.execute(statement.order_by(HOLDS.c.id))).all())
+
+
+async def insert_hold(
+    session: AsyncSession,
+    *,
+    allocation_id: str,
+    unit_type: UnitType,
+    application_id: str,
+    firm_id: str,
+    zone_id: str,
+    quantity: int,
+    state: HoldState,
+    priority: int,
+    hold_seconds: int,
+    expires_at: datetime | None,
+    correlation_id: uuid.UUID,
+    now: datetime,
+) -> int:
+    """Insert one record; the unique (allocation id, unit type) refuses a second one."""
+    conn = await _conn(session)
+    result = await conn.execute(
+        HOLDS.insert().returning(HOLDS.c.id),
+        {
+            "allocation_id": allocation_id,
+            "unit_type": unit_type.value,
+            "application_id": application_id,
+            "firm_id": firm_id,
+            "zone_id": zone_id,
+            "quantity": quantity,
+            "state": state.value,
+            "priority": priority,
+            "hold_seconds": hold_seconds,
+            "expires_at": expires_at,
+            "correlation_id": correlation_id,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    return int(result.scalar_one())
+
+
+async def move(
+    session: AsyncSession,
+    hold_id: int,
+    current: HoldState,
+    target: HoldState,
+    now: datetime,
+    *,
+    expires_at: datetime | None = None,
+) -> bool:
+    """Move a record from ``current`` to ``target``; False if it was no longer ``current``."""
+    conn = await _conn(session)
+    result = await conn.execute(
+        HOLDS.update()
+        .where(HOLDS.c.id == hold_id, HOLDS.c.state == current.value)
+        .values(state=target.value, updated_at=now, expires_at=expires_at)
+    )
+    return bool(result.rowcount)
+
+
+async def waiting_priorities(session: AsyncSession, zone_id: str, unit_type: UnitType) -> list[int]:
+    """The priorities of the entries waiting for ``unit_type`` in the zone."""
+    conn = await _conn(session)
+    h = HOLDS.c
+    rows = await conn.execute(
+        sa.select(h.priority).where(
+            h.zone_id == zone_id,
+            h.unit_type == unit_type.value,
+            h.state == HoldState.WAITLISTED.value,
+        )
+    )
+    return [int(r[0]) for r in rows]
+
+
+async def waitlist(
+    session: AsyncSession, zone_id: str, unit_type: UnitType, *, limit: int = 100
+) -> list[Any]:
+    """The zone's waitlist for ``unit_type``, head first (priority, then arrival)."""
+    conn = await _conn(session)
+    h = HOLDS.c
+    statement = (
+        sa.select(HOLDS)
+        .where(
+            h.zone_id == zone_id,
+            h.unit_type == unit_type.value,
+            h.state == HoldState.WAITLISTED.value,
+        )
+        .order_by(h.priority.desc(), h.id)
+        .limit(limit)
+    )
+    return list((await conn.execute(_locking(statement, session))).all())
+
+
+async def position(session: AsyncSession, hold_id: int) -> int:
+    """A waitlisted record's position in its zone's waitlist, 1 = next."""
+    conn = await _conn(session)
+    h = HOLDS.c
+    me = (await conn.execute(sa.select(HOLDS).where(h.id == hold_id))).one()
+    ahead = await conn.execute(
+        sa.select(sa.func.count())
+        .select_from(HOLDS)
+        .where(
+            h.zone_id == me.zone_id,
+            h.unit_type == me.unit_type,
+            h.state == HoldState.WAITLISTED.value,
+            sa.or_(h.priority > me.priority, sa.and_(h.priority == me.priority, h.id < me.id)),
+        )
+    )
+    return int(ahead.scalar_one()) + 1
+
+
+async def due(session: AsyncSession, now: datetime, *, limit: int) -> list[Any]:
+    """Holds whose expiry has come, oldest first."""
+    conn = await _conn(session)
+    h = HOLDS.c
+    statement = (
+        sa.select(HOLDS)
+        .where(h.state == HoldState.HELD.value, h.expires_at <= now)
+        .order_by(h.expires_at, h.id)
+        .limit(limit)
+    )
+    return list((await conn.execute(statement)).all())
+
+
+# --- occupancy -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """Use of one unit type in one zone."""
+
+    zone_id: str
+    unit_type: UnitType
+    capacity: int
+    held: int
+    allocated: int
+    waitlist: int
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.held - self.allocated
+
+
+async def occupancy(
+    session: AsyncSession, zone_ids: Iterable[str] | None = None
+) -> list[Occupancy]:
+    """Capacity, held, allocated and waitlist length per zone and unit type."""
+    conn = await _conn(session)
+    c, h = CAPACITY.c, HOLDS.c
+    waiting = (
+        sa.select(sa.func.count())
+        .select_from(HOLDS)
+        .where(
+            h.zone_id == c.zone_id,
+            h.unit_type == c.unit_type,
+            h.state == HoldState.WAITLISTED.value,
+        )
+        .scalar_subquery()
+    )
+    statement = sa.select(c.zone_id, c.unit_type, c.capacity, c.held, c.allocated, waiting)
+    if zone_ids is not None:
+        statement = statement.where(c.zone_id.in_(list(zone_ids)))
+    rows = await conn.execute(statement.order_by(c.zone_id, c.unit_type))
+    return [
+        Occupancy(r[0], UnitType(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows
+    ]
+
+
+def units_of(rows: Sequence[Any]) -> list[tuple[str, UnitType, int]]:
+    """(zone, unit type, quantity) of records, for events."""
+    return [(r.zone_id, UnitType(r.unit_type), int(r.quantity)) for r in rows]

@@ -1,0 +1,195 @@
+"""Budgets, awards, tranches and the ledger on a real database: the database keeps the books."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from contracts.envelope import utcnow
+from contracts.money import Money
+from contracts.v1.disbursement import CancelAward
+from services.disbursement import commands
+from services.disbursement.domain import AccountKind, award_account, budget_account
+from services.kit.db import create_engine, create_session_factory
+from services.kit.errors import BusinessRefusal, Conflict
+from services.kit.uow import UnitOfWorkFactory
+from tests.disbursement.helpers import (
+    WORKFLOW,
+    Db,
+    award_command,
+    disbursement_db,
+    fund,
+    open_award,
+    release,
+    stored,
+)
+from tests.kit.helpers import fresh_database
+
+AVAILABLE = budget_account("grant-2027", AccountKind.AVAILABLE)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Db]:
+    async with disbursement_db(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}") as db:
+        yield db
+
+
+async def _books_balance(db: Db) -> None:
+    """Every balance is what its transfers made it, and no account that must not is negative."""
+    accounts = await db.rows("SELECT id, kind, balance FROM ledger_accounts")
+    total = Decimal(0)
+    for account, kind, balance in accounts:
+        credits = await db.scalar(
+            "SELECT coalesce(sum(amount), 0) FROM ledger_transfers WHERE credit = :a", a=account
+        )
+        debits = await db.scalar(
+            "SELECT coalesce(sum(amount), 0) FROM ledger_transfers WHERE debit = :a", a=account
+        )
+        assert stored(balance) == stored(credits) - stored(debits), account
+        assert stored(balance) >= 0 or kind == "funding"
+        total += stored(balance)
+    assert total == 0
+
+
+async def test_an_award_reserves_its_total_and_a_cancellation_gives_back_the_rest(db: Db) -> None:
+    await fund(db)
+    await open_award(db, "w1")
+    assert await db.balance(AVAILABLE) == Decimal("750000.00")
+    assert await db.balance(award_account("w1", AccountKind.RESERVED)) == Decimal("250000.00")
+    async with db.uow() as uow:
+        await commands.cancel_award(
+            uow,
+            CancelAward(
+                award_id="w1",
+                application_id="app-w1",
+                reason_code="application_withdrawn",
+                reason="The firm withdrew.",
+            ),
+            WORKFLOW,
+            utcnow(),
+        )
+        await uow.commit()
+    assert await db.balance(AVAILABLE) == Decimal("1000000.00")
+    assert await db.event_types() == ["award.opened", "award.cancelled"]
+    await _books_balance(db)
+
+
+async def test_a_budget_that_cannot_cover_an_award_says_so_and_reserves_nothing(db: Db) -> None:
+    await fund(db, "100000.00")
+    await open_award(db, "w1")
+    assert await db.event_types() == ["budget.exhausted"]
+    assert await db.balance(AVAILABLE) == Decimal("100000.00")
+    assert await db.rows("SELECT id FROM awards") == []
+
+
+async def test_opening_twice_reserves_once(db: Db) -> None:
+    await fund(db)
+    await open_award(db, "w1")
+    await open_award(db, "w1")
+    assert await db.balance(AVAILABLE) == Decimal("750000.00")
+
+
+async def test_one_payment_per_tranche_with_its_id_stored_before_any_rail_call(db: Db) -> None:
+    await fund(db)
+    await open_award(db, "w1")
+    first = await release(db, "w1", 1)
+    again = await release(db, "w1", 1)
+    assert first is not None
+    assert again is None
+    rows = await db.rows("SELECT id, state FROM payments WHERE award_id = 'w1'")
+    assert rows == [(first, "pending")]
+    async with db.engine.begin() as conn:
+        with pytest.raises(IntegrityError):
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO payments (id, award_id, sequence, amount, currency, beneficiary,"
+                    " state, attempts, next_attempt_at, created_at, updated_at) VALUES ('p2', 'w1',"
+                    " 1, 1, 'EUR', 'ACME', 'pending', 0, '2027-01-01', '2027-01-01', '2027-01-01')"
+                )
+            )
+
+
+async def test_releasing_on_a_cancelled_award_is_refused(db: Db) -> None:
+    await fund(db)
+    await open_award(db, "w1")
+    async with db.uow() as uow:
+        await commands.cancel_award(
+            uow,
+            CancelAward(
+                award_id="w1",
+                application_id="app-w1",
+                reason_code="administrative",
+                reason="Cancelled.",
+            ),
+            WORKFLOW,
+            utcnow(),
+        )
+        await uow.commit()
+    with pytest.raises(BusinessRefusal, match="cancelled"):
+        await release(db, "w1", 2)
+
+
+async def test_budget_set_twice_and_amounts_finer_than_cents_are_refused(db: Db) -> None:
+    await fund(db)
+    with pytest.raises(Conflict):
+        await fund(db)
+    # Money finer than its currency's minor unit cannot even be built (the contracts' rule).
+    with pytest.raises(ValidationError, match="money_precision"):
+        Money.of("1.005", "EUR")
+
+
+async def test_the_database_refuses_a_negative_balance_and_an_unbalanced_transfer(db: Db) -> None:
+    await fund(db)
+    async with db.engine.begin() as conn:
+        with pytest.raises(IntegrityError):
+            await conn.execute(
+                sa.text("UPDATE ledger_accounts SET balance = -1 WHERE id = :a"), {"a": AVAILABLE}
+            )
+    async with db.engine.begin() as conn:
+        with pytest.raises(IntegrityError):
+            await conn.execute(sa.text("UPDATE ledger_transfers SET amount = 0"))
+
+
+@pytest.mark.integration
+async def test_competing_awards_on_postgres_never_overdraw_the_budget(pg_url: str) -> None:
+    async with fresh_database(pg_url, "ledger_race") as url, disbursement_db(url) as db:
+        await fund(db, "1000000.00")
+        second = create_engine(url, pool_size=5)
+        factories = [db.uow, UnitOfWorkFactory(create_session_factory(second))]
+
+        async def open_one(n: int) -> None:
+            for _ in range(20):
+                try:
+                    async with factories[n % 2]() as uow:
+                        command = award_command(f"race-{n}", "30000.00")
+                        await commands.open_award(uow, command, WORKFLOW, utcnow())
+                        await uow.commit()
+                    return
+                except (
+                    Exception
+                ):  # a deadlock or serialisation failure: retried, as a consumer would
+                    await asyncio.sleep(0)
+            raise AssertionError(f"award {n} never applied")
+
+        try:
+            await asyncio.gather(*(open_one(n) for n in range(120)))
+        finally:
+            await second.dispose()
+        opened = await db.scalar("SELECT count(*) FROM awards")
+        assert opened == 33  # 33 x 30,000 fits in 1,000,000; the 34th does not
+        assert await db.balance(AVAILABLE) == Decimal("10000.00")
+        assert (await db.event_types()).count("budget.exhausted") == 120 - 33
+        await _books_balance(db)
+
+
+async def test_an_award_on_a_budget_that_does_not_exist_is_unfunded(db: Db) -> None:
+    await open_award(db, "w1")
+    assert await db.event_types() == ["budget.exhausted"]
+    assert await db.rows("SELECT id FROM awards") == []

@@ -1,0 +1,230 @@
+"""Payouts through the simulated rail in each of its modes: paid once, whatever fails when."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from services.disbursement.domain import AccountKind, award_account
+from services.disbursement.payouts import pay_due, reconcile
+from services.disbursement.rail import RailClient
+from tests.disbursement.helpers import Db, disbursement_db, fund, open_award, release, running_rail
+from tests.kit.helpers import eventually
+
+REPO = Path(__file__).resolve().parents[2]
+PAID = award_account("w1", AccountKind.PAID)
+RESERVED = award_account("w1", AccountKind.RESERVED)
+
+
+@dataclass
+class Setup:
+    db: Db
+    rail: httpx.AsyncClient
+    url: str
+    database_url: str
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'd.db'}"
+    async with disbursement_db(url) as db, running_rail(tmp_path / "rail") as rail:
+        await fund(db)
+        await open_award(db, "w1")
+        yield Setup(db, rail, str(rail.base_url), url)
+
+
+@asynccontextmanager
+async def _client(url: str, *, timeout: float = 5.0) -> AsyncIterator[RailClient]:
+    rail = RailClient(url, timeout=timeout)
+    try:
+        yield rail
+    finally:
+        await rail.aclose()
+
+
+async def _control(setup: Setup, mode: str, count: int = 1, delay: float = 0.0) -> None:
+    response = await setup.rail.post(
+        "/v1/control", json={"mode": mode, "count": count, "delay_seconds": delay}
+    )
+    assert response.status_code == 204
+
+
+async def _rail_payments(setup: Setup, key: str) -> int:
+    listed = await setup.rail.get("/v1/payments", params={"since": "2000-01-01T00:00:00Z"})
+    return sum(1 for p in listed.json()["payments"] if p["idempotency_key"] == key)
+
+
+async def _state(setup: Setup, payment_id: str) -> str:
+    return str(await setup.db.scalar("SELECT state FROM payments WHERE id = :p", p=payment_id))
+
+
+async def _due_now(setup: Setup) -> None:
+    """Time passes: every waiting payment is due again."""
+    async with setup.db.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE payments SET next_attempt_at = '2000-01-01 00:00:00'"))
+
+
+async def test_a_released_tranche_is_paid_once(setup: Setup) -> None:
+    payment_id = await release(setup.db, "w1")
+    assert payment_id is not None
+    async with _client(setup.url) as rail:
+        assert await pay_due(setup.db.uow, rail) == 1
+        assert await pay_due(setup.db.uow, rail) == 0
+    assert await _state(setup, payment_id) == "paid"
+    assert await setup.db.balance(PAID) == Decimal("100000.00")
+    assert await setup.db.balance(RESERVED) == Decimal("150000.00")
+    assert await _rail_payments(setup, payment_id) == 1
+    assert (await setup.db.event_types())[-2:] == ["tranche.released", "tranche.paid"]
+
+
+async def test_transient_failures_are_retried_with_the_same_key_and_never_dead_lettered(
+    setup: Setup,
+) -> None:
+    payment_id = await release(setup.db, "w1")
+    assert payment_id is not None
+    await _control(setup, "fail_transiently", count=2)
+    async with _client(setup.url) as rail:
+        assert await pay_due(setup.db.uow, rail) == 0
+        assert await _state(setup, payment_id) == "pending"
+        assert await pay_due(setup.db.uow, rail) == 0  # not due yet: backing off
+        await _due_now(setup)
+        assert await pay_due(setup.db.uow, rail) == 0
+        await _due_now(setup)
+        assert await pay_due(setup.db.uow, rail) == 1
+    assert await setup.db.scalar("SELECT attempts FROM payments") == 2
+    assert await _state(setup, payment_id) == "paid"
+    assert await _rail_payments(setup, payment_id) == 1
+    assert "tranche.failed" not in await setup.db.event_types()
+
+
+async def test_a_permanent_rejection_fails_the_tranche_and_pays_nothing(setup: Setup) -> None:
+    payment_id = await release(setup.db, "w1")
+    assert payment_id is not None
+    await _control(setup, "reject")
+    async with _client(setup.url) as rail:
+        assert await pay_due(setup.db.uow, rail) == 1
+    assert await _state(setup, payment_id) == "rejected"
+    assert await setup.db.scalar("SELECT state FROM tranches WHERE sequence = 1") == "failed"
+    assert await setup.db.balance(PAID) == 0
+    assert (await setup.db.event_types())[-1] == "tranche.failed"
+
+
+async def test_a_timeout_after_the_rail_paid_is_settled_by_reconciliation(setup: Setup) -> None:
+    payment_id = await release(setup.db, "w1")
+    assert payment_id is not None
+    await _control(setup, "timeout_after_paying", delay=3)
+    async with _client(setup.url, timeout=0.5) as rail:
+        assert await pay_due(setup.db.uow, rail) == 0
+        assert await _state(setup, payment_id) == "unknown"
+        assert await reconcile(setup.db.uow, rail) == 1
+    assert await _state(setup, payment_id) == "paid"
+    assert await _rail_payments(setup, payment_id) == 1
+    assert await setup.db.balance(PAID) == Decimal("100000.00")
+
+
+async def test_a_slow_rail_within_the_timeout_pays_normally(setup: Setup) -> None:
+    payment_id = await release(setup.db, "w1")
+    await _control(setup, "slow", delay=0.3)
+    async with _client(setup.url, timeout=5) as rail:
+        assert await pay_due(setup.db.uow, rail) == 1
+    assert payment_id is not None
+    assert await _state(setup, payment_id) == "paid"
+
+
+async def test_sigkill_after_the_rail_paid_and_before_recording_pays_exactly_once(
+    setup: Setup,
+) -> None:
+    payment_id = await release(setup.db, "w1")
+    assert payment_id is not None
+    # The rail records the payment, then withholds its answer: the payer is killed meanwhile.
+    await _control(setup, "timeout_after_paying", delay=20)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.disbursement.payout_process",
+        setup.database_url,
+        setup.url,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+
+        async def rail_paid() -> bool:
+            found = await setup.rail.get(f"/v1/payments/{payment_id}")
+            return found.status_code == 200
+
+        await eventually(rail_paid, timeout=60, interval=0.05)
+        child.send_signal(signal.SIGKILL)
+        assert await child.wait() == -signal.SIGKILL
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    assert await _state(setup, payment_id) == "pending"  # nothing was recorded
+    async with _client(setup.url) as rail:  # the restarted service
+        await reconcile(setup.db.uow, rail)
+        assert await pay_due(setup.db.uow, rail) == 1
+    assert await _state(setup, payment_id) == "paid"
+    assert await _rail_payments(setup, payment_id) == 1
+    assert await setup.db.scalar("SELECT count(*) FROM ledger_transfers WHERE cause = 'pay'") == 1
+    assert await setup.db.balance(PAID) == Decimal("100000.00")
+
+
+async def test_the_control_endpoint_exists_only_in_dev_mode(tmp_path: Path) -> None:
+    from services.rail.app import create_app
+    from services.rail.settings import Settings
+    from tests.support import free_port, serving
+
+    port = free_port()
+    app = create_app(Settings(port=port, var_dir=tmp_path, dev_mode=False, jwt_secret="x" * 40))
+    async with serving(app, port) as client:
+        response = await client.post("/v1/control", json={"mode": "reject"})
+    assert response.status_code == 404
+
+
+async def test_incentives_payments_reconcile_settles_an_unknown_payment(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    url = f"sqlite+aiosqlite:///{var / 'disbursement.db'}"
+    async with disbursement_db(url) as db, running_rail(tmp_path / "rail") as rail_http:
+        await fund(db)
+        await open_award(db, "w1")
+        payment_id = await release(db, "w1")
+        assert payment_id is not None
+        setup = Setup(db, rail_http, str(rail_http.base_url), url)
+        await _control(setup, "timeout_after_paying", delay=3)
+        async with _client(setup.url, timeout=0.5) as rail:
+            await pay_due(db.uow, rail)
+        assert await _state(setup, payment_id) == "unknown"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INCENTIVES_")}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli",
+            "payments",
+            "reconcile",
+            "--var-dir",
+            str(var),
+            "--rail-url",
+            setup.url,
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await child.communicate()
+        assert child.returncode == 0, err.decode()
+        assert "Settled 1 payment(s)" in out.decode()
+        assert "0 still open" in out.decode()
+        assert await _state(setup, payment_id) == "paid"
+        assert await _rail_payments(setup, payment_id) == 1
