@@ -31,11 +31,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from contracts.v1.desk import DecisionRefusal
-from services.cli.embedded import TemporalDevServer, free_ports
 from tests.bench.bare_workflow import BareApproval, Shape, no_op
-from tests.bench.common import PG_ADMIN_DSN, BenchError, Result
+from tests.bench.common import BenchError, Result
+from tests.pg_cluster import PG_ADMIN_DSN
 from tests.review.helpers import ADMIN, reviewer
 from tests.review.test_full_run import Platform, platform, status_of, submit
+from tests.support import temporal_dev_server
 
 END_TO_END = "end to end (submission -> approved)"
 BARE_TEMPORAL = "bare temporal workflow (same shape)"
@@ -53,14 +54,7 @@ _ENDED_OTHERWISE = frozenset({"rejected", "withdrawn", "ineligible"})
 @asynccontextmanager
 async def temporal_dev(workdir: Path) -> AsyncIterator[str]:
     """A Temporal dev server of our own on free ports; yields its target, stops it after."""
-    grpc_port, http_port, metrics_port = free_ports(3)
-    server = TemporalDevServer(
-        port=grpc_port,
-        http_port=http_port,
-        metrics_port=metrics_port,
-        db_path=workdir / "temporal.db",
-        log_path=workdir / "temporal.log",
-    )
+    server = temporal_dev_server(workdir)
     server.start()
     try:
         await server.wait_ready(timeout_s=60.0)
