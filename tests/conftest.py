@@ -31,14 +31,13 @@ from fastapi import FastAPI
 
 from services.cli.embedded import (
     TansuBroker,
-    TemporalDevServer,
     free_port,
-    free_ports,
     temporal_test_server_binary,
 )
 from tests import pg_cluster, tiers
 from tests.default_ports import DefaultPortGuard
 from tests.inprocess import InProcess, running_in_process
+from tests.support import temporal_dev_server
 from tests.tiers import refuse_in_unit_tier, starts
 
 _T = TypeVar("_T")
@@ -157,14 +156,7 @@ def kafka_bootstrap(_infra_dir: Path) -> Iterator[str]:
 def temporal_dev(_infra_dir: Path) -> Iterator[str]:
     """Target ``"127.0.0.1:<port>"`` of a Temporal dev server running for the whole session."""
     refuse_in_unit_tier("a Temporal dev server")
-    grpc_port, http_port, metrics_port = free_ports(3)
-    server = TemporalDevServer(
-        port=grpc_port,
-        http_port=http_port,
-        metrics_port=metrics_port,
-        db_path=_infra_dir / "temporal.db",
-        log_path=_infra_dir / "temporal.log",
-    )
+    server = temporal_dev_server(_infra_dir)
     server.start()
     try:
         run_sync(server.wait_ready(timeout_s=60.0))

@@ -6,15 +6,28 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from services.cli.embedded import free_port
+from services.cli.embedded import TemporalDevServer, free_port, free_ports
 
-__all__ = ["Attempts", "free_port", "healthy", "serving"]
+__all__ = ["Attempts", "free_port", "healthy", "serving", "temporal_dev_server"]
+
+
+def temporal_dev_server(folder: Path) -> TemporalDevServer:
+    """A Temporal dev server (not started) on free ports, its SQLite file and log in ``folder``."""
+    grpc_port, http_port, metrics_port = free_ports(3)
+    return TemporalDevServer(
+        port=grpc_port,
+        http_port=http_port,
+        metrics_port=metrics_port,
+        db_path=folder / "temporal.db",
+        log_path=folder / "temporal.log",
+    )
 
 
 @asynccontextmanager

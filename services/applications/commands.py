@@ -14,6 +14,7 @@ it replays what the winner committed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,8 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts import catalog
@@ -274,8 +277,12 @@ def _stage_event(
     summary: str,
     reasons: Sequence[str] = (),
     causation_id: uuid.UUID | None = None,
+    add: bool = True,
 ) -> TimelineEntry:
-    """Stage the event in the outbox and its timeline entry, and move the record to ``status``."""
+    """Stage the event in the outbox and its timeline entry, and move the record to ``status``.
+
+    ``add=False`` leaves the record and the entry out of the session: the caller writes them.
+    """
     envelope = catalog.make_envelope(
         message_type,
         payload,
@@ -302,8 +309,9 @@ def _stage_event(
         summary=summary,
         reasons=reasons,
     )
-    uow.session.add(record)
-    uow.session.add(entry)
+    if add:
+        uow.session.add(record)
+        uow.session.add(entry)
     return entry
 
 
@@ -315,6 +323,7 @@ def _stage_submission(
     *,
     principal: Principal,
     now: datetime,
+    add: bool = True,
 ) -> TimelineEntry:
     record.content = content_json
     record.revision = 1
@@ -335,6 +344,7 @@ def _stage_submission(
         now=now,
         status=Status.SUBMITTED,
         summary="Application submitted (revision 1).",
+        add=add,
     )
 
 
@@ -428,7 +438,12 @@ async def submit_new(
     content: ApplicationContent,
     key: str,
 ) -> Outcome:
-    """Create and submit an application at once: the record and its event in one commit."""
+    """Create and submit an application at once: the record and its event in one commit.
+
+    The hot path of the API: the record, its timeline entry and the idempotency key are
+    written with Core (one statement on PostgreSQL), not through the session, and the outbox
+    row with the commit. A key already used raises on its unique index, as through the ORM.
+    """
     content_json = content.model_dump(mode="json")
     try:
         check_submission(content_json)
@@ -437,25 +452,84 @@ async def submit_new(
     request_fingerprint = fingerprint("submit", "", content.model_dump_json().encode())
     now = utcnow()
     record = _new_record(principal, content_json, now)
+    assert principal.firm_id is not None
+    key_row = IdempotencyKey(
+        firm_id=principal.firm_id,
+        key=key,
+        operation="submit",
+        fingerprint=request_fingerprint,
+        application_id=record.id,
+        status_code=201,
+        created_at=now,
+    )
     try:
         async with uow_factory() as uow:
             entry = _stage_submission(
-                uow, record, content, content_json, principal=principal, now=now
+                uow, record, content, content_json, principal=principal, now=now, add=False
             )
-            _stage_key(
-                uow,
-                principal,
-                key,
-                operation="submit",
-                request_fingerprint=request_fingerprint,
-                application_id=record.id,
-                status_code=201,
-                now=now,
-            )
+            await _insert_rows(uow, record, entry, key_row)
             await uow.commit()
     except IntegrityError as exc:
         return await _replay_after_conflict(uow_factory, principal, key, request_fingerprint, exc)
     return Outcome(record, [entry], 201)
+
+
+def _columns(row: SQLModel) -> dict[str, Any]:
+    """A table model's column values as Core binds them (an unset generated key left out)."""
+    table: sa.Table = row.__table__  # type: ignore[attr-defined]
+    values = {column.name: getattr(row, column.name) for column in table.columns}
+    for column in table.primary_key.columns:
+        if values[column.name] is None:
+            del values[column.name]
+    return values
+
+
+def _prefixed(table: sa.Table, prefix: str, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    return {
+        column.name: sa.bindparam(f"{prefix}{column.name}", type_=column.type)
+        for column in table.columns
+        if column.name not in skip
+    }
+
+
+#: The timeline's generated id is not bound.
+_TIMELINE_SKIP: Final = frozenset({"id"})
+
+
+@functools.cache
+def _submission_statement() -> sa.Insert:
+    """PostgreSQL: the record, its timeline entry and the key in one statement (two CTEs).
+
+    Built once, so its text and its prepared statement are reused for every submission.
+    """
+    applications: sa.Table = ApplicationRecord.__table__  # type: ignore[attr-defined]
+    timeline: sa.Table = TimelineEntry.__table__  # type: ignore[attr-defined]
+    keys: sa.Table = IdempotencyKey.__table__  # type: ignore[attr-defined]
+    new_application = sa.insert(applications).values(_prefixed(applications, "a_")).cte("a")
+    new_key = sa.insert(keys).values(_prefixed(keys, "k_")).cte("k")
+    return (
+        sa.insert(timeline)
+        .values(_prefixed(timeline, "t_", _TIMELINE_SKIP))
+        .add_cte(new_application, new_key)
+    )
+
+
+async def _insert_rows(
+    uow: UnitOfWork, record: ApplicationRecord, entry: TimelineEntry, key_row: IdempotencyKey
+) -> None:
+    connection = await uow.session.connection()
+    rows = (_columns(record), _columns(entry), _columns(key_row))
+    if connection.dialect.name == "postgresql":
+        params = {
+            f"{prefix}{name}": value
+            for prefix, row in zip(("a_", "t_", "k_"), rows, strict=True)
+            for name, value in row.items()
+        }
+        await connection.execute(_submission_statement(), params)
+        return
+    # SQLite has no data-modifying CTEs: one Core insert per table, in the same transaction.
+    for model, row in zip((record, entry, key_row), rows, strict=True):
+        await connection.execute(sa.insert(model.__table__), row)  # type: ignore[attr-defined]
 
 
 async def submit_draft(

@@ -26,6 +26,7 @@ import contextlib
 import gc
 import inspect
 import logging
+import os
 import signal
 import socket
 import sys
@@ -444,7 +445,10 @@ def _bind(host: str, port: int, service: str) -> socket.socket:
 def run_service(settings_cls: type[S], create_app: Callable[[S], Any]) -> None:
     """Blocking entry point: settings from the environment, JSON logs, HTTP until SIGTERM.
 
-    Exits 2 on configuration errors (invalid settings, port in use) and 3 when startup fails.
+    With ``workers`` above 1 the port is bound once and that many processes are forked to
+    serve it, each building its own app (engine, broker, relay) after the fork; see
+    :func:`_run_workers`. Exits 2 on configuration errors (invalid settings, port in use) and
+    3 when startup fails.
     """
     configure_logging(settings_cls.service_name)
     try:
@@ -458,6 +462,30 @@ def run_service(settings_cls: type[S], create_app: Callable[[S], Any]) -> None:
         raise SystemExit(2) from None
     configure_logging(settings.service_name, settings.log_level)
     sock = _bind(settings.host, settings.port, settings.service_name)
+    uses = (
+        {}
+        if settings.without_data
+        else {"database": _safe_url(settings.database_url), "broker": settings.kafka_bootstrap}
+    )
+    log.info(
+        "starting",
+        url=f"http://{settings.host}:{settings.port}",
+        **uses,
+        workers=settings.workers,
+    )
+    try:
+        if settings.workers > 1:
+            code = _run_workers(settings.workers, lambda: _serve(settings, create_app, sock))
+        else:
+            code = _serve(settings, create_app, sock)
+    finally:
+        sock.close()
+    if code:
+        sys.exit(code)
+
+
+def _serve(settings: S, create_app: Callable[[S], Any], sock: socket.socket) -> int:
+    """Build the app and serve ``sock`` until a stop signal; the exit code (3: no start)."""
     app = create_app(settings)
     tune_garbage_collector()
     config = uvicorn.Config(
@@ -468,25 +496,60 @@ def run_service(settings_cls: type[S], create_app: Callable[[S], Any]) -> None:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    uses = (
-        {}
-        if settings.without_data
-        else {"database": _safe_url(settings.database_url), "broker": settings.kafka_bootstrap}
-    )
-    log.info("starting", url=f"http://{settings.host}:{settings.port}", **uses)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal for the handler
     # that was installed before it: by default that kills the process (exit -15) or raises
     # KeyboardInterrupt. Shutdown is complete by then, so those handlers are made no-ops and a
     # requested stop exits 0.
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, _stopped_already)
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
+    server.run(sockets=[sock])
     if not server.started:
         log.error(f"{settings.service_name} failed to start")
-        sys.exit(3)
+        return 3
+    return 0
+
+
+def _run_workers(count: int, serve: Callable[[], int]) -> int:
+    """Fork ``count`` processes running ``serve``; wait for them; the first failure's code.
+
+    Forked before any app, loop or thread exists, so each worker starts clean. A stop signal
+    to this process is passed to every worker, which shuts down gracefully. When one worker
+    exits on its own, the others are stopped too, and the service exits with that worker's
+    code: whatever supervises the service restarts it whole.
+    """
+    children: list[int] = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the worker's side; the parent waits below
+            code = 1
+            try:
+                code = serve()
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    stopping = False
+
+    def stop(_signum: int = signal.SIGTERM, _frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, stop)
+    code = 0
+    while children:
+        pid, status = os.wait()
+        children.remove(pid)
+        exited = os.waitstatus_to_exitcode(status)
+        if exited and not code:
+            code = 3 if exited < 0 else exited
+        if not stopping:
+            log.error("a worker exited; stopping the others", pid=pid, code=exited)
+            stop()
+    return code
 
 
 def _stopped_already(_signum: int, _frame: FrameType | None) -> None:

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.kit.auth import MAX_TOKEN_LIFETIME
+from services.kit.db import is_sqlite
 
 #: The signing key used when none is configured. Good enough for a laptop, refused elsewhere.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105
@@ -174,11 +175,25 @@ class ServiceSettings(CommonSettings):
         ],
     )
 
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description=(
+            "HTTP worker processes sharing the port, each a full replica of the service (its "
+            "own pool, consumers and relay, as several replicas would run). More than one "
+            "needs PostgreSQL: a SQLite file takes one writer at a time."
+        ),
+        examples=[1, 2],
+    )
+
     @model_validator(mode="after")
     def _default_database(self) -> ServiceSettings:
         if not self.database_url:
             path = (self.var_dir / f"{self.service_name}.db").resolve()
             self.database_url = f"sqlite+aiosqlite:///{path}"
+        if self.workers > 1 and is_sqlite(self.database_url):
+            raise ValueError("workers > 1 needs PostgreSQL: a SQLite file has one writer")
         return self
 
 

@@ -67,17 +67,23 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def classify(stack: str) -> str | None:
+#: A stage table: each stage's name with the stack substrings that put a sample in it.
+Stages = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def classify(stack: str, stages: Stages = STAGES) -> str | None:
     """The stage of one sampled stack, or ``None`` when it is left out."""
     if any(pattern in stack for pattern in EXCLUDED):
         return None
-    for stage, patterns in STAGES:
+    for stage, patterns in stages:
         if any(pattern in stack for pattern in patterns):
             return stage
     return "other"
 
 
-def breakdown(lines: Sequence[str], process: str | None = None) -> Counter[str]:
+def breakdown(
+    lines: Sequence[str], process: str | None = None, stages: Stages = STAGES
+) -> Counter[str]:
     """Samples per stage in a raw py-spy recording."""
     counts: Counter[str] = Counter()
     for line in lines:
@@ -89,10 +95,28 @@ def breakdown(lines: Sequence[str], process: str | None = None) -> Counter[str]:
         own = [f for f in frames if f.startswith("process ")]
         if process is not None and (not own or process not in own[-1]):
             continue
-        stage = classify(stack)
+        stage = classify(stack, stages)
         if stage is not None:
             counts[stage] += int(count)
     return counts
+
+
+def table(
+    counts: Counter[str], stages: Stages, *, rate: float, units: int, unit: str = "msg"
+) -> list[str]:
+    """The per-stage lines: samples, share and microseconds of CPU per ``unit``."""
+    total = sum(counts.values())
+    per_sample_us = 1e6 / rate
+    width = max(20, *(len(stage) for stage, _ in stages))
+    lines = [f"{'stage':<{width}} {'samples':>8} {'share':>7} {'us/' + unit:>8}"]
+    for stage in [stage for stage, _ in stages] + ["other"]:
+        if counts[stage]:
+            us = counts[stage] * per_sample_us / units
+            lines.append(
+                f"{stage:<{width}} {counts[stage]:>8} {counts[stage] / total:>7.1%} {us:>8.0f}"
+            )
+    lines.append(f"{'total':<{width}} {total:>8} {1:>7.0%} {total * per_sample_us / units:>8.0f}")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,15 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--process", help="only the process whose command line contains this")
     args = parser.parse_args(argv)
     counts = breakdown(args.recording.read_text().splitlines(), args.process)
-    total = sum(counts.values())
-    per_sample_us = 1e6 / args.rate
-    order = [stage for stage, _ in STAGES] + ["other"]
-    print(f"{'stage':<20} {'samples':>8} {'share':>7} {'us/msg':>8}")
-    for stage in order:
-        if counts[stage]:
-            us = counts[stage] * per_sample_us / args.messages
-            print(f"{stage:<20} {counts[stage]:>8} {counts[stage] / total:>7.1%} {us:>8.0f}")
-    print(f"{'total':<20} {total:>8} {1:>7.0%} {total * per_sample_us / args.messages:>8.0f}")
+    print("\n".join(table(counts, STAGES, rate=args.rate, units=args.messages)))
     return 0
 
 

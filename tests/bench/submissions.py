@@ -1,149 +1,230 @@
 """The applications API: complete submissions over HTTP on PostgreSQL, outbox write included.
 
-The service runs under uvicorn (uvloop, httptools) in a process of its own, on a fresh
-database and a broker of the benchmark's own; a load generator in this process keeps
-:data:`CONCURRENCY` requests in flight over HTTP/1.1 keep-alive connections (httpx), each a
-complete submission with its own ``Idempotency-Key``. The baseline is a bare FastAPI app in the
-same kind of process, driven the same way. Afterwards the database must hold exactly one
-application and one outbox row per submission.
+Three apps, each under uvicorn (uvloop, httptools) in a process of its own, on a fresh
+database and a broker of the benchmark's own:
+
+- the applications service (``POST /v1/applications/submissions``);
+- the baseline: a bare FastAPI app doing one INSERT into PostgreSQL per request;
+- a second reference: a bare FastAPI app with no database.
+
+The load generator (:mod:`tests.bench.loadgen`) runs in a process of its own and reports its
+own CPU. Each app is driven twice: closed-loop with :data:`CONCURRENCY` requests in flight (its
+saturation rate), then open-loop at half that rate, where its p99 is what the DESIGN target is
+about. Every request is a complete submission with its own ``Idempotency-Key`` and a distinct
+body. Afterwards the service's database must hold exactly one application and one outbox row
+per submission.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
+import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import httpx
 from sqlalchemy.engine import make_url
 
 from services.cli.embedded import free_port
 from tests.applications.helpers import auth, content
 from tests.bench.common import BenchError, Result
-from tests.bench.process import create_registry_topics, process, service_env
+from tests.bench.loadgen import SEQ_MARKER
+from tests.bench.process import ROOT, create_registry_topics, process, service_env
 
 SUBMISSIONS = "submissions (pg)"
+SUBMISSIONS_HALF = "submissions (pg), half saturation"
+BARE_INSERT = "bare insert (fastapi + pg)"
+BARE_INSERT_HALF = "bare insert, half saturation"
 BARE_HTTP = "bare http (fastapi)"
 PATH = "/v1/applications/submissions"
-#: Requests in flight at any time.
+#: Requests in flight at any time in the closed-loop (saturation) run.
 CONCURRENCY = 32
+#: Connections the open-loop run may use: enough that a slow answer does not delay the next.
+OPEN_CONNECTIONS = 64
 #: Firms the submissions are spread over (one token each).
 FIRMS = 4
-#: DESIGN targets of the applications API.
-RATE_TARGET = 1_000.0
+#: DESIGN targets: a ratio to the bare INSERT app, and p99 at half the saturation rate.
+RATIO_TARGET = 0.5
 P99_TARGET_MS = 50.0
 
 
 @dataclass(frozen=True)
 class Load:
-    """What one load run measured."""
+    """What one load run measured, as the generator reported it."""
 
     n: int
     seconds: float
-    latencies_ms: Sequence[float]
+    p50_ms: float
+    p99_ms: float
+    #: CPU seconds the generator itself used over the timed section.
+    cpu_seconds: float
 
-    def percentile(self, q: float) -> float:
-        """The ``q`` quantile (0..1) of the latencies, nearest rank."""
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+    @property
+    def rate(self) -> float:
+        """Answered requests per second."""
+        return self.n / self.seconds
+
+    def generator_cost(self) -> str:
+        """The generator's own CPU, per request and as a share of one core."""
+        return (
+            f"generator {self.cpu_seconds / self.n * 1e6:,.0f} us CPU/request, "
+            f"{self.cpu_seconds / self.seconds:.0%} of a core"
+        )
+
+
+def _body_template() -> str:
+    """The contract's complete example, with the request number in its title."""
+    body = content()
+    body["proposal"]["title"] = f"{body['proposal']['title']} #{SEQ_MARKER}"
+    return json.dumps(body)
 
 
 async def drive(
-    base_url: str,
+    port: int,
     n: int,
+    workdir: Path,
     *,
-    concurrency: int = CONCURRENCY,
-    on_progress: Callable[[int], None] | None = None,
+    rate: float | None = None,
 ) -> Load:
-    """POST ``n`` submissions with ``concurrency`` in flight; every answer must be 201."""
-    body = json.dumps(content()).encode()
-    tokens = [auth(firm=f"BENCH{i}") for i in range(FIRMS)]
-    keys = [str(uuid.uuid4()) for _ in range(n)]
-    latencies: list[float] = []
-    failures: list[str] = []
-    created: list[int] = []
-    next_index = 0
-    # One client (one keep-alive connection) per worker: a single httpx pool shared by many
-    # concurrent requests costs more than the requests themselves (about 200 requests/s at
-    # 32 in flight, against about 1,000/s at 4, on two cores).
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0)
-        for _ in range(concurrency)
-    ]
+    """Send ``n`` submissions from a generator process; every answer must be 201.
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal next_index
-        while next_index < n and not failures:
-            i = next_index
-            next_index += 1
-            headers = {
-                **tokens[i % FIRMS],
-                "Idempotency-Key": keys[i],
-                "Content-Type": "application/json",
-            }
-            started = time.perf_counter()
-            response = await client.post(PATH, content=body, headers=headers)
-            latencies.append((time.perf_counter() - started) * 1000)
-            if response.status_code == 201:
-                created.append(i)
-            else:
-                failures.append(f"{response.status_code} {response.text[:300]}")
-            if on_progress is not None and len(latencies) % 100 == 0:
-                on_progress(len(latencies))
-
+    Closed-loop with :data:`CONCURRENCY` in flight, or open-loop at ``rate`` per second.
+    """
+    spec = {
+        "host": "127.0.0.1",
+        "port": port,
+        "path": PATH,
+        "mode": "closed" if rate is None else "open",
+        "rate": rate or 0.0,
+        "n": n,
+        "concurrency": CONCURRENCY if rate is None else OPEN_CONNECTIONS,
+        "header_sets": [auth(firm=f"BENCH{i}") for i in range(FIRMS)],
+        "body_template": _body_template(),
+        "expect_status": 201,
+    }
+    spec_path = workdir / f"load-{uuid.uuid4().hex[:8]}.json"
+    spec_path.write_text(json.dumps(spec))
+    generator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.bench.loadgen",
+        str(spec_path),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
-        # Open every connection before the clock starts.
-        await asyncio.gather(*(client.get("/health") for client in clients))
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for client in clients))
-        seconds = time.perf_counter() - started
+        out, err = await generator.communicate()
     finally:
-        await asyncio.gather(*(client.aclose() for client in clients))
-    if failures:
-        raise BenchError(f"{len(failures)} submissions failed, e.g. {failures[0]}")
-    return Load(n=len(created), seconds=seconds, latencies_ms=latencies)
+        if generator.returncode is None:
+            generator.kill()
+            await generator.wait()
+    if generator.returncode != 0:
+        raise BenchError(
+            f"load generator exited with {generator.returncode}: {err.decode()[-500:]}"
+        )
+    figures = json.loads(out)
+    if figures["failures"]:
+        raise BenchError(
+            f"{figures['failures']} submissions failed, e.g. {figures['first_failure']}"
+        )
+    if figures["n"] != n:
+        raise BenchError(f"the generator answered {figures['n']} of {n} submissions")
+    return Load(
+        n=figures["n"],
+        seconds=figures["seconds"],
+        p50_ms=figures["p50_ms"],
+        p99_ms=figures["p99_ms"],
+        cpu_seconds=figures["cpu_seconds"],
+    )
 
 
-def _result(name: str, load: Load, **fields: object) -> Result:
+async def saturation_and_half(
+    port: int, n: int, workdir: Path, on_progress: Callable[[int], None] | None
+) -> tuple[Load, Load]:
+    """A closed-loop run of ``n``, then ``n // 2`` open-loop at half its rate."""
+    saturated = await drive(port, n, workdir)
+    if on_progress is not None:
+        on_progress(n)
+    half = await drive(port, max(1, n // 2), workdir, rate=saturated.rate / 2)
+    return saturated, half
+
+
+def _result(name: str, load: Load, note: str, **fields: object) -> Result:
     return Result(
         name,
         load.n,
         load.seconds,
-        latency_ms=(load.percentile(0.50), load.percentile(0.99)),
+        latency_ms=(load.p50_ms, load.p99_ms),
+        note=f"{note}; {load.generator_cost()}",
         **fields,  # type: ignore[arg-type]
     )
+
+
+def _uvicorn(app: str, port: int) -> list[str]:
+    return [
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
 
 
 async def bench_bare_http(
     workdir: Path, n: int, *, on_progress: Callable[[int], None] | None = None
 ) -> Result:
-    """The baseline: a bare FastAPI app under uvicorn in its own process."""
+    """The second reference: a bare FastAPI app under uvicorn, no database."""
     port = free_port()
     async with process(
-        [
-            "-m",
-            "uvicorn",
-            "tests.bench.bare_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        _uvicorn("tests.bench.bare_app:app", port),
         env={},
         log_path=workdir / "bare-http.log",
         health_url=f"http://127.0.0.1:{port}/health",
     ):
-        load = await drive(f"http://127.0.0.1:{port}", n, on_progress=on_progress)
-    return _result(BARE_HTTP, load, note=f"uvicorn, one process; {CONCURRENCY} in flight")
+        load = await drive(port, n, workdir)
+    if on_progress is not None:
+        on_progress(n)
+    return _result(BARE_HTTP, load, f"uvicorn, one process, no database; {CONCURRENCY} in flight")
+
+
+async def bench_bare_insert(
+    database_url: str,
+    workdir: Path,
+    n: int,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[Result]:
+    """The baseline: a bare FastAPI app doing one INSERT per request; saturated and at half."""
+    port = free_port()
+    async with process(
+        _uvicorn("tests.bench.bare_insert_app:app", port),
+        env={"BENCH_DATABASE_URL": database_url},
+        log_path=workdir / "bare-insert.log",
+        health_url=f"http://127.0.0.1:{port}/health",
+    ):
+        saturated, half = await saturation_and_half(port, n, workdir, on_progress)
+    return [
+        _result(
+            BARE_INSERT,
+            saturated,
+            f"uvicorn, one process, one INSERT per request (asyncpg pool); {CONCURRENCY} in flight",
+        ),
+        _result(
+            BARE_INSERT_HALF,
+            half,
+            f"offered {saturated.rate / 2:,.0f}/s open-loop (0.5 x its saturation: kept up)",
+            baseline=BARE_INSERT,
+        ),
+    ]
 
 
 async def bench_submissions(
@@ -152,9 +233,13 @@ async def bench_submissions(
     workdir: Path,
     n: int,
     *,
+    workers: int = 1,
     on_progress: Callable[[int], None] | None = None,
-) -> Result:
-    """Submissions/s and latency of the applications service; checks the database after."""
+) -> list[Result]:
+    """Submissions/s and latency of the applications service; checks the database after.
+
+    ``workers`` is the service's worker processes (its ``workers`` setting).
+    """
     await create_registry_topics(bootstrap)
     port = free_port()
     env = service_env(
@@ -164,6 +249,7 @@ async def bench_submissions(
         INCENTIVES_APPLICATIONS_PORT=str(port),
         INCENTIVES_APPLICATIONS_HOST="127.0.0.1",
         INCENTIVES_APPLICATIONS_DATABASE_URL=database_url,
+        INCENTIVES_APPLICATIONS_WORKERS=str(workers),
     )
     async with process(
         ["-m", "services.applications.main"],
@@ -171,17 +257,28 @@ async def bench_submissions(
         log_path=workdir / "applications.log",
         health_url=f"http://127.0.0.1:{port}/health",
     ):
-        load = await drive(f"http://127.0.0.1:{port}", n, on_progress=on_progress)
-    await check_database(database_url, n)
-    return _result(
-        SUBMISSIONS,
-        load,
-        baseline=BARE_HTTP,
-        rate_target=RATE_TARGET,
-        p99_target_ms=P99_TARGET_MS,
-        note=f"applications service, uvicorn in its own process; {CONCURRENCY} in flight, "
-        f"{FIRMS} firms; database checked: {n:,} applications and outbox rows",
-    )
+        saturated, half = await saturation_and_half(port, n, workdir, on_progress)
+    total = saturated.n + half.n
+    await check_database(database_url, total)
+    suffix = "" if workers == 1 else f", {workers} workers"
+    processes = "uvicorn in its own process" if workers == 1 else f"{workers} worker processes"
+    return [
+        _result(
+            SUBMISSIONS + suffix,
+            saturated,
+            f"applications service, {processes}; {CONCURRENCY} in flight, "
+            f"{FIRMS} firms; database checked: {total:,} applications and outbox rows",
+            baseline=BARE_INSERT,
+            target=RATIO_TARGET,
+        ),
+        _result(
+            SUBMISSIONS_HALF + suffix,
+            half,
+            f"offered {saturated.rate / 2:,.0f}/s open-loop (0.5 x its saturation: kept up)",
+            baseline=SUBMISSIONS + suffix,
+            p99_target_ms=P99_TARGET_MS,
+        ),
+    ]
 
 
 async def check_database(database_url: str, n: int) -> None:

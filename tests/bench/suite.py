@@ -30,10 +30,17 @@ from rich.table import Table
 from tests.bench.audit_log import AUDIT, bench_audit
 from tests.bench.common import Result, fresh_pg_database, tansu
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
+from tests.bench.end_to_end import END_TO_END, bench_end_to_end
+from tests.bench.end_to_end import N_DEFAULT as E2E_N
 from tests.bench.kit_hop import bench_kit_hop
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
-from tests.bench.submissions import SUBMISSIONS, bench_bare_http, bench_submissions
+from tests.bench.submissions import (
+    SUBMISSIONS,
+    bench_bare_http,
+    bench_bare_insert,
+    bench_submissions,
+)
 
 KIT_PG = "kit hop (pg)"
 KIT_PG_UPSERT = "kit hop (pg, statement per message)"
@@ -48,11 +55,13 @@ CHOICES: dict[str, str] = {
     "relay": RELAY,
     "submissions": SUBMISSIONS,
     "eligibility": ELIGIBILITY,
+    "end-to-end": END_TO_END,
     "audit": AUDIT,
 }
-#: Benchmarks that measure their own baseline (hashlib, for the audit log): selecting only
-#: these does not run the Kafka baselines.
-SELF_BASELINED = frozenset({"audit"})
+#: Benchmarks that measure their own baseline (hashlib for the audit log, bare apps for the
+#: submissions, a bare workflow end to end): selecting only these does not run the Kafka
+#: baselines.
+SELF_BASELINED = frozenset({"audit", "submissions", "end-to-end"})
 #: Messages per benchmark by default: several seconds of steady state each, and the whole run
 #: stays within about five minutes on two cores (the kit hops run at about 1,000 msgs/s).
 DEFAULT_N: dict[str, int] = {
@@ -61,11 +70,15 @@ DEFAULT_N: dict[str, int] = {
     "kit-pg-upsert": 10_000,
     "kit-sqlite": 10_000,
     "relay": 20_000,
-    "submissions": 5_000,
+    "submissions": 3_000,
     "eligibility": 5_000,
+    # Applications through the whole platform (about a minute on two cores).
+    "end-to-end": E2E_N,
     "audit": 1_000_000,
 }
 QUICK_N = 300
+#: Benchmarks whose default count is also their largest (applications through the platform).
+CAPPED = frozenset({"end-to-end"})
 #: Upper bound on one benchmark's wall time (setup and verification included).
 DEFAULT_TIMEOUT = 300.0
 
@@ -87,6 +100,10 @@ class Options:
 
     def count(self, name: str) -> int:
         """Messages for benchmark ``name``."""
+        if name in CAPPED:
+            # A whole journey per unit: --n and --quick may lower the count, never raise it.
+            wanted = self.n if self.n is not None else QUICK_N if self.quick else DEFAULT_N[name]
+            return min(wanted, DEFAULT_N[name])
         if self.n is not None:
             return self.n
         return QUICK_N if self.quick else DEFAULT_N[name]
@@ -250,15 +267,25 @@ async def _run_one(
         own = workdir / "submissions"
         own.mkdir(exist_ok=True)
         base = await bench_bare_http(own, n, on_progress=report)
-        async with tansu(own) as private, fresh_pg_database() as url:
-            result = await bench_submissions(private, url, own, n, on_progress=report)
-        return [base, result]
+        async with fresh_pg_database(label="bench_bare") as url:
+            bare = await bench_bare_insert(url, own, n, on_progress=report)
+        results = [base, *bare]
+        for workers in (1, 2):
+            async with tansu(own) as private, fresh_pg_database() as url:
+                results += await bench_submissions(
+                    private, url, own, n, workers=workers, on_progress=report
+                )
+        return results
     if key == "eligibility":
         own = workdir / "eligibility"
         own.mkdir(exist_ok=True)
         async with tansu(own) as private, fresh_pg_database() as url:
             result = await bench_eligibility(private, url, own, n, on_progress=report)
         return [result]
+    if key == "end-to-end":
+        own = workdir / "end-to-end"
+        own.mkdir(exist_ok=True)
+        return await bench_end_to_end(own, n, on_progress=report)
     if key == "audit":
         async with fresh_pg_database() as url:
             return await bench_audit(workdir, n, pg_url=url, on_progress=report)

@@ -22,10 +22,20 @@ from tests.bench.__main__ import parse_args
 from tests.bench.audit_log import SHA256, bench_audit
 from tests.bench.common import BenchError, Result, assert_exactly_once, fresh_pg_database, tansu
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
+from tests.bench.end_to_end import BARE_TEMPORAL, END_TO_END, ROUNDS, bench_end_to_end
 from tests.bench.kit_hop import HOP_TARGET, bench_kit_hop
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
-from tests.bench.submissions import BARE_HTTP, SUBMISSIONS, bench_bare_http, bench_submissions
+from tests.bench.submissions import (
+    BARE_HTTP,
+    BARE_INSERT,
+    BARE_INSERT_HALF,
+    SUBMISSIONS,
+    SUBMISSIONS_HALF,
+    bench_bare_http,
+    bench_bare_insert,
+    bench_submissions,
+)
 from tests.bench.suite import (
     DEFAULT_N,
     QUICK_N,
@@ -99,17 +109,26 @@ async def test_relay_publishes_every_row_once(kafka_bootstrap: str, pg_url: str)
 
 @pytest.mark.integration
 async def test_submissions_reach_the_database_once_each(pg_url: str, tmp_path: Path) -> None:
-    # A broker of its own, as in the suite: the service consumes every domain events topic.
     base = await bench_bare_http(tmp_path, 50)
     assert base.name == BARE_HTTP
     _positive(base, 50)
+    async with fresh_pg_database(pg_url, "bench_smoke") as url:
+        bare = await bench_bare_insert(url, tmp_path, 50)
+    assert [r.name for r in bare] == [BARE_INSERT, BARE_INSERT_HALF]
+    _positive(bare[0], 50)
+    _positive(bare[1], 25)
+    # A broker of its own, as in the suite: the service consumes every domain events topic.
     async with tansu(tmp_path) as bootstrap, fresh_pg_database(pg_url, "bench_smoke") as url:
-        # Checks itself that the database holds exactly 50 applications and outbox rows.
-        result = await bench_submissions(bootstrap, url, tmp_path, 50)
-    assert (result.name, result.baseline) == (SUBMISSIONS, BARE_HTTP)
-    _positive(result, 50)
-    assert result.latency_ms is not None
-    assert 0 < result.latency_ms[0] <= result.latency_ms[1]
+        # Checks itself that the database holds exactly 75 applications and outbox rows.
+        saturated, half = await bench_submissions(bootstrap, url, tmp_path, 50)
+    assert (saturated.name, saturated.baseline) == (SUBMISSIONS, BARE_INSERT)
+    assert half.name == SUBMISSIONS_HALF
+    _positive(saturated, 50)
+    _positive(half, 25)
+    for result in (saturated, half):
+        assert result.latency_ms is not None
+        assert 0 < result.latency_ms[0] <= result.latency_ms[1]
+        assert "generator" in result.note
 
 
 @pytest.mark.integration
@@ -225,6 +244,11 @@ def test_command_line_options() -> None:
         parse_args(["--n", "0"])
     # The audit log's baseline is hashlib, measured inside the benchmark: no Kafka baselines.
     assert parse_args(["--only", "audit"]).selected() == ["audit"]
+    # So do the submissions (bare apps) and end to end (a bare workflow).
+    assert parse_args(["--only", "submissions", "--only", "end-to-end"]).selected() == [
+        "submissions",
+        "end-to-end",
+    ]
     assert parse_args(["--only", "audit", "--only", "relay"]).selected() == [
         "raw",
         "relay",
@@ -284,3 +308,17 @@ def test_the_results_file_lists_every_figure_with_the_machine_and_time(tmp_path:
 def test_the_command_line_names_the_results_file() -> None:
     assert parse_args([]).results == RESULTS_PATH
     assert parse_args(["--results", "x.json"]).results == Path("x.json")
+
+
+@pytest.mark.integration
+async def test_end_to_end_approves_every_application(tmp_path: Path) -> None:
+    # Its own dev server and broker; fails itself unless every application ends approved.
+    bare, end_to_end = await bench_end_to_end(tmp_path, 2)
+    assert (bare.name, end_to_end.name, end_to_end.baseline) == (
+        BARE_TEMPORAL,
+        END_TO_END,
+        BARE_TEMPORAL,
+    )
+    _positive(bare, 2 * ROUNDS)
+    _positive(end_to_end, 2 * ROUNDS)
+    assert "5 updates" in bare.note  # technical, security, finance and a committee of two

@@ -82,3 +82,14 @@ def test_constructor_keywords_override_environment(monkeypatch: pytest.MonkeyPat
     settings = AuditSettings(kafka_bootstrap="from-code:9092", port=0)
     assert settings.kafka_bootstrap == "from-code:9092"
     assert settings.port == 0
+
+
+def test_one_worker_by_default_and_several_only_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert AuditSettings().workers == 1
+    monkeypatch.setenv("INCENTIVES_AUDIT_WORKERS", "2")
+    with pytest.raises(ValidationError, match="needs PostgreSQL"):
+        AuditSettings()
+    monkeypatch.setenv("INCENTIVES_AUDIT_DATABASE_URL", "postgresql+asyncpg://u@h/audit")
+    assert AuditSettings().workers == 2
