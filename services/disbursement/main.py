@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from contracts.topics import get_topic
 from services.disbursement import payouts
 from services.disbursement.api import router
+from services.disbursement.commands import PRODUCER
 from services.disbursement.handlers import HANDLED, handle_disbursement_command
 from services.disbursement.rail import RailClient
 from services.disbursement.settings import Settings
@@ -81,6 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app; broker, database, relay, payouts and reconciliation start with it."""
     settings = settings or Settings()
     service = Service(settings, migrations=MIGRATIONS)
+    events = get_topic("disbursement.events")
+    service.sends(
+        events.name,
+        events.types,
+        producer=PRODUCER,
+        description="Awards, tranche payments, cancellations and budget shortfalls.",
+    )
     service.consume(
         *consumed_topics(),
         handler=handle_disbursement_command,

@@ -16,6 +16,7 @@ from services.kit.logging import get_logger
 from services.kit.runtime import Service, run_service
 from services.zones import commands
 from services.zones.api import router
+from services.zones.commands import PRODUCER
 from services.zones.domain import parse_catalogue
 from services.zones.handlers import HANDLED, make_handler
 from services.zones.settings import Settings
@@ -85,6 +86,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app; the broker, database, relay and sweep start with its lifespan."""
     settings = settings or Settings()
     service = Service(settings, migrations=MIGRATIONS)
+    events = get_topic("zones.events")
+    service.sends(
+        events.name,
+        events.types,
+        producer=PRODUCER,
+        description="Holds, allocations, waitlist entries, expiries and releases.",
+    )
     service.consume(
         *consumed_topics(),
         handler=make_handler(default_hold_seconds=settings.default_hold_seconds),
