@@ -37,6 +37,7 @@ from contracts.envelope import utcnow
 from services.kit.db import UTCDateTime
 from services.kit.logging import get_logger
 from services.kit.messaging import Record
+from services.kit.retry import wait_until_available
 from services.kit.tables import OUTBOX
 
 log = get_logger(__name__)
@@ -167,27 +168,18 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publish forever: on every wake-up hint (debounced), and every ``poll_interval``."""
-        backoff = self._poll_interval
-        failing = False
         while True:
             self._wakeup.clear()
-            try:
-                published = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Rows stay unpublished and are retried; log the first failure of an outage
-                # with its traceback, then quietly back off until it recovers.
-                if not failing:
-                    log.warning("outbox publish failed; will retry", exc_info=exc)
-                    failing = True
-                backoff = min(backoff * 2, self._max_backoff)
-                await asyncio.sleep(backoff)
-                continue
-            if failing:
-                log.info("outbox publishing recovered")
-                failing = False
-            backoff = self._poll_interval
+            # Rows stay unpublished and are retried: one warning line when an outage starts,
+            # one when publishing recovers, and a pause that doubles up to ``max_backoff``.
+            published = await wait_until_available(
+                self.run_once,
+                name="outbox publishing",
+                interval=self._poll_interval,
+                max_interval=self._max_backoff,
+                unavailable="failed",
+                recovered="recovered",
+            )
             if published:
                 log.debug("outbox rows published", count=published)
             woken = False

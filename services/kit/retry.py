@@ -15,6 +15,7 @@ from tenacity import (
     stop_after_attempt,
     stop_after_delay,
     stop_never,
+    wait_exponential,
     wait_exponential_jitter,
     wait_fixed,
 )
@@ -136,6 +137,7 @@ async def wait_until_available(
     *,
     name: str,
     interval: float = 1.0,
+    max_interval: float | None = None,
     deadline: float | None = None,
     unavailable: str = "not reachable yet",
     recovered: str | None = "reachable",
@@ -149,6 +151,8 @@ async def wait_until_available(
     traceback per attempt, and one info line (``"<name> reachable"``) once it answers. Any
     error of ``probe`` means "not yet"; a cancellation ends the wait. ``deadline`` (seconds)
     bounds it: the last error is then raised. ``None`` waits forever, as a container would.
+    With ``max_interval`` the pause doubles from ``interval`` up to it (a long outage is then
+    probed less often).
     """
     warned = False
 
@@ -166,7 +170,11 @@ async def wait_until_available(
 
     retrying = AsyncRetrying(
         stop=stop_never if deadline is None else stop_after_delay(deadline),
-        wait=wait_fixed(interval),
+        wait=(
+            wait_fixed(interval)
+            if max_interval is None
+            else wait_exponential(multiplier=interval, max=max_interval)
+        ),
         retry=retry_if_exception_type(Exception),
         before_sleep=first_failure,
         reraise=True,
