@@ -23,7 +23,15 @@ from contracts.errors import (
     UnknownMessageType,
     UnsupportedSchemaVersion,
 )
-from contracts.v1 import applications, approvals, disbursement, eligibility, review, zones
+from contracts.v1 import (
+    applications,
+    approvals,
+    disbursement,
+    eligibility,
+    operations,
+    review,
+    zones,
+)
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
@@ -68,6 +76,8 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "tranche.failed": disbursement.TrancheFailed,
         "award.cancelled": disbursement.AwardCancelled,
         "budget.exhausted": disbursement.BudgetExhausted,
+        # operations.events
+        "dead_letter.redriven": operations.DeadLetterRedriven,
     }
 )
 
