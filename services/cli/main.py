@@ -8,6 +8,7 @@ Commands:
 - ``serve NAME``: run one service in the foreground, configured by environment (as in a
   container);
 - ``topics create``: create the registry's topics on any Kafka cluster (idempotent);
+- ``dlq list|show|redrive``: inspect dead letters and send them back to their topic;
 - ``rules check|explain``: validate eligibility rule files, explain a decision rule by rule;
 - ``token``: issue a development bearer token for a principal.
 
@@ -30,6 +31,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.dlq import app as dlq_app
 from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
 from services.cli.token import token
@@ -43,6 +45,7 @@ app = typer.Typer(
 topics_app = typer.Typer(help="Manage the platform's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(rules_app, name="rules")
+app.add_typer(dlq_app, name="dlq")
 app.command("token")(token)
 
 VarDirOption = Annotated[
