@@ -17,7 +17,6 @@ other event. ``redrive --topic`` skips the dead letters already redriven (the ev
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import os
@@ -27,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from contracts import catalog
 from contracts.envelope import Actor, ActorKind, deterministic_event_id
@@ -37,14 +36,21 @@ from contracts.v1.operations import DeadLetterRedriven
 from services.cli.dlq import OPERATOR_ENV
 from services.kit.asyncapi import Sends, build_document
 from services.kit.dlq import DeadLetterInfo, parse_dead_letter
-from services.kit.messaging import Record, create_producer, send_all
+from services.kit.messaging import (
+    Record,
+    create_producer,
+    read_topics,
+    send_all,
+    topic_partitions,
+    topic_reader,
+)
 
 #: The topic redrives are recorded on, and the envelope ``producer`` of those records.
 OPERATIONS_TOPIC = "operations.events"
 REDRIVEN = "dead_letter.redriven"
 PRODUCER = "operations"
 
-#: How long reading a topic to its end may take before giving up (seconds).
+#: How long reading one dead letter may take before giving up (seconds).
 READ_TIMEOUT = 30.0
 
 #: What the operations CLI publishes, for its AsyncAPI document.
@@ -186,62 +192,6 @@ def dlq_topics(topic: str | None = None) -> list[str]:
     return [get_topic(topic).dlq]
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    deadline = time.monotonic() + 10.0
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        if time.monotonic() > deadline:
-            return set()  # the topic does not exist (yet): it holds nothing
-        await consumer.topics()  # refreshes the cluster metadata
-        await asyncio.sleep(0.1)
-
-
-def _reader(bootstrap: str) -> AIOKafkaConsumer:
-    # No group: reading commits nothing and disturbs no consumer.
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        request_timeout_ms=10_000,
-    )
-
-
-async def read_topics(bootstrap: str, topics: Iterable[str]) -> list[Any]:
-    """Every record the broker holds on ``topics`` now, in (topic, partition, offset) order."""
-    consumer = _reader(bootstrap)
-    await consumer.start()
-    try:
-        assigned = [
-            TopicPartition(topic, partition)
-            for topic in topics
-            for partition in sorted(await _partitions(consumer, topic))
-        ]
-        if not assigned:
-            return []
-        consumer.assign(assigned)
-        ends = await consumer.end_offsets(assigned)
-        starts = await consumer.beginning_offsets(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        remaining = {tp for tp in assigned if ends[tp] > starts[tp]}
-        records: list[Any] = []
-        deadline = time.monotonic() + READ_TIMEOUT
-        while remaining:
-            if time.monotonic() > deadline:
-                raise DeadLetterError(f"reading {sorted(t.topic for t in remaining)} timed out")
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, batch_records in batch.items():
-                records.extend(r for r in batch_records if r.offset < ends[tp])
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
-    finally:
-        await consumer.stop()
-
-
 async def list_dead_letters(bootstrap: str, topics: Iterable[str]) -> list[DeadLetter]:
     """The dead letters of these ``.dlq`` topics (see :func:`dlq_topics`)."""
     return [DeadLetter.from_kafka(r) for r in await read_topics(bootstrap, topics)]
@@ -254,13 +204,13 @@ async def get_dead_letters(bootstrap: str, ids: Sequence[DeadLetterId]) -> list[
         DeadLetterError: an id names no record the broker holds.
     """
     found: dict[DeadLetterId, DeadLetter] = {}
-    consumer = _reader(bootstrap)
+    consumer = topic_reader(bootstrap)
     await consumer.start()
     try:
         for wanted in ids:
             if wanted in found:
                 continue
-            if wanted.partition not in await _partitions(consumer, wanted.topic):
+            if wanted.partition not in await topic_partitions(consumer, wanted.topic):
                 raise DeadLetterError(f"no dead letter {wanted}: no such topic or partition")
             tp = TopicPartition(wanted.topic, wanted.partition)
             consumer.assign([tp])

@@ -60,7 +60,7 @@ def list_command(topic: TopicOption = None, bootstrap: BootstrapOption = None) -
     try:
         letters = asyncio.run(list_dead_letters(target, dlq_topics(topic)))
         redriven = asyncio.run(redriven_ids(target))
-    except (KeyError, DeadLetterError) as exc:
+    except (KeyError, TimeoutError, DeadLetterError) as exc:
         raise _fail(str(exc)) from exc
     table = Table(title=f"Dead letters on {target}")
     # The id is what the other commands take: never wrapped or cut.
@@ -93,7 +93,7 @@ def show_command(
     target = _bootstrap(bootstrap)
     try:
         (letter,) = asyncio.run(get_dead_letters(target, [DeadLetterId.parse(dead_letter_id)]))
-    except DeadLetterError as exc:
+    except (TimeoutError, DeadLetterError) as exc:
         raise _fail(str(exc)) from exc
     info = letter.info
     shown = {
@@ -161,7 +161,7 @@ def redrive_command(
                 if str(letter.id) not in done
             ]
         events = asyncio.run(redrive(target, letters, operator=who, note=reason))
-    except (KeyError, DeadLetterError) as exc:
+    except (KeyError, TimeoutError, DeadLetterError) as exc:
         raise _fail(str(exc)) from exc
     console = Console()
     for letter in letters:
