@@ -9,6 +9,7 @@ Commands:
   container);
 - ``topics create``: create the registry's topics on any Kafka cluster (idempotent);
 - ``dlq list|show|redrive``: inspect dead letters and send them back to their topic;
+- ``outbox republish``: queue a service's outbox for publication again;
 - ``rules check|explain``: validate eligibility rule files, explain a decision rule by rule;
 - ``token``: issue a development bearer token for a principal.
 
@@ -32,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli.dlq import app as dlq_app
+from services.cli.outbox import app as outbox_app
 from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
 from services.cli.token import token
@@ -46,6 +48,7 @@ topics_app = typer.Typer(help="Manage the platform's Kafka topics.", no_args_is_
 app.add_typer(topics_app, name="topics")
 app.add_typer(rules_app, name="rules")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
 app.command("token")(token)
 
 VarDirOption = Annotated[

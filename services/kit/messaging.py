@@ -140,9 +140,11 @@ async def ensure_topics(
         await admin.close()
 
 
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    """The partitions of ``topic``, or none when it does not exist (after a short wait)."""
-    deadline = time.monotonic() + 10.0
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topic: str, *, within: float = 10.0
+) -> set[int]:
+    """The partitions of ``topic``, or none when it does not exist ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         partitions = consumer.partitions_for_topic(topic)
         if partitions:
