@@ -238,12 +238,24 @@ def status(
             break
         time.sleep(0.5)
 
+    from services.cli.state import read_state
+
+    recorded = read_state(settings.resolved_var_dir())
+    records = {r.part: recorded.part(r.part) if recorded else None for r in results}
+    # The supervisor's restarts, as a column once any part has been restarted or has died.
+    show_restarts = any(p is not None and (p.restarts or p.last_exit) for p in records.values())
     table = Table(title="Incentives platform status")
-    for column in ("part", "address", "state", "detail", "PID"):
+    columns = ["part", "address", "state", "detail", "PID"]
+    for column in columns + (["restarts (last exit)"] if show_restarts else []):
         table.add_column(column)
     for r in results:
         state = "[green]healthy" if r.healthy else "[red]UNHEALTHY"
-        table.add_row(r.part, r.address, state, r.detail, str(r.pid or ""))
+        row = [r.part, r.address, state, r.detail, str(r.pid or "")]
+        part = records[r.part]
+        if show_restarts:
+            died = "" if part is None or part.last_exit is None else f" ({part.last_exit})"
+            row.append(f"{part.restarts}{died}" if part else "")
+        table.add_row(*row)
     console = _console()
     console.print(table)
     if unhealthy:

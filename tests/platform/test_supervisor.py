@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from services.cli.embedded import port_in_use
 from services.cli.state import read_state
+from services.cli.supervisor import restart_delay
 from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone
 
 pytestmark = pytest.mark.integration
 
 
-def test_stub_platform_reports_a_dead_service_then_stops_on_ctrl_c(tmp_path: Path) -> None:
-    """A service dying after start-up is reported with its log and the rest keeps running;
+def test_stub_platform_restarts_a_dead_service_then_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """A service dying after start-up is reported with its log and started again, with its
+    restart count and last exit code in the state (and ``status``); the rest keeps running.
     SIGINT (Ctrl-C) then stops every process and removes the state."""
     run = PlatformRun.on_free_ports(tmp_path)
     proc = run.popen_up(stubs=True)
@@ -31,16 +34,32 @@ def test_stub_platform_reports_a_dead_service_then_stops_on_ctrl_c(tmp_path: Pat
 
         zones = state.part("zones")
         assert zones is not None
+        assert zones.restarts == 0
         os.kill(zones.pid, signal.SIGKILL)
         assert wait_all_gone([zones.pid], timeout=10) == []
 
-        status = run.incentives("status")
-        assert status.returncode == 1
-        assert "Unhealthy: zones" in status.stdout
+        deadline = time.monotonic() + 60
+        restarted = None
+        while time.monotonic() < deadline:
+            current = read_state(tmp_path)
+            restarted = current.part("zones") if current else None
+            if restarted is not None and restarted.restarts == 1:
+                break
+            time.sleep(0.2)
+        assert restarted is not None
+        assert restarted.restarts == 1
+        assert restarted.last_exit == -signal.SIGKILL
+        assert restarted.pid != zones.pid
+        status = run.incentives("status", "--wait", "30")
+        assert status.returncode == 0, status.stdout
+        assert "restarts (last" in status.stdout
+        assert "1 (-9)" in status.stdout
         assert proc.poll() is None, "a dead service must not take the platform down"
         output = run.up_output()
         assert "zones exited with code" in output
         assert "zones stub serving" in output  # the tail of its log is shown
+        assert "zones restarted" in output
+        pids.append(restarted.pid)
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
@@ -50,6 +69,11 @@ def test_stub_platform_reports_a_dead_service_then_stops_on_ctrl_c(tmp_path: Pat
             proc.wait()
     assert wait_all_gone(pids) == []
     assert read_state(tmp_path) is None
+
+
+def test_restarts_back_off_up_to_a_cap() -> None:
+    assert [restart_delay(n) for n in range(7)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert restart_delay(10_000) == 30.0
 
 
 def test_a_service_failing_at_start_up_aborts_everything(tmp_path: Path) -> None:
