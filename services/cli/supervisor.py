@@ -302,11 +302,12 @@ class Supervisor:
         self.console.print(f"[green]All parts healthy in {elapsed:.1f} s.")
 
     async def watch(self) -> int:
-        """Watch the children until a stop is requested or infrastructure dies.
+        """Watch the children until a stop is requested.
 
-        A service that dies is reported with its log tail and started again after a capped
-        exponential backoff (:func:`restart_delay`); its restart count and last exit code go
-        to the state file, where ``incentives status`` shows them.
+        A part that dies (a service, the worker, the broker or Temporal) is reported with its
+        log tail and started again after a capped exponential backoff (:func:`restart_delay`);
+        its restart count and last exit code go to the state file, where ``incentives status``
+        shows them.
         """
         restart_at: dict[str, float] = {}
         while not self.stop_requested.is_set():
@@ -317,16 +318,10 @@ class Supervisor:
             for proc in self._all_processes():
                 if proc.running():
                     continue
-                infra = proc.name in ("broker", "temporal")
                 if proc.name not in restart_at:
                     record = self.state.part(proc.name)
                     restarts = record.restarts if record else 0
                     delay = restart_delay(restarts)
-                    consequence = (
-                        "The platform cannot work without it: stopping everything."
-                        if infra
-                        else f"Restarting it in {delay:.0f} s (restart {restarts + 1})."
-                    )
                     self.console.print(
                         Panel(
                             proc.log_tail(20) or "(empty log)",
@@ -334,17 +329,46 @@ class Supervisor:
                             subtitle=str(proc.log_path),
                         )
                     )
-                    self.console.print(f"[red]{proc.name} died.[/] {consequence}")
-                    if infra:
-                        return 1
+                    self.console.print(
+                        f"[red]{proc.name} died.[/] Restarting it in {delay:.0f} s "
+                        f"(restart {restarts + 1})."
+                    )
                     if record is not None:
                         record.last_exit = proc.exit_code()
                         write_state(self.var_dir, self.state)
                     restart_at[proc.name] = time.monotonic() + delay
                 elif time.monotonic() >= restart_at[proc.name]:
                     del restart_at[proc.name]
-                    self._restart(proc)
+                    if proc.name in ("broker", "temporal"):
+                        await self._restart_infra(proc.name)
+                    else:
+                        self._restart(proc)
         return 0
+
+    async def _restart_infra(self, name: str) -> None:
+        """Start the broker or Temporal again on its port; the broker gets its topics back.
+
+        The broker comes back empty (memory storage); the services notice a broker they have
+        not published to and republish their outboxes (:mod:`services.kit.republish`).
+        Temporal keeps its SQLite file, so workflows carry on.
+        """
+        proc = self.broker.start() if name == "broker" else self.temporal.start()
+        record = self.state.part(name)
+        if record is not None and proc.pid is not None:
+            record.pid = proc.pid
+            record.restarts += 1
+            write_state(self.var_dir, self.state)
+        self.console.print(f"[yellow]{name} restarted (PID {proc.pid}).")
+        try:
+            if name == "broker":
+                await self.broker.wait_ready(timeout_s=20)
+                # Before the services' clients name them (Tansu would auto-create them with
+                # its default partition count).
+                await create_topics(self.broker.bootstrap, registry_topics())
+            else:
+                await self.temporal.wait_ready(timeout_s=self.settings.startup_timeout)
+        except Exception as exc:  # it died again or hangs: the watch loop sees to it
+            self.console.print(f"[red]{name} did not come back: {exc}")
 
     def _restart(self, dead: ManagedProcess) -> None:
         """Start a dead service again and record it."""

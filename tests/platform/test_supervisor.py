@@ -6,6 +6,7 @@ shutdown by PID) rather than about the services, which the e2e smoke test covers
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -95,8 +96,11 @@ def test_a_service_failing_at_start_up_aborts_everything(tmp_path: Path) -> None
         assert not port_in_use(port), f"{part} port {port} still served after an aborted start-up"
 
 
-def test_losing_the_broker_stops_the_platform(tmp_path: Path) -> None:
-    """Infrastructure dying is fatal: the supervisor stops everything and exits 1."""
+def test_a_killed_broker_comes_back_with_its_topics(tmp_path: Path) -> None:
+    """The broker dying is not the end: the supervisor starts a new one on the same port,
+    creates the registry's topics on it, and counts the restart."""
+    from contracts.topics import all_topic_names
+
     run = PlatformRun.on_free_ports(tmp_path)
     proc = run.popen_up(stubs=True)
     try:
@@ -105,11 +109,41 @@ def test_losing_the_broker_stops_the_platform(tmp_path: Path) -> None:
         broker = state.part("broker")
         assert broker is not None
         os.kill(broker.pid, signal.SIGKILL)
-        assert proc.wait(timeout=60) == 1
+        deadline = time.monotonic() + 60
+        restarted = None
+        while time.monotonic() < deadline:
+            current = read_state(tmp_path)
+            restarted = current.part("broker") if current else None
+            if restarted is not None and restarted.restarts == 1:
+                break
+            time.sleep(0.2)
+        assert restarted is not None
+        assert restarted.restarts == 1
+        assert restarted.last_exit == -signal.SIGKILL
+        pids.append(restarted.pid)
+        status = run.incentives("status", "--wait", "30")
+        assert status.returncode == 0, status.stdout
+        assert proc.poll() is None
+        assert "broker restarted" in run.up_output()
+        # The new, empty broker has every registry topic again.
+        topics = asyncio.run(_topic_names(state.kafka_bootstrap))
+        assert set(all_topic_names()) <= topics
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert "broker exited with code" in run.up_output()
-    assert "stopping everything" in run.up_output()
     assert wait_all_gone(pids) == []
+
+
+async def _topic_names(bootstrap: str) -> set[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
