@@ -17,7 +17,7 @@ import pytest
 from services.cli.embedded import port_in_use
 from services.cli.settings import SERVICE_NAMES
 from services.cli.state import read_state
-from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone
+from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone, wait_restarted
 
 pytestmark = pytest.mark.e2e
 
@@ -122,14 +122,7 @@ def test_a_killed_service_comes_back_and_up_after_down_republishes(tmp_path: Pat
     assert applications is not None
     applications_pid = applications.pid
     os.kill(applications_pid, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        current = read_state(tmp_path)
-        record = current.part("applications") if current else None
-        if record is not None and record.restarts == 1:
-            break
-        time.sleep(0.2)
-    assert record is not None
+    record = wait_restarted(tmp_path, "applications")
     assert record.restarts == 1
     assert record.last_exit == -signal.SIGKILL
     assert record.pid != applications_pid

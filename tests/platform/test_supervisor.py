@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from services.cli.embedded import port_in_use
 from services.cli.state import read_state
 from services.cli.supervisor import restart_delay
-from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone
+from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone, wait_restarted
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +38,7 @@ def test_stub_platform_restarts_a_dead_service_then_stops_on_ctrl_c(tmp_path: Pa
         os.kill(zones.pid, signal.SIGKILL)
         assert wait_all_gone([zones.pid], timeout=10) == []
 
-        deadline = time.monotonic() + 60
-        restarted = None
-        while time.monotonic() < deadline:
-            current = read_state(tmp_path)
-            restarted = current.part("zones") if current else None
-            if restarted is not None and restarted.restarts == 1:
-                break
-            time.sleep(0.2)
-        assert restarted is not None
+        restarted = wait_restarted(tmp_path, "zones")
         assert restarted.restarts == 1
         assert restarted.last_exit == -signal.SIGKILL
         assert restarted.pid != zones.pid
@@ -109,15 +100,7 @@ def test_a_killed_broker_comes_back_with_its_topics(tmp_path: Path) -> None:
         broker = state.part("broker")
         assert broker is not None
         os.kill(broker.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        restarted = None
-        while time.monotonic() < deadline:
-            current = read_state(tmp_path)
-            restarted = current.part("broker") if current else None
-            if restarted is not None and restarted.restarts == 1:
-                break
-            time.sleep(0.2)
-        assert restarted is not None
+        restarted = wait_restarted(tmp_path, "broker")
         assert restarted.restarts == 1
         assert restarted.last_exit == -signal.SIGKILL
         pids.append(restarted.pid)
