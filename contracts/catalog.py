@@ -29,6 +29,7 @@ from contracts.v1 import (
     disbursement,
     eligibility,
     offers,
+    operations,
     review,
     zones,
 )
@@ -89,6 +90,8 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "tranche.failed": disbursement.TrancheFailed,
         "award.cancelled": disbursement.AwardCancelled,
         "budget.exhausted": disbursement.BudgetExhausted,
+        # operations.events
+        "dead_letter.redriven": operations.DeadLetterRedriven,
     }
 )
 

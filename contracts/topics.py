@@ -140,6 +140,14 @@ TOPICS: Final[tuple[Topic, ...]] = (
             "budget.exhausted",
         ),
     ),
+    Topic(
+        name="operations.events",
+        description=(
+            "What operators did to the message flow itself: dead letters redriven, each naming"
+            " the operator."
+        ),
+        types=("dead_letter.redriven",),
+    ),
 )
 
 _BY_NAME: Final = {topic.name: topic for topic in TOPICS}

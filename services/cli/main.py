@@ -8,6 +8,8 @@ Commands:
 - ``serve NAME``: run one service in the foreground, configured by environment (as in a
   container);
 - ``topics create``: create the registry's topics on any Kafka cluster (idempotent);
+- ``dlq list|show|redrive``: inspect dead letters and send them back to their topic;
+- ``outbox republish``: queue a service's outbox for publication again;
 - ``rules check|explain``: validate eligibility rule files, explain a decision rule by rule;
 - ``token``: issue a development bearer token for a principal;
 - ``audit checkpoint|verify|export|verify-bundle|history``: check the transparency log.
@@ -33,6 +35,8 @@ from rich.table import Table
 
 from services.cli.audit import app as audit_app
 from services.cli.console import make_app, make_console
+from services.cli.dlq import app as dlq_app
+from services.cli.outbox import app as outbox_app
 from services.cli.payments import app as payments_app
 from services.cli.rules import app as rules_app
 from services.cli.settings import SERVICE_NAMES, PlatformSettings, service_module
@@ -49,6 +53,8 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
 app.add_typer(payments_app, name="payments")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
 app.command("token")(token)
 
 VarDirOption = Annotated[
@@ -242,12 +248,24 @@ def status(
             break
         time.sleep(0.5)
 
+    from services.cli.state import read_state
+
+    recorded = read_state(settings.resolved_var_dir())
+    records = {r.part: recorded.part(r.part) if recorded else None for r in results}
+    # The supervisor's restarts, as a column once any part has been restarted or has died.
+    show_restarts = any(p is not None and (p.restarts or p.last_exit) for p in records.values())
     table = Table(title="Incentives platform status")
-    for column in ("part", "address", "state", "detail", "PID"):
+    columns = ["part", "address", "state", "detail", "PID"]
+    for column in columns + (["restarts (last exit)"] if show_restarts else []):
         table.add_column(column)
     for r in results:
         state = "[green]healthy" if r.healthy else "[red]UNHEALTHY"
-        table.add_row(r.part, r.address, state, r.detail, str(r.pid or ""))
+        row = [r.part, r.address, state, r.detail, str(r.pid or "")]
+        part = records[r.part]
+        if show_restarts:
+            died = "" if part is None or part.last_exit is None else f" ({part.last_exit})"
+            row.append(f"{part.restarts}{died}" if part else "")
+        table.add_row(*row)
     console = _console()
     console.print(table)
     if unhealthy:

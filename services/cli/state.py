@@ -30,6 +30,10 @@ class PartRecord:
     port: int | None = None
     #: The URL probed for health (services), or None for infrastructure (probed by protocol).
     health_url: str | None = None
+    #: How many times the supervisor restarted it after it died.
+    restarts: int = 0
+    #: The exit code of its last death (negative: killed by that signal), if it died.
+    last_exit: int | None = None
 
     def is_ours(self) -> bool:
         """Tell whether ``pid`` still runs the process we started (not a recycled PID).

@@ -63,6 +63,14 @@ from services.cli.topics import create_topics, registry_topics
 
 #: Exit codes of a process that stopped as asked: normally, or by the SIGTERM/SIGINT itself.
 CLEAN_EXIT_CODES = frozenset({0, -signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM})
+#: A dead service is restarted after RESTART_BASE_DELAY * 2**restarts seconds, at most this.
+RESTART_BASE_DELAY = 1.0
+RESTART_MAX_DELAY = 30.0
+
+
+def restart_delay(restarts: int) -> float:
+    """Seconds before restarting a service that died after ``restarts`` earlier restarts."""
+    return float(min(RESTART_BASE_DELAY * 2 ** min(restarts, 16), RESTART_MAX_DELAY))
 
 
 class StartupError(EmbeddedError):
@@ -188,6 +196,7 @@ class Supervisor:
             log_path=self.logs / "temporal.log",
         )
         self.services: dict[str, ManagedProcess] = {}
+        self._service_env: dict[str, str] = {}
         self.state = PlatformState(
             supervisor_pid=os.getpid(),
             supervisor_argv=process_cmdline(os.getpid()),
@@ -276,6 +285,7 @@ class Supervisor:
             self.console.print(f"Created {len(specs)} topics (with their .dlq twins).")
 
             env = service_env(self.settings, self.broker.bootstrap, self.temporal.target)
+            self._service_env = env
             for name in SERVICE_NAMES:
                 proc = ManagedProcess(name, service_argv(name), self.logs / f"{name}.log", env=env)
                 proc.start()
@@ -299,32 +309,85 @@ class Supervisor:
         self.console.print(f"[green]All parts healthy in {elapsed:.1f} s.")
 
     async def watch(self) -> int:
-        """Watch the children until a stop is requested or infrastructure dies."""
-        reported: set[str] = set()
+        """Watch the children until a stop is requested.
+
+        A part that dies (a service, the worker, the broker or Temporal) is reported with its
+        log tail and started again after a capped exponential backoff (:func:`restart_delay`);
+        its restart count and last exit code go to the state file, where ``incentives status``
+        shows them.
+        """
+        restart_at: dict[str, float] = {}
         while not self.stop_requested.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), timeout=0.5)
+            if self.stop_requested.is_set():
+                break
             for proc in self._all_processes():
-                if proc.name in reported or proc.running():
+                if proc.running():
                     continue
-                reported.add(proc.name)
-                infra = proc.name in ("broker", "temporal")
-                consequence = (
-                    "The platform cannot work without it: stopping everything."
-                    if infra
-                    else "The other parts keep running; `incentives status` reports it."
-                )
-                self.console.print(
-                    Panel(
-                        proc.log_tail(20) or "(empty log)",
-                        title=f"[red]{proc.name} exited with code {proc.exit_code()}",
-                        subtitle=str(proc.log_path),
+                if proc.name not in restart_at:
+                    record = self.state.part(proc.name)
+                    restarts = record.restarts if record else 0
+                    delay = restart_delay(restarts)
+                    self.console.print(
+                        Panel(
+                            proc.log_tail(20) or "(empty log)",
+                            title=f"[red]{proc.name} exited with code {proc.exit_code()}",
+                            subtitle=str(proc.log_path),
+                        )
                     )
-                )
-                self.console.print(f"[red]{proc.name} died.[/] {consequence}")
-                if infra:
-                    return 1
+                    self.console.print(
+                        f"[red]{proc.name} died.[/] Restarting it in {delay:.0f} s "
+                        f"(restart {restarts + 1})."
+                    )
+                    if record is not None:
+                        record.last_exit = proc.exit_code()
+                        write_state(self.var_dir, self.state)
+                    restart_at[proc.name] = time.monotonic() + delay
+                elif time.monotonic() >= restart_at[proc.name]:
+                    del restart_at[proc.name]
+                    if proc.name in ("broker", "temporal"):
+                        await self._restart_infra(proc.name)
+                    else:
+                        self._restart(proc)
         return 0
+
+    async def _restart_infra(self, name: str) -> None:
+        """Start the broker or Temporal again on its port; the broker gets its topics back.
+
+        The broker comes back empty (memory storage); the services notice a broker they have
+        not published to and republish their outboxes (:mod:`services.kit.republish`).
+        Temporal keeps its SQLite file, so workflows carry on.
+        """
+        proc = self.broker.start() if name == "broker" else self.temporal.start()
+        record = self.state.part(name)
+        if record is not None and proc.pid is not None:
+            record.pid = proc.pid
+            record.restarts += 1
+            write_state(self.var_dir, self.state)
+        self.console.print(f"[yellow]{name} restarted (PID {proc.pid}).")
+        try:
+            if name == "broker":
+                await self.broker.wait_ready(timeout_s=20)
+                # Before the services' clients name them (Tansu would auto-create them with
+                # its default partition count).
+                await create_topics(self.broker.bootstrap, registry_topics())
+            else:
+                await self.temporal.wait_ready(timeout_s=self.settings.startup_timeout)
+        except Exception as exc:  # it died again or hangs: the watch loop sees to it
+            self.console.print(f"[red]{name} did not come back: {exc}")
+
+    def _restart(self, dead: ManagedProcess) -> None:
+        """Start a dead service again and record it."""
+        proc = ManagedProcess(dead.name, dead.argv, dead.log_path, env=self._service_env)
+        proc.start()
+        self.services[dead.name] = proc
+        record = self.state.part(dead.name)
+        if record is not None and proc.pid is not None:
+            record.pid = proc.pid
+            record.restarts += 1
+            write_state(self.var_dir, self.state)
+        self.console.print(f"[yellow]{dead.name} restarted (PID {proc.pid}).")
 
     def stop_all(self) -> list[str]:
         """Stop services, then Temporal and the broker, by PID; return the unclean exits.

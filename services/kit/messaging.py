@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -137,3 +138,68 @@ async def ensure_topics(
                 await admin.create_topics(wanted)
     finally:
         await admin.close()
+
+
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topic: str, *, within: float = 10.0
+) -> set[int]:
+    """The partitions of ``topic``, or none when it does not exist ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        if time.monotonic() > deadline:
+            return set()  # the topic does not exist (yet): it holds nothing
+        await consumer.topics()  # refreshes the cluster metadata
+        await asyncio.sleep(0.1)
+
+
+def topic_reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer for reading topics by partition; call ``await consumer.start()``."""
+    # No group: reading commits nothing and disturbs no consumer.
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=10_000,
+    )
+
+
+async def read_topics(
+    bootstrap: str, topics: Iterable[str], *, within: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record the broker holds on ``topics`` now, in (topic, partition, offset) order.
+
+    A topic that does not exist holds nothing. Raises ``TimeoutError`` after ``within`` seconds.
+    """
+    consumer = topic_reader(bootstrap)
+    await consumer.start()
+    try:
+        assigned = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in sorted(await topic_partitions(consumer, topic))
+        ]
+        if not assigned:
+            return []
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        starts = await consumer.beginning_offsets(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        remaining = {tp for tp in assigned if ends[tp] > starts[tp]}
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + within
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {sorted(t.topic for t in remaining)} timed out")
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, batch_records in batch.items():
+                records.extend(r for r in batch_records if r.offset < ends[tp])
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
+    finally:
+        await consumer.stop()

@@ -7,7 +7,9 @@ FastAPI app whose lifespan starts and stops all of it:
 
 1. wait for the database (one log line while it is down), migrate it to head;
 2. in the background: wait for the broker (one log line), start the producer, the subscribers
-   and the relay; ``/health`` answers 503 until this is done, so the HTTP port is up early;
+   and the relay; republish the outbox to a broker this service has not published to, and keep
+   checking for one (:class:`~services.kit.republish.BrokerEpoch`); ``/health`` answers 503
+   until this is done, so the HTTP port is up early;
 3. the service's own start hooks (:meth:`Service.on_start`), in the order they were added;
 4. on shutdown (SIGTERM/SIGINT via uvicorn): the stop hooks (:meth:`Service.on_stop`) in
    reverse order, then stop consuming, stop the relay, flush and stop the producer, dispose of
@@ -67,6 +69,7 @@ from services.kit.messaging import Record, create_producer, send_all, wait_for_b
 from services.kit.migrations import upgrade_to_head
 from services.kit.outbox import OutboxRelay
 from services.kit.problems import install_problem_handlers
+from services.kit.republish import BrokerEpoch
 from services.kit.retry import RetryPolicy, wait_until_available
 from services.kit.settings import ServiceSettings
 from services.kit.uow import UnitOfWorkFactory
@@ -132,9 +135,17 @@ class Service:
 
         self.engine = create_engine(settings.database_url)
         self.session_factory = create_session_factory(self.engine)
-        self.relay = OutboxRelay(
-            self.session_factory, self.publish, poll_interval=relay_poll_interval
+        # A broker this service has not published to gets the whole outbox (Tansu forgets all).
+        self.epoch = BrokerEpoch(
+            self.name,
+            settings.kafka_bootstrap,
+            session_factory=self.session_factory,
+            publish=self.publish,
         )
+        self.relay = OutboxRelay(
+            self.session_factory, self.epoch.publish_outbox, poll_interval=relay_poll_interval
+        )
+        self.epoch.attach(self.relay)
         self.uow = UnitOfWorkFactory(self.session_factory, on_outbox_committed=self.relay.wake)
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
@@ -400,7 +411,15 @@ class Service:
             recovered=None,
         )
         self._broker_started = True
+        await wait_until_available(
+            self.epoch.ensure,
+            name=f"broker {bootstrap} publisher marker",
+            interval=self.reconnect_interval,
+            unavailable="not readable yet",
+            recovered=None,
+        )
         self.relay.start()
+        self.epoch.start()
         self.ready.set()
         log.info(
             "service ready",
@@ -418,6 +437,7 @@ class Service:
         # Also when the connector was cancelled half-way through broker.start(): stopping a
         # broker that never started is a no-op. Waits for in-flight handlers, which may still
         # dead-letter through the producer, so the producer stops after it.
+        await self.epoch.stop()
         await self.broker.stop()
         self._broker_started = False
         await self.relay.stop()

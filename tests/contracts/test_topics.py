@@ -27,6 +27,7 @@ EXPECTED_TOPICS = {
     "zones.events",
     "disbursement.commands",
     "disbursement.events",
+    "operations.events",
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from services.cli.embedded import free_ports, pid_alive
 from services.cli.settings import SERVICE_NAMES
-from services.cli.state import PlatformState, read_state
+from services.cli.state import PartRecord, PlatformState, read_state
 from tests.default_ports import assert_no_default_ports
 from tests.tiers import refuse_in_unit_tier
 
@@ -108,3 +108,16 @@ def wait_all_gone(pids: list[int], timeout: float = 30) -> list[int]:
         alive = [pid for pid in alive if pid_alive(pid)]
         time.sleep(0.1)
     return alive
+
+
+def wait_restarted(var_dir: Path, part: str, restarts: int = 1, timeout: float = 60) -> PartRecord:
+    """Wait until the state in ``var_dir`` records ``part`` restarted ``restarts`` times."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = read_state(var_dir)
+        record = state.part(part) if state else None
+        if record is not None and record.restarts >= restarts:
+            return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{part} not restarted {restarts} time(s) within {timeout}s")
+        time.sleep(0.2)

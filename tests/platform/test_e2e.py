@@ -6,6 +6,7 @@ embedded SQLite default under a temporary var dir, all on free ports.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from services.cli.embedded import port_in_use
 from services.cli.settings import SERVICE_NAMES, WEB_SERVICES
 from services.cli.state import read_state
-from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone
+from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone, wait_restarted
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +92,56 @@ def test_up_in_foreground_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert wait_all_gone(pids) == []
     assert read_state(tmp_path) is None
     _assert_clean_stop(run.up_output())
+
+
+def _publishers(bootstrap: str) -> set[str]:
+    """The services whose publisher marker the broker holds (they republished to it)."""
+    import asyncio
+
+    from services.kit.messaging import read_topics
+    from services.kit.republish import MARKER_TOPIC
+
+    records = asyncio.run(read_topics(bootstrap, [MARKER_TOPIC]))
+    return {record.key.decode() for record in records if record.key}
+
+
+def test_a_killed_service_comes_back_and_up_after_down_republishes(tmp_path: Path) -> None:
+    """SIGKILL of a real service: the supervisor starts it again and ``status`` counts it.
+    ``down`` then ``up`` meets an empty broker: every service republishes its outbox to it."""
+    from services.cli.outbox import OUTBOX_SERVICES
+
+    run = PlatformRun.on_free_ports(tmp_path)
+    up = run.incentives("up", "--detach", *run.port_options(), timeout=240)
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = read_state(tmp_path)
+    assert state is not None
+    pids = all_pids(state)
+    assert _publishers(state.kafka_bootstrap) >= set(OUTBOX_SERVICES)
+
+    applications = state.part("applications")
+    assert applications is not None
+    applications_pid = applications.pid
+    os.kill(applications_pid, signal.SIGKILL)
+    record = wait_restarted(tmp_path, "applications")
+    assert record.restarts == 1
+    assert record.last_exit == -signal.SIGKILL
+    assert record.pid != applications_pid
+    pids.append(record.pid)
+    status = run.incentives("status", "--wait", "90")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "1 (-9)" in status.stdout
+
+    down = run.incentives("down", timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert wait_all_gone(pids) == []
+
+    up = run.incentives("up", "--detach", *run.port_options(), timeout=240)
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = read_state(tmp_path)
+    assert state is not None
+    try:
+        assert _publishers(state.kafka_bootstrap) >= set(OUTBOX_SERVICES)
+    finally:
+        down = run.incentives("down", timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert wait_all_gone(all_pids(state)) == []
