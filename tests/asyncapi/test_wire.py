@@ -229,3 +229,14 @@ async def test_every_record_on_the_wire_is_declared_by_exactly_one_document(
         t.name: {r.header_map()["dlq.consumer"] for r in dead if r.topic == t.dlq} for t in TOPICS
     } == expected_dead_letters
     assert all(r.value == POISON and r.header_map()["dlq.reason"] == "undecodable" for r in dead)
+    # As the documents describe a dead letter: the original headers first, then the `dlq.*`
+    # ones pointing at the original record.
+    poisons = {
+        r.topic: r for r in records if r.key == poison_key and not r.topic.endswith(DLQ_SUFFIX)
+    }
+    for r in dead:
+        source = poisons[r.header_map()["dlq.source.topic"]]
+        assert r.topic == f"{source.topic}{DLQ_SUFFIX}"
+        assert r.headers[: len(source.headers)] == source.headers, r.where
+        assert r.header_map()["dlq.source.partition"] == str(source.partition), r.where
+        assert r.header_map()["dlq.source.offset"] == str(source.offset), r.where
