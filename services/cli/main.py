@@ -333,31 +333,35 @@ def topics_create(
     ] = 30.0,
 ) -> None:
     """Create every registry topic and its .dlq twin; existing topics are left as they are."""
-    from services.cli.topics import TopicCreationError, create_topics, registry_topics
+    from services.cli.topics import (
+        TopicCreationError,
+        TopicResult,
+        create_topics,
+        registry_topics,
+    )
 
     settings = load_settings(kafka_bootstrap=bootstrap, topic_replication_factor=replication_factor)
     target = settings.bootstrap()
     console, err = _console(), _err_console()
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            results = asyncio.run(
-                create_topics(
-                    target,
-                    registry_topics(),
-                    replication_factor=settings.topic_replication_factor,
-                )
+    from services.kit.retry import wait_until_available
+
+    async def create() -> list[TopicResult]:
+        return await create_topics(
+            target, registry_topics(), replication_factor=settings.topic_replication_factor
+        )
+
+    try:
+        results = asyncio.run(
+            wait_until_available(
+                create, name=f"Kafka at {target}", deadline=wait, final=(TopicCreationError,)
             )
-            break
-        except TopicCreationError as exc:  # a refusal, not unavailability: retrying won't help
-            err.print(f"[red]{exc}")
-            raise typer.Exit(1) from exc
-        except Exception as exc:  # any broker failure becomes one clear line, not a traceback
-            if time.monotonic() < deadline:
-                time.sleep(1.0)
-                continue
-            err.print(f"[red]Cannot create topics on {target}: {type(exc).__name__}: {exc}")
-            raise typer.Exit(1) from exc
+        )
+    except TopicCreationError as exc:  # a refusal, not unavailability: retrying won't help
+        err.print(f"[red]{exc}")
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # any broker failure becomes one clear line, not a traceback
+        err.print(f"[red]Cannot create topics on {target}: {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from exc
     table = Table(title=f"Topics on {target}")
     for column in ("topic", "partitions", "result"):
         table.add_column(column)

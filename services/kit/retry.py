@@ -12,6 +12,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     stop_after_delay,
     stop_never,
@@ -139,6 +140,7 @@ async def wait_until_available(
     interval: float = 1.0,
     max_interval: float | None = None,
     deadline: float | None = None,
+    final: tuple[type[BaseException], ...] = (),
     unavailable: str = "not reachable yet",
     recovered: str | None = "reachable",
     **context: Any,
@@ -152,7 +154,8 @@ async def wait_until_available(
     error of ``probe`` means "not yet"; a cancellation ends the wait. ``deadline`` (seconds)
     bounds it: the last error is then raised. ``None`` waits forever, as a container would.
     With ``max_interval`` the pause doubles from ``interval`` up to it (a long outage is then
-    probed less often).
+    probed less often). An error of a ``final`` type is an answer, not unavailability: it is
+    raised at once.
     """
     warned = False
 
@@ -175,7 +178,7 @@ async def wait_until_available(
             if max_interval is None
             else wait_exponential(multiplier=interval, max=max_interval)
         ),
-        retry=retry_if_exception_type(Exception),
+        retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(final),
         before_sleep=first_failure,
         reraise=True,
     )
