@@ -431,7 +431,9 @@ def _cheaper(rule_set: RuleSet) -> RuleSet:
     for every application. The rules keep their expressions as written.
     """
     examples = (_example_content(), _sparse_content())
-    expected = [rule_set.evaluate(content) for content in examples]
+    # Judged as submitted when the rule set took effect, so rules on ``submitted_at`` run too.
+    at = rule_set.effective_from
+    expected = [rule_set.evaluate(content, at) for content in examples]
     best = rule_set
     steps = (
         lambda rs: dataclasses.replace(rs, fields=_fields_read(r.expression for r in rs.rules)),
@@ -439,7 +441,7 @@ def _cheaper(rule_set: RuleSet) -> RuleSet:
     )
     for step in steps:
         candidate = step(best)
-        if candidate is not None and [candidate.evaluate(c) for c in examples] == expected:
+        if candidate is not None and [candidate.evaluate(c, at) for c in examples] == expected:
             best = candidate
     return best
 
