@@ -8,6 +8,7 @@
   checkpoint and verifier key;
 - ``verify-bundle FILE [--key KEY]``: check such a bundle offline;
 - ``history APP``: an application's records across every topic, in a table;
+- ``state APP [--as-of T]``: the application's state at an instant, rebuilt from the log;
 - ``new-key [--name ORIGIN]``: a new checkpoint signing key (for
   ``INCENTIVES_AUDIT_SIGNING_KEY``); its verifier key goes to standard error.
 
@@ -434,6 +435,93 @@ def history(
     _console().print(table)
     if failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def state(
+    ctx: typer.Context,
+    application: Annotated[str, typer.Argument(help="The application id.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The instant, RFC 3339 with a UTC offset (e.g. 2026-12-01T10:00:00Z). "
+            "Default: now.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """The application's state at an instant, rebuilt from the log: status, decisions, offer."""
+    with _client(ctx) as client:
+        params = {} if as_of is None else {"as_of": as_of}
+        body = _get(client, f"/v1/applications/{application}/state", **params).json()
+    console = _console()
+    summary = Table(
+        title=f"{application} as of {body['as_of']} (log of {body['tree_size']} leaves)",
+        show_header=False,
+    )
+    summary.add_column("", style="bold")
+    summary.add_column("")
+    offer, award = body.get("offer"), body.get("award")
+    rows = [
+        ("status", body["status"]),
+        ("since", body["status_changed_at"]),
+        ("revision", str(body["revision"])),
+        ("reasons", "; ".join(body["reasons"])),
+        ("firm", body.get("firm_id") or ""),
+        ("events", f"{body['records']} ({body['undecodable']} undecodable ignored)"),
+    ]
+    if offer:
+        answer = f"{offer['answer']} at {offer['answered_at']}" if offer.get("answer") else "open"
+        rows.append(
+            (
+                "offer",
+                f"{offer['offer_id']}: grant {offer.get('grant') or '-'}, "
+                f"expires {offer['expires_at']}, {answer}",
+            )
+        )
+    if award:
+        done = "completed" if award["completed"] else "cancelled" if award["cancelled"] else "open"
+        paid = ", ".join(str(n) for n in award["paid"]) or "none"
+        rows.append(
+            (
+                "award",
+                f"{award['award_id']}: {award['total']} in {award['tranches']} "
+                f"tranche(s), paid: {paid}, {done}",
+            )
+        )
+    for name, value in rows:
+        summary.add_row(name, escape(value))
+    console.print(summary)
+    decisions = Table(title="decisions")
+    for column in ("leaf", "at", "stage", "outcome", "by", "rules / comment"):
+        decisions.add_column(column)
+    for decision in body["decisions"]:
+        actor = decision["actor"]
+        who = decision.get("reviewer_id") or f"{actor['kind']} {actor['id']}"
+        detail = decision.get("rule_set_version") or decision.get("comment") or ""
+        decisions.add_row(
+            str(decision["index"]),
+            decision["occurred_at"],
+            decision["stage"],
+            decision["outcome"],
+            escape(who),
+            escape(detail),
+        )
+    console.print(decisions)
+    if body["assignments"]:
+        assigned = Table(title="review assignments")
+        for column in ("leaf", "at", "stage", "reviewer", "task"):
+            assigned.add_column(column)
+        for item in body["assignments"]:
+            assigned.add_row(
+                str(item["index"]),
+                item["occurred_at"],
+                item["stage"],
+                escape(item["reviewer_id"]),
+                escape(item["task_id"]),
+            )
+        console.print(assigned)
 
 
 @app.command("new-key")
