@@ -15,10 +15,10 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Security
 from fastapi.responses import Response
 
+from contracts.status import Status
 from contracts.v1.applications import CONTENT_EXAMPLE, ApplicationContent
 from services.applications import commands, store
 from services.applications.commands import Outcome
-from services.applications.domain import Status
 from services.applications.schemas import (
     AMEND_EXAMPLE,
     PARTIAL_CONTENT_EXAMPLE,

@@ -30,6 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts import catalog
 from contracts.envelope import Actor, utcnow
+from contracts.status import Status
 from contracts.topics import topic_for_type
 from contracts.v1.applications import (
     ApplicationAmended,
@@ -45,7 +46,6 @@ from services.applications.domain import (
     FieldIssue,
     InformationRequest,
     InvalidContent,
-    Status,
     changed_fields,
     check_submission,
     complete_content,

@@ -11,28 +11,18 @@ Three concerns live here:
    field paths an amendment changes (:func:`changed_fields`).
 2. **The firm's actions.** Which actions each status allows (:func:`allowed_actions`,
    :func:`ensure_allowed`).
-3. **The status projection.** Every downstream event is interpreted into a :class:`Fact`
-   (:func:`interpret`): a timeline note, and possibly a candidate status. :func:`transition`
-   decides whether a candidate replaces the current status. It is built so that the result does
-   not depend on the order in which events arrive (they come from several topics, so only each
-   topic is ordered) and a duplicate changes nothing:
-
-   - a *closure* (ineligible, rejected, withdrawn) beats any open status; between two closures
-     the earlier one wins, because the journey ended then;
-   - *approved* and *award_opened* beat every other open status and only move forward;
-   - between the other open statuses the later fact (``occurred_at``) wins;
-   - a fact about a superseded revision of the content (an assessment of revision 1 arriving
-     after the firm amended to revision 2) does not change the status;
-   - an eligibility assessment of exactly the current revision always follows ``submitted``,
-     whatever the producers' clocks say: it cannot have happened before the submission.
+3. **The status view.** Every downstream event is interpreted into a :class:`Fact`
+   (:func:`interpret`): a timeline note, and possibly a candidate status. The statuses, the
+   event → status mapping and the rule that decides whether a candidate replaces the current
+   status (:func:`contracts.status.transition`) live in :mod:`contracts.status`, because the
+   audit service rebuilds past states from the log with the same rules.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
@@ -40,6 +30,13 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.envelope import Envelope, UtcDatetime
+from contracts.status import (
+    CLOSED,
+    Status,
+    StatusChange,
+    failed_rules,
+    status_change,
+)
 from contracts.v1.applications import (
     ApplicationAmended,
     ApplicationContent,
@@ -88,52 +85,6 @@ from contracts.v1.zones import ZoneAllocated, ZoneRefused, ZoneReleased, ZoneWai
 from services.applications.awards import compensation_summary
 
 # --- statuses and actions ------------------------------------------------------------------------
-
-
-class Status(StrEnum):
-    """Where an application stands, as its firm sees it."""
-
-    DRAFT = "draft"
-    SUBMITTED = "submitted"
-    ELIGIBLE = "eligible"
-    INELIGIBLE = "ineligible"
-    INFORMATION_REQUESTED = "information_requested"
-    UNDER_REVIEW = "under_review"
-    APPROVED = "approved"
-    AWARD_OPENED = "award_opened"
-    OFFERED = "offered"
-    OFFER_ACCEPTED = "offer_accepted"
-    COMPLETED = "completed"
-    REJECTED = "rejected"
-    WITHDRAWN = "withdrawn"
-    OFFER_DECLINED = "offer_declined"
-    OFFER_LAPSED = "offer_lapsed"
-    UNFUNDED = "approved_unfunded"
-    CANCELLED = "cancelled"
-
-
-#: Statuses that end the journey. Nothing but an earlier closure replaces them.
-CLOSED: Final = frozenset(
-    {
-        Status.INELIGIBLE,
-        Status.REJECTED,
-        Status.WITHDRAWN,
-        Status.OFFER_DECLINED,
-        Status.OFFER_LAPSED,
-        Status.UNFUNDED,
-        Status.CANCELLED,
-    }
-)
-
-#: Statuses after the final decision, in the order they follow each other. (The grant is
-#: reserved, ``award_opened``, before the offer is made.)
-_SETTLED_RANK: Final[Mapping[Status, int]] = {
-    Status.APPROVED: 1,
-    Status.AWARD_OPENED: 2,
-    Status.OFFERED: 3,
-    Status.OFFER_ACCEPTED: 4,
-    Status.COMPLETED: 5,
-}
 
 
 class Action(StrEnum):
@@ -424,53 +375,6 @@ def _normalise(value: Any) -> Any:
 # --- the status projection -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StatusState:
-    """The projected status of one application."""
-
-    status: Status
-    #: When the fact that set the status happened (the event's ``occurred_at``).
-    changed_at: datetime
-    #: The content revision the firm last submitted (1 at submission, +1 per amendment).
-    revision: int
-
-
-@dataclass(frozen=True)
-class StatusChange:
-    """A status an event proposes."""
-
-    status: Status
-    at: datetime
-    reasons: tuple[str, ...] = ()
-    #: The content revision the event is about, when the event says (eligibility does).
-    revision: int | None = None
-
-
-def transition(current: StatusState, change: StatusChange) -> bool:
-    """Whether ``change`` replaces ``current`` (see the module docstring for the rules)."""
-    if current.status is Status.DRAFT:
-        return False  # downstream facts exist only for submitted applications
-    if change.revision is not None and change.revision < current.revision:
-        return False  # about content the firm has since amended
-    if current.status in CLOSED:
-        return change.status in CLOSED and change.at < current.changed_at
-    if change.status in CLOSED:
-        return True
-    if current.status in _SETTLED_RANK:
-        rank, current_rank = _SETTLED_RANK.get(change.status, 0), _SETTLED_RANK[current.status]
-        # The same decision reported twice: the earlier report stands, whatever the order.
-        return rank > current_rank or (rank == current_rank and change.at < current.changed_at)
-    if change.status in _SETTLED_RANK:
-        return True
-    if (
-        current.status is Status.SUBMITTED
-        and change.revision is not None
-        and change.revision == current.revision
-    ):
-        return True
-    return change.at >= current.changed_at
-
-
 class InformationRequest(BaseModel):
     """What the program asked the firm for; the firm answers by amending its application."""
 
@@ -532,52 +436,46 @@ def _units(units: Sequence[ZoneUnits]) -> str:
     return ", ".join(f"{u.quantity} x {u.unit_type} in {u.zone_id}" for u in units)
 
 
-def _failed(assessment: EligibilityAssessed) -> tuple[str, ...]:
-    return tuple(r.explanation for r in assessment.rule_results if not r.passed)
-
-
-def _assessment_fact(payload: EligibilityAssessed, at: datetime, event_id: uuid.UUID) -> Fact:
+def _assessment_fact(payload: EligibilityAssessed, event_id: uuid.UUID) -> Fact:
     rule_set = f"{payload.rule_set_id} {payload.rule_set_version}"
     revision = payload.application_revision
     match payload.outcome:
         case EligibilityOutcome.ELIGIBLE:
-            return Fact(
-                summary=f"Eligible under rule set {rule_set} (revision {revision}).",
-                change=StatusChange(Status.ELIGIBLE, at, (), revision),
-                eligibility=payload,
-            )
+            summary = f"Eligible under rule set {rule_set} (revision {revision})."
         case EligibilityOutcome.INELIGIBLE:
-            reasons = _failed(payload) or ("The application does not meet the program's rules.",)
-            return Fact(
-                summary=f"Not eligible under rule set {rule_set} (revision {revision}).",
-                reasons=reasons,
-                change=StatusChange(Status.INELIGIBLE, at, reasons, revision),
-                eligibility=payload,
-            )
+            summary = f"Not eligible under rule set {rule_set} (revision {revision})."
         case EligibilityOutcome.NEEDS_INFORMATION:
-            fields = tuple(payload.missing_fields)
-            reasons = (f"Missing: {', '.join(fields)}.", *_failed(payload))
             return Fact(
                 summary=f"More information needed under rule set {rule_set}.",
-                reasons=reasons,
-                change=StatusChange(Status.INFORMATION_REQUESTED, at, reasons, revision),
                 eligibility=payload,
                 information_request=InformationRequest(
                     source=Stage.ELIGIBILITY,
-                    fields=list(fields),
-                    questions=list(_failed(payload)),
+                    fields=list(payload.missing_fields),
+                    questions=list(failed_rules(payload)),
                     requested_at=payload.assessed_at,
                     event_id=event_id,
                 ),
             )
-    raise AssertionError(f"unhandled outcome {payload.outcome}")  # pragma: no cover
+    return Fact(summary=summary, eligibility=payload)
 
 
 def interpret(envelope: Envelope[Any]) -> Fact | None:
-    """What ``envelope`` means for the status view; ``None`` for types the view ignores."""
-    at = envelope.occurred_at
+    """What ``envelope`` means for the status view; ``None`` for types the view ignores.
+
+    The status it proposes, and the reasons the firm is given for it, come from
+    :func:`contracts.status.status_change`, the one home of the event → status mapping.
+    """
+    fact = _describe(envelope)
+    if fact is None:
+        return None
+    change = status_change(envelope)
+    if change is None:
+        return fact
+    return replace(fact, change=change, reasons=fact.reasons or change.reasons)
+
+
+def _describe(envelope: Envelope[Any]) -> Fact | None:
     payload = envelope.payload
-    reasons: tuple[str, ...]
     match payload:
         # --- this service's own events ---------------------------------------------------------
         case (
@@ -596,21 +494,13 @@ def interpret(envelope: Envelope[Any]) -> Fact | None:
                 summary = "Withdrawn: the requested information did not arrive in time."
             else:
                 summary = "Application withdrawn by the firm."
-            reasons = (payload.reason,)
-            return Fact(
-                summary=summary,
-                reasons=reasons,
-                change=StatusChange(Status.WITHDRAWN, at, reasons),
-            )
+            return Fact(summary=summary)
         # --- eligibility ----------------------------------------------------------------------
         case EligibilityAssessed():
-            return _assessment_fact(payload, at, envelope.event_id)
+            return _assessment_fact(payload, envelope.event_id)
         # --- review -----------------------------------------------------------------------
         case ReviewTaskAssigned():
-            return Fact(
-                summary=f"{_stage_name(payload.stage).capitalize()} review started.",
-                change=StatusChange(Status.UNDER_REVIEW, at),
-            )
+            return Fact(summary=f"{_stage_name(payload.stage).capitalize()} review started.")
         case ReviewDecisionRecorded():
             decision = {
                 "approve": "approved",
@@ -629,13 +519,10 @@ def interpret(envelope: Envelope[Any]) -> Fact | None:
                 if source is Stage.ELIGIBILITY
                 else f"The {_stage_name(payload.stage)} review"
             )
-            reasons = tuple(payload.questions) or (f"Please review: {', '.join(payload.fields)}.",)
             return Fact(
                 summary=(
                     f"{who} asks for more information (respond by {payload.respond_by:%Y-%m-%d})."
                 ),
-                reasons=reasons,
-                change=StatusChange(Status.INFORMATION_REQUESTED, at, reasons),
                 information_request=InformationRequest(
                     source=source,
                     request_id=payload.request_id,
@@ -665,48 +552,19 @@ def interpret(envelope: Envelope[Any]) -> Fact | None:
             )
         # --- final decisions --------------------------------------------------------------
         case ApplicationApproved():
-            granted = []
-            if payload.grant is not None:
-                granted.append(f"grant of {payload.grant}")
-            if payload.zone_space:
-                granted.append("zone space")
-            if payload.fast_track:
-                granted.append("fast-track: " + ", ".join(payload.fast_track))
-            reasons = (f"Granted: {'; '.join(granted)}.",) if granted else ()
-            return Fact(
-                summary="Application approved.",
-                reasons=reasons,
-                change=StatusChange(Status.APPROVED, at, reasons),
-            )
+            return Fact(summary="Application approved.")
         case ApplicationRejected():
-            reasons = tuple(payload.reasons)
             if payload.stage is Stage.ELIGIBILITY:
-                # The firm already sees "ineligible" with the failed rules: the workflow's
-                # closure keeps that status rather than replacing it with a vaguer "rejected".
-                return Fact(
-                    summary="Application closed: not eligible.",
-                    reasons=reasons,
-                    change=StatusChange(Status.INELIGIBLE, at, reasons),
-                )
-            return Fact(
-                summary=f"Application rejected at the {_stage_name(payload.stage)} stage.",
-                reasons=reasons,
-                change=StatusChange(Status.REJECTED, at, reasons),
-            )
+                return Fact(summary="Application closed: not eligible.")
+            return Fact(summary=f"Application rejected at the {_stage_name(payload.stage)} stage.")
         # --- the offer and the award -------------------------------------------------------
         case OfferMade():
             return Fact(
                 summary=f"Offer made; answer by {payload.expires_at:%Y-%m-%d %H:%M} UTC.",
                 reasons=(_offer_terms(payload),),
-                change=StatusChange(Status.OFFERED, at),
             )
         case OfferLapsed():
-            reasons = ("The offer was not answered before it expired.",)
-            return Fact(
-                summary="Offer lapsed.",
-                reasons=reasons,
-                change=StatusChange(Status.OFFER_LAPSED, at, reasons),
-            )
+            return Fact(summary="Offer lapsed.")
         case FastTrackGranted():
             return Fact(
                 summary=f"Fast-track granted: {payload.item.replace('_', ' ')} until "
@@ -720,17 +578,11 @@ def interpret(envelope: Envelope[Any]) -> Fact | None:
                 reasons=(payload.comment,),
             )
         case AwardCompleted():
-            return Fact(
-                summary=f"Award completed: {payload.paid} paid in full.",
-                change=StatusChange(Status.COMPLETED, at),
-            )
+            return Fact(summary=f"Award completed: {payload.paid} paid in full.")
         case ApplicationCompensated():
-            reasons = (payload.reason,)
-            outcome = _COMPENSATION_STATUS.get(payload.outcome)
             return Fact(
                 summary=f"Compensation: {compensation_summary(payload)}",
-                reasons=reasons,
-                change=StatusChange(outcome, at, reasons) if outcome else None,
+                reasons=(payload.reason,),
             )
         # --- zones ------------------------------------------------------------------------
         case ZoneAllocated():
@@ -751,8 +603,7 @@ def interpret(envelope: Envelope[Any]) -> Fact | None:
         # --- disbursement ----------------------------------------------------------------
         case AwardOpened():
             return Fact(
-                summary=f"Award opened: {payload.total} in {len(payload.tranches)} tranche(s).",
-                change=StatusChange(Status.AWARD_OPENED, at),
+                summary=f"Award opened: {payload.total} in {len(payload.tranches)} tranche(s)."
             )
         case TrancheReleased():
             return Fact(summary=f"Tranche {payload.sequence} released: {payload.amount}.")
@@ -771,16 +622,6 @@ def interpret(envelope: Envelope[Any]) -> Fact | None:
                 staff_only=True,
             )
     return None
-
-
-#: Where a compensation leaves the application (the workflow's outcome names).
-_COMPENSATION_STATUS: Final[Mapping[str, Status]] = {
-    "approved_unfunded": Status.UNFUNDED,
-    "declined": Status.OFFER_DECLINED,
-    "lapsed": Status.OFFER_LAPSED,
-    "withdrawn": Status.WITHDRAWN,
-    "cancelled": Status.CANCELLED,
-}
 
 
 def _offer_terms(offer: OfferMade) -> str:

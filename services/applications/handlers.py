@@ -9,15 +9,10 @@ the judgement (what an event means, whether it moves the status) is in
 from __future__ import annotations
 
 from contracts.envelope import utcnow
+from contracts.status import Status, StatusState, transition
 from contracts.v1.eligibility import EligibilityAssessed
 from services.applications import awards, store
-from services.applications.domain import (
-    Status,
-    StatusState,
-    interpret,
-    is_newer_assessment,
-    transition,
-)
+from services.applications.domain import interpret, is_newer_assessment
 from services.applications.models import TimelineEntry
 from services.kit.consumer import Incoming
 from services.kit.logging import get_logger

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Request, Security
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from contracts.status import Status
 from services.applications import commands, offers
 from services.applications.api import (
     ApplicationId,
@@ -25,7 +26,6 @@ from services.applications.api import (
     _service,
     bearer,
 )
-from services.applications.domain import Status
 from services.applications.models import ApplicationRecord
 from services.applications.schemas import ApplicationView
 from services.kit.http import success_headers

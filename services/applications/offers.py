@@ -13,16 +13,11 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from contracts.status import Status
 from contracts.v1.common import Identifier, LongText
 from contracts.v1.offers import MilestoneReported, OfferAccepted, OfferDeclined
 from services.applications.awards import AwardView
-from services.applications.domain import (
-    Action,
-    ActionNotAllowed,
-    Status,
-    allowed_actions,
-    ensure_allowed,
-)
+from services.applications.domain import Action, ActionNotAllowed, allowed_actions, ensure_allowed
 from services.applications.models import ApplicationRecord
 from services.kit.errors import Conflict
 

@@ -20,11 +20,12 @@ from pydantic.config import JsonDict
 
 from contracts.envelope import ActorKind
 from contracts.money import Money
+from contracts.status import Status
 from contracts.v1.applications import CONTENT_EXAMPLE, ApplicationContent
 from contracts.v1.common import EligibilityOutcome, LongText
 from contracts.v1.eligibility import RuleResult
 from services.applications.awards import AwardView
-from services.applications.domain import Action, InformationRequest, Status
+from services.applications.domain import Action, InformationRequest
 
 # --- drafts --------------------------------------------------------------------------------------
 

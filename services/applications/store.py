@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.applications.domain import Status
+from contracts.status import Status
 from services.applications.models import ApplicationRecord, IdempotencyKey, TimelineEntry
 from services.kit.auth import Principal, Role
 from services.kit.db import UTCDateTime

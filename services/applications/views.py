@@ -14,9 +14,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from contracts.envelope import ActorKind
+from contracts.status import Status
 from services.applications.domain import (
     InformationRequest,
-    Status,
     allowed_actions,
     submission_issues,
     visible_actor_id,

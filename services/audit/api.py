@@ -6,6 +6,7 @@ Paths are part of the contract outside verifiers rely on (see the service README
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.audit import store
 from services.audit.domain.checkpoint import Verifier
 from services.audit.domain.merkle import ProofError
+from services.audit.domain.state import NothingLogged, StateView, logged_events, state_as_of
 from services.audit.store import SignedCheckpoint
 from services.audit.views import (
     ConsistencyProofView,
@@ -27,7 +29,7 @@ from services.audit.views import (
     summarise,
 )
 from services.kit.auth import Principal, Role, require_roles
-from services.kit.errors import DependencyUnavailable, ValidationFailed
+from services.kit.errors import DependencyUnavailable, NotFound, ValidationFailed
 from services.kit.http import problem_responses
 
 #: Bound of every index and size parameter (the log's indexes are 64-bit integers).
@@ -85,7 +87,7 @@ def _within_log(parameter: str, size: int, latest: SignedCheckpoint) -> None:
 
 
 def audit_router() -> APIRouter:
-    """The ``/v1/log`` and ``/v1/applications/{id}/history`` routes."""
+    """The ``/v1/log`` and ``/v1/applications/{id}/history`` and ``/state`` routes."""
     router = APIRouter(prefix="/v1", tags=["audit log"], responses=_PROBLEMS)
 
     @router.get(
@@ -175,5 +177,38 @@ def audit_router() -> APIRouter:
                 for row, proof in zip(rows, proofs, strict=True)
             ],
         )
+
+    @router.get(
+        "/applications/{application_id}/state",
+        summary="An application's state at an instant, rebuilt from the log",
+        responses=problem_responses(
+            404, descriptions={404: "No event of the application had occurred by `as_of`."}
+        ),
+    )
+    async def get_state(
+        _who: Reader,
+        conn: Conn,
+        application_id: str,
+        as_of: Annotated[
+            datetime | None,
+            Query(
+                description="The instant, RFC 3339 with a UTC offset; default now. Events that "
+                "had occurred by then (their `occurred_at`) count.",
+                examples=["2026-12-01T10:00:00Z"],
+            ),
+        ] = None,
+    ) -> StateView:
+        if as_of is not None and as_of.utcoffset() is None:
+            raise _invalid("as_of", "as_of needs a UTC offset, e.g. 2026-12-01T10:00:00Z", "naive")
+        instant = datetime.now(UTC) if as_of is None else as_of.astimezone(UTC)
+        size = (await _latest(conn)).checkpoint.size
+        rows = await store.subject_entries(conn, application_id, below=size)
+        events, undecodable = logged_events((row.index, row.leaf) for row in rows)
+        try:
+            return state_as_of(
+                application_id, events, instant, tree_size=size, undecodable=undecodable
+            )
+        except NothingLogged as exc:
+            raise NotFound(str(exc)) from exc
 
     return router

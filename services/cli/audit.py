@@ -8,6 +8,10 @@
   checkpoint and verifier key;
 - ``verify-bundle FILE [--key KEY]``: check such a bundle offline;
 - ``history APP``: an application's records across every topic, in a table;
+- ``state APP [--as-of T]``: the application's state at an instant, rebuilt from the log;
+- ``prove APP [--rules PATH] [--review-url URL]``: re-check every decision on the application
+  (eligibility re-run under its recorded rule set; review decisions against the assignments,
+  the registry, conflicts of interest and separation of duties), a verdict per decision;
 - ``new-key [--name ORIGIN]``: a new checkpoint signing key (for
   ``INCENTIVES_AUDIT_SIGNING_KEY``); its verifier key goes to standard error.
 
@@ -23,7 +27,7 @@ import base64
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -385,23 +389,47 @@ def verify_bundle_command(
     )
 
 
+def _checked_history(
+    client: httpx.Client, application: str
+) -> tuple[dict[str, Any], int, dict[int, bool]]:
+    """The application's history, its tree size, and per leaf index whether its proof holds.
+
+    The checkpoint the proofs are against must verify with the served key.
+    """
+    from services.audit.domain.checkpoint import CheckpointError, Verifier
+    from services.audit.domain.merkle import ProofError, leaf_hash, verify_inclusion
+
+    source = HttpLogSource(client)
+    body: dict[str, Any] = _get(client, f"/v1/applications/{application}/history").json()
+    try:
+        head = Verifier.from_key(source.verifier_key()).open_checkpoint(body["checkpoint"])
+    except CheckpointError as exc:
+        _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
+    included: dict[int, bool] = {}
+    for record in body["records"]:
+        try:
+            verify_inclusion(
+                leaf_hash(base64.b64decode(record["leaf"])),
+                record["index"],
+                head.size,
+                [base64.b64decode(p) for p in record["inclusion_proof"]],
+                head.root,
+            )
+            included[record["index"]] = True
+        except ProofError:
+            included[record["index"]] = False
+    return body, head.size, included
+
+
 @app.command()
 def history(
     ctx: typer.Context,
     application: Annotated[str, typer.Argument(help="The application id.")],
 ) -> None:
     """An application's records across every topic, in log order, each with its proof."""
-    from services.audit.domain.checkpoint import CheckpointError, Verifier
-    from services.audit.domain.merkle import ProofError, leaf_hash, verify_inclusion
-
     with _client(ctx) as client:
-        source = HttpLogSource(client)
-        body = _get(client, f"/v1/applications/{application}/history").json()
-        try:
-            head = Verifier.from_key(source.verifier_key()).open_checkpoint(body["checkpoint"])
-        except CheckpointError as exc:
-            _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
-    table = Table(title=f"{application}: {len(body['records'])} records, tree size {head.size}")
+        body, size, included = _checked_history(client, application)
+    table = Table(title=f"{application}: {len(body['records'])} records, tree size {size}")
     for column in ("leaf", "logged at", "topic", "type", "actor", "reason / rules", "proof"):
         table.add_column(column)
     failed = False
@@ -411,16 +439,9 @@ def history(
         detail = envelope.get("reason") or envelope.get("dead_letter_reason") or ""
         if envelope.get("rule_set_version"):
             detail = f"rules {envelope['rule_set_version']} {detail}".strip()
-        try:
-            verify_inclusion(
-                leaf_hash(base64.b64decode(record["leaf"])),
-                record["index"],
-                head.size,
-                [base64.b64decode(p) for p in record["inclusion_proof"]],
-                head.root,
-            )
+        if included[record["index"]]:
             proof = "[green]ok[/]"
-        except ProofError:
+        else:
             proof, failed = "[red]FAIL[/]", True
         table.add_row(
             str(record["index"]),
@@ -433,6 +454,217 @@ def history(
         )
     _console().print(table)
     if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def state(
+    ctx: typer.Context,
+    application: Annotated[str, typer.Argument(help="The application id.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The instant, RFC 3339 with a UTC offset (e.g. 2026-12-01T10:00:00Z). "
+            "Default: now.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """The application's state at an instant, rebuilt from the log: status, decisions, offer."""
+    with _client(ctx) as client:
+        params = {} if as_of is None else {"as_of": as_of}
+        body = _get(client, f"/v1/applications/{application}/state", **params).json()
+    console = _console()
+    summary = Table(
+        title=f"{application} as of {body['as_of']} (log of {body['tree_size']} leaves)",
+        show_header=False,
+    )
+    summary.add_column("", style="bold")
+    summary.add_column("")
+    offer, award = body.get("offer"), body.get("award")
+    rows = [
+        ("status", body["status"]),
+        ("since", body["status_changed_at"]),
+        ("revision", str(body["revision"])),
+        ("reasons", "; ".join(body["reasons"])),
+        ("firm", body.get("firm_id") or ""),
+        ("events", f"{body['records']} ({body['undecodable']} undecodable ignored)"),
+    ]
+    if offer:
+        answer = f"{offer['answer']} at {offer['answered_at']}" if offer.get("answer") else "open"
+        rows.append(
+            (
+                "offer",
+                f"{offer['offer_id']}: grant {offer.get('grant') or '-'}, "
+                f"expires {offer['expires_at']}, {answer}",
+            )
+        )
+    if award:
+        done = "completed" if award["completed"] else "cancelled" if award["cancelled"] else "open"
+        paid = ", ".join(str(n) for n in award["paid"]) or "none"
+        rows.append(
+            (
+                "award",
+                f"{award['award_id']}: {award['total']} in {award['tranches']} "
+                f"tranche(s), paid: {paid}, {done}",
+            )
+        )
+    for name, value in rows:
+        summary.add_row(name, escape(value))
+    console.print(summary)
+    decisions = Table(title="decisions")
+    for column in ("leaf", "at", "stage", "outcome", "by", "rules / comment"):
+        decisions.add_column(column)
+    for decision in body["decisions"]:
+        actor = decision["actor"]
+        who = decision.get("reviewer_id") or f"{actor['kind']} {actor['id']}"
+        detail = decision.get("rule_set_version") or decision.get("comment") or ""
+        decisions.add_row(
+            str(decision["index"]),
+            decision["occurred_at"],
+            decision["stage"],
+            decision["outcome"],
+            escape(who),
+            escape(detail),
+        )
+    console.print(decisions)
+    if body["assignments"]:
+        assigned = Table(title="review assignments")
+        for column in ("leaf", "at", "stage", "reviewer", "task"):
+            assigned.add_column(column)
+        for item in body["assignments"]:
+            assigned.add_row(
+                str(item["index"]),
+                item["occurred_at"],
+                item["stage"],
+                escape(item["reviewer_id"]),
+                escape(item["task_id"]),
+            )
+        console.print(assigned)
+
+
+def _registry_entries(
+    ctx: typer.Context, review_url: str | None, reviewers: set[str]
+) -> dict[str, Any]:
+    """Each reviewer's registry entry from the review desk, ``None`` if absent, or why not."""
+    import httpx
+
+    from contracts.v1.desk import ReviewerProfile
+    from services.cli.prove import RegistryEntry
+
+    if review_url is None:
+        from services.cli.settings import PlatformSettings
+
+        review_url = f"http://127.0.0.1:{PlatformSettings().review_port}"
+    options: _Options = ctx.obj
+    headers = {"Authorization": f"Bearer {_token(options.token)}"}
+    entries: dict[str, Any] = {}
+    with httpx.Client(base_url=review_url.rstrip("/"), headers=headers, timeout=30) as client:
+        for who in sorted(reviewers):
+            try:
+                response = client.get(f"/v1/registry/reviewers/{who}")
+            except httpx.HTTPError as exc:
+                entries[who] = f"the review desk at {review_url} is unreachable: {exc}"
+                continue
+            if response.status_code == 404:
+                entries[who] = None
+            elif response.status_code != 200:
+                entries[who] = f"GET {response.url.path} answered {response.status_code}"
+            else:
+                view = response.json()
+                fields = set(ReviewerProfile.model_fields)
+                entries[who] = RegistryEntry(
+                    profile=ReviewerProfile.model_validate(
+                        {k: v for k, v in view.items() if k in fields}
+                    ),
+                    updated_at=datetime.fromisoformat(view["updated_at"]),
+                )
+    return entries
+
+
+@app.command()
+def prove(
+    ctx: typer.Context,
+    application: Annotated[str, typer.Argument(help="The application id.")],
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules",
+            help="Rule-set files (a folder or one file). Default: the rule sets shipped with "
+            "the eligibility service.",
+            show_default=False,
+        ),
+    ] = None,
+    review_url: Annotated[
+        str | None,
+        typer.Option(
+            "--review-url",
+            help="Review desk base URL, for the reviewer registry. "
+            "Default http://127.0.0.1:<review port>.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Re-check every decision on the application from the log, with a verdict per decision.
+
+    Exit 0 when every decision is proven, 1 when one failed or could not be proven.
+    """
+    from contracts.v1.review import ReviewDecisionRecorded
+    from services.audit.domain.state import logged_events
+    from services.cli.prove import RuleFile, Verdict, prove_eligibility, prove_reviews
+    from services.eligibility.domain import RuleSetError
+    from services.eligibility.rulefiles import SHIPPED_RULES_DIR, rule_files
+
+    try:
+        files = [RuleFile(p.name, p.read_bytes()) for p in rule_files(rules or SHIPPED_RULES_DIR)]
+    except (RuleSetError, OSError) as exc:
+        _fail(f"--rules: {exc}")
+    with _client(ctx) as client:
+        body, size, included = _checked_history(client, application)
+    broken = sorted(i for i, ok in included.items() if not ok)
+    if broken:
+        _console().print(
+            f"[red]FAIL[/] the inclusion proofs of leaves {', '.join(map(str, broken))} do not "
+            "hold: nothing is proven from an unproven log"
+        )
+        raise typer.Exit(EXIT_FAILED)
+    leaves = [(r["index"], base64.b64decode(r["leaf"])) for r in body["records"]]
+    events, _undecodable = logged_events(leaves)
+    reviewers = {
+        e.envelope.payload.reviewer_id
+        for e in events
+        if isinstance(e.envelope.payload, ReviewDecisionRecorded)
+    }
+    registry = _registry_entries(ctx, review_url, reviewers) if reviewers else {}
+    proofs = sorted(
+        [*prove_eligibility(events, files), *prove_reviews(events, registry)],
+        key=lambda p: p.index,
+    )
+    if not proofs:
+        _fail(f"the log (tree size {size}) holds no decision on {application}")
+    console = _console()
+    table = Table(title=f"{application}: {len(proofs)} decisions, log of {size} leaves")
+    for column in ("leaf", "at", "decision", "verdict", "checked"):
+        table.add_column(column)
+    styles = {Verdict.PROVEN: "green", Verdict.FAILED: "red", Verdict.UNPROVEN: "yellow"}
+    for proof in proofs:
+        verdict = proof.verdict
+        table.add_row(
+            str(proof.index),
+            proof.at.isoformat(),
+            escape(f"{proof.kind} {proof.subject}"),
+            f"[{styles[verdict]}]{verdict.value.upper()}[/]",
+            escape("; ".join(proof.checked)),
+        )
+    console.print(table)
+    # Why a decision is not proven, one line each (never wrapped, for scripts to read).
+    for proof in proofs:
+        for problem in proof.problems:
+            console.print(f"[red]leaf {proof.index}[/] {proof.kind}: {escape(problem)}")
+        for gap in proof.unproven:
+            console.print(f"[yellow]leaf {proof.index}[/] {proof.kind}: {escape(gap)}")
+    if any(p.verdict is not Verdict.PROVEN for p in proofs):
         raise typer.Exit(EXIT_FAILED)
 
 

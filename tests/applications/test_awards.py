@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.envelope import Actor, Envelope
+from contracts.status import Status
 from services.applications.awards import AwardView, project
-from services.applications.domain import Status, interpret
+from services.applications.domain import interpret
 from tests.applications.helpers import event
 
 APP = "app_awards_view"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from contracts.status import Status
 from contracts.v1.applications import ApplicationContent
 from services.applications import commands
-from services.applications.domain import Status
 from services.applications.main import MIGRATIONS
 from services.applications.schemas import AmendRequest, WithdrawRequest
 from services.applications.settings import Settings

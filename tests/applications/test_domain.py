@@ -11,15 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.envelope import ActorKind
+from contracts.status import CLOSED, Status, StatusChange, StatusState, transition
 from contracts.v1.applications import ApplicationContent
 from services.applications.domain import (
-    CLOSED,
     Action,
     ActionNotAllowed,
     InvalidContent,
-    Status,
-    StatusChange,
-    StatusState,
     allowed_actions,
     changed_fields,
     check_submission,
@@ -30,7 +27,6 @@ from services.applications.domain import (
     is_newer_assessment,
     merge_patch,
     submission_issues,
-    transition,
     visible_actor_id,
 )
 from tests.applications.helpers import assessed, content, event, staff
