@@ -1,13 +1,14 @@
 """The Kafka→Temporal bridge: facts about an application become workflow signals.
 
 Forwarded: ``application.submitted``, ``application.amended`` (a new revision while information
-is requested), ``application.withdrawn`` and ``eligibility.assessed``; after the committee, the
-firm's answer to its offer and its milestone reports (``applications.events``), and what the
-zones and disbursement services did (``zones.events``, ``disbursement.events``), each as the
-workflow's ``fact`` signal. The workflow's own commands that the zones or disbursement service
-dead-lettered (``zones.commands.dlq``, ``disbursement.commands.dlq``) come back to it as the
-``command_refused`` signal, with the ``dlq.reason`` and ``dlq.error`` the service gave, so it can
-compensate and tell the firm. Every fact is delivered
+is requested), ``application.withdrawn`` and ``eligibility.assessed``; an administrator's
+``application.cancelled`` as the ``cancelled`` signal (to a running workflow only); after the
+committee, the firm's answer to its offer and its milestone reports (``applications.events``),
+and what the zones and disbursement services did (``zones.events``, ``disbursement.events``),
+each as the workflow's ``fact`` signal. The workflow's own commands that the zones or
+disbursement service dead-lettered (``zones.commands.dlq``, ``disbursement.commands.dlq``)
+come back to it as the ``command_refused`` signal, with the ``dlq.reason`` and ``dlq.error``
+the service gave, so it can compensate and tell the firm. Every fact is delivered
 with signal-with-start on workflow id = application id, so the first fact to arrive starts the
 workflow and later ones only signal it; a redelivered message signals an event id the workflow
 has already seen, which it ignores. A fact about an application whose workflow has already
@@ -34,6 +35,7 @@ from workflows.inputs import (
     AmendedSignal,
     ApprovalInput,
     ApprovalPolicy,
+    CancellationSignal,
     EligibilitySignal,
     FactSignal,
     RefusalSignal,
@@ -51,6 +53,7 @@ APPLICATION_TYPES = (
     "application.offer_accepted",
     "application.offer_declined",
     "application.milestone_reported",
+    "application.cancelled",
 )
 ELIGIBILITY_TYPES = ("eligibility.assessed",)
 ZONE_TYPES = ("zone.held", "zone.waitlisted", "zone.refused", "zone.allocated", "zone.hold_expired")
@@ -75,6 +78,10 @@ FACT_TYPES = frozenset(
         *DISBURSEMENT_TYPES,
     }
 )
+
+
+#: Signals that never start a workflow: later facts and an administrator's cancellation.
+_SIGNAL_ONLY = frozenset({"fact", "cancelled"})
 
 
 def signal_for(envelope: Envelope[Any]) -> tuple[str, BaseModel]:
@@ -108,6 +115,10 @@ def signal_for(envelope: Envelope[Any]) -> tuple[str, BaseModel]:
             )
         case "application.withdrawn":
             return "withdrawn", WithdrawalSignal(
+                event_id=event_id, reason=payload.reason, actor_id=envelope.actor.id
+            )
+        case "application.cancelled":
+            return "cancelled", CancellationSignal(
                 event_id=event_id, reason=payload.reason, actor_id=envelope.actor.id
             )
         case "eligibility.assessed":
@@ -145,7 +156,7 @@ class Bridge:
     async def forward(self, envelope: Envelope[Any]) -> WorkflowHandle[Any, Any] | None:
         """Signal-with-start the application's workflow; None when it has already closed."""
         name, argument = signal_for(envelope)
-        if name == "fact":
+        if name in _SIGNAL_ONLY:
             # Only a running journey takes later facts: they never start a workflow.
             handle = self._client.get_workflow_handle(envelope.subject)
             if not await self._signal_running(envelope.subject, name, argument):

@@ -125,6 +125,11 @@ CLOSED: Final = frozenset(
     }
 )
 
+#: Statuses in which an administrator may cancel the application: approved, journey still open.
+CANCELLABLE: Final = frozenset(
+    {Status.APPROVED, Status.AWARD_OPENED, Status.OFFERED, Status.OFFER_ACCEPTED}
+)
+
 #: Statuses after the final decision, in the order they follow each other. (The grant is
 #: reserved, ``award_opened``, before the offer is made.)
 _SETTLED_RANK: Final[Mapping[Status, int]] = {

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from contracts import catalog
 from contracts.catalog import payload_model
@@ -18,6 +19,7 @@ from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge, signa
 from workflows.inputs import (
     AmendedSignal,
     ApprovalPolicy,
+    CancellationSignal,
     FactSignal,
     SubmittedSignal,
     WithdrawalSignal,
@@ -45,6 +47,7 @@ def test_forwarded_types() -> None:
         "application.offer_accepted",
         "application.offer_declined",
         "application.milestone_reported",
+        "application.cancelled",
     )
     assert ELIGIBILITY_TYPES == ("eligibility.assessed",)
 
@@ -90,6 +93,24 @@ def test_withdrawals() -> None:
     assert isinstance(signal, WithdrawalSignal)
 
 
+def test_an_administrators_cancellation_becomes_the_cancelled_signal() -> None:
+    env = catalog.make_envelope(
+        "application.cancelled",
+        catalog.example_payloads("application.cancelled")[0],
+        subject="app_01HZX3Q8W6",
+        actor=Actor(kind="admin", id="admin@gaip.example"),  # type: ignore[arg-type]
+        producer="applications",
+        correlation_id=uuid.uuid4(),
+    )
+    name, signal = signal_for(env)
+    assert name == "cancelled"
+    assert signal == CancellationSignal(
+        event_id=str(env.event_id),
+        reason="The firm's licence was revoked by the regulator.",
+        actor_id="admin@gaip.example",
+    )
+
+
 def test_other_types_are_refused() -> None:
     with pytest.raises(ValueError, match="does not forward"):
         signal_for(envelope("review.task_assigned"))
@@ -118,3 +139,12 @@ async def test_the_bridge_starts_runs_with_the_configured_policy(
     await bridge.forward(decision)
     assert (await handle.result()).phase is Phase.REJECTED
     assert await bridge.forward(decision) is None, "a closed run is never started again"
+
+
+async def test_a_cancellation_never_starts_a_run(client: Client, h: Harness) -> None:
+    app_id = f"app_{uuid.uuid4().hex[:12]}"
+    bridge = Bridge(client, h.task_queue)
+    cancelled = envelope("application.cancelled", application_id=app_id)
+    assert await bridge.forward(cancelled) is None
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(app_id).describe()
