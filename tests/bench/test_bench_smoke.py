@@ -47,6 +47,7 @@ from tests.bench.suite import (
     render,
     write_results,
 )
+from tests.bench.zones import ZONES, bench_zones
 
 N = 200
 
@@ -140,6 +141,18 @@ async def test_eligibility_decides_each_application_once(pg_url: str, tmp_path: 
     assert (result.name, result.baseline) == (ELIGIBILITY, RAW_HOP)
     _positive(result, 50)
     assert seen[-1] == 50
+
+
+@pytest.mark.integration
+async def test_zone_allocations_answer_each_request_once(pg_url: str, tmp_path: Path) -> None:
+    seen: list[int] = []
+    async with tansu(tmp_path) as bootstrap, fresh_pg_database(pg_url, "bench_smoke") as url:
+        # Checks itself: one outcome per allocation, and the capacity invariant in the database.
+        result = await bench_zones(bootstrap, url, tmp_path, 50, on_progress=seen.append)
+    assert (result.name, result.baseline, result.target) == (ZONES, RAW_HOP, HOP_TARGET)
+    _positive(result, 50)
+    assert seen[-1] == 50
+    assert "50 held, 0 waitlisted" in result.note
 
 
 def test_absolute_targets_are_rendered_next_to_the_ratio() -> None:
