@@ -126,6 +126,7 @@ async def service_hop(
     output_types: Collection[str],
     *,
     what: str,
+    extra_env: Mapping[str, str] | None = None,
     stall_timeout: float = 60.0,
     on_progress: Callable[[int], None] | None = None,
 ) -> ServiceHop:
@@ -170,6 +171,7 @@ async def service_hop(
                 f"{prefix}PORT": str(free_port()),
                 f"{prefix}HOST": "127.0.0.1",
                 f"{prefix}DATABASE_URL": database_url,
+                **(extra_env or {}),
             },
         )
         launched = time.perf_counter()

@@ -33,6 +33,7 @@ from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.end_to_end import END_TO_END, bench_end_to_end
 from tests.bench.end_to_end import N_DEFAULT as E2E_N
 from tests.bench.kit_hop import bench_kit_hop
+from tests.bench.payouts import PAYOUTS, bench_payouts
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
 from tests.bench.submissions import (
@@ -57,6 +58,7 @@ CHOICES: dict[str, str] = {
     "submissions": SUBMISSIONS,
     "eligibility": ELIGIBILITY,
     "zones": ZONES,
+    "payouts": PAYOUTS,
     "end-to-end": END_TO_END,
     "audit": AUDIT,
 }
@@ -76,6 +78,8 @@ DEFAULT_N: dict[str, int] = {
     "eligibility": 5_000,
     # Each a hold of one office seat: most are held, the rest wait (well within 40 s).
     "zones": 3_000,
+    # Signing tranches paid through the simulated rail, one HTTP call each.
+    "payouts": 1_000,
     # Applications through the whole platform (about a minute on two cores).
     "end-to-end": E2E_N,
     "audit": 1_000_000,
@@ -291,6 +295,11 @@ async def _run_one(
         own.mkdir(exist_ok=True)
         async with fresh_pg_database() as url:
             return [await bench_zones(bootstrap, url, own, n, on_progress=report)]
+    if key == "payouts":
+        own = workdir / "payouts"
+        own.mkdir(exist_ok=True)
+        async with fresh_pg_database() as url:
+            return [await bench_payouts(bootstrap, url, own, n, on_progress=report)]
     if key == "end-to-end":
         own = workdir / "end-to-end"
         own.mkdir(exist_ok=True)
