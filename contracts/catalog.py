@@ -49,6 +49,7 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "application.offer_accepted": offers.OfferAccepted,
         "application.offer_declined": offers.OfferDeclined,
         "application.milestone_reported": offers.MilestoneReported,
+        "application.cancelled": applications.ApplicationCancelled,
         # eligibility.events
         "eligibility.assessed": eligibility.EligibilityAssessed,
         # review.events

@@ -57,7 +57,7 @@ TOPICS: Final[tuple[Topic, ...]] = (
         name="applications.events",
         description=(
             "What firms do with their applications: submit, amend, withdraw, answer the offer "
-            "and report milestones."
+            "and report milestones; and an administrator's cancellation."
         ),
         types=(
             "application.submitted",
@@ -66,6 +66,7 @@ TOPICS: Final[tuple[Topic, ...]] = (
             "application.offer_accepted",
             "application.offer_declined",
             "application.milestone_reported",
+            "application.cancelled",
         ),
     ),
     Topic(

@@ -90,6 +90,7 @@ with workflow.unsafe.imports_passed_through():
         Carried,
         EligibilitySignal,
         FactSignal,
+        RefusalSignal,
         SubmittedSignal,
         WithdrawalSignal,
     )
@@ -116,6 +117,8 @@ WORKFLOW_ACTOR = events.WORKFLOW_ACTOR
 #: The named system actor of eligibility decisions the workflow enacts.
 ELIGIBILITY_ACTOR = events.ELIGIBILITY_ACTOR
 PRODUCER = "workflows"
+#: Patch marker: the workflow compensates when one of its commands was dead-lettered.
+REFUSAL_PATCH = "command-refusal"
 
 PUBLISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -169,6 +172,7 @@ class IncentiveApproval:
         self._facts: list[FactSignal] = []
         self._offer: OfferView | None = None
         self._cancellation: CancellationSignal | None = None
+        self._refusal: RefusalSignal | None = None
         self._answer: FactSignal | None = None
         if inp.resume is not None:
             self._restore(inp.resume)
@@ -222,6 +226,12 @@ class IncentiveApproval:
         """A later fact: the firm's answer or milestone, or what zones or disbursement did."""
         if self._first_time(signal.event_id):
             self._facts.append(signal)
+
+    @workflow.signal(name="command_refused")
+    def command_refused(self, signal: RefusalSignal) -> None:
+        """The zones or disbursement service dead-lettered one of the workflow's commands."""
+        if self._first_time(signal.event_id) and self._refusal is None:
+            self._refusal = signal
 
     @workflow.signal(name="cancelled")
     def cancelled(self, signal: CancellationSignal) -> None:
@@ -1165,6 +1175,13 @@ class IncentiveApproval:
                 self._end_after_approval()
                 await self._flush()
                 return False
+            if self._refusal is not None:
+                # A history recorded before refusals were heard ignored the signal.
+                if workflow.patched(REFUSAL_PATCH):
+                    self._end_refused(self._refusal)
+                    await self._flush()
+                    return False
+                self._refusal = None
             if done():
                 return True
             await self._flush()
@@ -1178,6 +1195,7 @@ class IncentiveApproval:
                         or bool(self._outbox)
                         or self._withdrawal is not None
                         or self._cancellation is not None
+                        or self._refusal is not None
                         or done()
                     ),
                     timeout=remaining,
@@ -1289,6 +1307,15 @@ class IncentiveApproval:
                 f"An administrator cancelled the application: {cancel.reason}",
                 offering.actor_of(cancel.actor_id, ActorKind.ADMIN.value),
             )
+
+    def _end_refused(self, refusal: RefusalSignal) -> None:
+        """A command was dead-lettered: undo what the others did and tell the firm why."""
+        self._cause = uuid.UUID(refusal.event_id)
+        self._compensate(
+            CompensationReason.COMMAND_REFUSED,
+            offering.refusal_reason(refusal.command_type, refusal.error),
+            Actor.system(WORKFLOW_ACTOR),
+        )
 
     def _compensate(self, reason_code: CompensationReason, reason: str, actor: Actor) -> None:
         """Release the space and cancel the award, then record the compensation and the end."""

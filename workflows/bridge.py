@@ -1,10 +1,14 @@
 """The Kafka→Temporal bridge: facts about an application become workflow signals.
 
 Forwarded: ``application.submitted``, ``application.amended`` (a new revision while information
-is requested), ``application.withdrawn`` and ``eligibility.assessed``; after the committee, the
-firm's answer to its offer and its milestone reports (``applications.events``), and what the
-zones and disbursement services did (``zones.events``, ``disbursement.events``), each as the
-workflow's ``fact`` signal. Every fact is delivered
+is requested), ``application.withdrawn`` and ``eligibility.assessed``; an administrator's
+``application.cancelled`` as the ``cancelled`` signal (to a running workflow only); after the
+committee, the firm's answer to its offer and its milestone reports (``applications.events``),
+and what the zones and disbursement services did (``zones.events``, ``disbursement.events``),
+each as the workflow's ``fact`` signal. The workflow's own commands that the zones or
+disbursement service dead-lettered (``zones.commands.dlq``, ``disbursement.commands.dlq``)
+come back to it as the ``command_refused`` signal, with the ``dlq.reason`` and ``dlq.error``
+the service gave, so it can compensate and tell the firm. Every fact is delivered
 with signal-with-start on workflow id = application id, so the first fact to arrive starts the
 workflow and later ones only signal it; a redelivered message signals an event id the workflow
 has already seen, which it ignores. A fact about an application whose workflow has already
@@ -21,8 +25,10 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, deterministic_event_id
+from contracts.headers import DeadLetterReason
 from services.kit.consumer import Incoming
+from services.kit.dlq import parse_dead_letter
 from services.kit.logging import get_logger
 from services.kit.uow import UnitOfWork
 from workflows.approval import TASK_QUEUE, IncentiveApproval
@@ -30,8 +36,10 @@ from workflows.inputs import (
     AmendedSignal,
     ApprovalInput,
     ApprovalPolicy,
+    CancellationSignal,
     EligibilitySignal,
     FactSignal,
+    RefusalSignal,
     SubmittedSignal,
     WithdrawalSignal,
 )
@@ -46,6 +54,7 @@ APPLICATION_TYPES = (
     "application.offer_accepted",
     "application.offer_declined",
     "application.milestone_reported",
+    "application.cancelled",
 )
 ELIGIBILITY_TYPES = ("eligibility.assessed",)
 ZONE_TYPES = ("zone.held", "zone.waitlisted", "zone.refused", "zone.allocated", "zone.hold_expired")
@@ -57,6 +66,9 @@ DISBURSEMENT_TYPES = (
     "tranche.failed",
     "award.cancelled",
 )
+#: The workflow's commands, read back from the dead-letter twins of their topics.
+ZONE_COMMAND_TYPES = ("zone.hold", "zone.confirm", "zone.release")
+DISBURSEMENT_COMMAND_TYPES = ("award.open", "tranche.release", "award.cancel")
 #: Forwarded as the ``fact`` signal: the workflow validates the payload against the catalog.
 FACT_TYPES = frozenset(
     {
@@ -67,6 +79,10 @@ FACT_TYPES = frozenset(
         *DISBURSEMENT_TYPES,
     }
 )
+
+
+#: Signals that never start a workflow: later facts and an administrator's cancellation.
+_SIGNAL_ONLY = frozenset({"fact", "cancelled"})
 
 
 def signal_for(envelope: Envelope[Any]) -> tuple[str, BaseModel]:
@@ -102,9 +118,26 @@ def signal_for(envelope: Envelope[Any]) -> tuple[str, BaseModel]:
             return "withdrawn", WithdrawalSignal(
                 event_id=event_id, reason=payload.reason, actor_id=envelope.actor.id
             )
+        case "application.cancelled":
+            return "cancelled", CancellationSignal(
+                event_id=event_id, reason=payload.reason, actor_id=envelope.actor.id
+            )
         case "eligibility.assessed":
             return "eligibility_assessed", EligibilitySignal(event_id=event_id, assessment=payload)
     raise ValueError(f"the bridge does not forward {envelope.type!r}")
+
+
+def refusal_for(incoming: Incoming) -> RefusalSignal:
+    """The ``command_refused`` signal for a dead-lettered command (its record's ``dlq.*``)."""
+    info = parse_dead_letter(incoming.record.headers)
+    envelope = incoming.envelope
+    return RefusalSignal(
+        event_id=str(deterministic_event_id(str(envelope.event_id), "command_refused")),
+        command_type=envelope.type,
+        reason=info.reason,
+        error=info.error,
+        consumer=info.consumer,
+    )
 
 
 class Bridge:
@@ -124,14 +157,10 @@ class Bridge:
     async def forward(self, envelope: Envelope[Any]) -> WorkflowHandle[Any, Any] | None:
         """Signal-with-start the application's workflow; None when it has already closed."""
         name, argument = signal_for(envelope)
-        if name == "fact":
+        if name in _SIGNAL_ONLY:
             # Only a running journey takes later facts: they never start a workflow.
             handle = self._client.get_workflow_handle(envelope.subject)
-            try:
-                await handle.signal(name, argument)
-            except RPCError as exc:
-                if exc.status is not RPCStatusCode.NOT_FOUND:
-                    raise
+            if not await self._signal_running(envelope.subject, name, argument):
                 log.info(
                     "no running workflow; fact not forwarded",
                     application_id=envelope.subject,
@@ -163,6 +192,41 @@ class Bridge:
             return None
         return handle
 
+    async def _signal_running(self, application_id: str, name: str, argument: BaseModel) -> bool:
+        """Signal a running workflow; False when there is none (never started, or closed)."""
+        handle = self._client.get_workflow_handle(application_id)
+        try:
+            await handle.signal(name, argument)
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        return True
+
     async def handle(self, incoming: Incoming, _uow: UnitOfWork) -> None:
         """Idempotent-consumer handler: the processed mark commits after the signal landed."""
         await self.forward(incoming.envelope)
+
+    async def handle_refusal(self, incoming: Incoming, _uow: UnitOfWork) -> None:
+        """A dead-lettered command: tell the workflow named by its subject (if still running).
+
+        Only a refusal is final. A command dead-lettered because a dependency stayed down
+        (``retries_exhausted``) was not refused: it waits for a redrive, and the application is
+        not cancelled for an outage.
+        """
+        refusal = refusal_for(incoming)
+        envelope = incoming.envelope
+        if refusal.reason == DeadLetterReason.RETRIES_EXHAUSTED.value:
+            log.warning(
+                "command dead-lettered after retries; left for a redrive, not a refusal",
+                application_id=envelope.subject,
+                type=envelope.type,
+                error=refusal.error,
+            )
+            return
+        if not await self._signal_running(envelope.subject, "command_refused", refusal):
+            log.info(
+                "no running workflow; refusal not forwarded",
+                application_id=envelope.subject,
+                type=envelope.type,
+            )

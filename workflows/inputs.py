@@ -182,6 +182,20 @@ class CancellationSignal(BaseModel):
     actor_id: str
 
 
+class RefusalSignal(BaseModel):
+    """A command of the workflow that its service dead-lettered, read back by the bridge."""
+
+    #: The bridge's id for the dead letter (derived from the command's event id).
+    event_id: str
+    #: The refused command's type, e.g. ``zone.hold``.
+    command_type: str
+    #: The ``dlq.reason`` code and ``dlq.error`` message the service gave.
+    reason: str
+    error: str = ""
+    #: Who gave up on it (``dlq.consumer``).
+    consumer: str = ""
+
+
 class WithdrawalSignal(BaseModel):
     """An ``application.withdrawn`` event forwarded by the bridge."""
 

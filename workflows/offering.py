@@ -48,6 +48,7 @@ OUTCOMES: dict[CompensationReason, Phase] = {
     CompensationReason.APPLICATION_WITHDRAWN: Phase.WITHDRAWN,
     CompensationReason.ADMINISTRATIVE: Phase.CANCELLED,
     CompensationReason.APPLICATION_REJECTED: Phase.CANCELLED,
+    CompensationReason.COMMAND_REFUSED: Phase.CANCELLED,
 }
 
 
@@ -60,6 +61,29 @@ def actor_of(actor_id: str, kind: str | None = None) -> Actor:
     if actor_id.startswith("system:"):
         return Actor(kind=ActorKind.SYSTEM, id=actor_id)
     return Actor(kind=ActorKind(kind) if kind else ActorKind.FIRM, id=actor_id)
+
+
+#: What each command asked of its service, in words the firm reads.
+COMMAND_ACTIONS: dict[str, str] = {
+    "zone.hold": "The zones service could not hold the requested space",
+    "zone.confirm": "The zones service could not allocate the held space",
+    "zone.release": "The zones service could not release the space",
+    "award.open": "The disbursement service could not open the award and reserve the grant",
+    "tranche.release": "The disbursement service could not release a tranche for payment",
+    "award.cancel": "The disbursement service could not cancel the award",
+}
+
+
+def refusal_reason(command_type: str, error: str) -> str:
+    """The firm's sentence for a command its service refused (dead-lettered)."""
+    action = COMMAND_ACTIONS.get(command_type, f"The {command_type} command could not be applied")
+    detail = error.strip().rstrip(".")
+    return clip(
+        f"{action}: {detail}. What was held or reserved is released and the application is "
+        "cancelled."
+        if detail
+        else f"{action}. What was held or reserved is released and the application is cancelled."
+    )
 
 
 # --- ids and the award's arithmetic --------------------------------------------------------------

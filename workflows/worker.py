@@ -41,8 +41,10 @@ from workflows.activities import Publisher, ReviewDesk
 from workflows.approval import PRODUCER, WORKFLOW_ACTOR, IncentiveApproval
 from workflows.bridge import (
     APPLICATION_TYPES,
+    DISBURSEMENT_COMMAND_TYPES,
     DISBURSEMENT_TYPES,
     ELIGIBILITY_TYPES,
+    ZONE_COMMAND_TYPES,
     ZONE_TYPES,
     Bridge,
 )
@@ -62,8 +64,8 @@ PUBLISHED: Final[Mapping[str, tuple[str, ...]]] = {
     # The firm did not amend within the information period: the workflow withdraws it.
     "applications.events": ("application.withdrawn",),
     # Stages 5-7: hold, confirm and release space; open, pay and cancel the award.
-    "zones.commands": ("zone.hold", "zone.confirm", "zone.release"),
-    "disbursement.commands": ("award.open", "tranche.release", "award.cancel"),
+    "zones.commands": ZONE_COMMAND_TYPES,
+    "disbursement.commands": DISBURSEMENT_COMMAND_TYPES,
 }
 
 #: How long the Temporal health check may take before /health reports it down.
@@ -120,10 +122,17 @@ class TemporalSide:
     async def bridge_handler(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Forward one fact once Temporal is connected (the consumer waits meanwhile)."""
         await self._connected.wait()
+        await self._bridge().handle(incoming, uow)
+
+    async def refusal_handler(self, incoming: Incoming, uow: UnitOfWork) -> None:
+        """Forward one dead-lettered command as a refusal, once Temporal is connected."""
+        await self._connected.wait()
+        await self._bridge().handle_refusal(incoming, uow)
+
+    def _bridge(self) -> Bridge:
         if self.client is None:  # shutting down: leave the record for redelivery
             raise DependencyUnavailable("Temporal client closed")
-        bridge = Bridge(self.client, self.settings.task_queue, self.settings.approval_policy())
-        await bridge.handle(incoming, uow)
+        return Bridge(self.client, self.settings.task_queue, self.settings.approval_policy())
 
     async def health(self) -> str | None:
         """The Temporal check of ``/health``."""
@@ -207,6 +216,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         name="worker-bridge-disbursement",
         types=DISBURSEMENT_TYPES,
         description="Awards opened, budget shortfalls and tranche payments, for the workflows.",
+    )
+    service.consume(
+        get_topic("zones.commands").name,
+        get_topic("disbursement.commands").name,
+        handler=temporal.refusal_handler,
+        name="worker-bridge-refusals",
+        types=(*ZONE_COMMAND_TYPES, *DISBURSEMENT_COMMAND_TYPES),
+        dead_letters_of=True,
+        description=(
+            "The workflows' zone and award commands that their service dead-lettered, forwarded"
+            " to the workflow as a refusal: it compensates and tells the firm why."
+        ),
     )
     for topic, types in PUBLISHED.items():
         service.sends(

@@ -560,6 +560,41 @@ class ApplicationAmended(BaseModel):
         return self
 
 
+class ApplicationCancelled(BaseModel):
+    """Event ``application.cancelled``: an administrator cancelled an approved application.
+
+    The workflow releases held zone space and cancels the award (what is reserved and not paid
+    goes back), then records ``application.compensated``; the envelope actor names the admin.
+    """
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "application_id": "app_01HZX3Q8W6",
+                    "firm_id": "ACME",
+                    "reason": "The firm's licence was revoked by the regulator.",
+                    "cancelled_at": "2027-01-20T10:00:00Z",
+                }
+            ]
+        },
+    )
+
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.",
+        examples=["app_01HZX3Q8W6"],
+    )
+    firm_id: Identifier = Field(description="The firm's id in the program.", examples=["ACME"])
+    reason: LongText = Field(
+        description="Why the administrator cancelled it, shown to the firm.",
+        examples=["The firm's licence was revoked by the regulator."],
+    )
+    cancelled_at: UtcDatetime = Field(
+        description="When it was cancelled, in UTC.", examples=["2027-01-20T10:00:00Z"]
+    )
+
+
 class ApplicationWithdrawn(BaseModel):
     """Event ``application.withdrawn``: the application left the program before a decision.
 

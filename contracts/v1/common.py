@@ -170,6 +170,8 @@ class CompensationReason(StrEnum):
     ADMINISTRATIVE = "administrative"
     OFFER_DECLINED = "offer_declined"
     OFFER_LAPSED = "offer_lapsed"
+    #: The zones or disbursement service could not apply one of the workflow's commands.
+    COMMAND_REFUSED = "command_refused"
 
 
 class ZoneRefusalReason(StrEnum):

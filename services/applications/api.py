@@ -21,16 +21,18 @@ from services.applications import commands, store
 from services.applications.commands import Outcome
 from services.applications.schemas import (
     AMEND_EXAMPLE,
+    CANCEL_EXAMPLE,
     PARTIAL_CONTENT_EXAMPLE,
     WITHDRAW_EXAMPLE,
     AmendRequest,
     ApplicationContentDraft,
     ApplicationPage,
     ApplicationView,
+    CancelRequest,
     WithdrawRequest,
 )
 from services.applications.views import json_response, to_summary, to_view
-from services.kit.auth import Principal, Role
+from services.kit.auth import Principal, Role, require_roles
 from services.kit.errors import Forbidden, ValidationFailed
 from services.kit.http import (
     REPLAYED_HEADER,
@@ -119,6 +121,8 @@ async def _firm_user(principal: Caller) -> Principal:
 
 
 FirmUser = Annotated[Principal, Depends(_firm_user)]
+#: Administrative actions (cancellation).
+Administrator = Annotated[Principal, require_roles(Role.ADMIN)]
 
 
 def _service(request: Request) -> Service:
@@ -411,6 +415,35 @@ async def withdraw(
     award is cancelled. Drafts are deleted rather than withdrawn.
     """
     outcome = await commands.withdraw(
+        _service(request).uow, principal, application_id, body, idempotency_key
+    )
+    return _answer(outcome, principal)
+
+
+@router.post(
+    "/{application_id}/cancel",
+    response_model=ApplicationView,
+    summary="Cancel an approved application (administrators)",
+    responses={**success_headers(200, replayed=True), **_responses(403, 404, 409)},
+)
+async def cancel(
+    request: Request,
+    application_id: ApplicationId,
+    principal: Administrator,
+    body: Annotated[
+        CancelRequest,
+        Body(openapi_examples={"cancel": {"summary": "Cancel", "value": CANCEL_EXAMPLE}}),
+    ],
+    idempotency_key: IdempotencyKeyHeader,
+) -> Response:
+    """Cancel an approved application whose journey is still open (admin role only).
+
+    Emits `application.cancelled`, naming the administrator: the workflow releases held zone
+    space and cancels the award (what is reserved and not paid goes back), and its
+    `application.compensated` closes the application as `cancelled`. 403 for any other role,
+    409 before approval or once the application is closed or completed.
+    """
+    outcome = await commands.cancel(
         _service(request).uow, principal, application_id, body, idempotency_key
     )
     return _answer(outcome, principal)

@@ -34,6 +34,7 @@ from contracts.status import Status
 from contracts.topics import topic_for_type
 from contracts.v1.applications import (
     ApplicationAmended,
+    ApplicationCancelled,
     ApplicationContent,
     ApplicationSubmitted,
     ApplicationWithdrawn,
@@ -41,6 +42,7 @@ from contracts.v1.applications import (
 from contracts.v1.common import WithdrawalReason
 from services.applications import awards, store
 from services.applications.domain import (
+    CANCELLABLE,
     Action,
     ActionNotAllowed,
     FieldIssue,
@@ -54,7 +56,7 @@ from services.applications.domain import (
     merge_patch,
 )
 from services.applications.models import ApplicationRecord, IdempotencyKey, TimelineEntry
-from services.applications.schemas import AmendRequest, WithdrawRequest
+from services.applications.schemas import AmendRequest, CancelRequest, WithdrawRequest
 from services.kit.auth import Principal
 from services.kit.errors import Conflict, ValidationFailed
 from services.kit.http import IDEMPOTENCY_KEY_HEADER
@@ -135,6 +137,14 @@ def _key_reused(stored: IdempotencyKey) -> ValidationFailed:
 # --- idempotency ---------------------------------------------------------------------------------
 
 
+def _key_scope(principal: Principal) -> str:
+    """Whose keys a key is unique among: the firm's, or one staff member's (``admin:<sub>``;
+    firm ids never hold a colon)."""
+    if principal.firm_id is not None:
+        return principal.firm_id
+    return f"{principal.role.value}:{principal.sub}"[:100]
+
+
 def fingerprint(operation: str, target: str, body: bytes) -> str:
     """What a keyed request asked for: its operation, its target and its canonical body."""
     return hashlib.sha256(b"\x1f".join((operation.encode(), target.encode(), body))).hexdigest()
@@ -149,8 +159,7 @@ async def _replay(
     """
     if key is None:
         return None
-    assert principal.firm_id is not None
-    stored = await store.idempotency_key(session, principal.firm_id, key)
+    stored = await store.idempotency_key(session, _key_scope(principal), key)
     if stored is None:
         return None
     if stored.fingerprint != request_fingerprint:
@@ -195,12 +204,11 @@ def _stage_key(
 ) -> None:
     if key is None:
         return
-    assert principal.firm_id is not None
     # Inserted with the state change: a concurrent request with the same key waits on this
     # row's unique index, then fails its commit and replays what this one committed.
     uow.session.add(
         IdempotencyKey(
-            firm_id=principal.firm_id,
+            firm_id=_key_scope(principal),
             key=key,
             operation=operation,
             fingerprint=request_fingerprint,
@@ -610,6 +618,56 @@ async def withdraw(
             )
             return await _commit_with_key(
                 uow, record, principal, key, "withdraw", request_fingerprint, now
+            )
+    except IntegrityError as exc:
+        return await _replay_after_conflict(uow_factory, principal, key, request_fingerprint, exc)
+
+
+async def cancel(
+    uow_factory: UnitOfWorkFactory,
+    principal: Principal,
+    application_id: str,
+    body: CancelRequest,
+    key: str,
+) -> Outcome:
+    """An administrator cancels an approved application: emits ``application.cancelled``.
+
+    The status stays until the workflow's compensation (``application.compensated``) closes it.
+    """
+    request_fingerprint = fingerprint("cancel", application_id, body.model_dump_json().encode())
+    try:
+        async with uow_factory() as uow:
+            record = await store.get_application(uow.session, application_id, principal, lock=True)
+            replay = await _replay(uow.session, principal, key, request_fingerprint)
+            if replay is not None:
+                return replay
+            status = Status(record.status)
+            if status not in CANCELLABLE:
+                raise Conflict(
+                    f"cannot cancel an application that is {status}: only an approved "
+                    "application whose journey is still open can be cancelled",
+                    extensions={"current_status": status.value},
+                )
+            now = utcnow()
+            payload = ApplicationCancelled(
+                application_id=record.id,
+                firm_id=record.firm_id,
+                reason=body.reason,
+                cancelled_at=now,
+            )
+            _stage_event(
+                uow,
+                record,
+                "application.cancelled",
+                payload,
+                principal=principal,
+                now=now,
+                status=status,
+                summary="Cancellation by an administrator requested.",
+                reasons=[body.reason],
+            )
+            return await _commit_with_key(
+                uow, record, principal, key, "cancel", request_fingerprint, now
             )
     except IntegrityError as exc:
         return await _replay_after_conflict(uow_factory, principal, key, request_fingerprint, exc)

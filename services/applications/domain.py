@@ -87,6 +87,12 @@ from services.applications.awards import compensation_summary
 # --- statuses and actions ------------------------------------------------------------------------
 
 
+#: Statuses in which an administrator may cancel the application: approved, journey still open.
+CANCELLABLE: Final = frozenset(
+    {Status.APPROVED, Status.AWARD_OPENED, Status.OFFERED, Status.OFFER_ACCEPTED}
+)
+
+
 class Action(StrEnum):
     """What a firm can do with its application."""
 

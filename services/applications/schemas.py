@@ -102,6 +102,22 @@ else:
 WITHDRAW_EXAMPLE: JsonDict = {"reason": "The project was moved to another country."}
 
 
+CANCEL_EXAMPLE: JsonDict = {"reason": "The firm's licence was revoked by the regulator."}
+
+
+class CancelRequest(BaseModel):
+    """Why an administrator cancels an approved application."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"examples": [CANCEL_EXAMPLE]}
+    )
+
+    reason: LongText = Field(
+        description="The reason, shown to the firm on its timeline (at most 4,000 characters).",
+        examples=["The firm's licence was revoked by the regulator."],
+    )
+
+
 class WithdrawRequest(BaseModel):
     """Why the firm withdraws its application."""
 

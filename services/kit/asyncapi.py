@@ -31,7 +31,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
 from contracts.schemas_tool import generate_header_schema, generate_schema
-from contracts.topics import DLQ_SUFFIX, get_topic, topic_for_type
+from contracts.topics import DLQ_SUFFIX, Topic, get_topic, topic_for_type
 
 ASYNCAPI_VERSION: Final = "3.0.0"
 #: Version of the Kafka bindings used in the document.
@@ -62,6 +62,8 @@ class Receives:
     dead_letters: bool = True
     #: Whether it also reads every ``.dlq`` twin, whoever wrote the dead letters (the audit log).
     reads_dead_letters: bool = False
+    #: Whether it reads the topics themselves (False: only their ``.dlq`` twins).
+    reads_topics: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +211,25 @@ class _Builder:
         }
 
 
+def _receive_dead_letters(b: _Builder, topic: Topic, subscription: Receives) -> None:
+    """Declare that ``subscription`` reads every dead letter of ``topic``."""
+    any_ref = b.add_message(
+        topic.dlq,
+        f"{DEAD_LETTER_PREFIX}any.{topic.name}",
+        b.dead_letter_message(topic.name, None),
+    )
+    described = subscription.description if not subscription.reads_topics else None
+    b.operations[f"receive.{topic.dlq}.{subscription.consumer}"] = {
+        "action": "receive",
+        "channel": {"$ref": f"#/channels/{topic.dlq}"},
+        "title": f"{subscription.consumer} consumes {topic.dlq}",
+        "description": described or "Every dead letter of the topic, whichever consumer wrote it.",
+        "messages": [any_ref],
+        "x-consumer": subscription.consumer,
+        "x-dead-letters": False,
+    }
+
+
 def build_document(
     *,
     title: str,
@@ -239,6 +260,9 @@ def build_document(
     for subscription in receives:
         for topic_name in subscription.topics:
             topic = get_topic(topic_name)
+            if not subscription.reads_topics:
+                _receive_dead_letters(b, topic, subscription)
+                continue
             refs = [
                 b.add_message(topic.name, message_type, b.envelope_message(message_type, None))
                 for message_type in topic.types
@@ -278,20 +302,7 @@ def build_document(
                 **({} if subscription.dead_letters else {"x-dead-letters": False}),
             }
             if subscription.reads_dead_letters:
-                any_ref = b.add_message(
-                    topic.dlq,
-                    f"{DEAD_LETTER_PREFIX}any.{topic.name}",
-                    b.dead_letter_message(topic.name, None),
-                )
-                b.operations[f"receive.{topic.dlq}.{subscription.consumer}"] = {
-                    "action": "receive",
-                    "channel": {"$ref": f"#/channels/{topic.dlq}"},
-                    "title": f"{subscription.consumer} consumes {topic.dlq}",
-                    "description": "Every dead letter of the topic, whichever consumer wrote it.",
-                    "messages": [any_ref],
-                    "x-consumer": subscription.consumer,
-                    "x-dead-letters": False,
-                }
+                _receive_dead_letters(b, topic, subscription)
             if not subscription.dead_letters:
                 continue
             ref = b.add_message(

@@ -61,6 +61,7 @@ from services.kit.db import (
     ping,
     wait_for_database,
 )
+from services.kit.dlq import dlq_topic
 from services.kit.errors import DependencyUnavailable
 from services.kit.health import Check, health_router
 from services.kit.http import RequestGate, install_openapi
@@ -182,6 +183,7 @@ class Service:
         max_records: int | None = None,
         batch_timeout_ms: int = DEFAULT_BATCH_TIMEOUT_MS,
         lanes: int | None = None,
+        dead_letters_of: bool = False,
     ) -> IdempotentConsumer:
         """Subscribe ``handler`` idempotently to ``topics``.
 
@@ -190,7 +192,9 @@ class Service:
         handled in batches of up to ``max_records`` (one transaction and one offset commit per
         batch; ``1`` handles each message in a transaction of its own), and an idle poll waits
         ``batch_timeout_ms`` for records. ``lanes`` partitions of a batch are handled
-        concurrently, each in its own transaction.
+        concurrently, each in its own transaction. With ``dead_letters_of`` the consumer reads
+        the ``.dlq`` twins of ``topics`` instead (each dead letter's value is the original
+        record, so the handler sees its envelope and ``incoming.record.headers`` the ``dlq.*``).
 
         Defaults depend on the database. PostgreSQL: :data:`DEFAULT_MAX_RECORDS` records,
         :data:`DEFAULT_LANES` lanes. SQLite: :data:`SQLITE_MAX_RECORDS` records and one lane:
@@ -212,7 +216,7 @@ class Service:
         subscribe(
             self.broker,
             consumer,
-            *topics,
+            *(dlq_topic(t) for t in topics) if dead_letters_of else topics,
             group_id=group,
             description=description,
             max_records=max_records or (SQLITE_MAX_RECORDS if sqlite else DEFAULT_MAX_RECORDS),
@@ -226,6 +230,9 @@ class Service:
                 topics=tuple(topics),
                 handled=None if types is None else frozenset(types),
                 description=description,
+                dead_letters=not dead_letters_of,
+                reads_dead_letters=dead_letters_of,
+                reads_topics=not dead_letters_of,
             )
         )
         self.consumers.append(consumer)

@@ -196,3 +196,81 @@ async def test_milestones_tranches_and_compensation_in_plain_language(
     late = await post(firm, f"{app_id}/milestones", body)
     assert late.status_code == 409
     assert late.json()["reason"] == "award_cancelled"
+
+
+async def test_an_administrator_cancels_once_and_others_may_not(
+    running: Running, firm: Firm, producer: AIOKafkaProducer
+) -> None:
+    app_id = await offered(firm, producer)
+    admin = auth("admin", sub="admin@gaip.example")
+    url = f"{BASE}/{app_id}/cancel"
+    body = {"reason": "The firm's licence was revoked by the regulator."}
+
+    for headers in (firm.headers, auth("auditor"), auth("reviewer")):
+        refused = await firm.client.post(
+            url, json=body, headers={**headers, "Idempotency-Key": key()}
+        )
+        assert refused.status_code == 403, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    no_key = await firm.client.post(url, json=body, headers=admin)
+    assert no_key.status_code == 422
+    assert "Idempotency-Key" in no_key.text
+    empty = await firm.client.post(
+        url, json={"reason": ""}, headers={**admin, "Idempotency-Key": key()}
+    )
+    assert empty.status_code == 422
+    assert any(e["field"] == "reason" for e in empty.json()["errors"])
+    missing = await firm.client.post(
+        f"{BASE}/app_nosuchthing/cancel", json=body, headers={**admin, "Idempotency-Key": key()}
+    )
+    assert missing.status_code == 404
+
+    idem = key()
+    first = await firm.client.post(url, json=body, headers={**admin, "Idempotency-Key": idem})
+    assert first.status_code == 200, first.text
+    again = await firm.client.post(url, json=body, headers={**admin, "Idempotency-Key": idem})
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    entries = [e for e in again.json()["timeline"] if e["event"] == "application.cancelled"]
+    assert len(entries) == 1
+    event_id = await scalar(
+        running.engine,
+        "SELECT event_id FROM application_timeline WHERE application_id = :a AND event_type = :t",
+        a=app_id,
+        t="application.cancelled",
+    )
+    published = await find_record(running.bootstrap, EVENTS_TOPIC, uuid.UUID(str(event_id)))
+    assert published.actor.id == "admin@gaip.example"
+    assert published.actor.kind.value == "admin"
+    assert published.payload.reason == body["reason"]
+    assert published.payload.firm_id == firm.id
+
+    # The workflow's compensation closes it; a second cancellation is refused.
+    compensated = event(
+        "application.compensated",
+        app_id,
+        actor=Actor(kind="admin", id="admin@gaip.example"),  # type: ignore[arg-type]
+        firm_id=firm.id,
+        reason_code="administrative",
+        reason=f"An administrator cancelled the application: {body['reason']}",
+        space_released=True,
+        award_cancelled=True,
+        outcome="cancelled",
+        waitlisted_for_budget=False,
+    )
+    await publish(producer, compensated)
+    await firm.until(app_id, "cancelled")
+    late = await firm.client.post(url, json=body, headers={**admin, "Idempotency-Key": key()})
+    assert late.status_code == 409
+    assert late.json()["current_status"] == "cancelled"
+
+
+async def test_cancelling_before_approval_is_refused(firm: Firm) -> None:
+    app_id = str((await firm.submit())["id"])
+    response = await firm.client.post(
+        f"{BASE}/{app_id}/cancel",
+        json={"reason": "Too early."},
+        headers={**auth("admin"), "Idempotency-Key": key()},
+    )
+    assert response.status_code == 409
+    assert response.json()["current_status"] == "submitted"

@@ -177,6 +177,27 @@ def test_the_worker_declares_everything_its_workflows_publish(
     assert declared["review.events"] == set(get_topic("review.events").types)
 
 
+def test_the_worker_reads_back_the_dead_letters_of_its_commands(
+    documents: dict[str, dict[str, Any]],
+) -> None:
+    worker = documents["worker"]
+    reads = {
+        address: operation
+        for address, operation in _operations(worker, "receive")
+        if operation["x-consumer"] == "worker-bridge-refusals"
+    }
+    assert set(reads) == {"zones.commands.dlq", "disbursement.commands.dlq"}
+    for operation in reads.values():
+        assert operation["x-dead-letters"] is False
+        assert "refusal" in operation["description"]
+    # It reads only the twins: the command topics themselves belong to their services.
+    assert not {
+        address
+        for address, operation in _operations(worker, "receive")
+        if address in ("zones.commands", "disbursement.commands")
+    }
+
+
 def _published_in_history(path: Path) -> list[tuple[str, str, str]]:
     """(topic, type, producer) of every publish activity scheduled in a recorded history."""
     found = []

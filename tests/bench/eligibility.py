@@ -13,31 +13,24 @@ group join) to the last; the rate counts only the decisions after that first fet
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts import catalog
 from contracts.envelope import Actor
 from contracts.topics import get_topic
 from contracts.v1.applications import CONTENT_EXAMPLE, ApplicationSubmitted
-from services.cli.embedded import free_port
 from services.kit.messaging import Record
 from tests.bench.common import (
     BenchError,
     Result,
     assert_exactly_once,
     header,
-    produce,
-    raw_producer,
     read_all,
 )
 from tests.bench.kit_hop import HOP_TARGET
-from tests.bench.process import create_registry_topics, process, service_env
+from tests.bench.process import service_hop
 from tests.bench.raw import RAW_HOP
 
 ELIGIBILITY = "eligibility"
@@ -100,79 +93,22 @@ async def bench_eligibility(
     on_progress: Callable[[int], None] | None = None,
 ) -> Result:
     """Decisions/s of the eligibility service; checks one decision per application after."""
-    await create_registry_topics(bootstrap)
     records, subjects = make_submissions(n)
-    producer = raw_producer(bootstrap)
-    await producer.start()
-    try:
-        await produce(producer, records)
-    finally:
-        await producer.stop()
-
-    wanted = set(subjects)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+    hop = await service_hop(
+        "eligibility",
+        bootstrap,
+        database_url,
+        workdir,
+        records,
+        subjects,
+        OUTPUT_TOPIC,
+        ("eligibility.assessed",),
+        what=ELIGIBILITY,
+        stall_timeout=stall_timeout,
+        on_progress=on_progress,
     )
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(OUTPUT_TOPIC, p) for p in range(get_topic(OUTPUT_TOPIC).partitions)
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        port = free_port()
-        env = service_env(
-            bootstrap,
-            workdir,
-            INCENTIVES_CONSUMER_GROUP_PREFIX=f"bench-{uuid.uuid4().hex[:8]}-",
-            INCENTIVES_ELIGIBILITY_PORT=str(port),
-            INCENTIVES_ELIGIBILITY_HOST="127.0.0.1",
-            INCENTIVES_ELIGIBILITY_DATABASE_URL=database_url,
-        )
-        launched = time.perf_counter()
-        async with process(
-            ["-m", "services.eligibility.main"],
-            env=env,
-            log_path=workdir / "eligibility.log",
-        ) as proc:
-            seen = 0
-            first: tuple[float, int] | None = None
-            last_change = time.monotonic()
-            while seen < n:
-                if proc.poll() is not None:
-                    raise BenchError(f"{ELIGIBILITY}: service exited with {proc.returncode}")
-                batch = await consumer.getmany(timeout_ms=100)
-                got = sum(
-                    1 for recs in batch.values() for r in recs if (r.key or b"").decode() in wanted
-                )
-                if got:
-                    seen += got
-                    last_change = time.monotonic()
-                    if first is None:
-                        first = (time.perf_counter(), seen)
-                    if on_progress is not None:
-                        on_progress(min(seen, n))
-                elif time.monotonic() - last_change > stall_timeout:
-                    raise BenchError(
-                        f"{ELIGIBILITY}: stuck at {seen} of {n} for {stall_timeout:.0f}s"
-                    )
-            finished = time.perf_counter()
-            # Anything the relay would publish twice shows up in the read-back below.
-            await asyncio.sleep(0.5)
-    finally:
-        await consumer.stop()
-
-    assert first is not None
-    started, in_first = first
-    if n - in_first >= n // 10 and finished > started:
-        seconds = (finished - started) * n / (n - in_first)
-        timing = "from the first decisions seen to the last, rate over the rest"
-    else:  # everything came in one fetch: only the whole run's time is meaningful
-        seconds = finished - launched
-        timing = "from process start (all decisions arrived at once)"
+    seconds, timing = hop.seconds, hop.timing
+    wanted = set(subjects)
     decisions = [r for r in await read_all(bootstrap, OUTPUT_TOPIC) if r.key.decode() in wanted]
     decided = assert_exactly_once(ELIGIBILITY, subjects, decisions, lambda r: bytes(r.key).decode())
     ids = {header(r, "event_id") for r in decisions}

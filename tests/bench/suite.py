@@ -33,6 +33,7 @@ from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.end_to_end import END_TO_END, bench_end_to_end
 from tests.bench.end_to_end import N_DEFAULT as E2E_N
 from tests.bench.kit_hop import bench_kit_hop
+from tests.bench.payouts import PAYOUTS, bench_payouts
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
 from tests.bench.submissions import (
@@ -41,6 +42,7 @@ from tests.bench.submissions import (
     bench_bare_insert,
     bench_submissions,
 )
+from tests.bench.zones import ZONES, bench_zones
 
 KIT_PG = "kit hop (pg)"
 KIT_PG_UPSERT = "kit hop (pg, statement per message)"
@@ -55,6 +57,8 @@ CHOICES: dict[str, str] = {
     "relay": RELAY,
     "submissions": SUBMISSIONS,
     "eligibility": ELIGIBILITY,
+    "zones": ZONES,
+    "payouts": PAYOUTS,
     "end-to-end": END_TO_END,
     "audit": AUDIT,
 }
@@ -72,6 +76,10 @@ DEFAULT_N: dict[str, int] = {
     "relay": 20_000,
     "submissions": 3_000,
     "eligibility": 5_000,
+    # Each a hold of one office seat: most are held, the rest wait (well within 40 s).
+    "zones": 3_000,
+    # Signing tranches paid through the simulated rail, one HTTP call each.
+    "payouts": 1_000,
     # Applications through the whole platform (about a minute on two cores).
     "end-to-end": E2E_N,
     "audit": 1_000_000,
@@ -282,6 +290,16 @@ async def _run_one(
         async with tansu(own) as private, fresh_pg_database() as url:
             result = await bench_eligibility(private, url, own, n, on_progress=report)
         return [result]
+    if key == "zones":
+        own = workdir / "zones"
+        own.mkdir(exist_ok=True)
+        async with fresh_pg_database() as url:
+            return [await bench_zones(bootstrap, url, own, n, on_progress=report)]
+    if key == "payouts":
+        own = workdir / "payouts"
+        own.mkdir(exist_ok=True)
+        async with fresh_pg_database() as url:
+            return [await bench_payouts(bootstrap, url, own, n, on_progress=report)]
     if key == "end-to-end":
         own = workdir / "end-to-end"
         own.mkdir(exist_ok=True)

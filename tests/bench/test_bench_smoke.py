@@ -24,6 +24,7 @@ from tests.bench.common import BenchError, Result, assert_exactly_once, fresh_pg
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.end_to_end import BARE_TEMPORAL, END_TO_END, ROUNDS, bench_end_to_end
 from tests.bench.kit_hop import HOP_TARGET, bench_kit_hop
+from tests.bench.payouts import PAYOUTS, bench_payouts
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
 from tests.bench.submissions import (
@@ -47,6 +48,7 @@ from tests.bench.suite import (
     render,
     write_results,
 )
+from tests.bench.zones import ZONES, bench_zones
 
 N = 200
 
@@ -140,6 +142,29 @@ async def test_eligibility_decides_each_application_once(pg_url: str, tmp_path: 
     assert (result.name, result.baseline) == (ELIGIBILITY, RAW_HOP)
     _positive(result, 50)
     assert seen[-1] == 50
+
+
+@pytest.mark.integration
+async def test_zone_allocations_answer_each_request_once(pg_url: str, tmp_path: Path) -> None:
+    seen: list[int] = []
+    async with tansu(tmp_path) as bootstrap, fresh_pg_database(pg_url, "bench_smoke") as url:
+        # Checks itself: one outcome per allocation, and the capacity invariant in the database.
+        result = await bench_zones(bootstrap, url, tmp_path, 50, on_progress=seen.append)
+    assert (result.name, result.baseline, result.target) == (ZONES, RAW_HOP, HOP_TARGET)
+    _positive(result, 50)
+    assert seen[-1] == 50
+    assert "50 held, 0 waitlisted" in result.note
+
+
+@pytest.mark.integration
+async def test_payouts_pay_each_tranche_once(pg_url: str, tmp_path: Path) -> None:
+    seen: list[int] = []
+    async with tansu(tmp_path) as bootstrap, fresh_pg_database(pg_url, "bench_smoke") as url:
+        # Checks itself: one tranche.paid and one paid payment per tranche, the ledger balanced.
+        result = await bench_payouts(bootstrap, url, tmp_path, 30, on_progress=seen.append)
+    assert (result.name, result.baseline, result.target) == (PAYOUTS, RAW_HOP, HOP_TARGET)
+    _positive(result, 30)
+    assert seen[-1] == 30
 
 
 def test_absolute_targets_are_rendered_next_to_the_ratio() -> None:

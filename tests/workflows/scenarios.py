@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from contracts.catalog import decode, example_payloads, message_type_of
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, deterministic_event_id
 from contracts.money import Money
 from contracts.v1.applications import ApplicationContent, ApplicationSubmitted, ParentCompany
 from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage, ZoneUnits
@@ -42,8 +42,10 @@ from workflows.inputs import (
     AmendedSignal,
     ApprovalInput,
     ApprovalPolicy,
+    CancellationSignal,
     EligibilitySignal,
     FactSignal,
+    RefusalSignal,
     SubmittedSignal,
     WithdrawalSignal,
 )
@@ -717,6 +719,39 @@ async def withdrawn_during_offer(h: Harness, application_id: str) -> None:
     await handle.result()
 
 
+async def hold_refused(h: Harness, application_id: str) -> None:
+    """The zones service dead-lettered the hold: the run compensates and ends cancelled."""
+    handle = await eligible_run(h, application_id)
+    await h.reach_quorum(handle)
+    (hold,) = await h.until_published_type(handle, "zone.hold")
+    await h.until_published_type(handle, "award.open")
+    await handle.signal(
+        IncentiveApproval.command_refused,
+        RefusalSignal(
+            event_id=str(deterministic_event_id(str(hold.event_id), "command_refused")),
+            command_type="zone.hold",
+            reason="business_refusal",
+            error="No zone offers that unit type.",
+            consumer="zones",
+        ),
+    )
+    await handle.result()
+
+
+async def cancelled_after_acceptance(h: Harness, application_id: str) -> None:
+    handle = await eligible_run(h, application_id)
+    await accepted(h, handle)
+    await handle.signal(
+        IncentiveApproval.cancelled,
+        CancellationSignal(
+            event_id=str(deterministic_event_id(application_id, "test-cancellation")),
+            reason="Audit finding.",
+            actor_id="admin@gaip.example",
+        ),
+    )
+    await handle.result()
+
+
 #: Scenario name -> coroutine; the recorder writes one history per scenario.
 SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "ineligible": ineligible,
@@ -730,4 +765,6 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "offer_lapsed": offer_lapsed,
     "budget_shortfall": budget_shortfall,
     "withdrawn_during_offer": withdrawn_during_offer,
+    "hold_refused": hold_refused,
+    "cancelled_after_acceptance": cancelled_after_acceptance,
 }

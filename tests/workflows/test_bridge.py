@@ -7,17 +7,22 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from contracts import catalog
 from contracts.catalog import payload_model
 from contracts.envelope import Actor, Envelope
 from contracts.v1.common import EligibilityOutcome
+from services.kit.consumer import Incoming
+from services.kit.dlq import ConsumedRecord, dead_letter
+from services.kit.errors import Reason
 from tests.workflows.scenarios import Harness, assessment
 from workflows.approval import IncentiveApproval
 from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge, signal_for
 from workflows.inputs import (
     AmendedSignal,
     ApprovalPolicy,
+    CancellationSignal,
     FactSignal,
     SubmittedSignal,
     WithdrawalSignal,
@@ -45,6 +50,7 @@ def test_forwarded_types() -> None:
         "application.offer_accepted",
         "application.offer_declined",
         "application.milestone_reported",
+        "application.cancelled",
     )
     assert ELIGIBILITY_TYPES == ("eligibility.assessed",)
 
@@ -90,6 +96,24 @@ def test_withdrawals() -> None:
     assert isinstance(signal, WithdrawalSignal)
 
 
+def test_an_administrators_cancellation_becomes_the_cancelled_signal() -> None:
+    env = catalog.make_envelope(
+        "application.cancelled",
+        catalog.example_payloads("application.cancelled")[0],
+        subject="app_01HZX3Q8W6",
+        actor=Actor(kind="admin", id="admin@gaip.example"),  # type: ignore[arg-type]
+        producer="applications",
+        correlation_id=uuid.uuid4(),
+    )
+    name, signal = signal_for(env)
+    assert name == "cancelled"
+    assert signal == CancellationSignal(
+        event_id=str(env.event_id),
+        reason="The firm's licence was revoked by the regulator.",
+        actor_id="admin@gaip.example",
+    )
+
+
 def test_other_types_are_refused() -> None:
     with pytest.raises(ValueError, match="does not forward"):
         signal_for(envelope("review.task_assigned"))
@@ -118,3 +142,66 @@ async def test_the_bridge_starts_runs_with_the_configured_policy(
     await bridge.forward(decision)
     assert (await handle.result()).phase is Phase.REJECTED
     assert await bridge.forward(decision) is None, "a closed run is never started again"
+
+
+async def test_a_cancellation_never_starts_a_run(client: Client, h: Harness) -> None:
+    app_id = f"app_{uuid.uuid4().hex[:12]}"
+    bridge = Bridge(client, h.task_queue)
+    cancelled = envelope("application.cancelled", application_id=app_id)
+    assert await bridge.forward(cancelled) is None
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(app_id).describe()
+
+
+class _Handle:
+    def __init__(self, signals: list[tuple[str, str]], workflow_id: str) -> None:
+        self._signals, self._id = signals, workflow_id
+
+    async def signal(self, name: str, argument: Any) -> None:
+        self._signals.append((self._id, name))
+
+
+class _Client:
+    """Records the signals the bridge sends; every workflow is running."""
+
+    def __init__(self) -> None:
+        self.signals: list[tuple[str, str]] = []
+
+    def get_workflow_handle(self, workflow_id: str) -> _Handle:
+        return _Handle(self.signals, workflow_id)
+
+
+def _dead_lettered_hold(reason: Reason) -> Incoming:
+    hold = envelope("zone.hold")
+    original = ConsumedRecord(
+        topic="zones.commands",
+        partition=0,
+        offset=7,
+        key=hold.subject.encode(),
+        value=hold.model_dump_json().encode(),
+        headers=tuple(hold.headers()),
+    )
+    letter = dead_letter(
+        original, reason=reason, error=RuntimeError("no"), consumer="zones", attempts=5
+    )
+    record = ConsumedRecord(
+        topic=letter.topic,
+        partition=0,
+        offset=0,
+        key=letter.key,
+        value=letter.value,
+        headers=tuple(letter.headers),
+    )
+    return Incoming(envelope=hold, record=record)
+
+
+async def test_a_refused_command_is_signalled_but_one_given_up_after_retries_is_not() -> None:
+    client = _Client()
+    bridge = Bridge(client, task_queue="unused")  # type: ignore[arg-type]
+    refused = _dead_lettered_hold(Reason.BUSINESS_REFUSAL)
+    await bridge.handle_refusal(refused, None)  # type: ignore[arg-type]
+    assert client.signals == [(refused.envelope.subject, "command_refused")]
+
+    # An outage that outlasted the retries is not a refusal: the application is not cancelled.
+    await bridge.handle_refusal(_dead_lettered_hold(Reason.RETRIES_EXHAUSTED), None)  # type: ignore[arg-type]
+    assert client.signals == [(refused.envelope.subject, "command_refused")]

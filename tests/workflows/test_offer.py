@@ -33,7 +33,7 @@ from tests.workflows.scenarios import (
 )
 from tests.workflows.scenarios import eligible_run as start
 from workflows.approval import IncentiveApproval
-from workflows.inputs import ApprovalPolicy, CancellationSignal
+from workflows.inputs import ApprovalPolicy, CancellationSignal, RefusalSignal
 from workflows.state import MilestoneStatus, Phase, TrancheStatus
 
 
@@ -313,3 +313,62 @@ async def test_long_milestone_waits_continue_as_new(h: Harness) -> None:
     await h.paid(handle, 3)
     final = await handle.result()  # follows the continued runs
     assert final.phase is Phase.COMPLETED
+
+
+async def test_a_refused_hold_releases_cancels_and_tells_the_firm(h: Harness) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    (hold,) = await h.until_published_type(handle, "zone.hold")
+    await h.until_published_type(handle, "award.open")
+    refusal = RefusalSignal(
+        event_id=str(deterministic_event_id(str(hold.event_id), "command_refused")),
+        command_type="zone.hold",
+        reason="business_refusal",
+        error="zone-north-tech-park has no gpu_rack_unit.",
+        consumer="zones",
+    )
+    await handle.signal(IncentiveApproval.command_refused, refusal)
+    await handle.signal(IncentiveApproval.command_refused, refusal)  # redelivered: ignored
+    final = await handle.result()
+    assert final.phase is Phase.CANCELLED
+    assert h.publisher.envelopes(handle.id, "application.offer_made") == []
+    (release,) = h.publisher.envelopes(handle.id, "zone.release")
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    (done,) = h.publisher.envelopes(handle.id, "application.compensated")
+    for e in (release, cancel, done):
+        assert e.payload.reason_code is CompensationReason.COMMAND_REFUSED
+        assert e.actor.id == "system:workflows"
+        assert e.causation_id == uuid.UUID(refusal.event_id)
+    assert done.payload.outcome == "cancelled"
+    assert done.payload.reason.startswith(
+        "The zones service could not hold the requested space: "
+        "zone-north-tech-park has no gpu_rack_unit."
+    )
+
+
+async def test_a_refused_tranche_release_cancels_what_is_unpaid(h: Harness) -> None:
+    handle = await start(h)
+    await accepted(h, handle)
+    (release,) = h.publisher.envelopes(handle.id, "tranche.release")
+    await handle.signal(
+        IncentiveApproval.command_refused,
+        RefusalSignal(
+            event_id=str(deterministic_event_id(str(release.event_id), "command_refused")),
+            command_type="tranche.release",
+            reason="retries_exhausted",
+            error="",
+        ),
+    )
+    final = await handle.result()
+    assert final.phase is Phase.CANCELLED
+    (done,) = h.publisher.envelopes(handle.id, "application.compensated")
+    assert done.payload.award_cancelled
+    assert done.payload.reason.startswith(
+        "The disbursement service could not release a tranche for payment."
+    )
+    assert final.offer is not None
+    assert [t.status for t in final.offer.tranches] == [
+        TrancheStatus.PAID,
+        TrancheStatus.CANCELLED,
+        TrancheStatus.CANCELLED,
+    ]

@@ -2,7 +2,8 @@
 
 Facts published on Kafka start and signal IncentiveApproval through the bridge; the workflow's
 events come back on ``review.events`` and ``approvals.events``; a redelivered fact changes
-nothing. The review desk is a small stub HTTP server here (the candidates endpoint only, checking
+nothing. A dead-lettered command read back from its ``.dlq`` twin makes the workflow compensate.
+The review desk is a small stub HTTP server here (the candidates endpoint only, checking
 the worker's token); the full run through the real desk belongs to the desk's own tests.
 """
 
@@ -30,6 +31,8 @@ from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage
 from contracts.v1.desk import ReviewDecisionRequest, ReviewerRole
 from services.cli.embedded import free_port
 from services.kit.auth import Role, TokenService
+from services.kit.dlq import ConsumedRecord, dead_letter
+from services.kit.errors import Reason
 from services.kit.messaging import create_producer, ensure_topics
 from tests.kit.helpers import eventually, fresh_database
 from tests.workflows.scenarios import COMMITTEE, HADDAD, ROSTER, SILVA, TANAKA, assessment
@@ -165,6 +168,51 @@ async def _ready(temporal: Any) -> bool:
     return temporal.worker is not None
 
 
+async def state_of(handle: Any) -> ApprovalState | None:
+    with contextlib.suppress(Exception):
+        state: ApprovalState = await handle.query(IncentiveApproval.state)
+        return state
+    return None
+
+
+async def decide(handle: Any, reviewer: str, stage: ReviewStage) -> None:
+    """``reviewer`` approves their open task of ``stage`` (an update, as the desk sends it)."""
+
+    async def opened() -> bool:
+        current = await state_of(handle)
+        return current is not None and stage in current.open_stages
+
+    await eventually(opened, timeout=60)
+    current = await state_of(handle)
+    assert current is not None
+    task = next(
+        t
+        for t in current.tasks
+        if t.reviewer_id == reviewer and t.stage is stage and t.status is TaskStatus.OPEN
+    )
+    roles = next(p.roles for p in ROSTER if p.reviewer_id == reviewer)
+    await handle.execute_update(
+        IncentiveApproval.decide,
+        ReviewDecisionRequest(
+            request_id=f"dec_{uuid.uuid4().hex[:10]}",
+            task_id=task.task_id,
+            stage=stage,
+            reviewer_id=reviewer,
+            token_roles=roles,
+            decision=Decision.APPROVE,
+            comment="Sound.",
+        ),
+    )
+
+
+async def approve_through_every_stage(handle: Any) -> None:
+    await decide(handle, TANAKA, ReviewStage.TECHNICAL)
+    await decide(handle, SILVA, ReviewStage.SECURITY)
+    await decide(handle, HADDAD, ReviewStage.FINANCE)
+    await decide(handle, COMMITTEE[0], ReviewStage.COMMITTEE)
+    await decide(handle, COMMITTEE[1], ReviewStage.COMMITTEE)
+
+
 async def test_bridge_starts_signals_and_the_decision_is_published(
     kafka_bootstrap: str, temporal_dev: str, pg_url: str, tmp_path: Path
 ) -> None:
@@ -236,51 +284,15 @@ async def test_review_stages_on_the_real_stack_end_approved(
         client = await Client.connect(temporal_dev, data_converter=pydantic_data_converter)
         handle = client.get_workflow_handle_for(IncentiveApproval.run, app_id)
 
-        async def state() -> ApprovalState | None:
-            with contextlib.suppress(Exception):
-                return await handle.query(IncentiveApproval.state)
-            return None
-
-        async def decide(reviewer: str, stage: ReviewStage) -> None:
-            async def opened() -> bool:
-                current = await state()
-                return current is not None and stage in current.open_stages
-
-            await eventually(opened, timeout=60)
-            current = await state()
-            assert current is not None
-            task = next(
-                t
-                for t in current.tasks
-                if t.reviewer_id == reviewer and t.stage is stage and t.status is TaskStatus.OPEN
-            )
-            roles = next(p.roles for p in ROSTER if p.reviewer_id == reviewer)
-            await handle.execute_update(
-                IncentiveApproval.decide,
-                ReviewDecisionRequest(
-                    request_id=f"dec_{uuid.uuid4().hex[:10]}",
-                    task_id=task.task_id,
-                    stage=stage,
-                    reviewer_id=reviewer,
-                    token_roles=roles,
-                    decision=Decision.APPROVE,
-                    comment="Sound.",
-                ),
-            )
-
-        await decide(TANAKA, ReviewStage.TECHNICAL)
-        await decide(SILVA, ReviewStage.SECURITY)
-        await decide(HADDAD, ReviewStage.FINANCE)
-        await decide(COMMITTEE[0], ReviewStage.COMMITTEE)
-        await decide(COMMITTEE[1], ReviewStage.COMMITTEE)
+        await approve_through_every_stage(handle)
 
         async def approved() -> bool:
-            current = await state()
+            current = await state_of(handle)
             return current is not None and current.phase is Phase.APPROVED
 
         # The run goes on to the offer (it waits for the zones and disbursement next).
         await eventually(approved, timeout=60)
-        result = await state()
+        result = await state_of(handle)
         assert result is not None
         events = await events_about(
             kafka_bootstrap,
@@ -301,3 +313,95 @@ async def test_review_stages_on_the_real_stack_end_approved(
     approved = next(e for e in events if e.type == "application.approved")
     assert len(approved.payload.approvals) == 5
     assert all(e.correlation_id == correlation for e in events)
+
+
+async def test_a_dead_lettered_hold_reaches_the_workflow_which_compensates(
+    kafka_bootstrap: str, temporal_dev: str, pg_url: str, tmp_path: Path
+) -> None:
+    """zones.commands.dlq → bridge → command_refused: space released, award cancelled, told."""
+    app_id = f"app_{uuid.uuid4().hex[:12]}"
+    correlation = uuid.uuid4()
+    submitted_payload = catalog.example_payloads("application.submitted")[0].model_copy(
+        update={"application_id": app_id, "firm_id": "ACME"}
+    )
+    submitted = envelope_for("application.submitted", submitted_payload, correlation)
+    eligible = envelope_for(
+        "eligibility.assessed", assessment(app_id, EligibilityOutcome.ELIGIBLE), correlation
+    )
+    tokens = TokenService(Settings().jwt_secret)
+    compensated_on = topic_for_type("application.compensated").name
+
+    async with (
+        stub_desk(tokens) as (desk_url, _callers),
+        running_worker(kafka_bootstrap, temporal_dev, pg_url, tmp_path, desk_url),
+    ):
+        await send(kafka_bootstrap, submitted, eligible)
+        client = await Client.connect(temporal_dev, data_converter=pydantic_data_converter)
+        handle = client.get_workflow_handle_for(IncentiveApproval.run, app_id)
+        await approve_through_every_stage(handle)
+        (hold,) = await events_about(
+            kafka_bootstrap,
+            app_id,
+            ("zones.commands",),
+            wait=60,
+            until=lambda found: any(e.type == "zone.hold" for e in found),
+        )
+        # What the zones consumer writes when it refuses the command, in the kit's format.
+        refused = dead_letter(
+            ConsumedRecord(
+                topic="zones.commands",
+                partition=0,
+                offset=0,
+                key=app_id.encode(),
+                value=catalog.encode(hold),
+                headers=tuple(hold.headers()),
+            ),
+            reason=Reason.BUSINESS_REFUSAL,
+            error=ValueError("zone-north-tech-park offers no gpu_rack_unit"),
+            consumer="zones",
+            attempts=1,
+        )
+        producer = create_producer(kafka_bootstrap)
+        await producer.start()
+        try:
+            for _ in range(2):  # redelivered: the workflow compensates once
+                await producer.send_and_wait(
+                    refused.topic, refused.value, key=refused.key, headers=list(refused.headers)
+                )
+        finally:
+            await producer.stop()
+
+        async def closed() -> bool:
+            with contextlib.suppress(Exception):
+                desc = await handle.describe()
+                return desc.status is WorkflowExecutionStatus.COMPLETED
+            return False
+
+        await eventually(closed, timeout=60)
+        result = await handle.result()
+        found = await events_about(
+            kafka_bootstrap,
+            app_id,
+            (compensated_on, "zones.commands", "disbursement.commands"),
+            wait=30,
+            until=lambda found: (
+                {"application.compensated", "zone.release", "award.cancel"}
+                <= {e.type for e in found}
+            ),
+        )
+
+    assert result.phase is Phase.CANCELLED
+    by_type: dict[str, list[Envelope[Any]]] = {}
+    for e in found:
+        by_type.setdefault(e.type, []).append(e)
+    (done,) = by_type["application.compensated"]
+    assert done.payload.reason_code.value == "command_refused"
+    assert done.payload.reason.startswith(
+        "The zones service could not hold the requested space: "
+        "zone-north-tech-park offers no gpu_rack_unit."
+    )
+    assert done.payload.space_released
+    assert done.payload.award_cancelled
+    assert len(by_type["zone.release"]) == 1
+    assert len(by_type["award.cancel"]) == 1
+    assert "application.offer_made" not in by_type
