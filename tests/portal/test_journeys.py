@@ -140,6 +140,7 @@ async def test_a_firm_fixes_a_validation_error_submits_and_reviewers_approve(
     assert cookie["sameSite"] == "Strict"
 
     await page.get_by_role("button", name="Start an application").click()
+    await expect(field(page, "proposal.title")).to_be_visible()
     await assert_accessible(page, axe_source)
     await field(page, "proposal.title").fill(fill_values()["proposal.title"])
     await field(page, "firm.foreign_ownership_pct").fill("150")
@@ -163,6 +164,9 @@ async def test_a_firm_fixes_a_validation_error_submits_and_reviewers_approve(
     application_id = page.url.rsplit("/", 1)[1]
 
     await page.get_by_role("button", name="Submit the application").click()
+    # The submission answers with a redirect back to the application: wait for that page to land
+    # before reloading it, or the reload races the redirect and finds no page attached.
+    await expect(page.locator("#where")).not_to_contain_text("This is a draft")
 
     async def eligible_or_later() -> bool:
         await page.reload()
@@ -203,6 +207,7 @@ async def test_a_firm_fixes_a_validation_error_submits_and_reviewers_approve(
             await expect(page.get_by_role("heading", name="Your tasks")).to_be_visible()
             await assert_accessible(page, axe_source)
             await page.locator(f"a[href='/tasks/{task['task_id']}']").click()
+            await expect(page.locator("#task-status")).to_be_visible()
             await assert_accessible(page, axe_source)
             if not await page.locator("#decision-approve").count():
                 # The committee reached its quorum meanwhile: this task was cancelled.
@@ -339,6 +344,7 @@ async def test_information_requested_is_answered_by_an_amendment_then_withdrawn(
     await expect(page.locator("main")).to_contain_text("How many local engineers")
     await assert_accessible(page, axe_source)
     await page.get_by_role("button", name="Amend the application").click()
+    await expect(page.locator("#amend_reason")).to_be_visible()
     await assert_accessible(page, axe_source)
     await field(page, "commitments.training.engineers_per_year").fill("45")
     await page.locator("#amend_reason").fill("We will train 45 engineers a year.")
