@@ -95,7 +95,7 @@ test: preflight lint typecheck contracts-check pytest
 # Tests are marked from the fixtures they use (tests/tiers.py); a fixture that would start a
 # server fails the test under this tier instead of starting it.
 test-unit: install
-	INCENTIVES_TEST_TIER=unit $(BIN)/pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+	INCENTIVES_TEST_TIER=unit $(BIN)/pytest -m "not integration and not e2e" -n auto --dist worksteal $(PYTEST_ARGS)
 
 schemas: install
 	$(BIN)/python -m contracts.schemas_tool write
