@@ -19,6 +19,7 @@ from rich.console import Console
 
 from services.kit.logging import configure_logging
 from services.kit.runtime import tune_garbage_collector
+from tests.bench.charts import write_charts
 from tests.bench.suite import (
     CHOICES,
     DEFAULT_N,
@@ -148,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     render(outcome, console)
     if options.results is not None:
         console.print(f"figures written to {write_results(outcome, options.results)}")
+        for chart in write_charts(outcome.results, options.results.parent):
+            console.print(f"chart written to {chart}")
     if options.profile:
         render_profiles(outcome, console, options.profile_lines)
     return 1 if outcome.failures else 0

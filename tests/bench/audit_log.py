@@ -29,10 +29,12 @@ from services.audit.domain.checkpoint import Checkpoint, Signer
 from services.audit.domain.leaves import leaf_bytes
 from services.audit.domain.merkle import Frontier, leaf_hash
 from services.kit.dlq import ConsumedRecord
-from tests.bench.common import Result
+from tests.bench.common import Point, Result
 
 SHA256 = "sha256 (hashlib)"
 VERIFY = "audit verify"
+#: The chart verify time against log size is drawn on (:mod:`tests.bench.charts`).
+VERIFY_CHART = "audit-verify"
 APPEND = "audit append (writer, in memory)"
 APPEND_PG = "audit append (writer, PostgreSQL)"
 REBUILD = "audit rebuild"
@@ -264,6 +266,7 @@ async def bench_audit(
                 baseline=SHA256,
                 rate_target=VERIFY_TARGET,
                 note="" if size != n else "leaf hash + tree update per leaf; root at the end",
+                point=Point(VERIFY_CHART, "verify (in memory)", size),
             )
         )
     report(2 * n // 5)

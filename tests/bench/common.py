@@ -47,6 +47,15 @@ class BenchError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Point:
+    """A figure's place on a chart: which chart, which line on it, and where on the x axis."""
+
+    chart: str
+    series: str
+    x: float
+
+
+@dataclass(frozen=True)
 class Result:
     """One measured figure."""
 
@@ -61,6 +70,8 @@ class Result:
     p99_target_ms: float | None = None
     #: p50 and p99 latency in milliseconds, for request/response benchmarks.
     latency_ms: tuple[float, float] | None = None
+    #: Where the figure is drawn (:mod:`tests.bench.charts`): a chart, a series, an x value.
+    point: Point | None = None
 
     @property
     def rate(self) -> float:

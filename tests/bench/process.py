@@ -10,12 +10,13 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import TOPICS, get_topic
 from services.cli.embedded import free_port
@@ -139,29 +140,9 @@ async def service_hop(
     topic back afterwards to check exactly-once.
     """
     await create_registry_topics(bootstrap)
-    producer = raw_producer(bootstrap)
-    await producer.start()
-    try:
-        await produce(producer, records)
-    finally:
-        await producer.stop()
-
-    n = len(subjects)
-    wanted = set(subjects)
-    types = {t.encode() for t in output_types}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(output_topic, p) for p in range(get_topic(output_topic).partitions)
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+    await _produce_all(bootstrap, records)
+    outputs = _Outputs(subjects, output_types, what=what, stall_timeout=stall_timeout)
+    async with _reading(bootstrap, output_topic, get_topic(output_topic).partitions) as consumer:
         prefix = f"INCENTIVES_{service.upper()}_"
         env = service_env(
             bootstrap,
@@ -178,41 +159,176 @@ async def service_hop(
         async with process(
             ["-m", f"services.{service}.main"], env=env, log_path=workdir / f"{service}.log"
         ) as proc:
-            seen = 0
-            first: tuple[float, int] | None = None
-            last_change = time.monotonic()
-            while seen < n:
-                if proc.poll() is not None:
-                    raise BenchError(f"{what}: service exited with {proc.returncode}")
-                batch = await consumer.getmany(timeout_ms=100)
-                got = sum(
-                    1
-                    for recs in batch.values()
-                    for r in recs
-                    if (r.key or b"").decode() in wanted
-                    and dict(r.headers or ()).get("type") in types
+            await outputs.count(consumer, [proc], on_progress)
+    return outputs.hop(launched)
+
+
+async def scaled_hop(
+    service: str,
+    bootstrap: str,
+    database_url: str,
+    workdir: Path,
+    records: Sequence[Record],
+    subjects: Sequence[str],
+    output_topic: str,
+    output_types: Collection[str],
+    *,
+    instances: int,
+    partitions: int,
+    what: str,
+    stall_timeout: float = 60.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> ServiceHop:
+    """:func:`service_hop` with ``instances`` processes of the service in one consumer group,
+    on topics of ``partitions`` partitions (``bootstrap`` must be a broker of the caller's own,
+    with none of the domain topics yet).
+
+    The instances start one after the other (the first runs the migrations), and the records
+    are produced only once the group is stable with every instance in it, so the clock measures
+    the group at work, not its joins.
+    """
+    await ensure_topics(bootstrap, [(name, partitions) for t in TOPICS for name in (t.name, t.dlq)])
+    group_prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+    prefix = f"INCENTIVES_{service.upper()}_"
+    outputs = _Outputs(subjects, output_types, what=what, stall_timeout=stall_timeout)
+    async with _reading(bootstrap, output_topic, partitions) as consumer, AsyncExitStack() as stack:
+        procs = []
+        for i in range(instances):
+            port = free_port()
+            env = service_env(
+                bootstrap,
+                workdir,
+                INCENTIVES_CONSUMER_GROUP_PREFIX=group_prefix,
+                **{
+                    f"{prefix}PORT": str(port),
+                    f"{prefix}HOST": "127.0.0.1",
+                    f"{prefix}DATABASE_URL": database_url,
+                },
+            )
+            procs.append(
+                await stack.enter_async_context(
+                    process(
+                        ["-m", f"services.{service}.main"],
+                        env=env,
+                        log_path=workdir / f"{service}-{i}.log",
+                        health_url=f"http://127.0.0.1:{port}/health",
+                    )
                 )
-                if got:
-                    seen += got
-                    last_change = time.monotonic()
-                    if first is None:
-                        first = (time.perf_counter(), seen)
-                    if on_progress is not None:
-                        on_progress(min(seen, n))
-                elif time.monotonic() - last_change > stall_timeout:
-                    raise BenchError(f"{what}: stuck at {seen} of {n} for {stall_timeout:.0f}s")
-            finished = time.perf_counter()
-            # Anything the relay would publish twice shows up in the caller's read-back.
-            await asyncio.sleep(0.5)
+            )
+        await wait_for_stable_group(bootstrap, f"{group_prefix}{service}", members=instances)
+        launched = time.perf_counter()
+        await _produce_all(bootstrap, records)
+        await outputs.count(consumer, procs, on_progress)
+    return outputs.hop(launched)
+
+
+async def wait_for_stable_group(
+    bootstrap: str, group: str, *, members: int, timeout: float = 120.0
+) -> None:
+    """Until consumer group ``group`` is ``Stable`` with ``members`` members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        state, count = "unknown", 0
+        while time.monotonic() < deadline:
+            (response,) = await admin.describe_consumer_groups([group])
+            for described in response.groups:
+                state, count = described[2], len(described[5])
+            if state == "Stable" and count == members:
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+    raise BenchError(f"group {group}: {state} with {count} of {members} members after {timeout}s")
+
+
+async def _produce_all(bootstrap: str, records: Sequence[Record]) -> None:
+    producer = raw_producer(bootstrap)
+    await producer.start()
+    try:
+        await produce(producer, records)
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def _reading(bootstrap: str, topic: str, partitions: int) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer assigned to every partition of ``topic``, from the beginning."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        yield consumer
     finally:
         await consumer.stop()
 
-    assert first is not None
-    started, in_first = first
-    if n - in_first >= n // 10 and finished > started:
-        return ServiceHop(
-            (finished - started) * n / (n - in_first),
-            "from the first outputs seen to the last, rate over the rest",
-        )
-    # Everything came in one fetch: only the whole run's time is meaningful.
-    return ServiceHop(finished - launched, "from process start (all outputs arrived at once)")
+
+class _Outputs:
+    """Counts one output per subject as the services produce them, and times it."""
+
+    def __init__(
+        self, subjects: Sequence[str], types: Collection[str], *, what: str, stall_timeout: float
+    ) -> None:
+        self.n = len(subjects)
+        self.wanted = set(subjects)
+        self.types = {t.encode() for t in types}
+        self.what = what
+        self.stall_timeout = stall_timeout
+        self.first: tuple[float, int] | None = None
+        self.finished = 0.0
+
+    async def count(
+        self,
+        consumer: AIOKafkaConsumer,
+        procs: Sequence[subprocess.Popen[bytes]],
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        seen = 0
+        last_change = time.monotonic()
+        while seen < self.n:
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise BenchError(f"{self.what}: service exited with {proc.returncode}")
+            batch = await consumer.getmany(timeout_ms=100)
+            got = sum(
+                1
+                for recs in batch.values()
+                for r in recs
+                if (r.key or b"").decode() in self.wanted
+                and dict(r.headers or ()).get("type") in self.types
+            )
+            if got:
+                seen += got
+                last_change = time.monotonic()
+                if self.first is None:
+                    self.first = (time.perf_counter(), seen)
+                if on_progress is not None:
+                    on_progress(min(seen, self.n))
+            elif time.monotonic() - last_change > self.stall_timeout:
+                raise BenchError(
+                    f"{self.what}: stuck at {seen} of {self.n} for {self.stall_timeout:.0f}s"
+                )
+        self.finished = time.perf_counter()
+        # A quiet poll: anything the relay would publish twice arrives meanwhile, and the
+        # caller's read-back counts it.
+        await consumer.getmany(timeout_ms=500)
+
+    def hop(self, launched: float) -> ServiceHop:
+        assert self.first is not None
+        started, in_first = self.first
+        n = self.n
+        if n - in_first >= n // 10 and self.finished > started:
+            return ServiceHop(
+                (self.finished - started) * n / (n - in_first),
+                "from the first outputs seen to the last, rate over the rest",
+            )
+        # Everything came in one fetch: only the whole run's time is meaningful.
+        return ServiceHop(self.finished - launched, "from the start (all outputs arrived at once)")

@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from services.cli.embedded import free_port
 from tests.applications.helpers import auth, content
-from tests.bench.common import BenchError, Result
+from tests.bench.common import BenchError, Point, Result
 from tests.bench.loadgen import SEQ_MARKER
 from tests.bench.process import ROOT, create_registry_topics, process, service_env
 
@@ -46,6 +46,15 @@ CONCURRENCY = 32
 OPEN_CONNECTIONS = 64
 #: Firms the submissions are spread over (one token each).
 FIRMS = 4
+#: Offered loads of the latency curve, as fractions of the app's saturation rate; the DESIGN
+#: target is about the half.
+HALF = 0.5
+CURVE: tuple[float, ...] = (0.25, HALF, 0.75, 0.9)
+#: Seconds of offered load at each point of the curve but the half, and the fewest requests.
+CURVE_SECONDS = 4.0
+CURVE_MIN = 200
+#: The chart the curve is drawn on (:mod:`tests.bench.charts`).
+LATENCY_CHART = "latency"
 #: DESIGN targets: a ratio to the bare INSERT app, and p99 at half the saturation rate.
 RATIO_TARGET = 0.5
 P99_TARGET_MS = 50.0
@@ -142,15 +151,46 @@ async def drive(
     )
 
 
-async def saturation_and_half(
+async def saturation_and_curve(
     port: int, n: int, workdir: Path, on_progress: Callable[[int], None] | None
-) -> tuple[Load, Load]:
-    """A closed-loop run of ``n``, then ``n // 2`` open-loop at half its rate."""
+) -> tuple[Load, dict[float, Load]]:
+    """A closed-loop run of ``n``, then open-loop runs at each of :data:`CURVE` times its rate:
+    ``n // 2`` requests at half; at the others about :data:`CURVE_SECONDS` seconds' worth, at
+    least :data:`CURVE_MIN` (or ``n // 2``) and at most ``n``."""
     saturated = await drive(port, n, workdir)
     if on_progress is not None:
         on_progress(n)
-    half = await drive(port, max(1, n // 2), workdir, rate=saturated.rate / 2)
-    return saturated, half
+    curve: dict[float, Load] = {}
+    for fraction in CURVE:
+        rate = saturated.rate * fraction
+        count = (
+            n // 2
+            if fraction == HALF
+            else max(min(CURVE_MIN, n // 2), min(n, int(rate * CURVE_SECONDS)))
+        )
+        curve[fraction] = await drive(port, max(1, count), workdir, rate=rate)
+    return saturated, curve
+
+
+def curve_results(
+    name: str, half_name: str, saturated: Load, curve: dict[float, Load], **half: object
+) -> list[Result]:
+    """The open-loop figures of one app: half saturation (with its targets), then the rest of
+    the latency curve, each drawn against the offered rate."""
+    results = []
+    for fraction, load in curve.items():
+        offered = saturated.rate * fraction
+        results.append(
+            _result(
+                half_name if fraction == HALF else f"{name}, {fraction:g} x saturation",
+                load,
+                f"offered {offered:,.0f}/s open-loop ({fraction:g} x its saturation)",
+                baseline=name,
+                point=Point(LATENCY_CHART, name, offered),
+                **(half if fraction == HALF else {}),
+            )
+        )
+    return results
 
 
 def _result(name: str, load: Load, note: str, **fields: object) -> Result:
@@ -211,19 +251,14 @@ async def bench_bare_insert(
         log_path=workdir / "bare-insert.log",
         health_url=f"http://127.0.0.1:{port}/health",
     ):
-        saturated, half = await saturation_and_half(port, n, workdir, on_progress)
+        saturated, curve = await saturation_and_curve(port, n, workdir, on_progress)
     return [
         _result(
             BARE_INSERT,
             saturated,
             f"uvicorn, one process, one INSERT per request (asyncpg pool); {CONCURRENCY} in flight",
         ),
-        _result(
-            BARE_INSERT_HALF,
-            half,
-            f"offered {saturated.rate / 2:,.0f}/s open-loop (0.5 x its saturation: kept up)",
-            baseline=BARE_INSERT,
-        ),
+        *curve_results(BARE_INSERT, BARE_INSERT_HALF, saturated, curve),
     ]
 
 
@@ -257,8 +292,8 @@ async def bench_submissions(
         log_path=workdir / "applications.log",
         health_url=f"http://127.0.0.1:{port}/health",
     ):
-        saturated, half = await saturation_and_half(port, n, workdir, on_progress)
-    total = saturated.n + half.n
+        saturated, curve = await saturation_and_curve(port, n, workdir, on_progress)
+    total = saturated.n + sum(load.n for load in curve.values())
     await check_database(database_url, total)
     suffix = "" if workers == 1 else f", {workers} workers"
     processes = "uvicorn in its own process" if workers == 1 else f"{workers} worker processes"
@@ -271,11 +306,11 @@ async def bench_submissions(
             baseline=BARE_INSERT,
             target=RATIO_TARGET,
         ),
-        _result(
+        *curve_results(
+            SUBMISSIONS + suffix,
             SUBMISSIONS_HALF + suffix,
-            half,
-            f"offered {saturated.rate / 2:,.0f}/s open-loop (0.5 x its saturation: kept up)",
-            baseline=SUBMISSIONS + suffix,
+            saturated,
+            curve,
             p99_target_ms=P99_TARGET_MS,
         ),
     ]

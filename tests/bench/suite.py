@@ -10,7 +10,8 @@ import os
 import platform
 import pstats
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from tests.bench.kit_hop import bench_kit_hop
 from tests.bench.payouts import PAYOUTS, bench_payouts
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
+from tests.bench.scaling import SCALING, bench_scaling
 from tests.bench.submissions import (
     SUBMISSIONS,
     bench_bare_http,
@@ -60,6 +62,7 @@ CHOICES: dict[str, str] = {
     "zones": ZONES,
     "payouts": PAYOUTS,
     "end-to-end": END_TO_END,
+    "scaling": SCALING,
     "audit": AUDIT,
 }
 #: Benchmarks that measure their own baseline (hashlib for the audit log, bare apps for the
@@ -82,6 +85,8 @@ DEFAULT_N: dict[str, int] = {
     "payouts": 1_000,
     # Applications through the whole platform (about a minute on two cores).
     "end-to-end": E2E_N,
+    # Decisions at each of the nine (partitions, instances) points of the grid.
+    "scaling": 2_000,
     "audit": 1_000_000,
 }
 QUICK_N = 300
@@ -304,6 +309,15 @@ async def _run_one(
         own = workdir / "end-to-end"
         own.mkdir(exist_ok=True)
         return await bench_end_to_end(own, n, on_progress=report)
+    if key == "scaling":
+
+        @asynccontextmanager
+        async def fresh(folder: Path) -> AsyncIterator[tuple[str, str]]:
+            # A broker and a database per grid point: topics of that point's partition count.
+            async with tansu(folder) as private, fresh_pg_database() as url:
+                yield private, url
+
+        return await bench_scaling(fresh, workdir / "scaling", n, on_progress=report)
     if key == "audit":
         async with fresh_pg_database() as url:
             return await bench_audit(workdir, n, pg_url=url, on_progress=report)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,17 +22,28 @@ from rich.console import Console
 
 from tests.bench.__main__ import parse_args
 from tests.bench.audit_log import SHA256, bench_audit
-from tests.bench.common import BenchError, Result, assert_exactly_once, fresh_pg_database, tansu
+from tests.bench.charts import write_charts
+from tests.bench.common import (
+    BenchError,
+    Point,
+    Result,
+    assert_exactly_once,
+    fresh_pg_database,
+    tansu,
+)
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.end_to_end import BARE_TEMPORAL, END_TO_END, ROUNDS, bench_end_to_end
 from tests.bench.kit_hop import HOP_TARGET, bench_kit_hop
 from tests.bench.payouts import PAYOUTS, bench_payouts
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
+from tests.bench.scaling import bench_scaling, name_of
 from tests.bench.submissions import (
     BARE_HTTP,
     BARE_INSERT,
     BARE_INSERT_HALF,
+    CURVE,
+    LATENCY_CHART,
     SUBMISSIONS,
     SUBMISSIONS_HALF,
     bench_bare_http,
@@ -109,6 +122,19 @@ async def test_relay_publishes_every_row_once(kafka_bootstrap: str, pg_url: str)
     _positive(result)
 
 
+def _on_the_latency_curve(curve: list[Result], *, of: str) -> None:
+    """Open-loop runs at rising offered loads, each a point of ``of``'s line on the chart."""
+    assert len(curve) == len(CURVE)
+    offered = []
+    for result in curve:
+        assert result.baseline == of
+        assert result.point is not None
+        assert (result.point.chart, result.point.series) == (LATENCY_CHART, of)
+        offered.append(result.point.x)
+    assert offered == sorted(offered)
+    assert offered[0] > 0
+
+
 @pytest.mark.integration
 async def test_submissions_reach_the_database_once_each(pg_url: str, tmp_path: Path) -> None:
     base = await bench_bare_http(tmp_path, 50)
@@ -116,18 +142,27 @@ async def test_submissions_reach_the_database_once_each(pg_url: str, tmp_path: P
     _positive(base, 50)
     async with fresh_pg_database(pg_url, "bench_smoke") as url:
         bare = await bench_bare_insert(url, tmp_path, 50)
-    assert [r.name for r in bare] == [BARE_INSERT, BARE_INSERT_HALF]
+    assert [r.name for r in bare] == [
+        BARE_INSERT,
+        f"{BARE_INSERT}, 0.25 x saturation",
+        BARE_INSERT_HALF,
+        f"{BARE_INSERT}, 0.75 x saturation",
+        f"{BARE_INSERT}, 0.9 x saturation",
+    ]
     _positive(bare[0], 50)
-    _positive(bare[1], 25)
+    _positive(bare[2], 25)
+    _on_the_latency_curve(bare[1:], of=BARE_INSERT)
     # A broker of its own, as in the suite: the service consumes every domain events topic.
     async with tansu(tmp_path) as bootstrap, fresh_pg_database(pg_url, "bench_smoke") as url:
         # Checks itself that the database holds exactly 75 applications and outbox rows.
-        saturated, half = await bench_submissions(bootstrap, url, tmp_path, 50)
+        saturated, *curve = await bench_submissions(bootstrap, url, tmp_path, 50)
     assert (saturated.name, saturated.baseline) == (SUBMISSIONS, BARE_INSERT)
-    assert half.name == SUBMISSIONS_HALF
+    (half,) = (r for r in curve if r.name == SUBMISSIONS_HALF)
+    assert half.p99_target_ms is not None
     _positive(saturated, 50)
     _positive(half, 25)
-    for result in (saturated, half):
+    _on_the_latency_curve(curve, of=SUBMISSIONS)
+    for result in (saturated, *curve):
         assert result.latency_ms is not None
         assert 0 < result.latency_ms[0] <= result.latency_ms[1]
         assert "generator" in result.note
@@ -142,6 +177,25 @@ async def test_eligibility_decides_each_application_once(pg_url: str, tmp_path: 
     assert (result.name, result.baseline) == (ELIGIBILITY, RAW_HOP)
     _positive(result, 50)
     assert seen[-1] == 50
+
+
+@pytest.mark.integration
+async def test_instances_in_one_group_decide_each_application_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    @asynccontextmanager
+    async def fresh(folder: Path) -> AsyncIterator[tuple[str, str]]:
+        async with tansu(folder) as bootstrap, fresh_pg_database(pg_url, "bench_smoke") as url:
+            yield bootstrap, url
+
+    # Checks itself, per grid point, that each application got exactly one decision.
+    results = await bench_scaling(fresh, tmp_path, 40, partitions=(1, 2), instances=(2,))
+    assert [r.name for r in results] == [name_of(1, 2), name_of(2, 2)]
+    for result in results:
+        _positive(result, 40)
+        assert result.baseline == RAW_HOP
+        assert result.point is not None
+        assert result.point.x == 2
 
 
 @pytest.mark.integration
@@ -328,6 +382,28 @@ def test_the_results_file_lists_every_figure_with_the_machine_and_time(tmp_path:
     assert (by_name[SUBMISSIONS]["p50_ms"], by_name[SUBMISSIONS]["p99_ms"]) == (3.0, 40.0)
     assert by_name[SUBMISSIONS]["met"] is True
     assert (by_name["relay"]["met"], by_name["relay"]["error"]) == (False, "stuck")
+
+
+def test_charts_draw_the_figures_that_have_a_place_on_one(tmp_path: Path) -> None:
+    def at(chart: str, series: str, x: float, rate: float) -> Result:
+        return Result(
+            f"{series} {x}", int(rate), 1.0, latency_ms=(1.0, 2.0), point=Point(chart, series, x)
+        )
+
+    results = [
+        at("scaling", "1 partition", 2, 300),
+        at("scaling", "1 partition", 1, 200),
+        at("scaling", "6 partitions", 1, 250),
+        at("latency", "bare insert", 400, 400),
+        Result("no chart", 10, 1.0),
+    ]
+    written = write_charts(results, tmp_path / "bench")
+    assert sorted(p.name for p in written) == ["latency.png", "scaling.png"]
+    for path in written:
+        assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert write_charts([Result("no chart", 10, 1.0)], tmp_path / "none") == []
+    with pytest.raises(KeyError):
+        write_charts([at("nonesuch", "a", 1, 1)], tmp_path / "bad")
 
 
 def test_the_command_line_names_the_results_file() -> None:
