@@ -747,50 +747,150 @@ def _is_missing(content: ApplicationContent, steps: Sequence[tuple[str, int | No
 
 
 #: The fields of a content value that expressions read: each name maps to the fields read
-#: below it, or to ``None`` when its whole value is converted.
+#: below it, or to ``None`` when its whole value is converted. A list's entry maps
+#: :data:`_ITEMS` to what is read of each element; a list whose elements are never read (only
+#: its size, or a macro whose body ignores them) has no :data:`_ITEMS`, and each element that
+#: is a model is bound as an empty map.
 _Fields = dict[str, "_Fields | None"]
+#: The key of a list's element fields in :data:`_Fields` (never a field name).
+_ITEMS: Final = "[]"
+#: Comprehension macros: ``list.all(x, body)`` reads of each element what ``body`` reads of
+#: ``x``.
+_MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_NAME = r"[A-Za-z_]\w*"
 #: A content section and the member names that follow it (``firm.parent_companies.all``).
 _MEMBER_PATH = re.compile(
-    r"(?<![\w.])(" + "|".join(CONTENT_VARIABLES) + r")((?:\s*\.\s*[A-Za-z_]\w*)*)"
+    r"(?<![\w.])(" + "|".join(CONTENT_VARIABLES) + rf")\b((?:\s*\.\s*{_NAME})*)"
 )
+#: ``size(`` right before a path.
+_SIZE_CALL = re.compile(r"(?<![\w.])size\s*\(\s*$")
 
 
 def _fields_read(expressions: Iterable[str]) -> dict[str, _Fields | None]:
     """Per content section, the fields ``expressions`` read (``None``: the whole section).
 
     A path is followed through the contract's models as long as each name is a field; the value
-    where it stops (a list, money, a macro such as ``.exists(…)``, or the section named alone)
-    is converted whole. Names that are not fields only widen what is converted, so a scan that
-    sees too much costs time, never a wrong decision.
+    where it stops (money, a method call, or the section named alone) is converted whole. A
+    list whose path ends in a comprehension macro (``.exists(d, d.kind == 'x')``) has of each
+    element only what the macro's body reads of its variable; a list only measured
+    (``size(list)``, ``list.size()``) has none of its elements' fields. Names that are not
+    fields only widen what is converted, so a scan that sees too much costs time, never a
+    wrong decision.
     """
     read: dict[str, _Fields | None] = {}
+    roots = {
+        section: (read, section, ApplicationContent.model_fields[section].annotation)
+        for section in CONTENT_VARIABLES
+    }
     for expression in expressions:
-        for section, rest in _MEMBER_PATH.findall(expression):
-            names = [name.strip() for name in rest.split(".")[1:]]
-            _add_path(read, section, names)
+        _read_paths(expression, _MEMBER_PATH, roots)
     return read
 
 
-def _add_path(read: _Fields, section: str, names: Sequence[str]) -> None:
-    node, key = read, section
-    model: Any = ApplicationContent.model_fields[section].annotation
+_Root = tuple[_Fields, str, Any]
+
+
+def _read_paths(text: str, pattern: re.Pattern[str], roots: Mapping[str, _Root]) -> None:
+    """Add to the roots' nodes every path ``pattern`` finds in ``text`` (see _fields_read)."""
+    for match in pattern.finditer(text):
+        root, rest = match.groups()
+        names = [name.strip() for name in rest.split(".")[1:]]
+        node, key, model = roots[root]
+        after = text[match.end() :].lstrip()
+        if _SIZE_CALL.search(text[: match.start()]) and after.startswith(")"):
+            _add_path(node, key, model, names, measured=True)
+        elif names and after.startswith("("):
+            call, arguments = names[-1], _call_arguments(after)
+            variable, _, body = (arguments or "").partition(",")
+            if call in _MACROS and re.fullmatch(_NAME, variable.strip()) and body:
+                _add_path(node, key, model, names[:-1], macro=(variable.strip(), body))
+            elif call == "size" and arguments is not None and not arguments.strip():
+                _add_path(node, key, model, names[:-1], measured=True)
+            else:
+                _add_path(node, key, model, names)
+        else:
+            _add_path(node, key, model, names)
+
+
+def _call_arguments(text: str) -> str | None:
+    """What is between ``text``'s opening parenthesis and the one that closes it (string
+    literals skipped), or ``None`` when it does not close."""
+    depth, quote, escaped = 0, "", False
+    for index, char in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return text[1:index]
+    return None
+
+
+def _add_path(
+    node: _Fields,
+    key: str,
+    model: Any,
+    names: Sequence[str],
+    *,
+    measured: bool = False,
+    macro: tuple[str, str] | None = None,
+) -> None:
+    """Mark ``names`` below ``node[key]`` (of type ``model``) as read: the value they end at
+    whole, or, for a list that is ``measured`` or iterated by a ``macro`` (its variable and
+    body), only what the body reads of each element."""
     for name in names:
         if key in node and node[key] is None:
             return  # already converted whole
         model = _unwrap(model)
         is_model = isinstance(model, type) and issubclass(model, BaseModel)
         if not is_model or issubclass(model, Money) or name not in model.model_fields:
-            break
+            node[key] = None
+            return
         below = node.setdefault(key, {})
         assert below is not None
         node, key = below, name
         model = model.model_fields[name].annotation
-    node[key] = None
+    item = _list_item(model)
+    if item is None or not (measured or macro):
+        node[key] = None
+        return
+    if key in node and node[key] is None:
+        return
+    entry = node.setdefault(key, {})
+    assert entry is not None
+    if macro is not None:
+        variable, body = macro
+        element = re.compile(rf"(?<![\w.])({re.escape(variable)})\b((?:\s*\.\s*{_NAME})*)")
+        _read_paths(body, element, {variable: (entry, _ITEMS, item)})
+
+
+def _list_item(annotation: Any) -> Any | None:
+    """The element type of a list annotation (``X | None`` stripped), else ``None``."""
+    annotation = _unwrap(annotation)
+    if typing.get_origin(annotation) in (list, tuple):
+        args = typing.get_args(annotation)
+        if len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis):
+            return args[0]
+    return None
 
 
 def _cel_fields(value: Any, fields: _Fields | None, money: MoneyTable) -> Any:
     """:func:`_cel_value` of only the ``fields`` of ``value`` (all of it for ``None``)."""
-    if fields is None or not isinstance(value, BaseModel):
+    if fields is None:
+        return _cel_value(value, money)
+    if isinstance(value, list | tuple):
+        items = fields.get(_ITEMS, {})
+        return [_cel_fields(item, items, money) for item in value]
+    if not isinstance(value, BaseModel):
         return _cel_value(value, money)
     return {name: _cel_fields(getattr(value, name), below, money) for name, below in fields.items()}
 

@@ -698,6 +698,16 @@ VARIED_CHANGES: list[dict[str, Any]] = [
     {"firm.registration_number": "x"},
     {"firm.country_of_incorporation": "IR"},
     {"documents": []},
+    {"documents[0].kind": "other"},
+    {"firm.parent_companies[0].country": "IR"},
+    {"firm.parent_companies": []},
+    {"commitments.training": None, "commitments.university_partnerships": []},
+    {"commitments.training": None, "commitments.exchange_programs": []},
+    {
+        "commitments.training": None,
+        "commitments.university_partnerships": [],
+        "commitments.exchange_programs": [],
+    },
     {"proposal.sector": "other"},
 ]
 
@@ -731,10 +741,64 @@ def test_only_the_fields_some_rule_reads_are_converted(shipped: RuleCatalog) -> 
     bindings = rule_set._bindings(content({}))
     assert "legal_name" not in bindings["firm"]
     assert "registration_number" in bindings["firm"]
-    # Money, lists and paths ending in a macro are converted whole.
+    # Money is converted whole.
     assert set(bindings["proposal"]["investment_commitment"]) == {"amount", "currency", "eur"}
-    assert {"kind", "document_id"} <= set(bindings["documents"][0])
+    # Of a list a macro iterates, each element has what the macro's body reads of it.
+    assert bindings["documents"] == [{"kind": "business_registration"}]
+    assert bindings["firm"]["parent_companies"] == [{"country": "DE"}]
+    # Of a list only measured, the elements have nothing.
+    assert bindings["commitments"]["university_partnerships"] == [{}]
     assert bindings["commitments"]["data_protection_attestation"] == {"accepted": True}
+
+
+def test_macros_and_sizes_narrow_a_list_to_what_is_read_of_its_elements() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "narrowed"
+expression = """
+            + '"""'
+            + """documents.exists(d, d.kind == 'x (y)' && size(d.title) > 0)
+  || firm.parent_companies.size() > 1
+  || size(commitments.exchange_programs) > 0
+  || commitments.university_partnerships.all(u, u.university != '')
+  || documents.map(d, d).size() > 9"""
+            + '"""'
+            + """
+explanation = "x"
+"""
+        )
+    )
+    assert rule_set.fields == {
+        # The last ``documents.map(d, d)`` reads whole elements: that wins.
+        "documents": {"[]": None},
+        "firm": {"parent_companies": {}},
+        "commitments": {
+            "exchange_programs": {},
+            "university_partnerships": {"[]": {"university": None}},
+        },
+    }
+    application = content({})
+    assert rule_set.evaluate(application) == as_written(rule_set).evaluate(application)
+    bindings = rule_set._bindings(application)
+    assert bindings["firm"]["parent_companies"] == [{}]
+    assert set(bindings["documents"][0]) >= {"kind", "title", "document_id"}
+
+
+def test_a_list_read_by_index_or_whole_is_converted_whole() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "whole"
+expression = '''size(documents) > 0 && documents[0].kind == 'business_registration'
+  && firm.parent_companies == []'''
+explanation = "x"
+"""
+        )
+    )
+    assert rule_set.fields == {"documents": None, "firm": {"parent_companies": None}}
 
 
 def test_a_section_read_other_than_by_its_fields_is_converted_whole() -> None:
