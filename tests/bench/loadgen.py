@@ -13,6 +13,9 @@ Two modes:
   answered (up to ``concurrency`` in flight). Latency counts from the due time, so a request
   that waited for a free connection counts its wait (no coordinated omission).
 
+A connection the server closed while it sat idle (its keep-alive timeout, at low offered
+rates) is opened again and the request sent on the new one; the count is reported.
+
 Every answer must have the expected status; the result (JSON on stdout) holds the latencies'
 p50 and p99, the elapsed and CPU seconds, and the first failure if any.
 """
@@ -104,9 +107,30 @@ async def run(spec: Spec) -> dict[str, Any]:
     latencies: list[float] = []
     failures: list[str] = []
     next_index = 0
+    reconnects = 0
     interval = 1.0 / spec.rate if spec.mode == "open" else 0.0
+    writers = [writer for _, writer in connections]
 
-    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def send(
+        slot: int, reader: asyncio.StreamReader, request: bytes
+    ) -> tuple[int, asyncio.StreamReader]:
+        """The status of ``request``, on a fresh connection if the server closed this one."""
+        nonlocal reconnects
+        try:
+            return await _exchange(reader, writers[slot], request), reader
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise
+        except ConnectionResetError:
+            pass
+        # Nothing came back: the server closed the connection while it was idle (its
+        # keep-alive timeout, met at low offered rates) before reading this request.
+        writers[slot].close()
+        reader, writers[slot] = await asyncio.open_connection(spec.host, spec.port)
+        reconnects += 1
+        return await _exchange(reader, writers[slot], request), reader
+
+    async def worker(slot: int, reader: asyncio.StreamReader) -> None:
         nonlocal next_index
         loop = asyncio.get_running_loop()
         while next_index < spec.n and not failures:
@@ -119,7 +143,7 @@ async def run(spec: Spec) -> dict[str, Any]:
                     await asyncio.sleep(delay)
             else:
                 due = loop.time()
-            status = await _exchange(reader, writer, requests[i])
+            status, reader = await send(slot, reader, requests[i])
             latencies.append((loop.time() - due) * 1000)
             if status != spec.expect_status:
                 failures.append(f"request {i}: status {status}")
@@ -128,11 +152,11 @@ async def run(spec: Spec) -> dict[str, Any]:
     cpu_started = time.process_time()
     started = loop.time()
     try:
-        await asyncio.gather(*(worker(r, w) for r, w in connections))
+        await asyncio.gather(*(worker(slot, r) for slot, (r, _) in enumerate(connections)))
     finally:
         seconds = loop.time() - started
         cpu_seconds = time.process_time() - cpu_started
-        for _, writer in connections:
+        for writer in writers:
             writer.close()
     ordered = sorted(latencies)
 
@@ -147,6 +171,7 @@ async def run(spec: Spec) -> dict[str, Any]:
         "cpu_seconds": cpu_seconds,
         "p50_ms": quantile(0.50),
         "p99_ms": quantile(0.99),
+        "reconnects": reconnects,
         "failures": len(failures),
         "first_failure": failures[0] if failures else None,
     }

@@ -21,7 +21,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +152,11 @@ async def drive(
 
 
 async def saturation_and_curve(
-    port: int, n: int, workdir: Path, on_progress: Callable[[int], None] | None
+    port: int,
+    n: int,
+    workdir: Path,
+    on_progress: Callable[[int], None] | None,
+    curve: Sequence[float] = CURVE,
 ) -> tuple[Load, dict[float, Load]]:
     """A closed-loop run of ``n``, then open-loop runs at each of :data:`CURVE` times its rate:
     ``n // 2`` requests at half; at the others about :data:`CURVE_SECONDS` seconds' worth, at
@@ -160,16 +164,16 @@ async def saturation_and_curve(
     saturated = await drive(port, n, workdir)
     if on_progress is not None:
         on_progress(n)
-    curve: dict[float, Load] = {}
-    for fraction in CURVE:
+    loads: dict[float, Load] = {}
+    for fraction in curve:
         rate = saturated.rate * fraction
         count = (
             n // 2
             if fraction == HALF
             else max(min(CURVE_MIN, n // 2), min(n, int(rate * CURVE_SECONDS)))
         )
-        curve[fraction] = await drive(port, max(1, count), workdir, rate=rate)
-    return saturated, curve
+        loads[fraction] = await drive(port, max(1, count), workdir, rate=rate)
+    return saturated, loads
 
 
 def curve_results(
@@ -241,9 +245,11 @@ async def bench_bare_insert(
     workdir: Path,
     n: int,
     *,
+    curve: Sequence[float] = CURVE,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[Result]:
-    """The baseline: a bare FastAPI app doing one INSERT per request; saturated and at half."""
+    """The baseline: a bare FastAPI app doing one INSERT per request; saturated, then open-loop
+    at each of ``curve`` times its saturation rate."""
     port = free_port()
     async with process(
         _uvicorn("tests.bench.bare_insert_app:app", port),
@@ -251,14 +257,14 @@ async def bench_bare_insert(
         log_path=workdir / "bare-insert.log",
         health_url=f"http://127.0.0.1:{port}/health",
     ):
-        saturated, curve = await saturation_and_curve(port, n, workdir, on_progress)
+        saturated, loads = await saturation_and_curve(port, n, workdir, on_progress, curve)
     return [
         _result(
             BARE_INSERT,
             saturated,
             f"uvicorn, one process, one INSERT per request (asyncpg pool); {CONCURRENCY} in flight",
         ),
-        *curve_results(BARE_INSERT, BARE_INSERT_HALF, saturated, curve),
+        *curve_results(BARE_INSERT, BARE_INSERT_HALF, saturated, loads),
     ]
 
 
@@ -269,11 +275,13 @@ async def bench_submissions(
     n: int,
     *,
     workers: int = 1,
+    curve: Sequence[float] = CURVE,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[Result]:
     """Submissions/s and latency of the applications service; checks the database after.
 
-    ``workers`` is the service's worker processes (its ``workers`` setting).
+    ``workers`` is the service's worker processes (its ``workers`` setting); after the
+    saturated run, open-loop runs at each of ``curve`` times its rate.
     """
     await create_registry_topics(bootstrap)
     port = free_port()
@@ -292,8 +300,8 @@ async def bench_submissions(
         log_path=workdir / "applications.log",
         health_url=f"http://127.0.0.1:{port}/health",
     ):
-        saturated, curve = await saturation_and_curve(port, n, workdir, on_progress)
-    total = saturated.n + sum(load.n for load in curve.values())
+        saturated, loads = await saturation_and_curve(port, n, workdir, on_progress, curve)
+    total = saturated.n + sum(load.n for load in loads.values())
     await check_database(database_url, total)
     suffix = "" if workers == 1 else f", {workers} workers"
     processes = "uvicorn in its own process" if workers == 1 else f"{workers} worker processes"
@@ -310,7 +318,7 @@ async def bench_submissions(
             SUBMISSIONS + suffix,
             SUBMISSIONS_HALF + suffix,
             saturated,
-            curve,
+            loads,
             p99_target_ms=P99_TARGET_MS,
         ),
     ]

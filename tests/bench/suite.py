@@ -39,6 +39,8 @@ from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
 from tests.bench.relay import RELAY, bench_relay
 from tests.bench.scaling import SCALING, bench_scaling
 from tests.bench.submissions import (
+    CURVE,
+    HALF,
     SUBMISSIONS,
     bench_bare_http,
     bench_bare_insert,
@@ -286,7 +288,14 @@ async def _run_one(
         for workers in (1, 2):
             async with tansu(own) as private, fresh_pg_database() as url:
                 results += await bench_submissions(
-                    private, url, own, n, workers=workers, on_progress=report
+                    private,
+                    url,
+                    own,
+                    n,
+                    workers=workers,
+                    # The latency curve of one process; of two, the half (the target) only.
+                    curve=CURVE if workers == 1 else (HALF,),
+                    on_progress=report,
                 )
         return results
     if key == "eligibility":
