@@ -79,7 +79,7 @@ async def caller(request: Request) -> Principal:
     tokens: TokenService | None = getattr(request.app.state, "token_service", None)
     if tokens is None:  # a wiring mistake, not the client's fault
         raise RuntimeError("no TokenService installed; build the app with Service.create_app")
-    return tokens.verify(bearer_token(request))
+    return await tokens.averify(bearer_token(request))
 
 
 #: The verified caller of a route.
@@ -307,7 +307,7 @@ class RequestGate:
         request = Request(scope)  # headers only: the body is not touched
         if not self.public(scope.get("path", "")):
             try:
-                principal = self.tokens.verify(bearer_token(request))
+                principal = await self.tokens.averify(bearer_token(request))
             except IncentivesError as exc:
                 await _refuse(scope, receive, send, exc.status, exc.title, exc.reason, exc.detail)
                 return
