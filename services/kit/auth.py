@@ -58,6 +58,8 @@ PROVIDER_ALGORITHMS = ("RS256", "ES256")
 SYSTEM_SUBJECT_PREFIX = "system:"
 #: How long the provider's key set is kept before it is fetched again.
 JWKS_CACHE_LIFESPAN = timedelta(minutes=5)
+#: The least time between two fetches of the key set caused by unknown key ids.
+JWKS_REFRESH_COOLDOWN = timedelta(seconds=30)
 #: How long a fetch of the provider's discovery document or key set may take.
 PROVIDER_TIMEOUT = timedelta(seconds=5)
 
@@ -231,8 +233,8 @@ class ProviderTokens:
     The key set's address comes from the provider's discovery document
     (``<issuer>/.well-known/openid-configuration``, whose ``issuer`` must be ``issuer``) unless
     ``jwks_url`` is given. PyJWT's :class:`jwt.PyJWKClient` caches the key set for
-    ``cache_lifespan`` and fetches it again, at most once per cool-down, when a token names an
-    unknown key id: a rotated key is picked up, and made-up key ids cannot flood the provider.
+    ``cache_lifespan`` and fetches it again, at most once per ``refresh_cooldown``, when a token
+    names an unknown key id: a rotated key is picked up, and made-up key ids cannot flood the provider.
 
     :meth:`verify` may fetch over the network (first use, expiry, rotation); async callers use
     :meth:`TokenService.averify`, which does that off the event loop.
@@ -247,6 +249,7 @@ class ProviderTokens:
         claims: ClaimMapping = DEFAULT_CLAIMS,
         max_lifetime: timedelta = MAX_TOKEN_LIFETIME,
         cache_lifespan: timedelta = JWKS_CACHE_LIFESPAN,
+        refresh_cooldown: timedelta = JWKS_REFRESH_COOLDOWN,
         timeout: timedelta = PROVIDER_TIMEOUT,
     ) -> None:
         if not issuer:
@@ -257,6 +260,7 @@ class ProviderTokens:
         self.max_lifetime = max_lifetime
         self._jwks_url = jwks_url or None
         self._cache_lifespan = cache_lifespan
+        self._refresh_cooldown = refresh_cooldown
         self._timeout = timeout
         self._client: jwt.PyJWKClient | None = None
         self._lock = threading.Lock()
@@ -273,6 +277,7 @@ class ProviderTokens:
                     self._jwks_url or self._discover_jwks_url(),
                     cache_jwk_set=True,
                     lifespan=self._cache_lifespan.total_seconds(),
+                    cooldown_duration=self._refresh_cooldown.total_seconds(),
                     timeout=self._timeout.total_seconds(),
                 )
             return self._client
