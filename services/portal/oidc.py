@@ -38,7 +38,8 @@ class SignInFailed(Exception):
 
 def client(settings: Settings) -> StarletteOAuth2App:
     """The provider's OAuth client, from settings; nothing is fetched until the first sign-in."""
-    secret = settings.oidc_client_secret
+    configured = settings.oidc_client_secret
+    secret = configured if configured is not None and configured.get_secret_value() else None
     kwargs: dict[str, Any] = {
         "scope": settings.oidc_scope,
         "code_challenge_method": "S256",
