@@ -233,8 +233,9 @@ class ProviderTokens:
     The key set's address comes from the provider's discovery document
     (``<issuer>/.well-known/openid-configuration``, whose ``issuer`` must be ``issuer``) unless
     ``jwks_url`` is given. PyJWT's :class:`jwt.PyJWKClient` caches the key set for
-    ``cache_lifespan`` and fetches it again, at most once per ``refresh_cooldown``, when a token
-    names an unknown key id: a rotated key is picked up, and made-up key ids cannot flood the provider.
+    ``cache_lifespan`` and fetches it again, at most once per ``refresh_cooldown``, when a
+    token names an unknown key id: a rotated key is picked up, and made-up key ids cannot flood
+    the provider.
 
     :meth:`verify` may fetch over the network (first use, expiry, rotation); async callers use
     :meth:`TokenService.averify`, which does that off the event loop.
