@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import json
+import pkgutil
 import time
 
 import httpx
@@ -11,8 +13,10 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from itsdangerous import BadSignature
 
+from services.portal import pages, web
 from services.portal.sessions import EncryptedSessionMiddleware, _Sealer, session_key
 
 SECRET = "s" * 40
@@ -74,3 +78,20 @@ def test_a_cookie_older_than_the_session_lifetime_is_refused() -> None:
     with pytest.raises(BadSignature):
         _Sealer(SECRET).unsign(old, max_age=3600)
     assert _Sealer(SECRET).unsign(old, max_age=None) == b"{}"
+
+
+def test_every_form_post_of_the_portal_checks_the_csrf_token() -> None:
+    """Every POST route of every page module depends on the CSRF check."""
+    routes = [
+        route
+        for module in pkgutil.iter_modules(pages.__path__)
+        for route in importlib.import_module(f"{pages.__name__}.{module.name}").router.routes
+        if isinstance(route, APIRoute) and "POST" in route.methods
+    ]
+    assert len(routes) >= 5
+    unguarded = [
+        route.path
+        for route in routes
+        if all(d.call is not web.check_csrf for d in route.dependant.dependencies)
+    ]
+    assert unguarded == []
