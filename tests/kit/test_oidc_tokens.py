@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from services.applications.main import create_app
 from services.applications.settings import Settings
+from services.cli.embedded import free_port
 from services.kit.auth import Principal, ProviderTokens, Role, TokenService
 from services.kit.errors import Unauthorized
 from tests.inprocess import InProcess, in_process_settings
@@ -132,3 +133,23 @@ def test_made_up_key_ids_do_not_refetch_the_key_set_within_the_cooldown(
         with pytest.raises(Unauthorized, match="key the provider does not publish"):
             verifier.verify(token)
     assert oidc_provider.jwks_fetches() == fetched
+
+
+async def test_while_the_provider_cannot_be_reached_its_tokens_get_a_503_to_retry(
+    in_process: Start, tmp_path: Path
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    settings = in_process_settings(
+        Settings, tmp_path, dev_mode=False, jwt_secret=STRONG, oidc_issuer=closed
+    )
+    api = await in_process(create_app(settings))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode({**ACME, "iss": closed}, key, algorithm="RS256", headers={"kid": "k1"})
+    response = await api.client.get(
+        "/v1/applications", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "identity provider" in response.json()["detail"]
+    listed = (await api.client.get("/openapi.json")).json()["paths"]["/v1/applications"]["get"]
+    assert "503" in listed["responses"]
