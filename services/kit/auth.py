@@ -216,7 +216,33 @@ def principal_from_claims(
         raise Unauthorized(f"invalid token claims: {problems}") from None
 
 
-def _check_lifetime(claims: Mapping[str, Any], max_lifetime: timedelta) -> None:
+def _decode(
+    token: str,
+    key: Any,
+    *,
+    algorithm: str,
+    audience: str,
+    issuer: str,
+    required: Iterable[str],
+    max_lifetime: timedelta,
+) -> dict[str, Any]:
+    """The claims of a token signed with ``key`` by ``algorithm`` (pinned: never the one the
+    token asks for, against alg=none and key confusion), for ``audience`` from ``issuer``,
+    carrying ``required`` and living no longer than ``max_lifetime``."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            leeway=LEEWAY,
+            options={"require": list(required)},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from exc
     # PyJWT has checked that both are numbers and that `iat` is not in the future, so
     # `exp` can be no later than now + leeway + the maximum lifetime.
     lifetime = timedelta(seconds=float(claims["exp"]) - float(claims["iat"]))
@@ -225,6 +251,7 @@ def _check_lifetime(claims: Mapping[str, Any], max_lifetime: timedelta) -> None:
             f"invalid token: its lifetime ({_duration(lifetime)} from iat to exp) exceeds "
             f"the accepted maximum of {_duration(max_lifetime)}"
         )
+    return claims
 
 
 class ProviderTokens:
@@ -329,21 +356,15 @@ class ProviderTokens:
         key = self.signing_key(header.get("kid"))
         if key.algorithm_name != algorithm:
             raise Unauthorized("invalid token: its algorithm does not match its key")
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[algorithm],
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=LEEWAY,
-                options={"require": list(PROVIDER_REQUIRED_CLAIMS)},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("token expired") from exc
-        except jwt.InvalidTokenError as exc:
-            raise Unauthorized(f"invalid token: {exc}") from exc
-        _check_lifetime(claims, self.max_lifetime)
+        claims = _decode(
+            token,
+            key,
+            algorithm=algorithm,
+            audience=self.audience,
+            issuer=self.issuer,
+            required=PROVIDER_REQUIRED_CLAIMS,
+            max_lifetime=self.max_lifetime,
+        )
         return principal_from_claims(claims, self.claims)
 
 
@@ -436,21 +457,15 @@ class TokenService:
         raise Unauthorized(f"invalid token: algorithm {algorithm!r} is not accepted")
 
     def _verify_development(self, token: str) -> Principal:
-        try:
-            claims = jwt.decode(
-                token,
-                self._secret.get_secret_value(),
-                algorithms=[ALGORITHM],  # pinned: never let the token choose (alg=none attacks)
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=LEEWAY,
-                options={"require": list(REQUIRED_CLAIMS)},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("token expired") from exc
-        except jwt.InvalidTokenError as exc:
-            raise Unauthorized(f"invalid token: {exc}") from exc
-        _check_lifetime(claims, self.max_lifetime)
+        claims = _decode(
+            token,
+            self._secret.get_secret_value(),
+            algorithm=ALGORITHM,
+            audience=self.audience,
+            issuer=self.issuer,
+            required=REQUIRED_CLAIMS,
+            max_lifetime=self.max_lifetime,
+        )
         principal = principal_from_claims(claims)
         if not self.dev_tokens and not principal.sub.startswith(SYSTEM_SUBJECT_PREFIX):
             raise Unauthorized(
