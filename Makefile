@@ -15,6 +15,8 @@ PYTEST_ARGS ?=
 NPM ?= npm
 # The npm project of the AsyncAPI parser; its package-lock.json pins every package.
 ASYNCAPI_TOOLS := tools/asyncapi
+# The npm project of the OpenID provider the tests start (oauth2-mock-server).
+OIDC_TOOLS := tools/oidc
 # The npm project of the portal's front-end assets (GOV.UK Frontend, htmx; axe-core for tests).
 PORTAL_ASSETS := services/portal/assets
 # The browser the portal's tests drive (Debian's Chromium; Playwright's download is not used).
@@ -35,6 +37,10 @@ $(ASYNCAPI_TOOLS)/node_modules/.installed: $(ASYNCAPI_TOOLS)/package.json $(ASYN
 	cd $(ASYNCAPI_TOOLS) && $(NPM) ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+$(OIDC_TOOLS)/node_modules/.installed: $(OIDC_TOOLS)/package.json $(OIDC_TOOLS)/package-lock.json
+	cd $(OIDC_TOOLS) && $(NPM) ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
 # The portal serves these files itself: nothing is fetched from a CDN at run time.
 # The stylesheet is GOV.UK Frontend's Sass built with the portal's settings (portal.scss).
 $(PORTAL_ASSETS)/node_modules/.installed: $(PORTAL_ASSETS)/package.json $(PORTAL_ASSETS)/package-lock.json $(PORTAL_ASSETS)/portal.scss
@@ -51,7 +57,7 @@ browser:
 
 # Services start seven processes at once on small machines; compiled bytecode halves their
 # import time, and it is used even where PYTHONDONTWRITEBYTECODE is set. Cheap when current.
-install: $(VENV)/.installed $(ASYNCAPI_TOOLS)/node_modules/.installed $(PORTAL_ASSETS)/node_modules/.installed browser
+install: $(VENV)/.installed $(ASYNCAPI_TOOLS)/node_modules/.installed $(OIDC_TOOLS)/node_modules/.installed $(PORTAL_ASSETS)/node_modules/.installed browser
 	@$(BIN)/python -m compileall -q contracts services workflows
 
 up: install
@@ -105,4 +111,5 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache $(ASYNCAPI_TOOLS)/node_modules \
+	  $(OIDC_TOOLS)/node_modules \
 	  $(PORTAL_ASSETS)/node_modules $(PORTAL_ASSETS)/build

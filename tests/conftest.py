@@ -37,6 +37,7 @@ from services.cli.embedded import (
 from tests import pg_cluster, tiers
 from tests.default_ports import DefaultPortGuard
 from tests.inprocess import InProcess, running_in_process
+from tests.oidc_provider import oidc_provider  # noqa: F401 (the fixture, for every test)
 from tests.support import temporal_dev_server
 from tests.tiers import refuse_in_unit_tier, starts
 

@@ -25,6 +25,7 @@ MARKERS: dict[str, str] = {
     "temporal": "starts a Temporal server (dev or time-skipping)",
     "postgres": "needs PostgreSQL",
     "browser": "starts Chromium (Debian's, driven by Playwright)",
+    "oidc": "starts the test OpenID provider (oauth2-mock-server, on Node.js)",
 }
 
 #: Fixture name -> the marker of what it starts.
@@ -111,6 +112,7 @@ _STARTED = {
     "temporal": "Temporal",
     "postgres": "PostgreSQL",
     "e2e": "the embedded platform",
+    "oidc": "an OpenID provider",
 }
 
 

@@ -121,7 +121,7 @@ def _token(token: str | None) -> str:
     from services.kit.settings import CommonSettings
 
     settings = CommonSettings()
-    principal = Principal(sub="audit-cli", role=Role.AUDITOR, name="incentives audit")
+    principal = Principal(sub="system:audit-cli", role=Role.AUDITOR, name="incentives audit")
     return TokenService(settings.jwt_secret).issue(principal, ttl=timedelta(minutes=30))
 
 

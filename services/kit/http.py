@@ -12,7 +12,8 @@ A service's routes take their plumbing from here and nowhere else:
   body is read, let alone parsed;
 - :func:`install_openapi` completes the OpenAPI document: every error is the ``Problem``
   schema under ``application/problem+json``, and the statuses every route can return (401,
-  413, 422 (also for an unparseable body), 500) are declared where they apply.
+  413, 422 (also for an unparseable body), 500; 503 on a protected route, whose token check
+  may need the OpenID provider's keys) are declared where they apply.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ async def caller(request: Request) -> Principal:
     tokens: TokenService | None = getattr(request.app.state, "token_service", None)
     if tokens is None:  # a wiring mistake, not the client's fault
         raise RuntimeError("no TokenService installed; build the app with Service.create_app")
-    return tokens.verify(bearer_token(request))
+    return await tokens.averify(bearer_token(request))
 
 
 #: The verified caller of a route.
@@ -240,7 +241,8 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     wanted = [500]
     if operation.get("security") or not _is_public(path):
-        wanted.append(401)
+        # 503: the OpenID provider's keys could not be fetched to check the token.
+        wanted += [401, 503]
     if operation.get("requestBody"):
         wanted += [413, 422]
     if operation.get("parameters"):
@@ -307,7 +309,7 @@ class RequestGate:
         request = Request(scope)  # headers only: the body is not touched
         if not self.public(scope.get("path", "")):
             try:
-                principal = self.tokens.verify(bearer_token(request))
+                principal = await self.tokens.averify(bearer_token(request))
             except IncentivesError as exc:
                 await _refuse(scope, receive, send, exc.status, exc.title, exc.reason, exc.detail)
                 return
@@ -360,9 +362,16 @@ async def _refuse(
         type_=problem_type(reason) if reason else "about:blank",
         detail=detail,
         instance=scope.get("path"),
-        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+        headers=_REFUSAL_HEADERS.get(status),
     )
     await response(scope, receive, send)
+
+
+#: The headers the gate's refusals carry, as their OpenAPI entries declare.
+_REFUSAL_HEADERS: Final[dict[int, dict[str, str]]] = {
+    401: {"WWW-Authenticate": "Bearer"},
+    503: {"Retry-After": "1"},
+}
 
 
 def _content_length(headers: Mapping[str, str]) -> int | None:

@@ -45,7 +45,7 @@ from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from services.kit.asyncapi import Receives, Sends, asyncapi_router, build_document
-from services.kit.auth import TokenService, install_token_service
+from services.kit.auth import install_token_service, token_service
 from services.kit.consumer import (
     DEFAULT_BATCH_TIMEOUT_MS,
     DEFAULT_LANES,
@@ -158,7 +158,7 @@ class Service:
             # A plain stdlib logger, so FastStream's lines reach the JSON handler like ours.
             logger=logging.getLogger(f"faststream.{self.name}"),
         )
-        self.tokens = TokenService(settings.jwt_secret, max_lifetime=settings.jwt_max_lifetime)
+        self.tokens = token_service(settings)
         self.consumers: list[IdempotentConsumer] = []
         self.receives: list[Receives] = []
         self.sent: list[Sends] = []

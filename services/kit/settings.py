@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.kit.auth import MAX_TOKEN_LIFETIME
+from services.kit.auth import AUDIENCE, MAX_TOKEN_LIFETIME, ClaimMapping
 from services.kit.db import is_sqlite
 
 #: The signing key used when none is configured. Good enough for a laptop, refused elsewhere.
@@ -22,6 +23,10 @@ DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"  # noqa: S105
 
 #: HS256 keys shorter than the hash output weaken the MAC (RFC 7518 section 3.2).
 MIN_SECRET_LENGTH = 32
+
+#: Hosts where a plain-http provider URL is acceptable outside dev mode (nothing crosses a
+#: network).
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -91,6 +96,60 @@ class CommonSettings(BaseSettings):
         ),
         examples=["P30D", "PT8H", 86400],
     )
+    oidc_issuer: str = Field(
+        default="",
+        validation_alias=_common("oidc_issuer"),
+        description=(
+            "Issuer URL of the OpenID provider whose access tokens every service accepts "
+            "(RS256/ES256, verified against its JWKS). Empty: no provider. HTTPS outside dev "
+            "mode, except on the loopback interface."
+        ),
+        examples=["", "https://login.example.org/realms/incentives"],
+    )
+    oidc_audience: str = Field(
+        default=AUDIENCE,
+        min_length=1,
+        validation_alias=_common("oidc_audience"),
+        description="The `aud` the provider's access tokens must carry.",
+        examples=[AUDIENCE],
+    )
+    oidc_jwks_url: str = Field(
+        default="",
+        validation_alias=_common("oidc_jwks_url"),
+        description="The provider's key set; empty: the `jwks_uri` of its discovery document.",
+        examples=["", "https://login.example.org/realms/incentives/protocol/openid-connect/certs"],
+    )
+    oidc_subject_claim: str = Field(
+        default="sub",
+        min_length=1,
+        validation_alias=_common("oidc_subject_claim"),
+        description="The claim of a provider token holding the user id.",
+        examples=["sub", "email"],
+    )
+    oidc_role_claim: str = Field(
+        default="role",
+        min_length=1,
+        validation_alias=_common("oidc_role_claim"),
+        description=(
+            "The claim holding the role (a string, or a list naming exactly one of the "
+            "platform's roles); a dotted path reaches into nested claims."
+        ),
+        examples=["role", "roles", "realm_access.roles"],
+    )
+    oidc_firm_claim: str = Field(
+        default="firm_id",
+        min_length=1,
+        validation_alias=_common("oidc_firm_claim"),
+        description="The claim holding a firm user's firm id.",
+        examples=["firm_id"],
+    )
+    oidc_name_claim: str = Field(
+        default="name",
+        min_length=1,
+        validation_alias=_common("oidc_name_claim"),
+        description="The claim holding the display name.",
+        examples=["name"],
+    )
     log_level: LogLevel = Field(
         default="INFO",
         validation_alias=_common("log_level"),
@@ -108,10 +167,27 @@ class CommonSettings(BaseSettings):
         examples=["", "staging-"],
     )
 
+    @property
+    def oidc_claims(self) -> ClaimMapping:
+        """How the provider's claims name a principal (``services.kit.auth``)."""
+        return ClaimMapping(
+            subject=self.oidc_subject_claim,
+            role=self.oidc_role_claim,
+            firm=self.oidc_firm_claim,
+            name=self.oidc_name_claim,
+        )
+
     @model_validator(mode="after")
     def _refuse_insecure_secret(self) -> CommonSettings:
         if self.dev_mode:
             return self
+        for name in ("oidc_issuer", "oidc_jwks_url"):
+            url = getattr(self, name)
+            parts = urlsplit(url)
+            if url and parts.scheme != "https" and parts.hostname not in _LOOPBACK:
+                raise InsecureSettingsError(
+                    f"INCENTIVES_{name.upper()} must be an https URL outside dev mode"
+                )
         secret = self.jwt_secret.get_secret_value()
         if secret == DEV_JWT_SECRET or len(secret) < MIN_SECRET_LENGTH:
             # Raised as a ValueError so pydantic reports it as a settings validation error,

@@ -11,16 +11,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 
-from services.kit.auth import TokenService
+from services.kit.auth import token_service
 from services.kit.runtime import run_service
-from services.portal import web
+from services.portal import oidc, web
 from services.portal.clients import Problem, Unavailable
 from services.portal.pages import firm, review, signin
-from services.portal.settings import Settings
+from services.portal.sessions import EncryptedSessionMiddleware
+from services.portal.settings import Settings, SignIn
 
-#: The cookie holding the signed session.
+#: The cookie holding the encrypted session.
 SESSION_COOKIE = "incentives_session"
 
 
@@ -63,13 +63,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.settings = settings
-    app.state.tokens = TokenService(settings.jwt_secret, max_lifetime=settings.jwt_max_lifetime)
+    app.state.tokens = token_service(settings)
+    if settings.sign_in is SignIn.OIDC:
+        app.state.oidc = oidc.client(settings)
     app.add_middleware(
-        SessionMiddleware,
+        EncryptedSessionMiddleware,
         secret_key=settings.session_secret.get_secret_value(),
         session_cookie=SESSION_COOKIE,
         max_age=settings.session_max_age,
-        same_site="strict",
+        # The provider sends the browser back from its own site: a strict cookie would not
+        # come along, and the sign-in could not be matched to its start. Lax cookies are not
+        # sent with cross-site posts, and every form checks its CSRF token anyway.
+        same_site="lax" if settings.sign_in is SignIn.OIDC else "strict",
         https_only=settings.cookie_secure,
     )
     for prefix, folder in _static(settings).items():

@@ -1,8 +1,8 @@
 """Settings of the portal (env prefix ``INCENTIVES_PORTAL_``).
 
-The portal owns no data: it signs people in, keeps their session in a signed cookie and calls
-the services' HTTP APIs with their token. Common settings (dev mode, the JWT key) come from
-``INCENTIVES_*``.
+The portal owns no data: it signs people in, keeps their session in an encrypted cookie and
+calls the services' HTTP APIs with their token. Common settings (dev mode, the JWT key, the
+OpenID provider's issuer and claim mapping) come from ``INCENTIVES_*``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ class SignIn(StrEnum):
 
     #: A page of demo identities; the portal mints development tokens (dev mode only).
     DEV = "dev"
-    #: OpenID Connect, authorization code with PKCE. Planned: not available yet.
+    #: OpenID Connect, authorization code with PKCE (S256), through ``INCENTIVES_OIDC_ISSUER``.
     OIDC = "oidc"
-    #: Nobody can sign in: production, until OpenID Connect is built.
+    #: Nobody can sign in: a page says so.
     NONE = "none"
 
 
@@ -72,17 +72,42 @@ class Settings(ServiceSettings):
     sign_in: SignIn = Field(
         default=SignIn.DEV,
         description=(
-            "`dev`: a page of demo identities, for dev mode only. `oidc` (planned): OpenID "
-            "Connect with PKCE; the portal refuses to start with it until it is built. `none`: "
-            "no sign-in (production until OIDC is built)."
+            "`dev`: a page of demo identities, for dev mode only. `oidc`: OpenID Connect, "
+            "authorization code with PKCE, through the provider `INCENTIVES_OIDC_ISSUER` names. "
+            "`none`: nobody can sign in."
         ),
-        examples=["dev", "none"],
+        examples=["dev", "oidc", "none"],
+    )
+    oidc_client_id: str = Field(
+        default="",
+        max_length=200,
+        description="The portal's client id at the OpenID provider (required with `oidc`).",
+        examples=["incentives-portal"],
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The portal's client secret at the provider; unset for a public client (PKCE alone)."
+        ),
+    )
+    oidc_scope: str = Field(
+        default="openid profile email",
+        description="The scopes the portal asks the provider for; `openid` is required.",
+        examples=["openid profile email"],
+    )
+    oidc_redirect_url: str = Field(
+        default="",
+        description=(
+            "The sign-in callback URL registered at the provider, as the browser reaches it "
+            "(`https://portal.example.org/sign-in/callback`). Empty: derived from the request."
+        ),
+        examples=["", "https://portal.example.org/sign-in/callback"],
     )
     session_secret: SecretStr = Field(
         default=SecretStr(DEV_SESSION_SECRET),
         description=(
-            f"Key signing the session cookie, at least {MIN_SECRET_LENGTH} characters outside "
-            "dev mode."
+            "Key encrypting and authenticating the session cookie, at least "
+            f"{MIN_SECRET_LENGTH} characters outside dev mode."
         ),
     )
     session_max_age: int = Field(
@@ -111,7 +136,13 @@ class Settings(ServiceSettings):
     @model_validator(mode="after")
     def _refuse_insecure_portal(self) -> Self:
         if self.sign_in is SignIn.OIDC:
-            raise ValueError("sign_in=oidc is planned and not available yet; use dev")
+            if not self.oidc_issuer or not self.oidc_client_id:
+                raise ValueError(
+                    "INCENTIVES_PORTAL_SIGN_IN=oidc needs INCENTIVES_OIDC_ISSUER and "
+                    "INCENTIVES_PORTAL_OIDC_CLIENT_ID"
+                )
+            if "openid" not in self.oidc_scope.split():
+                raise ValueError("INCENTIVES_PORTAL_OIDC_SCOPE must include `openid`")
         if self.dev_mode:
             return self
         if self.sign_in is SignIn.DEV:

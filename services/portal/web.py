@@ -51,12 +51,15 @@ async def check_csrf(request: Request, csrf_token: Annotated[str, Form()] = "") 
 Csrf = Depends(check_csrf)
 
 
-def sign_in(request: Request, principal: Principal) -> None:
-    """Start a session for ``principal`` with a token the portal mints for it."""
-    tokens: TokenService = request.app.state.tokens
+def sign_in(request: Request, principal: Principal, token: str | None = None) -> None:
+    """Start a session for ``principal`` with ``token`` (the provider's access token), or, in
+    dev mode, a development token the portal mints for it. A fresh session: a new CSRF token."""
+    if token is None:
+        tokens: TokenService = request.app.state.tokens
+        token = tokens.issue(principal)
     request.session.clear()
     request.session[_PRINCIPAL] = principal.model_dump(mode="json")
-    request.session[_TOKEN] = tokens.issue(principal)
+    request.session[_TOKEN] = token
     csrf_token(request)
 
 

@@ -383,6 +383,10 @@ def test_file_interpolates_completely_once_secrets_are_given(compose: dict[str, 
         "TEMPORAL_DB_PASSWORD": "t" * 32,
         "INCENTIVES_AUDIT_SIGNING_KEY": "PRIVATE+KEY+incentives.example/audit+00000000+AQ==",
         "INCENTIVES_PORTAL_SESSION_SECRET": "s" * 32,
+        "INCENTIVES_OIDC_ISSUER": "https://login.example.org/realms/incentives",
+        "INCENTIVES_OIDC_AUDIENCE": "incentives-api",
+        "INCENTIVES_PORTAL_OIDC_CLIENT_ID": "incentives-portal",
+        "INCENTIVES_PORTAL_OIDC_CLIENT_SECRET": "c" * 32,
     }
     for text in walk_strings(compose):
         assert "${" not in interpolate(text, env)

@@ -39,6 +39,10 @@ SECRETS = {
     "TEMPORAL_DB_PASSWORD": "t" * 32,
     "INCENTIVES_AUDIT_SIGNING_KEY": AUDIT_KEY,
     "INCENTIVES_PORTAL_SESSION_SECRET": "s" * 32,
+    "INCENTIVES_OIDC_ISSUER": "https://login.example.org/realms/incentives",
+    "INCENTIVES_OIDC_AUDIENCE": "incentives-api",
+    "INCENTIVES_PORTAL_OIDC_CLIENT_ID": "incentives-portal",
+    "INCENTIVES_PORTAL_OIDC_CLIENT_SECRET": "c" * 32,
 }
 
 
@@ -97,12 +101,18 @@ def test_container_environment_configures_the_process(
         monkeypatch.setenv(key, value)
 
     if name == "portal":
-        # A client of the APIs, no database; production sign-in (OIDC) is planned, so it
-        # runs with none rather than with the dev sign-in page.
+        # A client of the APIs, no database; people sign in through the OpenID provider.
         portal = settings_class(name)()
         assert (portal.host, portal.port) == ("0.0.0.0", SERVICE_PORTS[name])
         assert portal.dev_mode is False
-        assert portal.sign_in == "none"
+        assert portal.sign_in == "oidc"
+        assert portal.oidc_issuer == SECRETS["INCENTIVES_OIDC_ISSUER"]
+        assert portal.oidc_client_id == SECRETS["INCENTIVES_PORTAL_OIDC_CLIENT_ID"]
+        assert portal.oidc_client_secret is not None
+        assert (
+            portal.oidc_client_secret.get_secret_value()
+            == SECRETS["INCENTIVES_PORTAL_OIDC_CLIENT_SECRET"]
+        )
         assert (
             portal.session_secret.get_secret_value() == SECRETS["INCENTIVES_PORTAL_SESSION_SECRET"]
         )
@@ -122,3 +132,5 @@ def test_container_environment_configures_the_process(
     assert settings.kafka_bootstrap == "kafka:9094"
     assert settings.temporal_address == "temporal:7233"
     assert settings.jwt_secret.get_secret_value() == SECRETS["INCENTIVES_JWT_SECRET"]
+    assert settings.oidc_issuer == SECRETS["INCENTIVES_OIDC_ISSUER"]
+    assert settings.oidc_audience == SECRETS["INCENTIVES_OIDC_AUDIENCE"]

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from pydantic import SecretStr
 
@@ -17,11 +18,13 @@ from services.kit.auth import (
     AUDIENCE,
     ISSUER,
     MAX_TOKEN_LIFETIME,
+    ClaimMapping,
     CurrentPrincipal,
     Principal,
     Role,
     TokenService,
     install_token_service,
+    principal_from_claims,
     require_roles,
 )
 from services.kit.errors import Unauthorized
@@ -31,6 +34,7 @@ from services.kit.settings import CommonSettings
 SECRET = SecretStr("k" * 40)
 FIRM = Principal(sub="alice@acme.example", role=Role.FIRM, firm_id="ACME", name="Alice")
 REVIEWER = Principal(sub="rev.tanaka", role=Role.REVIEWER)
+_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @pytest.fixture
@@ -232,3 +236,60 @@ async def test_wrong_role_is_403_problem(tokens: TokenService) -> None:
     response = await _get(app, "/desk", tokens.issue(FIRM))
     assert response.status_code == 403
     assert response.json()["type"] == "urn:incentives:problem:forbidden"
+
+
+# --- the claim mapping: one definition of how claims name a principal ------------------------
+
+
+def test_claims_map_to_a_principal_through_nested_and_renamed_claims() -> None:
+    mapping = ClaimMapping(subject="email", role="realm_access.roles", firm="org", name="name")
+    claims = {
+        "sub": "3f2a",
+        "email": "alice@acme.example",
+        "realm_access": {"roles": ["offline_access", "firm", "uma_authorization"]},
+        "org": "ACME",
+        "name": "Alice",
+    }
+    assert principal_from_claims(claims, mapping) == FIRM
+
+
+def test_a_url_named_claim_keeps_its_dots() -> None:
+    mapping = ClaimMapping(role="https://incentives.example/role")
+    claims = {"sub": "rev.tanaka", "https://incentives.example/role": "reviewer"}
+    assert principal_from_claims(claims, mapping) == REVIEWER
+
+
+def test_a_qualified_firm_role_in_a_list_names_the_firm() -> None:
+    claims = {"sub": "alice@acme.example", "role": ["firm:ACME"], "name": "Alice"}
+    assert principal_from_claims(claims) == FIRM
+
+
+@pytest.mark.parametrize(
+    ("roles", "message"),
+    [
+        (["offline_access"], "none of the listed roles"),
+        (["reviewer", "admin"], "several of the platform's roles"),
+        (42, "a string or a list"),
+    ],
+)
+def test_a_role_claim_must_name_exactly_one_role(roles: object, message: str) -> None:
+    with pytest.raises(Unauthorized, match=message):
+        principal_from_claims({"sub": "bob", "role": roles})
+
+
+def test_a_missing_role_claim_is_named() -> None:
+    with pytest.raises(Unauthorized, match="roles: field required"):
+        principal_from_claims({"sub": "bob"}, ClaimMapping(role="roles"))
+
+
+def test_outside_dev_mode_only_system_subjects_may_use_development_tokens() -> None:
+    strict = TokenService(SECRET, dev_tokens=False)
+    with pytest.raises(Unauthorized, match="dev mode only"):
+        strict.verify(strict.issue(FIRM))
+    system = Principal(sub="system:workflows", role=Role.ADMIN)
+    assert strict.verify(strict.issue(system)) == system
+
+
+def test_an_asymmetric_token_without_a_provider_is_refused(tokens: TokenService) -> None:
+    with pytest.raises(Unauthorized, match="algorithm 'RS256' is not accepted"):
+        tokens.verify(jwt.encode({"sub": "bob"}, _RSA_KEY, algorithm="RS256"))

@@ -114,7 +114,7 @@ def test_production_mode_refuses_the_dev_sign_in_and_the_default_session_key() -
         Settings(dev_mode=False, jwt_secret=strong, session_secret=strong)
     with pytest.raises(ValidationError, match="SESSION_SECRET"):
         Settings(dev_mode=False, jwt_secret=strong, sign_in=SignIn.NONE)
-    with pytest.raises(ValueError, match="planned"):
+    with pytest.raises(ValueError, match="needs INCENTIVES_OIDC_ISSUER"):
         Settings(sign_in=SignIn.OIDC)
     settings = Settings(dev_mode=False, jwt_secret=strong, session_secret=strong, sign_in="none")
     assert settings.sign_in is SignIn.NONE

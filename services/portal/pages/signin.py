@@ -1,4 +1,4 @@
-"""Sign-in and sign-out. In dev mode: a page of demo identities."""
+"""Sign-in and sign-out: OpenID Connect (``oidc``), or in dev mode a page of demo identities."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.kit.auth import Role
-from services.portal import web
+from services.portal import oidc, web
 from services.portal.identities import demo_identities
 from services.portal.settings import SignIn
 
@@ -34,8 +34,13 @@ async def home(request: Request) -> Response:
     return RedirectResponse(home_of(principal.role), status_code=303)
 
 
+def _sign_in(request: Request) -> SignIn:
+    way: SignIn = request.app.state.settings.sign_in
+    return way
+
+
 def _dev_sign_in(request: Request) -> bool:
-    return request.app.state.settings.sign_in is SignIn.DEV
+    return _sign_in(request) is SignIn.DEV
 
 
 def _unavailable(request: Request) -> Response:
@@ -43,12 +48,15 @@ def _unavailable(request: Request) -> Response:
         request,
         503,
         "Sign-in is not available yet",
-        "Signing in with your organisation's account (OpenID Connect) is planned.",
+        "This portal has no way to sign in configured. Please contact the programme's "
+        "administrators.",
     )
 
 
 @router.get("/sign-in")
 async def sign_in_page(request: Request) -> Response:
+    if _sign_in(request) is SignIn.OIDC:
+        return web.render(request, "sign_in_oidc.html")
     if not _dev_sign_in(request):
         return _unavailable(request)
     identities = await demo_identities(request.app.state.review_http, request.app.state.tokens)
@@ -71,6 +79,35 @@ async def sign_in(request: Request, identity: Annotated[str, Form()] = "") -> Re
         )
     web.sign_in(request, chosen.principal)
     return RedirectResponse(home_of(chosen.principal.role), status_code=303)
+
+
+@router.get("/sign-in/oidc")
+async def sign_in_with_provider(request: Request) -> Response:
+    """Off to the provider (a link, not a form: the page's CSP allows forms to post only here,
+    and a redirect after a post would be held to it)."""
+    if _sign_in(request) is not SignIn.OIDC:
+        return _unavailable(request)
+    response: Response = await oidc.start(request)
+    return response
+
+
+@router.get("/sign-in/callback", name="oidc_callback")
+async def signed_in_by_provider(request: Request) -> Response:
+    """The provider sends the browser back here with a code (or an error)."""
+    if _sign_in(request) is not SignIn.OIDC:
+        return _unavailable(request)
+    try:
+        principal, token = await oidc.finish(request)
+    except oidc.SignInFailed as failed:
+        return web.error_page(
+            request,
+            403,
+            "You could not be signed in",
+            "Your organisation's account did not sign you in to this service "
+            f"({failed.reason}). Try again, or ask your administrator for access.",
+        )
+    web.sign_in(request, principal, token)
+    return RedirectResponse(home_of(principal.role), status_code=303)
 
 
 @router.post("/sign-out", dependencies=[web.Csrf])
