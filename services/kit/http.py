@@ -248,7 +248,7 @@ def complete_openapi(document: dict[str, Any], *, authenticated: bool = True) ->
 def _complete_operation(path: str, operation: dict[str, Any], *, authenticated: bool) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     wanted = [500]
-    if operation.get("security") or (authenticated and not _is_public(path)):
+    if operation.get("security") or (authenticated and not is_public_path(path)):
         wanted.append(401)
     if operation.get("requestBody"):
         wanted += [413, 422]
@@ -272,7 +272,7 @@ def _is_problem(content: Mapping[str, Any]) -> bool:
     return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
 
 
-def _is_public(path: str) -> bool:
+def is_public_path(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS)
 
 
@@ -302,7 +302,7 @@ class RequestGate:
         *,
         tokens: TokenService,
         max_body_bytes: int,
-        public: Callable[[str], bool] = _is_public,
+        public: Callable[[str], bool] = is_public_path,
     ) -> None:
         self.app = app
         self.tokens = tokens
