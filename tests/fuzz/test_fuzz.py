@@ -9,12 +9,14 @@ to the real service on PostgreSQL. Every response must:
 - have a documented status code and media type;
 - match the documented schema for that status, body and headers.
 
-The example count per operation, role and mode is bounded (:data:`EXAMPLES`) so the whole run
-stays short; each failure is shrunk to its smallest example and every one is reported at once.
+The example count per operation and mode is bounded (:data:`EXAMPLES`) so the whole run stays
+short; each failure is shrunk to its smallest example and every one is reported at once. For a
+deeper run by hand, ``INCENTIVES_FUZZ_EXAMPLES=200 pytest tests/fuzz/test_fuzz.py``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import hypothesis
@@ -37,7 +39,7 @@ from tests.fuzz.platform import SERVED, ServedPlatform
 from tests.fuzz.tokens import ROLE_TOKENS
 
 #: Examples per operation and generation mode, each with a caller drawn by :func:`_roles`.
-EXAMPLES = 8
+EXAMPLES = int(os.environ.get("INCENTIVES_FUZZ_EXAMPLES", "8"))
 
 CHECKS = [
     status_code_conformance,
