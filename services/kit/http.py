@@ -10,6 +10,9 @@ A service's routes take their plumbing from here and nowhere else:
 - :class:`RequestGate` (installed by :meth:`services.kit.runtime.Service.create_app`) refuses
   a request without a valid token (401) and a body over the service's limit (413) before the
   body is read, let alone parsed;
+- :class:`NulGate` (installed with it) refuses a request whose path parameters, query or JSON
+  body carry the NUL character (U+0000), with a 422 naming each field: no text the program
+  keeps can contain it, and PostgreSQL's text types cannot store it;
 - :func:`install_openapi` completes the OpenAPI document: every error is the ``Problem``
   schema under ``application/problem+json``, and the statuses every route can return (401,
   413, 422 (also for an unparseable body), 500; 503 on a protected route, whose token check
@@ -18,10 +21,12 @@ A service's routes take their plumbing from here and nowhere else:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Annotated, Any, Final
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.security import HTTPBearer
@@ -90,6 +95,7 @@ __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
     "REPLAYED_HEADER",
     "Caller",
+    "NulGate",
     "RequestGate",
     "bearer_scheme",
     "caller",
@@ -209,20 +215,23 @@ def success_headers(
     return {status: {"headers": {name: _HEADERS[name] for name in names}}}
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Complete ``app``'s OpenAPI document with the kit's error responses (see the module)."""
+def install_openapi(app: FastAPI, *, authenticated: bool = True) -> None:
+    """Complete ``app``'s OpenAPI document with the kit's error responses (see the module).
+
+    ``authenticated=False`` is for an app that takes no tokens (the simulated rail): no 401.
+    """
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            complete_openapi(generate())
+            complete_openapi(generate(), authenticated=authenticated)
         assert app.openapi_schema is not None
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def complete_openapi(document: dict[str, Any]) -> dict[str, Any]:
+def complete_openapi(document: dict[str, Any], *, authenticated: bool = True) -> dict[str, Any]:
     """Add the problem schemas and every generic error status to ``document`` (in place)."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for model in (Problem, FieldError):
@@ -233,14 +242,14 @@ def complete_openapi(document: dict[str, Any]) -> dict[str, Any]:
     schemas.pop("ValidationError", None)
     for path, operations in document.get("paths", {}).items():
         for operation in operations.values():
-            _complete_operation(path, operation)
+            _complete_operation(path, operation, authenticated=authenticated)
     return document
 
 
-def _complete_operation(path: str, operation: dict[str, Any]) -> None:
+def _complete_operation(path: str, operation: dict[str, Any], *, authenticated: bool) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     wanted = [500]
-    if operation.get("security") or not _is_public(path):
+    if operation.get("security") or (authenticated and not is_public_path(path)):
         # 503: the OpenID provider's keys could not be fetched to check the token.
         wanted += [401, 503]
     if operation.get("requestBody"):
@@ -265,7 +274,7 @@ def _is_problem(content: Mapping[str, Any]) -> bool:
     return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
 
 
-def _is_public(path: str) -> bool:
+def is_public_path(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS)
 
 
@@ -295,7 +304,7 @@ class RequestGate:
         *,
         tokens: TokenService,
         max_body_bytes: int,
-        public: Callable[[str], bool] = _is_public,
+        public: Callable[[str], bool] = is_public_path,
     ) -> None:
         self.app = app
         self.tokens = tokens
@@ -382,3 +391,173 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
         return int(value)
     except ValueError:
         return None
+
+
+# --- the NUL character: refused wherever a request can carry text ---------------------------------
+
+#: The error type of a field that carries U+0000.
+NUL_ERROR_TYPE: Final = "nul_character"
+_NUL_MESSAGE: Final = "must not contain the NUL character (U+0000)"
+#: How U+0000 appears in JSON text (a raw NUL byte is not JSON at all).
+_JSON_NUL: Final = b"\\u0000"
+#: Media types whose body :class:`NulGate` reads: JSON and its ``+json`` relatives.
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _nul_pointers(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The path of every string (member name or value) in ``value`` that carries U+0000."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                yield (*path, key)
+            yield from _nul_pointers(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_pointers(item, (*path, str(index)))
+
+
+def _body_error(path: tuple[str, ...]) -> dict[str, str]:
+    escaped = [p.replace("~", "~0").replace("/", "~1") for p in path]
+    return {
+        "pointer": "#/" + "/".join(escaped) if escaped else "#",
+        "field": ".".join(path) or "body",
+        "message": _NUL_MESSAGE,
+        "type": NUL_ERROR_TYPE,
+    }
+
+
+def _parameter_error(name: str) -> dict[str, str]:
+    return {"parameter": name, "field": name, "message": _NUL_MESSAGE, "type": NUL_ERROR_TYPE}
+
+
+_TEMPLATE_PARAMETER: Final = re.compile(r"\{([^}/]+)\}")
+
+
+def _operation(scope: Scope) -> tuple[dict[str, str], set[str]] | None:
+    """The path parameters and declared query names of the operation ``scope`` asks for.
+
+    Read from the app's own OpenAPI document (the routes' public description), so only the
+    parameters a route declares count; ``None`` when no documented operation matches (the app
+    answers 404 or 405 itself).
+    """
+    app = scope.get("app")
+    document = app.openapi() if isinstance(app, FastAPI) else {}
+    method = str(scope.get("method", "")).lower()
+    path = scope.get("path", "")
+    for template, item in document.get("paths", {}).items():
+        operation = item.get(method)
+        if operation is None:
+            continue
+        names = _TEMPLATE_PARAMETER.findall(template)
+        literal = _TEMPLATE_PARAMETER.split(template)[::2]
+        pattern = "([^/]+)".join(re.escape(part) for part in literal)
+        match = re.fullmatch(pattern, path)
+        if match is None:
+            continue
+        query = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+        return dict(zip(names, match.groups(), strict=True)), query
+    return None
+
+
+class NulGate:
+    """ASGI middleware: 422 for U+0000 in a path parameter, the query or a JSON body.
+
+    No name, id or text of the program can contain the NUL character, SQLite and PostgreSQL
+    disagree about storing it (PostgreSQL's text types refuse it), and in an id it would reach
+    logs and headers. It is refused at the door, with one error per field, before the app runs.
+    A JSON body is read only when it spells ``\\u0000`` somewhere, and then parsed to find the
+    members; a body that is not JSON goes on to the app, which answers its own 422.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        errors = self._parameter_errors(scope)
+        request = Request(scope)
+        if scope.get("method") in _BODY_METHODS and _is_json(
+            request.headers.get("content-type", "")
+        ):
+            try:
+                body, receive = await _buffered(receive)
+            except BodyTooLarge as exc:  # counted by the RequestGate around this gate
+                phrase = HTTPStatus.REQUEST_ENTITY_TOO_LARGE.phrase
+                await _refuse(scope, receive, send, 413, phrase, None, str(exc.detail))
+                return
+            if _JSON_NUL in body:
+                errors += self._body_errors(body)
+        if errors:
+            await _refuse_fields(scope, receive, send, errors)
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _parameter_errors(scope: Scope) -> list[dict[str, str]]:
+        query = scope.get("query_string", b"").decode("latin-1")
+        if "\x00" not in scope.get("path", "") and "%00" not in query:
+            return []  # the common case: nothing to look up
+        operation = _operation(scope)
+        if operation is None:  # the app answers 404 or 405
+            return []
+        path_params, declared = operation
+        names = [name for name, value in path_params.items() if "\x00" in value]
+        for name, value in parse_qsl(query, keep_blank_values=True, errors="replace"):
+            if name in declared and "\x00" in value and name not in names:
+                names.append(name)
+        return [_parameter_error(name) for name in names]
+
+    @staticmethod
+    def _body_errors(body: bytes) -> list[dict[str, str]]:
+        try:
+            document = json.loads(body)
+        except ValueError:  # not JSON: the app says so, field by field
+            return []
+        return [_body_error(path) for path in _nul_pointers(document)]
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body, and a ``receive`` that hands it to the app as one message."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"", receive
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
+
+
+async def _refuse_fields(
+    scope: Scope, receive: Receive, send: Send, errors: list[dict[str, str]]
+) -> None:
+    response = problem_response(
+        422,
+        "Validation failed",
+        type_=problem_type(Reason.VALIDATION_FAILED),
+        detail=f"{len(errors)} field(s) failed validation",
+        instance=scope.get("path"),
+        errors=errors,
+    )
+    await response(scope, receive, send)

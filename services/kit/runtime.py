@@ -64,7 +64,7 @@ from services.kit.db import (
 from services.kit.dlq import dlq_topic
 from services.kit.errors import DependencyUnavailable
 from services.kit.health import Check, health_router
-from services.kit.http import RequestGate, install_openapi
+from services.kit.http import NulGate, RequestGate, install_openapi
 from services.kit.logging import configure_logging, get_logger
 from services.kit.messaging import Record, create_producer, send_all, wait_for_broker
 from services.kit.migrations import upgrade_to_head
@@ -301,7 +301,8 @@ class Service:
         """The service's FastAPI app: routers, /health, /asyncapi, problem handlers, lifespan.
 
         Every request passes the kit's :class:`~services.kit.http.RequestGate` (token and body
-        size, before the body), and the OpenAPI document declares the kit's error responses.
+        size, before the body) and :class:`~services.kit.http.NulGate` (no U+0000 in any
+        field), and the OpenAPI document declares the kit's error responses.
         """
         app = FastAPI(
             title=title,
@@ -320,6 +321,8 @@ class Service:
         )
         for router in routers:
             app.include_router(router)
+        # The last added runs first: credentials and size, then the NUL character.
+        app.add_middleware(NulGate)
         app.add_middleware(
             RequestGate, tokens=self.tokens, max_body_bytes=self.settings.max_request_bytes
         )

@@ -203,3 +203,68 @@ async def test_401_details_do_not_expose_validation_internals(
 async def test_public_paths_need_no_token(client: httpx.AsyncClient) -> None:
     assert (await client.get("/openapi.json")).status_code == 200
     assert (await client.get("/asyncapi.json")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "pointers"),
+    [
+        ({"reviewer_id": "rev.x", "name": "Dr.\u0000X", "roles": ["technical"]}, ["#/name"]),
+        (
+            {"reviewer_id": "rev.x", "name": "X", "roles": ["technical"], "affiliations": ["\0"]},
+            ["#/affiliations/0"],
+        ),
+        ({"reviewer_id": "rev.x", "name": "X", "roles": ["technical"], "a/\0": 1}, ["#/a~1\0"]),
+    ],
+    ids=["value", "list-item", "member-name"],
+)
+async def test_a_nul_character_in_a_body_is_a_422_on_the_member(
+    client: httpx.AsyncClient, body: dict[str, Any], pointers: list[str]
+) -> None:
+    response = await client.post("/v1/registry/reviewers", json=body, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_JSON
+    errors = response.json()["errors"]
+    assert [e["pointer"] for e in errors] == pointers
+    assert {e["type"] for e in errors} == {"nul_character"}
+
+
+async def test_an_escaped_backslash_before_u0000_is_no_nul(client: httpx.AsyncClient) -> None:
+    body = b'{"reviewer_id": "a/b", "name": "C:\\\\u0000", "roles": ["technical"]}'
+    response = await client.post(
+        "/v1/registry/reviewers",
+        content=body,
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    # Refused for the id only: the name is the six characters `C:\u0000`, no NUL in it.
+    assert response.status_code == 422
+    assert [e["pointer"] for e in response.json()["errors"]] == ["#/reviewer_id"]
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/v1/registry/reviewers/rev%00novak", "reviewer_id"),
+        ("/v1/tasks/task%00x", "task_id"),
+        ("/v1/inbox?reviewer_id=rev%00novak", "reviewer_id"),
+    ],
+)
+async def test_a_nul_character_in_a_parameter_is_a_422_naming_it(
+    client: httpx.AsyncClient, path: str, parameter: str
+) -> None:
+    response = await client.get(path, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_JSON
+    (error,) = response.json()["errors"]
+    assert (error["parameter"], error["type"]) == (parameter, "nul_character")
+
+
+async def test_an_undeclared_query_parameter_is_ignored_as_before(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/v1/registry/reviewers?whatever=%00", headers=ADMIN)
+    assert response.status_code != 422
+
+
+async def test_a_nul_character_without_a_token_is_still_a_401(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/tasks/task%00x")
+    assert response.status_code == 401
