@@ -324,7 +324,7 @@ def export(
     ] = None,
 ) -> None:
     """Write a bundle (entries, inclusion proofs, checkpoint, key) that verifies offline."""
-    from services.audit.domain.bundle import make_bundle
+    from services.audit.domain.bundle import history_bundle, make_bundle
     from services.audit.domain.checkpoint import CheckpointError, Verifier
 
     if (application is None) == (not everything):
@@ -334,17 +334,7 @@ def export(
         key = source.verifier_key()
         if application is not None:
             history = _get(client, f"/v1/applications/{application}/history").json()
-            note = history["checkpoint"]
-            entries = [
-                {
-                    "index": r["index"],
-                    "leaf": r["leaf"],
-                    "topic": r["topic"],
-                    "logged_at": r["logged_at"],
-                    "inclusion_proof": r["inclusion_proof"],
-                }
-                for r in history["records"]
-            ]
+            bundle = history_bundle(history, key)
         else:
             note = source.checkpoint()
             try:
@@ -353,15 +343,15 @@ def export(
                 _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
             with _progress("exporting") as progress:
                 entries = _whole_log_entries(source, size, progress)
-    bundle = make_bundle(
-        application_id=application, verifier_key=key, checkpoint=note, entries=entries
-    )
+            bundle = make_bundle(
+                application_id=None, verifier_key=key, checkpoint=note, entries=entries
+            )
     text = json.dumps(bundle, indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text)
-        _err_console().print(f"wrote {len(entries)} entries to {escape(str(output))}")
+        _err_console().print(f"wrote {len(bundle['entries'])} entries to {escape(str(output))}")
 
 
 @app.command("verify-bundle")

@@ -52,6 +52,25 @@ def make_bundle(
     }
 
 
+def history_bundle(history: Mapping[str, Any], verifier_key: str) -> dict[str, Any]:
+    """The bundle of one application from its ``/v1/applications/{id}/history`` answer."""
+    return make_bundle(
+        application_id=str(history["application_id"]),
+        verifier_key=verifier_key,
+        checkpoint=str(history["checkpoint"]),
+        entries=[
+            {
+                "index": r["index"],
+                "leaf": r["leaf"],
+                "topic": r["topic"],
+                "logged_at": r["logged_at"],
+                "inclusion_proof": r["inclusion_proof"],
+            }
+            for r in history["records"]
+        ],
+    )
+
+
 def _b64(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise BundleError(f"{what} is not a base64 string")

@@ -92,6 +92,9 @@ async def _task_page(
         for entry in (application or {}).get("timeline", [])
         if entry.get("event") == "review.decision_recorded"
     ]
+    kind = "milestone" if task["stage"] == ReviewStage.MILESTONE.value else "review"
+    award = (application or {}).get("award") or {}
+    milestones = [m for m in award.get("milestones", []) if kind == "milestone"]
     return web.render(
         request,
         "review/task.html",
@@ -101,7 +104,8 @@ async def _task_page(
         earlier=earlier,
         refusal=refusal,
         comment=comment,
-        decisions=[d.value for d in Decision],
+        choices=language.DECISION_CHOICE[kind],
+        milestones=milestones,
     )
 
 
