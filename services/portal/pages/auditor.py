@@ -66,7 +66,7 @@ async def search(
         items = [
             a
             for a in items
-            if needle in " ".join(str(a.get(k) or "") for k in ("id", "title", "firm_id")).lower()
+            if needle in " ".join(str(a.get(k) or "") for k in ("id", "title", "firm_id", "legal_name")).lower()
         ]
     return web.render(
         request,
