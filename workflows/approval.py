@@ -633,7 +633,7 @@ class IncentiveApproval:
         marks: list[datetime] = []
         for task in self._open_tasks(stages):
             if task.reminded_at is None:
-                marks.append(task.assigned_at + timedelta(days=self._policy.sla_reminder_days))
+                marks.append(task.assigned_at + self._policy.sla(self._policy.sla_reminder_days))
             if task.escalated_at is None:
                 marks.append(task.due_at)
         return min(marks) - workflow.now() if marks else None
@@ -642,7 +642,7 @@ class IncentiveApproval:
         supervisors: list[ReviewerProfile] | None = None
         for task in self._open_tasks(stages):
             now = workflow.now()
-            reminder = task.assigned_at + timedelta(days=self._policy.sla_reminder_days)
+            reminder = task.assigned_at + self._policy.sla(self._policy.sla_reminder_days)
             if task.reminded_at is None and now >= reminder:
                 # Dated when it fell due; the timer itself may fire a few milliseconds later.
                 task.reminded_at = reminder
@@ -770,7 +770,7 @@ class IncentiveApproval:
             reviewer_id=reviewer,
             round=round_,
             assigned_at=now,
-            due_at=now + timedelta(days=self._policy.sla_escalation_days),
+            due_at=now + self._policy.sla(self._policy.sla_escalation_days),
             assigned_event_id=str(self._event_id(step)),
         )
         self._tasks[task.task_id] = task

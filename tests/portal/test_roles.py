@@ -44,6 +44,9 @@ from tests.support import free_port, serving
 pytestmark = pytest.mark.integration
 
 AUDITOR = auth("auditor")
+#: SLA timers of the workflow, fast: a reminder 10 s and an escalation 20 s after assignment.
+FAST_SLA = {"sla_reminder_days": 1, "sla_escalation_days": 2, "sla_day_seconds": 10}
+SUPERVISOR = "sup.meyer@gaip.example"
 
 
 class Portal:
@@ -74,6 +77,7 @@ async def portal(
                 tmp,
                 unique_name("portal-roles"),
                 more={"audit": lambda kw: create_audit(AuditSettings(**kw))},
+                worker=FAST_SLA,
             )
         )
         await fund_grants(running.clients["disbursement"])
@@ -405,6 +409,36 @@ async def test_an_admin_resizes_a_zone_reads_the_budgets_and_keeps_the_registry(
     stored = (await portal.desk.get(f"/v1/registry/reviewers/{reviewer_id}", headers=ADMIN)).json()
     assert stored["active"] is False
     assert stored["ownership_interests"] == ["Nordic Vision AB"]
+
+
+async def test_a_supervisor_sees_a_real_escalation_and_opens_the_task(
+    portal: Portal, page: Page, axe_source: str
+) -> None:
+    application_id = await submit(portal.applications)
+
+    async def escalated() -> list[dict[str, Any]]:
+        response = await portal.desk.get(
+            "/v1/supervisor/escalations", params={"limit": 200}, headers=ADMIN
+        )
+        return [t for t in response.json()["items"] if t["application_id"] == application_id]
+
+    # Nobody decides: the workflow's SLA timers remind, then escalate to the supervisor.
+    await eventually(escalated, timeout=120, interval=0.5)
+    task = (await escalated())[0]
+    assert task["escalation"]["supervisor_id"] in (SUPERVISOR, None)
+
+    await sign_in(page, portal, f"staff:{SUPERVISOR}", axe_source)
+    await expect(page.get_by_role("heading", name="Escalated tasks")).to_be_visible()
+    row = page.locator("#tasks tbody tr").filter(
+        has=page.locator(f"a[href='/tasks/{task['task_id']}']")
+    )
+    await expect(row).to_contain_text("Escalated")
+    await assert_accessible(page, axe_source)
+    await row.get_by_role("link").click()
+    await expect(page.locator("main")).to_contain_text("Escalation")
+    await expect(page.locator("#not-yours")).to_contain_text(task["reviewer_id"])
+    await page.screenshot(path=shots() / "escalated.png", full_page=True)
+    await assert_accessible(page, axe_source)
 
 
 async def test_each_role_is_kept_to_its_own_pages(
