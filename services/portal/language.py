@@ -246,6 +246,29 @@ def refusal(problem_reason: str | None, detail: str, conflicts: list[str] | None
     return detail or "The decision was not recorded."
 
 
+def reassignment_refusal(
+    problem_reason: str | None, detail: str, reviewer: str, conflicts: list[str] | None = None
+) -> str:
+    """A refused reassignment as the supervisor reads it: what stops the chosen reviewer."""
+    if problem_reason == "conflict_of_interest":
+        names = ", ".join(conflicts or []) or "this firm"
+        return (
+            f"{reviewer} declared an interest in {names}, so they cannot review this application."
+        )
+    said = {
+        "wrong_role": f"{reviewer} does not hold the role this stage needs, or is not active.",
+        "separation_of_duties": (
+            f"{reviewer} has already decided another stage of this application, and one person "
+            "decides at most one stage."
+        ),
+        "duplicate_decision": f"{reviewer} already has a task on this stage.",
+        "stage_not_open": "This task was decided or cancelled meanwhile.",
+        "invalid_request": "Only an escalated task can be reassigned.",
+        "application_closed": "This application has ended, so none of its tasks moves any more.",
+    }.get(problem_reason or "")
+    return said or detail or "The task was not reassigned."
+
+
 def conflicts_in(detail: str) -> list[str]:
     """The organisations a conflict-of-interest refusal names (``... interest in A, B (the``)."""
     marker = "interest in "

@@ -60,3 +60,12 @@ class ReviewClient(ApiClient):
             "PUT", f"{REGISTRY}/{reviewer_id}", json=entry
         )
         return replaced
+
+    async def reassign(self, task_id: str, reviewer_id: str, reason: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST",
+            f"/v1/supervisor/tasks/{task_id}/reassign",
+            json={"reviewer_id": reviewer_id, "reason": reason},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        return result

@@ -63,10 +63,9 @@ async def search(
     items = page["items"]
     if wanted:
         needle = wanted.lower()
+        searched = ("id", "title", "firm_id", "legal_name")
         items = [
-            a
-            for a in items
-            if needle in " ".join(str(a.get(k) or "") for k in ("id", "title", "firm_id", "legal_name")).lower()
+            a for a in items if needle in " ".join(str(a.get(k) or "") for k in searched).lower()
         ]
     return web.render(
         request,
