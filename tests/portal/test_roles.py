@@ -411,7 +411,7 @@ async def test_an_admin_resizes_a_zone_reads_the_budgets_and_keeps_the_registry(
     assert stored["ownership_interests"] == ["Nordic Vision AB"]
 
 
-async def test_a_supervisor_sees_a_real_escalation_and_opens_the_task(
+async def test_a_supervisor_reassigns_a_really_escalated_task(
     portal: Portal, page: Page, axe_source: str
 ) -> None:
     application_id = await submit(portal.applications)
@@ -420,12 +420,18 @@ async def test_a_supervisor_sees_a_real_escalation_and_opens_the_task(
         response = await portal.desk.get(
             "/v1/supervisor/escalations", params={"limit": 200}, headers=ADMIN
         )
-        return [t for t in response.json()["items"] if t["application_id"] == application_id]
+        return [
+            t
+            for t in response.json()["items"]
+            if t["application_id"] == application_id and t["stage"] == "technical"
+        ]
 
     # Nobody decides: the workflow's SLA timers remind, then escalate to the supervisor.
     await eventually(escalated, timeout=120, interval=0.5)
     task = (await escalated())[0]
     assert task["escalation"]["supervisor_id"] in (SUPERVISOR, None)
+    others = {t["reviewer_id"] for t in await tasks_of(portal.desk, application_id)}
+    free = next(r for r in ("rev.weber@gaip.example", "rev.novak@gaip.example") if r not in others)
 
     await sign_in(page, portal, f"staff:{SUPERVISOR}", axe_source)
     await expect(page.get_by_role("heading", name="Escalated tasks")).to_be_visible()
@@ -437,8 +443,34 @@ async def test_a_supervisor_sees_a_real_escalation_and_opens_the_task(
     await row.get_by_role("link").click()
     await expect(page.locator("main")).to_contain_text("Escalation")
     await expect(page.locator("#not-yours")).to_contain_text(task["reviewer_id"])
-    await page.screenshot(path=shots() / "escalated.png", full_page=True)
     await assert_accessible(page, axe_source)
+
+    # Tanaka declared an affiliation with the firm: the workflow refuses, in plain words.
+    await page.locator("#reviewer_id").select_option("rev.tanaka@gaip.example")
+    await page.locator("#reassign_reason").fill("The reviewer is on leave.")
+    await page.get_by_role("button", name="Reassign the task").click()
+    await expect(page.locator("#refusal")).to_have_text(
+        "rev.tanaka@gaip.example declared an interest in Acme Vision AI GmbH, so they cannot "
+        "review this application."
+    )
+    await page.screenshot(path=shots() / "reassign-refused.png", full_page=True)
+    await assert_accessible(page, axe_source)
+
+    await page.locator("#reviewer_id").select_option(free)
+    await page.locator("#reassign_reason").fill("The reviewer is on leave.")
+    await page.get_by_role("button", name="Reassign the task").click()
+    await expect(page.get_by_text(f"The task was given to {free}.")).to_be_visible()
+    await assert_accessible(page, axe_source)
+
+    async def moved() -> bool:
+        tasks = await tasks_of(portal.desk, application_id)
+        old = next(t for t in tasks if t["task_id"] == task["task_id"])
+        return old["status"] == "cancelled" and any(
+            t["reviewer_id"] == free and t["stage"] == "technical" and t["status"] == "open"
+            for t in tasks
+        )
+
+    await eventually(moved, timeout=60, interval=0.5)
 
 
 async def test_each_role_is_kept_to_its_own_pages(
