@@ -133,14 +133,20 @@ async def application_page(
 def _application(
     request: Request, view: dict[str, Any], problem: Problem | None = None
 ) -> Response:
+    errors = errors_by_field(problem)
     return web.render(
         request,
         "firm/application.html",
         status_code=422 if problem is not None else 200,
         app=view,
+        # The milestone form's inputs: an error on any evidence item belongs to the one input.
+        milestone_errors={
+            name: next((m for p, m in errors.items() if p.split(".")[0] == name), None)
+            for name in ("summary", "evidence")
+        },
         where=language.where_it_is(view, open_stages(view)),
         problem=problem,
-        errors=errors_by_field(problem),
+        errors=errors,
         label=forms.field_label,
         timeline=list(reversed(view.get("timeline", []))),
         award=view.get("award"),
