@@ -386,8 +386,8 @@ def _checked_history(
 
     The checkpoint the proofs are against must verify with the served key.
     """
+    from services.audit.domain.bundle import inclusion_of
     from services.audit.domain.checkpoint import CheckpointError, Verifier
-    from services.audit.domain.merkle import ProofError, leaf_hash, verify_inclusion
 
     source = HttpLogSource(client)
     body: dict[str, Any] = _get(client, f"/v1/applications/{application}/history").json()
@@ -395,20 +395,7 @@ def _checked_history(
         head = Verifier.from_key(source.verifier_key()).open_checkpoint(body["checkpoint"])
     except CheckpointError as exc:
         _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
-    included: dict[int, bool] = {}
-    for record in body["records"]:
-        try:
-            verify_inclusion(
-                leaf_hash(base64.b64decode(record["leaf"])),
-                record["index"],
-                head.size,
-                [base64.b64decode(p) for p in record["inclusion_proof"]],
-                head.root,
-            )
-            included[record["index"]] = True
-        except ProofError:
-            included[record["index"]] = False
-    return body, head.size, included
+    return body, head.size, inclusion_of(body["records"], head)
 
 
 @app.command()

@@ -15,9 +15,13 @@ from typing import Any
 import anyio
 import httpx
 
-from services.audit.domain.bundle import BundleError, history_bundle, verify_bundle
+from services.audit.domain.bundle import (
+    BundleError,
+    history_bundle,
+    inclusion_of,
+    verify_bundle,
+)
 from services.audit.domain.checkpoint import Checkpoint, CheckpointError, Verifier
-from services.audit.domain.merkle import ProofError, leaf_hash, verify_inclusion
 from services.audit.domain.verification import VerifyReport, verify_log
 from services.portal.clients import Unavailable, problem_of
 
@@ -43,20 +47,7 @@ def check_history(history: dict[str, Any], verifier_key: str) -> HistoryCheck:
         head = Verifier.from_key(verifier_key).open_checkpoint(history["checkpoint"])
     except CheckpointError as exc:
         return HistoryCheck(checkpoint=None, checkpoint_error=str(exc))
-    check = HistoryCheck(checkpoint=head)
-    for record in history["records"]:
-        try:
-            verify_inclusion(
-                leaf_hash(base64.b64decode(record["leaf"])),
-                record["index"],
-                head.size,
-                [base64.b64decode(p) for p in record["inclusion_proof"]],
-                head.root,
-            )
-            check.included[record["index"]] = True
-        except (ProofError, ValueError):
-            check.included[record["index"]] = False
-    return check
+    return HistoryCheck(checkpoint=head, included=inclusion_of(history["records"], head))
 
 
 def export_bundle(history: dict[str, Any], verifier_key: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import binascii
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from services.audit.domain.checkpoint import CheckpointError, Verifier
+from services.audit.domain.checkpoint import Checkpoint, CheckpointError, Verifier
 from services.audit.domain.leaves import LeafFormatError, parse_leaf
 from services.audit.domain.merkle import (
     ProofError,
@@ -50,6 +50,24 @@ def make_bundle(
         "checkpoint": checkpoint,
         "entries": [dict(entry) for entry in entries],
     }
+
+
+def inclusion_of(records: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> dict[int, bool]:
+    """Per leaf index of an application's history records: whether its proof holds."""
+    included: dict[int, bool] = {}
+    for record in records:
+        try:
+            verify_inclusion(
+                leaf_hash(base64.b64decode(record["leaf"])),
+                record["index"],
+                checkpoint.size,
+                [base64.b64decode(p) for p in record["inclusion_proof"]],
+                checkpoint.root,
+            )
+            included[record["index"]] = True
+        except (ProofError, binascii.Error):
+            included[record["index"]] = False
+    return included
 
 
 def history_bundle(history: Mapping[str, Any], verifier_key: str) -> dict[str, Any]:
