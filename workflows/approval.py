@@ -66,10 +66,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.v1.desk import (
         DECIDE_UPDATE,
+        REASSIGN_UPDATE,
         ReviewDecisionOutcome,
         ReviewDecisionRequest,
         ReviewerProfile,
         ReviewerRole,
+        TaskReassigned,
+        TaskReassignment,
     )
     from contracts.v1.disbursement import (
         AwardOpened,
@@ -162,6 +165,7 @@ class IncentiveApproval:
         self._tasks: dict[str, Task] = {}
         self._profiles: dict[str, ReviewerProfile] = {}
         self._outcomes: dict[str, ReviewDecisionOutcome] = {}
+        self._reassigned: dict[str, TaskReassigned] = {}
         self._decisions: list[DecisionView] = []
         self._outbox: list[Envelope[BaseModel]] = []
         self._request: InformationRequest | None = None
@@ -347,6 +351,59 @@ class IncentiveApproval:
         if request.request_id in self._outcomes:
             return
         refused = policy.refusal(
+            request,
+            policy.Application(
+                phase=self._phase,
+                stages=self._stages,
+                tasks=self._tasks,
+                profiles=self._profiles,
+                organisations=self._organisations(),
+            ),
+        )
+        if refused is not None:
+            raise ApplicationError(refused.message, type=refused.code.value, non_retryable=True)
+
+    # --- the reassign update -------------------------------------------------------------------
+
+    @workflow.update(name=REASSIGN_UPDATE)
+    def reassign(self, request: TaskReassignment) -> TaskReassigned:
+        """A supervisor gives an escalated task to another reviewer: the task is cancelled and
+        the reviewer gets a new one on the same stage and round, with a new due date."""
+        first = self._reassigned.get(request.request_id)
+        if first is not None:
+            return first
+        old = self._tasks[request.task_id]
+        now = workflow.now()
+        new_reviewer = request.reviewer.reviewer_id
+        self._profiles[new_reviewer] = request.reviewer
+        old.status = TaskStatus.CANCELLED
+        old.cancelled_reason = (
+            f"Reassigned by {request.supervisor_id} to {new_reviewer}: {request.reason}"
+        )
+        self._queue(
+            events.task_cancelled(self._app_id, old, old.cancelled_reason, now, self._cause)
+        )
+        stage = self._stages[old.stage]
+        stage.reviewers = [new_reviewer if r == old.reviewer_id else r for r in stage.reviewers]
+        task = self._assign(old.stage, new_reviewer, now, round_=old.round)
+        outcome = TaskReassigned(
+            request_id=request.request_id,
+            cancelled_task_id=old.task_id,
+            task_id=task.task_id,
+            reviewer_id=new_reviewer,
+        )
+        self._reassigned[request.request_id] = outcome
+        return outcome
+
+    @reassign.validator
+    def validate_reassign(self, request: TaskReassignment) -> None:
+        """Refuse a reassignment the rules do not allow.
+
+        The checks are :func:`workflows.policy.reassignment_refusal`.
+        """
+        if request.request_id in self._reassigned:
+            return
+        refused = policy.reassignment_refusal(
             request,
             policy.Application(
                 phase=self._phase,
@@ -633,7 +690,7 @@ class IncentiveApproval:
         marks: list[datetime] = []
         for task in self._open_tasks(stages):
             if task.reminded_at is None:
-                marks.append(task.assigned_at + timedelta(days=self._policy.sla_reminder_days))
+                marks.append(task.assigned_at + self._policy.sla(self._policy.sla_reminder_days))
             if task.escalated_at is None:
                 marks.append(task.due_at)
         return min(marks) - workflow.now() if marks else None
@@ -642,7 +699,7 @@ class IncentiveApproval:
         supervisors: list[ReviewerProfile] | None = None
         for task in self._open_tasks(stages):
             now = workflow.now()
-            reminder = task.assigned_at + timedelta(days=self._policy.sla_reminder_days)
+            reminder = task.assigned_at + self._policy.sla(self._policy.sla_reminder_days)
             if task.reminded_at is None and now >= reminder:
                 # Dated when it fell due; the timer itself may fire a few milliseconds later.
                 task.reminded_at = reminder
@@ -759,7 +816,7 @@ class IncentiveApproval:
 
     def _assign(
         self, stage: ReviewStage, reviewer: str, now: datetime, *, round_: int | None = None
-    ) -> None:
+    ) -> Task:
         assert self._firm_id is not None
         assert self._content is not None
         round_ = self._requests if round_ is None else round_
@@ -770,7 +827,7 @@ class IncentiveApproval:
             reviewer_id=reviewer,
             round=round_,
             assigned_at=now,
-            due_at=now + timedelta(days=self._policy.sla_escalation_days),
+            due_at=now + self._policy.sla(self._policy.sla_escalation_days),
             assigned_event_id=str(self._event_id(step)),
         )
         self._tasks[task.task_id] = task
@@ -778,6 +835,7 @@ class IncentiveApproval:
         self._queue(
             events.task_assigned(self._app_id, task, summary, self._policy.quorum, self._cause)
         )
+        return task
 
     # --- decisions' consequences (called from the update handler) -------------------------------
 

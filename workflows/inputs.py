@@ -6,6 +6,7 @@ so change them additively (new fields with defaults) or re-record the histories.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,6 +36,15 @@ class ApprovalPolicy(BaseModel):
         ge=1,
         le=365,
         description="Days after assignment when the task escalates to a supervisor (its due date).",
+    )
+    sla_day_seconds: int = Field(
+        default=86_400,
+        ge=1,
+        le=86_400,
+        description=(
+            "Seconds in one day of the SLA timers (reminder and escalation): 86400. Shorter "
+            "only to watch reminders and escalations happen in a demo or a test."
+        ),
     )
     committee_required: int = Field(default=2, ge=1, le=50, description="Approvals needed (N).")
     committee_members: int = Field(default=3, ge=1, le=50, description="Members asked (M).")
@@ -90,6 +100,10 @@ class ApprovalPolicy(BaseModel):
         if self.committee_required > self.committee_members:
             raise ValueError("committee_required cannot exceed committee_members")
         return self
+
+    def sla(self, days: int) -> timedelta:
+        """``days`` SLA days after an assignment, as a duration."""
+        return timedelta(seconds=days * self.sla_day_seconds)
 
     @property
     def quorum(self) -> CommitteeQuorum:

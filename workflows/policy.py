@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 from contracts.conflicts import Organisation, conflicts
 from contracts.v1.common import Decision, ReviewStage
-from contracts.v1.desk import DecisionRefusal, ReviewDecisionRequest, ReviewerProfile, ReviewerRole
+from contracts.v1.desk import (
+    DecisionRefusal,
+    ReviewDecisionRequest,
+    ReviewerProfile,
+    ReviewerRole,
+    TaskReassignment,
+)
 from workflows.state import Phase, StageState, StageStatus, Task, TaskStatus
 
 #: The registry role a reviewer needs to decide each stage.
@@ -164,6 +170,69 @@ def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
             DecisionRefusal.NOT_ASSIGNED,
             f"{who} is not assigned an open task {request.task_id} of the {stage.value} stage "
             "of this application.",
+        )
+    return None
+
+
+def reassignment_refusal(request: TaskReassignment, app: Application) -> Refusal | None:
+    """Why a supervisor's ``reassign`` must be refused, or None when it may go ahead.
+
+    Only an open, escalated review task moves, by a supervisor, to an active reviewer who
+    holds the stage's role, declares no interest in the firm, has decided no other stage of
+    the application (separation of duties) and holds no task on this stage yet.
+    """
+    who, to = request.supervisor_id, request.reviewer
+    if app.phase.final:
+        return Refusal(
+            DecisionRefusal.APPLICATION_CLOSED,
+            f"The application has ended ({app.phase.value}); no task of it moves any more.",
+        )
+    if ReviewerRole.SUPERVISOR not in request.supervisor_roles:
+        return Refusal(
+            DecisionRefusal.WRONG_ROLE, f"{who} is not a supervisor, so cannot reassign tasks."
+        )
+    task = app.tasks.get(request.task_id)
+    if task is None or task.status is not TaskStatus.OPEN:
+        return Refusal(
+            DecisionRefusal.STAGE_NOT_OPEN,
+            f"Task {request.task_id} is not open: it was decided or cancelled meanwhile.",
+        )
+    if task.stage is ReviewStage.MILESTONE or task.escalated_at is None:
+        return Refusal(
+            DecisionRefusal.INVALID_REQUEST,
+            f"Task {request.task_id} has not been escalated; only escalated review tasks are "
+            "reassigned.",
+        )
+    if not to.active or STAGE_ROLES[task.stage] not in to.roles:
+        return Refusal(
+            DecisionRefusal.WRONG_ROLE,
+            f"{to.reviewer_id} does not hold the {STAGE_ROLES[task.stage].value} role needed "
+            f"for the {task.stage.value} stage, or is not active.",
+        )
+    hits = conflicts(to, app.organisations)
+    if hits:
+        return Refusal(
+            DecisionRefusal.CONFLICT_OF_INTEREST,
+            f"{to.reviewer_id} declares an affiliation or ownership interest in "
+            f"{', '.join(hits)} (the applicant or its parent company) and may not decide this "
+            "application.",
+        )
+    if any(
+        t.reviewer_id == to.reviewer_id and t.stage is not task.stage and t.decision is not None
+        for t in app.tasks.values()
+    ):
+        return Refusal(
+            DecisionRefusal.SEPARATION_OF_DUTIES,
+            f"{to.reviewer_id} already decided another stage of this application; one person "
+            "decides at most one stage.",
+        )
+    if any(
+        t.reviewer_id == to.reviewer_id and t.stage is task.stage and t.round == task.round
+        for t in app.tasks.values()
+    ):
+        return Refusal(
+            DecisionRefusal.DUPLICATE_DECISION,
+            f"{to.reviewer_id} already holds a task of the {task.stage.value} stage.",
         )
     return None
 

@@ -66,6 +66,16 @@ class Settings(ServiceSettings):
         ),
         examples=[14],
     )
+    sla_day_seconds: int = Field(
+        default=86_400,
+        ge=1,
+        le=86_400,
+        description=(
+            "Seconds in one day of the SLA timers: 86400. Shorter only to watch reminders and "
+            "escalations happen in a demo or a test (e.g. 1: a 14-day escalation in 14 s)."
+        ),
+        examples=[86400],
+    )
     committee_required: int = Field(
         default=2, ge=1, le=50, description="Committee approvals needed (N of M).", examples=[2]
     )
@@ -124,6 +134,7 @@ class Settings(ServiceSettings):
         return ApprovalPolicy(
             sla_reminder_days=self.sla_reminder_days,
             sla_escalation_days=self.sla_escalation_days,
+            sla_day_seconds=self.sla_day_seconds,
             committee_required=self.committee_required,
             committee_members=self.committee_members,
             information_timeout_days=self.information_timeout_days,

@@ -32,6 +32,8 @@ from contracts.v1.common import (
 
 #: The name of the workflow update that carries a reviewer's decision.
 DECIDE_UPDATE = "decide"
+#: The workflow update a supervisor reassigns an escalated task with.
+REASSIGN_UPDATE = "reassign"
 
 _REVIEWER = "rev.tanaka@gaip.example"
 
@@ -211,4 +213,50 @@ class ReviewDecisionOutcome(BaseModel):
     application_phase: ShortText = Field(
         description="Where the application stands after the decision.",
         examples=["finance_review"],
+    )
+
+
+class TaskReassignment(BaseModel):
+    """The ``reassign`` update: a supervisor gives an escalated, undecided task to another
+    reviewer, who must be free to decide it (role, no conflict, separation of duties)."""
+
+    model_config = ConfigDict(**PAYLOAD_CONFIG)
+
+    request_id: Identifier = Field(
+        description="Idempotency key of the reassignment; a repeated one returns the first "
+        "outcome.",
+        examples=["rea_01J9Q5A7NB"],
+    )
+    task_id: Identifier = Field(description="The escalated task.", examples=["task_01J9Q4T2ZT"])
+    supervisor_id: Identifier = Field(
+        description="The authenticated supervisor (from their token).",
+        examples=["sup.meyer@gaip.example"],
+    )
+    supervisor_roles: list[ReviewerRole] = Field(
+        default_factory=list,
+        description="The supervisor's roles according to the registry at the time of the request.",
+        examples=[["supervisor"]],
+    )
+    reviewer: ReviewerProfile = Field(
+        description="The reviewer who gets the task, as the registry holds them now; this is "
+        "the assignment snapshot the conflict and role checks use from then on."
+    )
+    reason: LongText = Field(
+        description="Why the task is reassigned; recorded on the cancelled task.",
+        examples=["Rev. Novak is on leave until March."],
+    )
+
+
+class TaskReassigned(BaseModel):
+    """What the ``reassign`` update returns: the new task."""
+
+    model_config = ConfigDict(**PAYLOAD_CONFIG)
+
+    request_id: Identifier = Field(description="The request.", examples=["rea_01J9Q5A7NB"])
+    cancelled_task_id: Identifier = Field(
+        description="The escalated task, now cancelled.", examples=["task_01J9Q4T2ZT"]
+    )
+    task_id: Identifier = Field(description="The new task.", examples=["task_01J9Q4T2ZU"])
+    reviewer_id: Identifier = Field(
+        description="Who holds the new task.", examples=["rev.weber@gaip.example"]
     )

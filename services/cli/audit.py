@@ -324,7 +324,7 @@ def export(
     ] = None,
 ) -> None:
     """Write a bundle (entries, inclusion proofs, checkpoint, key) that verifies offline."""
-    from services.audit.domain.bundle import make_bundle
+    from services.audit.domain.bundle import history_bundle, make_bundle
     from services.audit.domain.checkpoint import CheckpointError, Verifier
 
     if (application is None) == (not everything):
@@ -334,17 +334,7 @@ def export(
         key = source.verifier_key()
         if application is not None:
             history = _get(client, f"/v1/applications/{application}/history").json()
-            note = history["checkpoint"]
-            entries = [
-                {
-                    "index": r["index"],
-                    "leaf": r["leaf"],
-                    "topic": r["topic"],
-                    "logged_at": r["logged_at"],
-                    "inclusion_proof": r["inclusion_proof"],
-                }
-                for r in history["records"]
-            ]
+            bundle = history_bundle(history, key)
         else:
             note = source.checkpoint()
             try:
@@ -353,15 +343,15 @@ def export(
                 _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
             with _progress("exporting") as progress:
                 entries = _whole_log_entries(source, size, progress)
-    bundle = make_bundle(
-        application_id=application, verifier_key=key, checkpoint=note, entries=entries
-    )
+            bundle = make_bundle(
+                application_id=None, verifier_key=key, checkpoint=note, entries=entries
+            )
     text = json.dumps(bundle, indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text)
-        _err_console().print(f"wrote {len(entries)} entries to {escape(str(output))}")
+        _err_console().print(f"wrote {len(bundle['entries'])} entries to {escape(str(output))}")
 
 
 @app.command("verify-bundle")
@@ -396,8 +386,8 @@ def _checked_history(
 
     The checkpoint the proofs are against must verify with the served key.
     """
+    from services.audit.domain.bundle import inclusion_of
     from services.audit.domain.checkpoint import CheckpointError, Verifier
-    from services.audit.domain.merkle import ProofError, leaf_hash, verify_inclusion
 
     source = HttpLogSource(client)
     body: dict[str, Any] = _get(client, f"/v1/applications/{application}/history").json()
@@ -405,20 +395,7 @@ def _checked_history(
         head = Verifier.from_key(source.verifier_key()).open_checkpoint(body["checkpoint"])
     except CheckpointError as exc:
         _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
-    included: dict[int, bool] = {}
-    for record in body["records"]:
-        try:
-            verify_inclusion(
-                leaf_hash(base64.b64decode(record["leaf"])),
-                record["index"],
-                head.size,
-                [base64.b64decode(p) for p in record["inclusion_proof"]],
-                head.root,
-            )
-            included[record["index"]] = True
-        except ProofError:
-            included[record["index"]] = False
-    return body, head.size, included
+    return body, head.size, inclusion_of(body["records"], head)
 
 
 @app.command()

@@ -121,6 +121,12 @@ def service_env(settings: PlatformSettings, bootstrap: str, temporal: str) -> di
                 f"http://127.0.0.1:{settings.service_port('applications')}"
             ),
             "INCENTIVES_PORTAL_REVIEW_URL": f"http://127.0.0.1:{settings.service_port('review')}",
+            **{
+                f"INCENTIVES_PORTAL_{name.upper()}_URL": (
+                    f"http://127.0.0.1:{settings.service_port(name)}"
+                )
+                for name in ("zones", "disbursement", "audit")
+            },
             # Log lines must reach the log file as they happen, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
         }

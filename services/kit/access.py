@@ -150,6 +150,13 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         "GET /v1/supervisor/escalations",
         "GET /v1/registry/reviewers",
     ),
+    # Supervisors reassign what they can see; the workflow accepts only escalated tasks.
+    Endpoint(
+        "review",
+        "POST",
+        "/v1/supervisor/tasks/{task_id}/reassign",
+        _grants(supervisor=Reach.ASSIGNED_OR_ESCALATED),
+    ),
     *_service(
         "review",
         _grants(reviewer=Reach.SELF, supervisor=_ALL, auditor=_ALL, admin=_ALL),
@@ -236,6 +243,9 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
             ("POST", "/applications/{application_id}/amend"),
             ("POST", "/applications/{application_id}/submit"),
             ("POST", "/applications/{application_id}/withdraw"),
+            ("POST", "/applications/{application_id}/offer/accept"),
+            ("POST", "/applications/{application_id}/offer/decline"),
+            ("POST", "/applications/{application_id}/milestones"),
         )
     ),
     *(
@@ -253,6 +263,36 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         )
     ),
     Endpoint("portal", "GET", "/supervisor", _grants(supervisor=_ALL), Access.SESSION),
+    Endpoint(
+        "portal",
+        "POST",
+        "/tasks/{task_id}/reassign",
+        _grants(supervisor=Reach.ASSIGNED_OR_ESCALATED),
+        Access.SESSION,
+    ),
+    *(
+        Endpoint("portal", method, path, _grants(auditor=_ALL), Access.SESSION)
+        for method, path in (
+            ("GET", "/audit"),
+            ("GET", "/audit/applications/{application_id}"),
+            ("GET", "/audit/applications/{application_id}/export"),
+            ("GET", "/audit/log"),
+        )
+    ),
+    *(
+        Endpoint("portal", method, path, _ADMIN, Access.SESSION)
+        for method, path in (
+            ("GET", "/admin"),
+            ("GET", "/admin/zones"),
+            ("POST", "/admin/zones/{zone_id}/capacity/{unit_type}"),
+            ("GET", "/admin/budgets"),
+            ("GET", "/admin/reviewers"),
+            ("POST", "/admin/reviewers"),
+            ("GET", "/admin/reviewers/{reviewer_id}"),
+            ("POST", "/admin/reviewers/{reviewer_id}"),
+            ("POST", "/admin/reviewers/{reviewer_id}/deactivate"),
+        )
+    ),
 )
 
 #: Served to anyone by every service: the kit's public paths (health, the API documents).

@@ -16,7 +16,7 @@ from services.kit.auth import token_service
 from services.kit.runtime import run_service
 from services.portal import oidc, web
 from services.portal.clients import Problem, Unavailable
-from services.portal.pages import firm, review, signin
+from services.portal.pages import admin, auditor, firm, review, signin
 from services.portal.sessions import EncryptedSessionMiddleware
 from services.portal.settings import Settings, SignIn
 
@@ -50,9 +50,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with (
             httpx.AsyncClient(base_url=settings.applications_url, timeout=timeout) as apps,
             httpx.AsyncClient(base_url=settings.review_url, timeout=timeout) as desk,
+            httpx.AsyncClient(base_url=settings.zones_url, timeout=timeout) as zones,
+            httpx.AsyncClient(base_url=settings.disbursement_url, timeout=timeout) as money,
+            httpx.AsyncClient(base_url=settings.audit_url, timeout=timeout) as audit,
         ):
             app.state.applications_http = apps
             app.state.review_http = desk
+            app.state.zones_http = zones
+            app.state.disbursement_http = money
+            app.state.audit_http = audit
             yield
 
     app = FastAPI(
@@ -82,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(signin.router)
     app.include_router(firm.router)
     app.include_router(review.router)
+    app.include_router(auditor.router)
+    app.include_router(admin.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> JSONResponse:
@@ -104,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(firm.NotAFirm)
     @app.exception_handler(review.NotStaff)
+    @app.exception_handler(web.WrongRole)
     async def not_yours(request: Request, exc: Exception) -> Response:
         return web.error_page(
             request,

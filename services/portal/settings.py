@@ -63,6 +63,21 @@ class Settings(ServiceSettings):
         description="Base URL of the review desk API.",
         examples=["http://127.0.0.1:8002", "http://review:8002"],
     )
+    zones_url: str = Field(
+        default="http://127.0.0.1:8004",
+        description="Base URL of the zones API (the admins' zone pages).",
+        examples=["http://127.0.0.1:8004", "http://zones:8004"],
+    )
+    disbursement_url: str = Field(
+        default="http://127.0.0.1:8005",
+        description="Base URL of the disbursement API (the admins' budget pages).",
+        examples=["http://127.0.0.1:8005", "http://disbursement:8005"],
+    )
+    audit_url: str = Field(
+        default="http://127.0.0.1:8003",
+        description="Base URL of the audit API (the auditors' pages).",
+        examples=["http://127.0.0.1:8003", "http://audit:8003"],
+    )
     api_timeout: float = Field(
         default=15.0,
         gt=0,

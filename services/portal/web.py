@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import secrets
 from pathlib import Path
@@ -15,12 +16,16 @@ from fastapi.templating import Jinja2Templates
 from services.kit.auth import Principal, Role, TokenService
 from services.portal import language
 from services.portal.clients.applications import ApplicationsClient
+from services.portal.clients.audit import AuditClient
+from services.portal.clients.disbursement import DisbursementClient
 from services.portal.clients.review import ReviewClient
+from services.portal.clients.zones import ZonesClient
 
 TEMPLATES: Final = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.globals["words"] = language
 TEMPLATES.env.filters["day"] = language.day
 TEMPLATES.env.filters["moment"] = language.moment
+TEMPLATES.env.filters["b64"] = lambda raw: base64.b64encode(raw).decode()
 
 #: Session keys.
 _PRINCIPAL: Final = "principal"
@@ -97,6 +102,39 @@ def applications(request: Request) -> ApplicationsClient:
 
 def review(request: Request) -> ReviewClient:
     return ReviewClient(_http(request, "review_http"), request.session[_TOKEN])
+
+
+def zones(request: Request) -> ZonesClient:
+    return ZonesClient(_http(request, "zones_http"), request.session[_TOKEN])
+
+
+def disbursement(request: Request) -> DisbursementClient:
+    return DisbursementClient(_http(request, "disbursement_http"), request.session[_TOKEN])
+
+
+def audit(request: Request) -> AuditClient:
+    return AuditClient(_http(request, "audit_http"), request.session[_TOKEN])
+
+
+def token(request: Request) -> str:
+    """The signed-in person's bearer token, for a call the clients above do not make."""
+    value: str = request.session[_TOKEN]
+    return value
+
+
+class WrongRole(Exception):
+    """The signed-in person's role may not use the page."""
+
+
+def role_of(*roles: Role) -> Any:
+    """Dependency: the signed-in person if they hold one of ``roles``, else :class:`WrongRole`."""
+
+    def check(principal: Person) -> Principal:
+        if principal.role not in roles:
+            raise WrongRole
+        return principal
+
+    return Depends(check)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:

@@ -16,7 +16,13 @@ from sqlmodel import col
 
 from contracts.envelope import utcnow
 from contracts.v1.common import ReviewStage
-from contracts.v1.desk import ReviewDecisionRequest, ReviewerProfile, ReviewerRole
+from contracts.v1.desk import (
+    ReviewDecisionRequest,
+    ReviewerProfile,
+    ReviewerRole,
+    TaskReassigned,
+    TaskReassignment,
+)
 from services.kit.auth import Role
 from services.kit.errors import Forbidden, NotFound, ValidationFailed
 from services.kit.http import (
@@ -31,7 +37,7 @@ from services.kit.http import (
 )
 from services.kit.uow import UnitOfWorkFactory
 from services.review import store
-from services.review.domain import TaskStatus, decision_request_id
+from services.review.domain import TaskStatus, decision_request_id, reassignment_request_id
 from services.review.models import ReviewTask
 from services.review.schemas import (
     DECISION_EXAMPLES,
@@ -41,6 +47,7 @@ from services.review.schemas import (
     DecisionResult,
     HistoryEntry,
     NewReviewer,
+    ReassignBody,
     ReviewerList,
     ReviewerUpdate,
     ReviewerView,
@@ -54,6 +61,7 @@ from services.review.views import (
     OVERSEERS,
     REGISTRY_READERS,
     STAFF,
+    reviewer_profile,
     reviewer_view,
     task_view,
 )
@@ -339,6 +347,59 @@ async def escalations(
             )
         )
     return await _page(request, conditions, limit, offset)
+
+
+@router.post(
+    "/v1/supervisor/tasks/{task_id}/reassign",
+    tags=["supervisor"],
+    summary="Reassign an escalated task",
+    response_model=TaskReassigned,
+    responses=_responses(404, 409, 422, 502, 503),
+)
+async def reassign(
+    request: Request,
+    principal: Caller,
+    task_id: TaskId,
+    idempotency_key: IdempotencyKey,
+    body: ReassignBody,
+) -> TaskReassigned:
+    """Give an escalated, undecided task to another reviewer (supervisors only).
+
+    The task is cancelled and the reviewer gets a new one on the same stage, with a new due
+    date. The workflow's validator has the last word, with the decisions' reasons: `wrong_role`
+    (you are not a supervisor, or the reviewer lacks the stage's role or is inactive),
+    `conflict_of_interest` and `separation_of_duties` (of the reviewer),
+    `duplicate_decision` (the reviewer already holds a task of the stage), `stage_not_open`
+    (the task was decided or cancelled meanwhile), `invalid_request` (the task is not
+    escalated), `application_closed`. 422 when the reviewer is not in the registry.
+    """
+    require_role(principal, {Role.SUPERVISOR}, "reassign tasks")
+    task = await store.visible_task(_uow(request), principal, task_id)
+    supervisor = await store.reviewer(_uow(request), principal.sub)
+    chosen = await store.reviewer(_uow(request), body.reviewer_id)
+    if chosen is None:
+        raise ValidationFailed(
+            f"reviewer {body.reviewer_id} is not in the registry",
+            extensions={
+                "errors": [
+                    {
+                        "field": "reviewer_id",
+                        "message": "not in the reviewer registry",
+                        "type": "unknown_reviewer",
+                    }
+                ]
+            },
+        )
+    reassignment = TaskReassignment(
+        request_id=reassignment_request_id(task.task_id, principal.sub, idempotency_key),
+        task_id=task.task_id,
+        supervisor_id=principal.sub,
+        supervisor_roles=[ReviewerRole(r) for r in supervisor.roles] if supervisor else [],
+        reviewer=reviewer_profile(chosen),
+        reason=body.reason,
+    )
+    desk: TemporalDesk = request.app.state.desk
+    return await desk.reassign(task.application_id, reassignment)
 
 
 # --- the reviewer registry -----------------------------------------------------------------------

@@ -277,6 +277,12 @@ def decision_request_id(task_id: str, reviewer_id: str, idempotency_key: str) ->
     return f"dec_{digest.hexdigest()[:40]}"
 
 
+def reassignment_request_id(task_id: str, supervisor_id: str, idempotency_key: str) -> str:
+    """The ``request_id`` of a reassignment, stable for one supervisor, task and key."""
+    digest = hashlib.sha256("\x1f".join((task_id, supervisor_id, idempotency_key)).encode())
+    return f"rea_{digest.hexdigest()[:40]}"
+
+
 def decision_body_problem(decision: Decision, requested_fields: Iterable[str]) -> str | None:
     """Why a decision body is inconsistent, or ``None`` when it is fine."""
     if list(requested_fields) and decision is not Decision.REQUEST_INFORMATION:

@@ -591,3 +591,26 @@ class DecisionResult(BaseModel):
         description="Where the application stands after the decision.",
         examples=["technical_security_review", "finance_review", "approved"],
     )
+
+
+class ReassignBody(BaseModel):
+    """A supervisor's reassignment of an escalated task."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"reviewer_id": "rev.weber@gaip.example", "reason": "Rev. Novak is on leave."}
+            ]
+        },
+    )
+
+    reviewer_id: RegistryId = Field(
+        description="The registry id of the reviewer who gets the task.",
+        examples=["rev.weber@gaip.example"],
+    )
+    reason: LongText = Field(
+        description="Why the task moves; recorded on the cancelled task.",
+        examples=["Rev. Novak is on leave until March."],
+    )

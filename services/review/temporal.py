@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -29,9 +30,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.v1.desk import (
     DECIDE_UPDATE,
+    REASSIGN_UPDATE,
     DecisionRefusal,
     ReviewDecisionOutcome,
     ReviewDecisionRequest,
+    TaskReassigned,
+    TaskReassignment,
 )
 from services.kit.errors import DependencyUnavailable
 from services.kit.logging import get_logger
@@ -39,6 +43,9 @@ from services.kit.retry import wait_until_available
 from services.review.domain import REFUSAL_STATUS, REFUSAL_TITLE, parse_refusal
 
 log = get_logger(__name__)
+
+#: What an update returns.
+Outcome = TypeVar("Outcome", bound=BaseModel)
 
 #: How long the health check waits for Temporal's own health answer.
 HEALTH_TIMEOUT = timedelta(seconds=2)
@@ -131,20 +138,45 @@ class TemporalDesk:
         The update id is the request id, so Temporal itself also answers a retried request with
         the first outcome.
         """
+        context = {"application_id": application_id, "task_id": request.task_id}
+        return await self._update(
+            application_id,
+            DECIDE_UPDATE,
+            request,
+            request.request_id,
+            ReviewDecisionOutcome,
+            context,
+        )
+
+    async def reassign(self, application_id: str, request: TaskReassignment) -> TaskReassigned:
+        """Send a supervisor's ``reassign`` update; its refusals are the decisions' problems."""
+        context = {"application_id": application_id, "task_id": request.task_id}
+        return await self._update(
+            application_id, REASSIGN_UPDATE, request, request.request_id, TaskReassigned, context
+        )
+
+    async def _update(
+        self,
+        application_id: str,
+        name: str,
+        request: BaseModel,
+        update_id: str,
+        result_type: type[Outcome],
+        context: dict[str, Any],
+    ) -> Outcome:
         client = self.client
         if client is None:
             raise DependencyUnavailable(
                 f"Temporal {self.address} is not reachable yet; retry with the same Idempotency-Key"
             )
         handle = client.get_workflow_handle(application_id)
-        context = {"application_id": application_id, "task_id": request.task_id}
         try:
             async with asyncio.timeout(self.decision_timeout):
                 outcome = await handle.execute_update(
-                    DECIDE_UPDATE,
+                    name,
                     request,
-                    id=request.request_id,
-                    result_type=ReviewDecisionOutcome,
+                    id=update_id,
+                    result_type=result_type,
                     rpc_timeout=timedelta(seconds=self.decision_timeout),
                 )
         except WorkflowUpdateFailedError as exc:
@@ -156,8 +188,8 @@ class TemporalDesk:
                 f"the workflow of {application_id} did not answer within "
                 f"{self.decision_timeout:g}s; retry with the same Idempotency-Key"
             ) from exc
-        if not isinstance(outcome, ReviewDecisionOutcome):  # the converter honours result_type
-            outcome = ReviewDecisionOutcome.model_validate(outcome)
+        if not isinstance(outcome, result_type):  # the converter honours result_type
+            outcome = result_type.model_validate(outcome)
         return outcome
 
 

@@ -251,6 +251,13 @@ REQUESTS: dict[tuple[str, str, str], Recipe] = {
     ("review", "GET", "/v1/supervisor/escalations"): lambda w, o: Call(
         "/v1/supervisor/escalations"
     ),
+    # To a reviewer the registry does not hold: a caller the matrix lets through gets the 422,
+    # and no task is really moved (the walk's other calls still find theirs).
+    ("review", "POST", "/v1/supervisor/tasks/{task_id}/reassign"): lambda w, o: Call(
+        f"/v1/supervisor/tasks/{_task(w, o)}/reassign",
+        json={"reviewer_id": "rev.nobody@gaip.example", "reason": "On leave."},
+        headers=_key(),
+    ),
     ("review", "GET", REGISTRY): lambda w, o: Call(REGISTRY),
     ("review", "GET", f"{REGISTRY}/{{reviewer_id}}"): lambda w, o: Call(f"{REGISTRY}/{o.sub}"),
     ("review", "POST", REGISTRY): lambda w, o: Call(

@@ -43,8 +43,12 @@ async def award_platform(
     tmp_path: Path,
     task_queue: str,
     more: dict[str, Callable[[dict[str, Any]], FastAPI]] | None = None,
+    worker: dict[str, Any] | None = None,
 ) -> AsyncIterator[Platform]:
-    """The review journey's processes, zones, disbursement on the rail, and ``more``."""
+    """The review journey's processes, zones, disbursement on the rail, and ``more``.
+
+    ``worker`` adds settings of the workflow worker.
+    """
     async with (
         running_rail(tmp_path / "rail") as rail,
         platform(
@@ -61,6 +65,7 @@ async def award_platform(
                 ),
                 **(more or {}),
             },
+            worker=worker,
         ) as running,
     ):
         yield running

@@ -320,3 +320,30 @@ async def test_temporal_unreachable_is_a_503_and_one_log_line(
         f"Temporal {dead_temporal} not reachable yet, retrying"
     ]
     assert all("exception" not in r for r in waiting)
+
+
+async def test_only_a_supervisor_reassigns_and_only_to_a_registered_reviewer(
+    desk: Desk, fake_workflows: FakeWorkflows
+) -> None:
+    _, task_id, handle = await open_task(desk, fake_workflows, SILVA)
+    assert handle is not None
+    await desk.send(escalated(handle.id, task_id, SILVA, escalated_at=at(0)))
+    await desk.wait_task(task_id, lambda d: d["escalation"] is not None)
+    path = f"/v1/supervisor/tasks/{task_id}/reassign"
+    body = {"reviewer_id": NOVAK, "reason": "On leave."}
+    for headers in (reviewer(SILVA), AUDITOR, ADMIN, FIRM):
+        response = await desk.client.post(
+            path, json=body, headers={**headers, "Idempotency-Key": key()}
+        )
+        assert response.status_code == 403, response.text
+    unknown = {"reviewer_id": f"{new_id('rev')}@gaip.example", "reason": "On leave."}
+    response = await desk.client.post(
+        path, json=unknown, headers={**SUPERVISOR, "Idempotency-Key": key()}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "reviewer_id"
+    missing_reason = await desk.client.post(
+        path, json={"reviewer_id": NOVAK}, headers={**SUPERVISOR, "Idempotency-Key": key()}
+    )
+    assert missing_reason.status_code == 422
+    assert await handle.query("requests", result_type=list[ReviewDecisionRequest]) == []

@@ -67,8 +67,12 @@ async def platform(
     tmp_path: Path,
     task_queue: str,
     more: dict[str, Callable[[dict[str, Any]], FastAPI]] | None = None,
+    worker: dict[str, Any] | None = None,
 ) -> AsyncIterator[Platform]:
-    """The four processes (and ``more`` services) on a broker of their own, all healthy."""
+    """The four processes (and ``more`` services) on a broker of their own, all healthy.
+
+    ``worker`` adds settings of the workflow worker (its SLA timers, say).
+    """
     broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log")
     broker.start()
     try:
@@ -86,7 +90,10 @@ async def platform(
                 "review": lambda kw: create_desk(DeskSettings(seed_demo_reviewers=True, **kw)),
                 "worker": lambda kw: create_worker(
                     WorkerSettings(
-                        task_queue=task_queue, review_url=f"http://127.0.0.1:{desk_port}", **kw
+                        task_queue=task_queue,
+                        review_url=f"http://127.0.0.1:{desk_port}",
+                        **(worker or {}),
+                        **kw,
                     )
                 ),
                 **(more or {}),

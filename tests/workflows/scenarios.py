@@ -30,7 +30,12 @@ from contracts.envelope import Envelope, deterministic_event_id
 from contracts.money import Money
 from contracts.v1.applications import ApplicationContent, ApplicationSubmitted, ParentCompany
 from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage, ZoneUnits
-from contracts.v1.desk import ReviewDecisionOutcome, ReviewDecisionRequest, ReviewerProfile
+from contracts.v1.desk import (
+    ReviewDecisionOutcome,
+    ReviewDecisionRequest,
+    ReviewerProfile,
+    TaskReassignment,
+)
 from contracts.v1.desk import ReviewerRole as R
 from contracts.v1.disbursement import AwardOpened, BudgetExhausted, TranchePaid
 from contracts.v1.eligibility import EligibilityAssessed, RuleResult
@@ -676,6 +681,34 @@ async def sla_escalated_then_withdrawn(h: Harness, application_id: str) -> None:
     await handle.result()
 
 
+async def escalated_then_reassigned(h: Harness, application_id: str) -> None:
+    """The technical task escalates; the supervisor gives it to Weber, who decides it."""
+    handle = await h.start(application_id)
+    await handle.signal(
+        IncentiveApproval.eligibility_assessed,
+        eligibility(application_id, EligibilityOutcome.ELIGIBLE),
+    )
+    state = await h.until_open(handle, ReviewStage.TECHNICAL, ReviewStage.SECURITY)
+    technical = open_task(state, TANAKA, ReviewStage.TECHNICAL)
+    assert technical is not None
+    await h.env.sleep(timedelta(days=15))
+    await h.until(handle, lambda s: all(t.escalated_at for t in s.tasks))
+    moved = await handle.execute_update(
+        IncentiveApproval.reassign,
+        TaskReassignment(
+            request_id=f"rea_{application_id}",
+            task_id=technical.task_id,
+            supervisor_id=MEYER,
+            supervisor_roles=[R.SUPERVISOR],
+            reviewer=PROFILES[WEBER],
+            reason="Dr. Tanaka is on leave.",
+        ),
+    )
+    await h.decide(handle, WEBER, ReviewStage.TECHNICAL, task_id=moved.task_id)
+    await handle.signal(IncentiveApproval.withdrawn, withdrawal())
+    await handle.result()
+
+
 async def withdrawn_mid_review(h: Harness, application_id: str) -> None:
     handle = await h.start(application_id)
     await handle.signal(
@@ -760,6 +793,7 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "information_loop_resumed": information_loop_resumed,
     "information_timeout": information_timeout,
     "sla_escalated_then_withdrawn": sla_escalated_then_withdrawn,
+    "escalated_then_reassigned": escalated_then_reassigned,
     "withdrawn_mid_review": withdrawn_mid_review,
     "offer_accepted_to_completion": offer_accepted_to_completion,
     "offer_lapsed": offer_lapsed,

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
 from contracts.envelope import deterministic_event_id
 from contracts.v1.common import EligibilityOutcome, ReviewStage
-from contracts.v1.desk import ReviewerRole
+from contracts.v1.desk import DecisionRefusal, ReviewerRole, TaskReassignment
 from tests.workflows.scenarios import (
+    HADDAD,
     MEYER,
+    NOVAK,
+    PROFILES,
     SILVA,
     TANAKA,
+    WEBER,
     FakeDesk,
     Handle,
     Harness,
@@ -134,3 +142,69 @@ async def test_withdrawal_stops_the_timers(h: Harness) -> None:
     await handle.result()
     await h.env.sleep(timedelta(days=30))
     assert h.publisher.envelopes(handle.id, "review.escalated") == []
+
+
+def reassignment(task_id: str, to: str, *, by: str = MEYER, key: str = "1") -> TaskReassignment:
+    return TaskReassignment(
+        request_id=f"rea_{task_id}_{to}_{key}",
+        task_id=task_id,
+        supervisor_id=by,
+        supervisor_roles=list(PROFILES[by].roles),
+        reviewer=PROFILES[to],
+        reason="On leave.",
+    )
+
+
+async def reassign_refused(handle: Handle, request: TaskReassignment) -> ApplicationError:
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(IncentiveApproval.reassign, request)
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    return cause
+
+
+async def test_a_supervisor_reassigns_an_escalated_task_to_a_reviewer_free_to_decide(
+    h: Harness,
+) -> None:
+    handle = await review_open(h)
+    state = await h.state(handle)
+    (technical,) = [t for t in state.tasks if t.stage is ReviewStage.TECHNICAL]
+    assert technical.reviewer_id == TANAKA
+    # Not escalated yet: a task moves only once its SLA ran out.
+    early = await reassign_refused(handle, reassignment(technical.task_id, WEBER))
+    assert early.type == DecisionRefusal.INVALID_REQUEST
+
+    await h.env.sleep(timedelta(days=14, hours=1))
+    await published(h, handle, "review.escalated", 2)
+    refusals = {
+        "not a supervisor": (reassignment(technical.task_id, WEBER, by=SILVA), "wrong_role"),
+        "lacks the role": (reassignment(technical.task_id, HADDAD), "wrong_role"),
+        "declared an interest": (reassignment(technical.task_id, NOVAK), "conflict_of_interest"),
+    }
+    for request, code in refusals.values():
+        assert (await reassign_refused(handle, request)).type == code
+    assert h.publisher.envelopes(handle.id, "review.task_cancelled") == []
+
+    moved = await handle.execute_update(
+        IncentiveApproval.reassign, reassignment(technical.task_id, WEBER)
+    )
+    assert moved.cancelled_task_id == technical.task_id
+    assert moved.reviewer_id == WEBER
+    again = await handle.execute_update(
+        IncentiveApproval.reassign, reassignment(technical.task_id, WEBER)
+    )
+    assert again == moved, "a repeated request gets the first outcome"
+    (cancelled,) = await published(h, handle, "review.task_cancelled", 1)
+    assert cancelled.payload.task_id == technical.task_id
+    assigned = await published(h, handle, "review.task_assigned", 3)
+    assert [a.payload.reviewer_id for a in assigned if a.payload.task_id == moved.task_id] == [
+        WEBER
+    ]
+    state = await h.state(handle)
+    new = next(t for t in state.tasks if t.task_id == moved.task_id)
+    assert new.status.value == "open"
+    assert new.escalated_at is None
+    assert new.due_at - new.assigned_at == timedelta(days=14)
+    # The new reviewer decides the stage.
+    await h.decide(handle, WEBER, ReviewStage.TECHNICAL, task_id=moved.task_id)
+    assert [d.reviewer_id for d in (await h.state(handle)).decisions] == [WEBER]

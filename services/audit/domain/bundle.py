@@ -19,7 +19,7 @@ import binascii
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from services.audit.domain.checkpoint import CheckpointError, Verifier
+from services.audit.domain.checkpoint import Checkpoint, CheckpointError, Verifier
 from services.audit.domain.leaves import LeafFormatError, parse_leaf
 from services.audit.domain.merkle import (
     ProofError,
@@ -50,6 +50,43 @@ def make_bundle(
         "checkpoint": checkpoint,
         "entries": [dict(entry) for entry in entries],
     }
+
+
+def inclusion_of(records: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> dict[int, bool]:
+    """Per leaf index of an application's history records: whether its proof holds."""
+    included: dict[int, bool] = {}
+    for record in records:
+        try:
+            verify_inclusion(
+                leaf_hash(base64.b64decode(record["leaf"])),
+                record["index"],
+                checkpoint.size,
+                [base64.b64decode(p) for p in record["inclusion_proof"]],
+                checkpoint.root,
+            )
+            included[record["index"]] = True
+        except (ProofError, binascii.Error):
+            included[record["index"]] = False
+    return included
+
+
+def history_bundle(history: Mapping[str, Any], verifier_key: str) -> dict[str, Any]:
+    """The bundle of one application from its ``/v1/applications/{id}/history`` answer."""
+    return make_bundle(
+        application_id=str(history["application_id"]),
+        verifier_key=verifier_key,
+        checkpoint=str(history["checkpoint"]),
+        entries=[
+            {
+                "index": r["index"],
+                "leaf": r["leaf"],
+                "topic": r["topic"],
+                "logged_at": r["logged_at"],
+                "inclusion_proof": r["inclusion_proof"],
+            }
+            for r in history["records"]
+        ],
+    )
 
 
 def _b64(value: Any, what: str) -> bytes:

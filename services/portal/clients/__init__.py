@@ -79,8 +79,10 @@ class ApiClient:
         json: Any = None,
         params: Any = None,
         headers: dict[str, str] | None = None,
+        text: bool = False,
     ) -> Any:
-        """The decoded JSON answer (None for 204); :class:`Problem` for 4xx/5xx answers."""
+        """The decoded JSON answer (the body as text with ``text``; None for 204);
+        :class:`Problem` for 4xx/5xx answers."""
         try:
             response = await self._http.request(
                 method,
@@ -93,6 +95,8 @@ class ApiClient:
             raise Unavailable(str(exc)) from exc
         if response.status_code >= 400:
             raise problem_of(response)
+        if text:
+            return response.text
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

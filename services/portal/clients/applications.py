@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from services.portal.clients import ApiClient
@@ -53,6 +54,34 @@ class ApplicationsClient(ApiClient):
             "POST",
             f"{PREFIX}/{application_id}/amend",
             json={"content": content, "reason": reason},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        return view
+
+    async def accept_offer(self, application_id: str) -> dict[str, Any]:
+        view: dict[str, Any] = await self.request(
+            "POST",
+            f"{PREFIX}/{application_id}/offer/accept",
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        return view
+
+    async def decline_offer(self, application_id: str, reason: str | None) -> dict[str, Any]:
+        view: dict[str, Any] = await self.request(
+            "POST",
+            f"{PREFIX}/{application_id}/offer/decline",
+            json={"reason": reason} if reason else {},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        return view
+
+    async def report_milestone(
+        self, application_id: str, sequence: int, summary: str, evidence: Sequence[str]
+    ) -> dict[str, Any]:
+        view: dict[str, Any] = await self.request(
+            "POST",
+            f"{PREFIX}/{application_id}/milestones",
+            json={"sequence": sequence, "summary": summary, "evidence": [*evidence]},
             headers={"Idempotency-Key": str(uuid.uuid4())},
         )
         return view

@@ -7,6 +7,9 @@ from typing import Any
 
 from services.portal.clients import ApiClient
 
+#: The reviewer registry.
+REGISTRY = "/v1/registry/reviewers"
+
 
 class ReviewClient(ApiClient):
     """The inbox, task pages, decisions, escalations and the reviewer registry."""
@@ -40,6 +43,29 @@ class ReviewClient(ApiClient):
         return page
 
     async def reviewers(self) -> list[dict[str, Any]]:
-        page: dict[str, Any] = await self.request("GET", "/v1/registry/reviewers")
+        page: dict[str, Any] = await self.request("GET", REGISTRY)
         items: list[dict[str, Any]] = page["items"]
         return items
+
+    async def reviewer(self, reviewer_id: str) -> dict[str, Any]:
+        entry: dict[str, Any] = await self.request("GET", f"{REGISTRY}/{reviewer_id}")
+        return entry
+
+    async def add_reviewer(self, entry: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = await self.request("POST", REGISTRY, json=entry)
+        return created
+
+    async def replace_reviewer(self, reviewer_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+        replaced: dict[str, Any] = await self.request(
+            "PUT", f"{REGISTRY}/{reviewer_id}", json=entry
+        )
+        return replaced
+
+    async def reassign(self, task_id: str, reviewer_id: str, reason: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST",
+            f"/v1/supervisor/tasks/{task_id}/reassign",
+            json={"reviewer_id": reviewer_id, "reason": reason},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        return result

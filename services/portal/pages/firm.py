@@ -133,16 +133,24 @@ async def application_page(
 def _application(
     request: Request, view: dict[str, Any], problem: Problem | None = None
 ) -> Response:
+    errors = errors_by_field(problem)
     return web.render(
         request,
         "firm/application.html",
         status_code=422 if problem is not None else 200,
         app=view,
+        # The milestone form's inputs: an error on any evidence item belongs to the one input.
+        milestone_errors={
+            name: next((m for p, m in errors.items() if p.split(".")[0] == name), None)
+            for name in ("summary", "evidence")
+        },
         where=language.where_it_is(view, open_stages(view)),
         problem=problem,
-        errors=errors_by_field(problem),
+        errors=errors,
         label=forms.field_label,
         timeline=list(reversed(view.get("timeline", []))),
+        award=view.get("award"),
+        due=milestone_form(view),
     )
 
 
@@ -254,6 +262,76 @@ async def withdraw(
             raise
         return _application(request, await api.get(application_id), problem)
     return RedirectResponse(f"/applications/{application_id}", status_code=303)
+
+
+@router.post("/{application_id}/offer/accept", dependencies=[web.Csrf])
+async def accept_offer(request: Request, application_id: str, person: Firm, api: Api) -> Response:
+    try:
+        await api.accept_offer(application_id)
+    except Problem as problem:
+        if problem.status not in (409, 422):
+            raise
+        return _application(request, await api.get(application_id), problem)
+    return RedirectResponse(f"/applications/{application_id}#award", status_code=303)
+
+
+@router.post("/{application_id}/offer/decline", dependencies=[web.Csrf])
+async def decline_offer(
+    request: Request,
+    application_id: str,
+    person: Firm,
+    api: Api,
+    decline_reason: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        await api.decline_offer(application_id, decline_reason.strip() or None)
+    except Problem as problem:
+        if problem.status not in (409, 422):
+            raise
+        return _application(request, await api.get(application_id), problem)
+    return RedirectResponse(f"/applications/{application_id}", status_code=303)
+
+
+@router.post("/{application_id}/milestones", dependencies=[web.Csrf])
+async def report_milestone(
+    request: Request,
+    application_id: str,
+    person: Firm,
+    api: Api,
+    sequence: Annotated[int, Form()],
+    summary: Annotated[str, Form()] = "",
+    evidence: Annotated[str, Form()] = "",
+) -> Response:
+    documents = [e.strip() for e in evidence.replace("\n", ",").split(",") if e.strip()]
+    try:
+        await api.report_milestone(application_id, sequence, summary.strip(), documents)
+    except Problem as problem:
+        if problem.status not in (409, 422):
+            raise
+        return _application(request, await api.get(application_id), problem)
+    return RedirectResponse(f"/applications/{application_id}#award", status_code=303)
+
+
+def milestone_form(view: dict[str, Any]) -> dict[str, Any] | None:
+    """The tranche the milestone form offers to report, or None for no form.
+
+    Shown while the application allows reporting and no report waits for a reviewer: the
+    earliest tranche still scheduled after the signing one. The applications service has the
+    last word (409 when that milestone is not the one due), shown on the page.
+    """
+    award = view.get("award")
+    if "report_milestone" not in view.get("allowed_actions", []) or not award:
+        return None
+    if any(m.get("state") == "reported" for m in award.get("milestones", [])):
+        return None
+    return next(
+        (
+            t
+            for t in award.get("tranches", [])
+            if t.get("sequence", 0) > 1 and t.get("state") == "scheduled"
+        ),
+        None,
+    )
 
 
 __all__ = ["NotAFirm", "router"]

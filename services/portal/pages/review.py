@@ -81,6 +81,7 @@ async def _task_page(
     refusal: str | None = None,
     problem: Problem | None = None,
     comment: str = "",
+    chosen: str = "",
 ) -> Response:
     task = await desk.task(task_id)
     try:
@@ -92,16 +93,42 @@ async def _task_page(
         for entry in (application or {}).get("timeline", [])
         if entry.get("event") == "review.decision_recorded"
     ]
+    kind = "milestone" if task["stage"] == ReviewStage.MILESTONE.value else "review"
+    award = (application or {}).get("award") or {}
+    milestones = [m for m in award.get("milestones", []) if kind == "milestone"]
+    person = web.current(request)
+    reassignable = (
+        person is not None
+        and person.role is Role.SUPERVISOR
+        and task["status"] == "open"
+        and task.get("escalation") is not None
+        and task["reviewer_id"] != person.sub
+    )
+    reviewers = (
+        [
+            r
+            for r in await desk.reviewers()
+            if r.get("active", True)
+            and r["reviewer_id"] != task["reviewer_id"]
+            and "supervisor" not in r.get("roles", [])
+        ]
+        if reassignable
+        else []
+    )
     return web.render(
         request,
         "review/task.html",
+        reassignable=reassignable,
+        reviewers=reviewers,
+        chosen=chosen,
         status_code=(problem.status if problem is not None else 200),
         task=task,
         application=application,
         earlier=earlier,
         refusal=refusal,
         comment=comment,
-        decisions=[d.value for d in Decision],
+        choices=language.DECISION_CHOICE[kind],
+        milestones=milestones,
     )
 
 
@@ -146,3 +173,38 @@ async def decide(
             request, task_id, desk, applications, refusal=said, problem=problem, comment=comment
         )
     return RedirectResponse(f"/tasks/{task_id}?decided=1", status_code=303)
+
+
+@router.post("/tasks/{task_id}/reassign", dependencies=[web.Csrf])
+async def reassign(
+    request: Request,
+    task_id: str,
+    person: Staff,
+    desk: Desk,
+    applications: Applications,
+    reviewer_id: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """A supervisor gives an escalated task to another reviewer; refusals in plain words."""
+    if not reviewer_id or not reason.strip():
+        return await _task_page(
+            request,
+            task_id,
+            desk,
+            applications,
+            refusal="Choose a reviewer and say why the task moves.",
+            problem=Problem(status=422, title="Invalid reassignment", detail=""),
+            chosen=reviewer_id,
+        )
+    try:
+        moved = await desk.reassign(task_id, reviewer_id, reason.strip())
+    except Problem as problem:
+        if problem.status not in (403, 404, 409, 422, 503):
+            raise
+        said = language.reassignment_refusal(
+            problem.reason, problem.detail, reviewer_id, language.conflicts_in(problem.detail)
+        )
+        return await _task_page(
+            request, task_id, desk, applications, refusal=said, problem=problem, chosen=reviewer_id
+        )
+    return RedirectResponse(f"/supervisor?reassigned={moved['reviewer_id']}", status_code=303)

@@ -23,6 +23,10 @@ def home_of(role: Role) -> str:
         return "/supervisor"
     if role is Role.REVIEWER:
         return "/inbox"
+    if role is Role.AUDITOR:
+        return "/audit"
+    if role is Role.ADMIN:
+        return "/admin/zones"
     return "/signed-in"
 
 
