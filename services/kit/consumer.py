@@ -355,17 +355,16 @@ class IdempotentConsumer:
         self, retrier: Retrier, func: Callable[[], Awaitable[_R]], *, failed: Exception
     ) -> _R:
         """``retrier.call``, reporting what it waits for to :attr:`waits` meanwhile."""
-        token: int | None = None
+        key = object()  # this call's own entry: lanes of one consumer may wait at once
 
         def waiting(error: BaseException, attempt: int) -> None:
-            nonlocal token
             detail = f"attempt {attempt}: {type(error).__name__}: {error}"
-            token = self.waits.begin(self.name, dependency_of(error), detail[:300], token)
+            self.waits.begin(key, self.name, dependency_of(error), detail[:300])
 
         try:
             return await retrier.call(func, failed=failed, on_retry=waiting)
         finally:
-            self.waits.end(token)
+            self.waits.end(key)
 
     async def _commit_batch(self, items: list[_Item]) -> list[Outcome]:
         """Handle ``items`` in one transaction; all of it commits, or none of it does.

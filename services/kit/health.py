@@ -8,9 +8,8 @@ document says ``"status": "degraded"`` with ``"waiting_for": ["database"]`` unti
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,28 +62,25 @@ class Wait:
 
 
 class Waits:
-    """What a process waits for right now, by waiter (a consumer lane, a payout loop).
+    """What a process waits for right now, by key (one per waiting piece of work).
 
-    ``begin`` returns a token (or updates the waiter's entry given one); ``end`` removes it.
+    A consumer lane that retries a transient failure ``begin``s a wait under a key of its own
+    and ``end``s it when the call is over; a background job (the payout loop) can keep one
+    under a fixed key while its dependency stays away.
     """
 
     def __init__(self) -> None:
-        self._tokens = itertools.count(1)
-        self._active: dict[int, Wait] = {}
+        self._active: dict[Hashable, Wait] = {}
 
-    def begin(self, waiter: str, dependency: str, detail: str, token: int | None = None) -> int:
-        """Record (or update) that ``waiter`` waits for ``dependency``; the entry's token."""
-        if token is None:
-            token = next(self._tokens)
-        previous = self._active.get(token)
+    def begin(self, key: Hashable, waiter: str, dependency: str, detail: str) -> None:
+        """Record (or update) that ``waiter`` waits for ``dependency``."""
+        previous = self._active.get(key)
         since = previous.since if previous is not None else time.monotonic()
-        self._active[token] = Wait(waiter, dependency, detail, since)
-        return token
+        self._active[key] = Wait(waiter, dependency, detail, since)
 
-    def end(self, token: int | None) -> None:
-        """The wait of ``token`` is over (None: nothing was waited for)."""
-        if token is not None:
-            self._active.pop(token, None)
+    def end(self, key: Hashable) -> None:
+        """The wait under ``key`` is over (nothing happens if there was none)."""
+        self._active.pop(key, None)
 
     def dependencies(self) -> list[str]:
         """The names waited for, sorted, each once."""
