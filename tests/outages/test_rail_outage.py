@@ -22,6 +22,7 @@ from contracts import catalog
 from contracts.envelope import Actor
 from contracts.topics import TOPICS, get_topic
 from contracts.v1.disbursement import ReleaseTranche
+from services.disbursement.domain import fiscal_year_budget_id
 from services.disbursement.main import create_app
 from services.disbursement.settings import Settings
 from services.kit.db import create_engine
@@ -126,7 +127,8 @@ async def test_the_rail_failing_for_a_minute_under_load(
                         headers=auth("admin"),
                     )
                     assert created.status_code == 201, created.text
-                    records, subjects = _commands(total, created.json()["budget_id"])
+                    budget_id = fiscal_year_budget_id("grant", FISCAL_YEAR)
+                    records, subjects = _commands(total, budget_id)
                     load = Load(producer, records, RATE * 2)
                     load.start()
                     await wait_for(lambda: _paid_at_least(direct, 1), timeout=60)

@@ -188,7 +188,12 @@ async def test_temporal_unreachable_for_a_minute_under_load(
                 rejected_during = rejections.count() - rejected_soon_after_cut
                 await proxy.restore()
                 restored_at = time.monotonic()
-                backlog = total - rejections.count()
+                at_restore = rejections.count()
+                backlog = total - at_restore
+                await wait_for(
+                    lambda: _at_least(rejections.count, at_restore + 1), timeout=RECOVERY_TIMEOUT
+                )
+                first_s = time.monotonic() - restored_at
 
                 await load.finished()
                 await wait_for(lambda: _at_least(rejections.count, total), timeout=RECOVERY_TIMEOUT)
@@ -218,6 +223,7 @@ async def test_temporal_unreachable_for_a_minute_under_load(
         applications=total,
         facts=len(records),
         backlog_at_restore=backlog,
+        first_journey_s=round(first_s, 2),
         recovery_s=round(recovered_s, 2),
     )
 
