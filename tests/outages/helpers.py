@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -114,6 +115,11 @@ def event_ids_by_subject(values: Sequence[bytes], message_type: str) -> dict[str
 
 
 def report(name: str, **figures: object) -> None:
-    """Print the outage figures (shown with ``pytest -s``, and in the captured output)."""
-    shown = ", ".join(f"{key}={value}" for key, value in figures.items())
+    """Print the outage figures (shown with ``pytest -s``, and in the captured output).
+
+    The host's load average goes with them: on a shared machine, the drain rate after an
+    outage says as much about the neighbours as about the service.
+    """
+    load_1m = os.getloadavg()[0]
+    shown = ", ".join(f"{key}={value}" for key, value in {**figures, "load_1m": load_1m}.items())
     print(f"\n[outage] {name}: {shown}", flush=True)

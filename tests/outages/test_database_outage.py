@@ -100,17 +100,21 @@ async def test_postgresql_unreachable_for_a_minute_under_load(
 
             await proxy.cut()
             cut_at = time.monotonic()
-            decided_at_cut = await _decisions(direct)
             # Degraded, and saying what it waits for, while the line is down.
             await wait_for(lambda: _waits_for(client, "database"), timeout=OUTAGE_SECONDS / 2)
             waiting = await _health(client)
+            # Counted once the service saw the cut: a commit already on the wire may land.
+            decided_at_cut = await _decisions(direct)
             await wait_for(
                 lambda: _elapsed(cut_at, OUTAGE_SECONDS), timeout=OUTAGE_SECONDS + 5, interval=1
             )
             decided_during = await _decisions(direct) - decided_at_cut
             await proxy.restore()
             restored_at = time.monotonic()
-            backlog = load.sent - await _decisions(direct)
+            at_restore = await _decisions(direct)
+            backlog = load.sent - at_restore
+            await wait_for(lambda: _decided_at_least(direct, at_restore + 1), timeout=60)
+            first_s = time.monotonic() - restored_at
 
             await load.finished()
             await wait_for(lambda: _decided_at_least(direct, total), timeout=RECOVERY_TIMEOUT)
@@ -146,6 +150,7 @@ async def test_postgresql_unreachable_for_a_minute_under_load(
             outage_s=OUTAGE_SECONDS,
             messages=total,
             backlog_at_restore=backlog,
+            first_decision_s=round(first_s, 2),
             recovery_s=round(recovered_s, 2),
             relayed_s=round(relayed_s, 2),
         )

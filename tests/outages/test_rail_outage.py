@@ -150,7 +150,12 @@ async def test_the_rail_failing_for_a_minute_under_load(
                     paid_during = await _paid(direct) - paid_at_failure
                     await _control(rail, "normal", 1)
                     restored_at = time.monotonic()
-                    backlog = total - await _paid(direct)
+                    at_restore = await _paid(direct)
+                    backlog = total - at_restore
+                    await wait_for(
+                        lambda: _paid_at_least(direct, at_restore + 1), timeout=RECOVERY_TIMEOUT
+                    )
+                    first_s = time.monotonic() - restored_at
 
                     await load.finished()
                     await wait_for(lambda: _paid_at_least(direct, total), timeout=RECOVERY_TIMEOUT)
@@ -194,6 +199,7 @@ async def test_the_rail_failing_for_a_minute_under_load(
         outage_s=OUTAGE_SECONDS,
         awards=total,
         backlog_at_restore=backlog,
+        first_payment_s=round(first_s, 2),
         recovery_s=round(recovered_s, 2),
     )
 
