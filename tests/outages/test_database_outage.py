@@ -10,7 +10,7 @@ from the end of the outage to the last decision is printed.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -26,29 +26,31 @@ from tests.bench.eligibility import make_submissions
 from tests.kit.helpers import fresh_database, scalar
 from tests.outages.helpers import (
     OUTAGE_SECONDS,
+    RECOVERY_TIMEOUT,
+    TEST_TIMEOUT,
     Load,
     event_ids_by_subject,
+    is_ok,
     records_with_keys,
     report,
     wait_for,
+    waits_for,
 )
 from tests.support import free_port, serving
 from tests.tcp_proxy import TcpProxy, tcp_proxy
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(TEST_TIMEOUT)]
 
 #: Submissions per second, before, during and after the outage.
 RATE = 25.0
 #: Seconds of load before the line is cut, and after it is back.
 BEFORE_SECONDS = 5.0
 AFTER_SECONDS = 5.0
-#: How long the backlog may take to drain after the outage.
-RECOVERY_TIMEOUT = 120.0
 
 
 async def _health(client: httpx.AsyncClient) -> dict[str, object]:
     response = await client.get("/health")
-    body = response.json()
+    body: dict[str, object] = response.json()
     body["http_status"] = response.status_code
     return body
 
@@ -67,7 +69,11 @@ async def proxy(database: str) -> AsyncIterator[TcpProxy]:
 
 
 async def test_postgresql_unreachable_for_a_minute_under_load(
-    kafka_bootstrap: str, database: str, proxy: TcpProxy, tmp_path: Path, unique_name
+    kafka_bootstrap: str,
+    database: str,
+    proxy: TcpProxy,
+    tmp_path: Path,
+    unique_name: Callable[[str], str],
 ) -> None:
     await ensure_topics(
         kafka_bootstrap,
@@ -93,7 +99,7 @@ async def test_postgresql_unreachable_for_a_minute_under_load(
     load = Load(producer, records, RATE)
     try:
         async with serving(create_app(settings), settings.port) as client:
-            await wait_for(lambda: _is_ok(client), timeout=60)
+            await wait_for(lambda: is_ok(client), timeout=60)
             load.start()
             await wait_for(lambda: _decided_at_least(direct, 1), timeout=30)
             await wait_for(lambda: _sent_at_least(load, int(RATE * BEFORE_SECONDS)), timeout=30)
@@ -101,7 +107,7 @@ async def test_postgresql_unreachable_for_a_minute_under_load(
             await proxy.cut()
             cut_at = time.monotonic()
             # Degraded, and saying what it waits for, while the line is down.
-            await wait_for(lambda: _waits_for(client, "database"), timeout=OUTAGE_SECONDS / 2)
+            await wait_for(lambda: waits_for(client, "database"), timeout=OUTAGE_SECONDS / 2)
             waiting = await _health(client)
             # Counted once the service saw the cut: a commit already on the wire may land.
             decided_at_cut = await _decisions(direct)
@@ -121,7 +127,7 @@ async def test_postgresql_unreachable_for_a_minute_under_load(
             recovered_s = time.monotonic() - restored_at
             await wait_for(lambda: _relayed(direct), timeout=60)
             relayed_s = time.monotonic() - restored_at
-            await wait_for(lambda: _is_ok(client), timeout=30)
+            await wait_for(lambda: is_ok(client), timeout=30)
 
         assert waiting["status"] == "degraded"
         assert waiting["http_status"] == 503
@@ -158,18 +164,6 @@ async def test_postgresql_unreachable_for_a_minute_under_load(
         await load.stop()
         await producer.stop()
         await direct.dispose()
-
-
-async def _is_ok(client: httpx.AsyncClient) -> bool:
-    try:
-        return (await client.get("/health")).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-async def _waits_for(client: httpx.AsyncClient, dependency: str) -> bool:
-    body = await _health(client)
-    return dependency in body.get("waiting_for", [])  # type: ignore[operator]
 
 
 async def _decisions(engine) -> int:  # type: ignore[no-untyped-def]

@@ -32,21 +32,24 @@ from tests.disbursement.helpers import award_command, running_rail
 from tests.kit.helpers import fresh_database, scalar
 from tests.outages.helpers import (
     OUTAGE_SECONDS,
+    RECOVERY_TIMEOUT,
+    TEST_TIMEOUT,
     Load,
     event_ids_by_subject,
+    is_ok,
     records_with_keys,
     report,
     wait_for,
+    waits_for,
 )
 from tests.support import free_port, serving
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(TEST_TIMEOUT)]
 
 #: Awards per second (two commands each), before, during and after the outage.
 RATE = 4.0
 BEFORE_SECONDS = 5.0
 AFTER_SECONDS = 5.0
-RECOVERY_TIMEOUT = 120.0
 FISCAL_YEAR = 2032
 #: More failing answers than a minute of probing asks for (the control's maximum).
 FAILING_ANSWERS = 10_000
@@ -116,7 +119,7 @@ async def test_the_rail_failing_for_a_minute_under_load(
             direct = create_engine(url)
             try:
                 async with serving(create_app(settings), settings.port) as client:
-                    await wait_for(lambda: _is_ok(client), timeout=60)
+                    await wait_for(lambda: is_ok(client), timeout=60)
                     created = await client.post(
                         "/v1/budgets",
                         json={
@@ -140,7 +143,7 @@ async def test_the_rail_failing_for_a_minute_under_load(
                     await _control(rail, "fail_transiently", FAILING_ANSWERS)
                     failing_at = time.monotonic()
                     paid_at_failure = await _paid(direct)
-                    await wait_for(lambda: _waits_for(client, "rail"), timeout=OUTAGE_SECONDS / 2)
+                    await wait_for(lambda: waits_for(client, "rail"), timeout=OUTAGE_SECONDS / 2)
                     waiting = (await client.get("/health")).json()
                     await wait_for(
                         lambda: _true(time.monotonic() - failing_at >= OUTAGE_SECONDS),
@@ -160,7 +163,7 @@ async def test_the_rail_failing_for_a_minute_under_load(
                     await load.finished()
                     await wait_for(lambda: _paid_at_least(direct, total), timeout=RECOVERY_TIMEOUT)
                     recovered_s = time.monotonic() - restored_at
-                    await wait_for(lambda: _is_ok(client), timeout=30)
+                    await wait_for(lambda: is_ok(client), timeout=30)
 
                     listed = await rail.get(
                         "/v1/payments", params={"since": "2000-01-01T00:00:00Z"}
@@ -207,17 +210,6 @@ async def test_the_rail_failing_for_a_minute_under_load(
 async def _control(rail: httpx.AsyncClient, mode: str, count: int) -> None:
     response = await rail.post("/v1/control", json={"mode": mode, "count": count})
     assert response.status_code == 204, response.text
-
-
-async def _is_ok(client: httpx.AsyncClient) -> bool:
-    try:
-        return (await client.get("/health")).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-async def _waits_for(client: httpx.AsyncClient, dependency: str) -> bool:
-    return dependency in (await client.get("/health")).json().get("waiting_for", [])
 
 
 async def _paid(engine) -> int:  # type: ignore[no-untyped-def]

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -30,11 +29,16 @@ from services.kit.messaging import Record, create_producer, ensure_topics
 from tests.kit.helpers import fresh_database
 from tests.outages.helpers import (
     OUTAGE_SECONDS,
+    RECOVERY_TIMEOUT,
+    TEST_TIMEOUT,
     Load,
+    at_least,
     event_ids_by_subject,
+    is_ok,
     records_with_keys,
     report,
     wait_for,
+    waits_for,
 )
 from tests.support import free_port, serving
 from tests.tcp_proxy import TcpProxy, tcp_proxy
@@ -42,13 +46,12 @@ from tests.workflows.scenarios import assessment
 from workflows.settings import Settings
 from workflows.worker import create_app
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(TEST_TIMEOUT)]
 
 #: Applications per second (two facts each), before, during and after the outage.
 RATE = 4.0
 BEFORE_SECONDS = 5.0
 AFTER_SECONDS = 5.0
-RECOVERY_TIMEOUT = 180.0
 
 
 def _facts(count: int) -> tuple[list[Record], list[str]]:
@@ -167,21 +170,21 @@ async def test_temporal_unreachable_for_a_minute_under_load(
             )
             app = create_app(settings)
             async with serving(app, settings.port) as client:
-                await wait_for(lambda: _is_ok(client), timeout=90)
+                await wait_for(lambda: is_ok(client), timeout=90)
                 load.start()
-                await wait_for(lambda: _at_least(rejections.count, 1), timeout=60)
+                await wait_for(lambda: at_least(rejections.count, 1), timeout=60)
                 await wait_for(
-                    lambda: _at_least(lambda: load.sent, int(RATE * 2 * BEFORE_SECONDS)),
+                    lambda: at_least(lambda: load.sent, int(RATE * 2 * BEFORE_SECONDS)),
                     timeout=30,
                 )
 
                 await proxy.cut()
                 cut_at = time.monotonic()
-                await wait_for(lambda: _waits_for(client, "temporal"), timeout=OUTAGE_SECONDS / 2)
+                await wait_for(lambda: waits_for(client, "temporal"), timeout=OUTAGE_SECONDS / 2)
                 waiting = (await client.get("/health")).json()
                 rejected_soon_after_cut = rejections.count()
                 await wait_for(
-                    lambda: _at_least(lambda: time.monotonic() - cut_at, OUTAGE_SECONDS),
+                    lambda: at_least(lambda: time.monotonic() - cut_at, OUTAGE_SECONDS),
                     timeout=OUTAGE_SECONDS + 5,
                     interval=1,
                 )
@@ -191,14 +194,14 @@ async def test_temporal_unreachable_for_a_minute_under_load(
                 at_restore = rejections.count()
                 backlog = total - at_restore
                 await wait_for(
-                    lambda: _at_least(rejections.count, at_restore + 1), timeout=RECOVERY_TIMEOUT
+                    lambda: at_least(rejections.count, at_restore + 1), timeout=RECOVERY_TIMEOUT
                 )
                 first_s = time.monotonic() - restored_at
 
                 await load.finished()
-                await wait_for(lambda: _at_least(rejections.count, total), timeout=RECOVERY_TIMEOUT)
+                await wait_for(lambda: at_least(rejections.count, total), timeout=RECOVERY_TIMEOUT)
                 recovered_s = time.monotonic() - restored_at
-                await wait_for(lambda: _is_ok(client), timeout=60)
+                await wait_for(lambda: is_ok(client), timeout=60)
     finally:
         await load.stop()
         await rejections.stop()
@@ -226,18 +229,3 @@ async def test_temporal_unreachable_for_a_minute_under_load(
         first_journey_s=round(first_s, 2),
         recovery_s=round(recovered_s, 2),
     )
-
-
-async def _is_ok(client: httpx.AsyncClient) -> bool:
-    try:
-        return (await client.get("/health")).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-async def _waits_for(client: httpx.AsyncClient, dependency: str) -> bool:
-    return dependency in (await client.get("/health")).json().get("waiting_for", [])
-
-
-async def _at_least(value: Callable[[], float], target: float) -> bool:
-    return value() >= target
