@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from contracts import catalog
 from services.kit.messaging import Record
@@ -21,6 +22,8 @@ OUTAGE_SECONDS = 60.0
 #: How long the backlog may take to drain after the outage: a bound for a shared, busy host,
 #: not a target (the figure printed is the target's business, in ``make bench``).
 RECOVERY_TIMEOUT = 300.0
+#: Tries per load record before the load itself fails.
+SEND_ATTEMPTS = 5
 #: Each outage test's own time limit (the suite's default of 5 minutes is less than one
 #: outage with its load, drain and checks on a busy host).
 TEST_TIMEOUT = 900
@@ -46,10 +49,22 @@ class Load:
             pause = due - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)  # pacing the load, not synchronising a check
-            await self.producer.send_and_wait(
-                record.topic, record.value, key=record.key, headers=list(record.headers)
-            )
+            await self._send(record)
             self.sent += 1
+
+    async def _send(self, record: Record) -> None:
+        # A broker starved of CPU may time a request out; the record is sent again (a copy
+        # that did land is a redelivery the consumer drops), as any producer would.
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                await self.producer.send_and_wait(
+                    record.topic, record.value, key=record.key, headers=list(record.headers)
+                )
+                return
+            except KafkaError:
+                if attempt == SEND_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def finished(self) -> None:
         assert self._task is not None
