@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts import catalog
 from contracts.envelope import Actor, Envelope
@@ -97,23 +97,26 @@ async def proxy(temporal_dev: str) -> AsyncIterator[TcpProxy]:
 
 
 class Rejections:
-    """Counts ``application.rejected`` per application on ``approvals.events``, live."""
+    """Counts ``application.rejected`` per application on ``approvals.events``, live.
+
+    It reads the partitions directly, with no consumer group: a starved host that misses a
+    heartbeat must not stall the count behind a rebalance.
+    """
 
     def __init__(self, bootstrap: str, subjects: list[str]) -> None:
         self.wanted = set(subjects)
         self.event_ids: dict[str, set[uuid.UUID]] = {}
+        self._topic = get_topic("approvals.events")
         self._consumer = AIOKafkaConsumer(
-            get_topic("approvals.events").name,
-            bootstrap_servers=bootstrap,
-            group_id=f"outage-watch-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=500,
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
         )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._consumer.start()
+        partitions = [TopicPartition(self._topic.name, p) for p in range(self._topic.partitions)]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
