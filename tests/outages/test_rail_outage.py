@@ -47,7 +47,7 @@ from tests.support import free_port, serving
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(TEST_TIMEOUT)]
 
 #: Awards per second (two commands each), before, during and after the outage.
-RATE = 4.0
+RATE = 2.0
 BEFORE_SECONDS = 5.0
 AFTER_SECONDS = 5.0
 FISCAL_YEAR = 2032

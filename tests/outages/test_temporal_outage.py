@@ -49,7 +49,7 @@ from workflows.worker import create_app
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(TEST_TIMEOUT)]
 
 #: Applications per second (two facts each), before, during and after the outage.
-RATE = 4.0
+RATE = 2.0
 BEFORE_SECONDS = 5.0
 AFTER_SECONDS = 5.0
 
