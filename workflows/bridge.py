@@ -8,11 +8,15 @@ and what the zones and disbursement services did (``zones.events``, ``disburseme
 each as the workflow's ``fact`` signal. The workflow's own commands that the zones or
 disbursement service dead-lettered (``zones.commands.dlq``, ``disbursement.commands.dlq``)
 come back to it as the ``command_refused`` signal, with the ``dlq.reason`` and ``dlq.error``
-the service gave, so it can compensate and tell the firm. Every fact is delivered
+the service gave, so it can compensate and tell the firm (a command is dead-lettered only when
+it is final: undecodable, schema-invalid or refused by a rule; a service that cannot reach a
+dependency waits instead). Every fact is delivered
 with signal-with-start on workflow id = application id, so the first fact to arrive starts the
 workflow and later ones only signal it; a redelivered message signals an event id the workflow
 has already seen, which it ignores. A fact about an application whose workflow has already
-closed is acknowledged and changes nothing.
+closed is acknowledged and changes nothing. While Temporal does not answer, a forward raises
+:class:`~services.kit.errors.DependencyUnavailable` naming ``temporal``: the consumer holds the
+partition and retries until it answers, and ``/health`` says what it waits for.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.envelope import Envelope, deterministic_event_id
-from contracts.headers import DeadLetterReason
 from services.kit.consumer import Incoming
 from services.kit.dlq import parse_dead_letter
+from services.kit.errors import DependencyUnavailable
 from services.kit.logging import get_logger
 from services.kit.uow import UnitOfWork
 from workflows.approval import TASK_QUEUE, IncentiveApproval
@@ -205,28 +209,30 @@ class Bridge:
 
     async def handle(self, incoming: Incoming, _uow: UnitOfWork) -> None:
         """Idempotent-consumer handler: the processed mark commits after the signal landed."""
-        await self.forward(incoming.envelope)
+        try:
+            await self.forward(incoming.envelope)
+        except RPCError as exc:
+            raise _temporal_unavailable(exc) from exc
 
     async def handle_refusal(self, incoming: Incoming, _uow: UnitOfWork) -> None:
-        """A dead-lettered command: tell the workflow named by its subject (if still running).
-
-        Only a refusal is final. A command dead-lettered because a dependency stayed down
-        (``retries_exhausted``) was not refused: it waits for a redrive, and the application is
-        not cancelled for an outage.
-        """
+        """A dead-lettered command: tell the workflow named by its subject (if still running)."""
         refusal = refusal_for(incoming)
         envelope = incoming.envelope
-        if refusal.reason == DeadLetterReason.RETRIES_EXHAUSTED.value:
-            log.warning(
-                "command dead-lettered after retries; left for a redrive, not a refusal",
-                application_id=envelope.subject,
-                type=envelope.type,
-                error=refusal.error,
-            )
-            return
-        if not await self._signal_running(envelope.subject, "command_refused", refusal):
+        try:
+            signalled = await self._signal_running(envelope.subject, "command_refused", refusal)
+        except RPCError as exc:
+            raise _temporal_unavailable(exc) from exc
+        if not signalled:
             log.info(
                 "no running workflow; refusal not forwarded",
                 application_id=envelope.subject,
                 type=envelope.type,
             )
+
+
+def _temporal_unavailable(exc: RPCError) -> DependencyUnavailable:
+    """Temporal did not take the signal: a transient failure the consumer waits out."""
+    return DependencyUnavailable(
+        f"Temporal did not answer: {exc.status.name if exc.status else 'no status'}: {exc}",
+        dependency="temporal",
+    )

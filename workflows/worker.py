@@ -9,7 +9,8 @@ with a short-lived admin token signed by the shared JWT key). Start-up order mat
 2. in the background too, the Temporal client connects, waiting with one log line while the
    server is unreachable, and the worker starts polling the task queue;
 3. the bridge's handler waits for that client, so no fact is consumed before it can be
-   forwarded.
+   forwarded (a bounded wait each time, raising ``DependencyUnavailable`` for ``temporal``: the
+   consumer retries and its ``/health`` says it waits for Temporal).
 
 On shutdown the worker and the client are closed before the interpreter exits (a live Temporal
 core at exit can abort the process, temporalio sdk-python #300).
@@ -68,6 +69,8 @@ PUBLISHED: Final[Mapping[str, tuple[str, ...]]] = {
     "disbursement.commands": DISBURSEMENT_COMMAND_TYPES,
 }
 
+#: How long one attempt of a bridge handler waits for the first Temporal connection.
+CONNECT_WAIT_SECONDS = 5.0
 #: How long the Temporal health check may take before /health reports it down.
 HEALTH_TIMEOUT = timedelta(seconds=2)
 #: Lifetime of the worker's own tokens: one per desk call, so they can be short.
@@ -121,17 +124,28 @@ class TemporalSide:
 
     async def bridge_handler(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Forward one fact once Temporal is connected (the consumer waits meanwhile)."""
-        await self._connected.wait()
+        await self._wait_connected()
         await self._bridge().handle(incoming, uow)
 
     async def refusal_handler(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Forward one dead-lettered command as a refusal, once Temporal is connected."""
-        await self._connected.wait()
+        await self._wait_connected()
         await self._bridge().handle_refusal(incoming, uow)
+
+    async def _wait_connected(self) -> None:
+        # Bounded, so the consumer's retry (and /health) know what the handler waits for.
+        try:
+            async with asyncio.timeout(CONNECT_WAIT_SECONDS):
+                await self._connected.wait()
+        except TimeoutError:
+            raise DependencyUnavailable(
+                f"Temporal {self.settings.temporal_address} not connected yet",
+                dependency="temporal",
+            ) from None
 
     def _bridge(self) -> Bridge:
         if self.client is None:  # shutting down: leave the record for redelivery
-            raise DependencyUnavailable("Temporal client closed")
+            raise DependencyUnavailable("Temporal client closed", dependency="temporal")
         return Bridge(self.client, self.settings.task_queue, self.settings.approval_policy())
 
     async def health(self) -> str | None:

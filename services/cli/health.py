@@ -34,7 +34,11 @@ async def http_health(client: httpx.AsyncClient, url: str) -> tuple[bool, str]:
     except ValueError:
         return False, detail
     checks = body.get("checks") if isinstance(body, dict) else None
-    if isinstance(checks, dict):
+    waiting = body.get("waiting_for") if isinstance(body, dict) else None
+    if isinstance(waiting, list) and waiting:
+        # The service names what it waits for (failing checks included): say that.
+        detail += ": degraded, waiting for " + ", ".join(str(name) for name in waiting)
+    elif isinstance(checks, dict):
         failing = [name for name, value in checks.items() if not _check_ok(value)]
         if failing:
             detail += ": " + ", ".join(failing)

@@ -47,12 +47,13 @@ def _background(service: Service, settings: Settings) -> APIRouter:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rail = RailClient(settings.rail_url, timeout=settings.rail_timeout_seconds)
         app.state.rail = rail
+        watch = payouts.RailWatch(service.waits)  # /health: degraded, waiting for the rail
         tasks = [
             asyncio.create_task(
                 _every(
                     "payouts",
                     settings.payout_interval_seconds,
-                    lambda: payouts.pay_due(service.uow, rail),
+                    lambda: payouts.pay_due(service.uow, rail, watch=watch),
                 ),
                 name="disbursement-payouts",
             ),

@@ -6,26 +6,74 @@ in a unit of work of its own. A crash between the rail's payment and that record
 row ``pending`` (or ``unknown`` after a timeout); sending it again returns the payment the rail
 already made, and :func:`reconcile` settles every ``unknown`` one by asking the rail. So a
 tranche is paid once, whatever fails when.
+
+While the rail does not answer, the payout loop reports that it waits for the ``rail`` (in
+``/health``) and probes the rail with the next pending payment every few seconds (its key makes
+that safe), instead of waiting out each payment's own backoff; once the rail answers again,
+every pending payment is due at once, so the backlog drains without delay.
 """
 
 from __future__ import annotations
+
+import time
 
 from contracts.envelope import utcnow
 from services.disbursement import commands, store
 from services.disbursement.domain import PaymentState
 from services.disbursement.rail import RailClient
+from services.kit.health import Waits
 from services.kit.logging import get_logger
 from services.kit.uow import UnitOfWorkFactory
 
 log = get_logger(__name__)
 
+#: The payout loop's entry in the service's :class:`~services.kit.health.Waits`.
+RAIL_WAIT = "payouts"
+#: While the rail is away, it is probed at most this often (seconds).
+RAIL_PROBE_SECONDS = 2.0
 
-async def pay_due(uow_factory: UnitOfWorkFactory, rail: RailClient, *, limit: int = 50) -> int:
+
+class RailWatch:
+    """Whether the rail answered the last payout, reported to ``waits`` (``/health``)."""
+
+    def __init__(self, waits: Waits | None = None) -> None:
+        self.waits = waits if waits is not None else Waits()
+        self.away_since: float | None = None
+        self.last_probe = 0.0
+
+    def failed(self, reason: str | None) -> None:
+        if self.away_since is None:
+            self.away_since = time.monotonic()
+        self.waits.begin(RAIL_WAIT, "payouts", "rail", reason or "no answer")
+
+    def answered(self) -> bool:
+        """The rail answered; True if it had been away (the backlog is then due at once)."""
+        was_away = self.away_since is not None
+        self.away_since = None
+        self.waits.end(RAIL_WAIT)
+        return was_away
+
+    def probe_due(self) -> bool:
+        if self.away_since is None or time.monotonic() - self.last_probe < RAIL_PROBE_SECONDS:
+            return False
+        self.last_probe = time.monotonic()
+        return True
+
+
+async def pay_due(
+    uow_factory: UnitOfWorkFactory,
+    rail: RailClient,
+    *,
+    limit: int = 50,
+    watch: RailWatch | None = None,
+) -> int:
     """Send the due pending payments; returns how many got a final answer."""
+    pending = [PaymentState.PENDING.value]
     async with uow_factory() as uow:
-        due = await store.payments_in(
-            uow.session, [PaymentState.PENDING.value], due_by=utcnow(), limit=limit
-        )
+        due = await store.payments_in(uow.session, pending, due_by=utcnow(), limit=limit)
+        if not due and watch is not None and watch.probe_due():
+            # The rail was away: ask again with the next payment rather than its backoff.
+            due = await store.payments_in(uow.session, pending, due_by=None, limit=1)
     settled = 0
     for payment in due:
         answer = await rail.pay(
@@ -43,6 +91,14 @@ async def pay_due(uow_factory: UnitOfWorkFactory, rail: RailClient, *, limit: in
             log.warning(
                 "payout not answered; will retry", payment_id=payment.id, error=answer.reason
             )
+            if watch is not None:
+                watch.failed(answer.reason)
+                break  # the rail is away: the rest would only pile up attempts
+        elif watch is not None and watch.answered():
+            log.info("the rail answers again; pending payouts are due now")
+            async with uow_factory() as uow:
+                await store.bring_forward(uow.session, pending, utcnow())
+                await uow.commit()
     return settled
 
 

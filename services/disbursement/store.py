@@ -194,6 +194,16 @@ async def payments_of(session: AsyncSession, award_id: str) -> list[Any]:
     )
 
 
+async def bring_forward(session: AsyncSession, states: Sequence[str], now: datetime) -> None:
+    """Make every payment in ``states`` due at ``now`` (the rail answers again)."""
+    p = PAYMENTS.c
+    await (await _conn(session)).execute(
+        sa.update(PAYMENTS)
+        .where(p.state.in_(states), p.next_attempt_at > now)
+        .values(next_attempt_at=now)
+    )
+
+
 async def payments_in(
     session: AsyncSession, states: Sequence[str], *, due_by: datetime | None, limit: int
 ) -> list[Any]:

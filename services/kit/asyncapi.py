@@ -316,9 +316,9 @@ def build_document(
                 "title": f"{subscription.consumer} dead-letters records of {topic.name}",
                 "description": (
                     "A record that cannot be processed (undecodable, schema-invalid, unknown"
-                    " type, refused by a business rule, or retries exhausted) is published here"
-                    " with the reason; the consumer keeps going. Transient errors never"
-                    " dead-letter."
+                    " type, or refused by a business rule) is published here with the reason;"
+                    " the consumer keeps going. Transient errors never dead-letter: the"
+                    " consumer waits until its dependency answers."
                 ),
                 "messages": [ref],
             }

@@ -15,12 +15,17 @@ one). For a batch:
 3. if one handler fails, the transaction is rolled back and the batch is split around that
    message: the messages before it run again as a batch, the failing one runs alone with the
    per-message policy (a :class:`~services.kit.errors.FinalError` dead-letters it; any other
-   error is retried with backoff and dead-lettered as ``retries_exhausted`` when the policy runs
-   out; the batch's failure counts as its first attempt), then the messages after it continue
-   as a batch. Errors outside the handlers (the marks, ``preload``, the staged rows, the outbox
-   insert, the commit) retry the whole batch with backoff, and then fall back to one message
-   at a time; a final error there falls back to one message at a time at once, where it
-   dead-letters only the message whose own ``preload`` or rows fail;
+   error is transient: it is retried with capped backoff for as long as it lasts, never
+   dead-lettered; the batch's failure counts as its first attempt), then the messages after it
+   continue as a batch. Errors outside the handlers (the marks, ``preload``, the staged rows,
+   the outbox insert, the commit) retry the whole batch the same way; a final error there
+   falls back to one message at a time, where it dead-letters only the message whose own
+   ``preload`` or rows fail. While a lane waits, it reports the dependency it waits for to
+   the service's :class:`~services.kit.health.Waits` (``/health`` says ``degraded``). After a
+   hold (:attr:`RetryPolicy.hold`) of waiting, :class:`~services.kit.errors.StillWaiting`
+   escapes: nothing of the batch is acknowledged, the subscriber rewinds and polls the same
+   records again (so the Kafka member keeps polling and stays in its group), and the wait
+   goes on;
 4. the dead letters of the batch are published, and the call returns.
 
 The caller commits the Kafka offsets only after that return, when every record of the batch has
@@ -44,7 +49,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
-from typing import Annotated, Any, Protocol, Union
+from typing import Annotated, Any, Protocol, TypeVar, Union
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -61,15 +66,17 @@ from services.kit.dlq import ConsumedRecord, dead_letter
 from services.kit.errors import (
     FinalError,
     InvalidMessage,
-    RetriesExhausted,
     SchemaInvalid,
     UnknownType,
     UnsupportedSchemaVersion,
+    dependency_of,
     is_transient,
 )
+from services.kit.health import Waits
 from services.kit.logging import bind_context, get_logger
 from services.kit.messaging import (
     CONSUMER_HEARTBEAT_INTERVAL_MS,
+    CONSUMER_MAX_POLL_INTERVAL_MS,
     CONSUMER_SESSION_TIMEOUT_MS,
     Record,
 )
@@ -90,6 +97,8 @@ DEFAULT_BATCH_TIMEOUT_MS = 20
 #: Concurrent lanes per consumer on PostgreSQL (see :meth:`IdempotentConsumer._handle_lanes`):
 #: while one lane waits for a database round trip, another runs its handler.
 DEFAULT_LANES = 3
+
+_R = TypeVar("_R")
 
 _HANDLERS_DO_NOT_COMMIT = "handlers never commit: the consumer commits once for the whole batch"
 
@@ -214,6 +223,7 @@ class IdempotentConsumer:
         retry: RetryPolicy | None = None,
         decode: Decoder = decode_envelope,
         lanes: int = 1,
+        waits: Waits | None = None,
     ) -> None:
         if lanes < 1:
             raise ValueError("lanes must be at least 1")
@@ -228,10 +238,14 @@ class IdempotentConsumer:
         self._dead_letters = dead_letters
         self.types = frozenset(types) if types is not None else None
         self._retry = retry or RetryPolicy()
+        #: How this consumer waits out transient failures.
+        self.retry_policy = self._retry
         # Built once: retrying is the slow path, but it should not also rebuild its machinery.
         self._retrier = Retrier(self._retry)
         self._batch_retrier = Retrier(self._retry, retry_on=_batch_failure_is_transient)
         self._decode = decode
+        #: What this consumer's lanes wait for while they retry (``/health`` reads it).
+        self.waits = waits if waits is not None else Waits()
 
     async def process(self, record: ConsumedRecord) -> Outcome:
         """Handle one record to a durable outcome, or raise (and the record is redelivered)."""
@@ -306,15 +320,14 @@ class IdempotentConsumer:
                 split = [(items[:at], None), ([items[at]], failure.error), (items[at + 1 :], None)]
                 steps.extendleft(reversed([step for step in split if step[0]]))
                 continue
-            except (RetriesExhausted, FinalError) as exc:
-                if len(items) == 1 and not isinstance(exc, RetriesExhausted):
+            except FinalError as exc:
+                if len(items) == 1:
                     # A final error outside the handler (its preload, or its staged rows) of a
                     # message alone: that message's outcome.
                     steps.appendleft((items, exc))
                     continue
-                # The batch as a whole keeps failing outside any handler (or failed for good
-                # in a preload or a staged write): go one by one, so each message gets its own
-                # budget and outcome.
+                # The batch failed for good in a preload or a staged write: go one by one, so
+                # the message whose own rows fail is the only one dead-lettered.
                 log.warning(
                     "batch failed outside its handlers; processing its messages one at a time",
                     size=len(items),
@@ -334,7 +347,24 @@ class IdempotentConsumer:
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            return await self._batch_retrier.call(partial(self._commit_batch, items), failed=exc)
+            return await self._wait_out(
+                self._batch_retrier, partial(self._commit_batch, items), failed=exc
+            )
+
+    async def _wait_out(
+        self, retrier: Retrier, func: Callable[[], Awaitable[_R]], *, failed: Exception
+    ) -> _R:
+        """``retrier.call``, reporting what it waits for to :attr:`waits` meanwhile."""
+        key = object()  # this call's own entry: lanes of one consumer may wait at once
+
+        def waiting(error: BaseException, attempt: int) -> None:
+            detail = f"attempt {attempt}: {type(error).__name__}: {error}"
+            self.waits.begin(key, self.name, dependency_of(error), detail[:300])
+
+        try:
+            return await retrier.call(func, failed=failed, on_retry=waiting)
+        finally:
+            self.waits.end(key)
 
     async def _commit_batch(self, items: list[_Item]) -> list[Outcome]:
         """Handle ``items`` in one transaction; all of it commits, or none of it does.
@@ -398,12 +428,18 @@ class IdempotentConsumer:
             causation_id=envelope.causation_id,
             message_type=envelope.type,
         ):
+            attempts = 1  # the batch's attempt
+
+            async def attempt() -> Outcome:
+                nonlocal attempts
+                attempts += 1
+                return await self._attempt(incoming)
+
             try:
-                return await self._retrier.call(lambda: self._attempt(incoming), failed=failed)
-            except RetriesExhausted as exc:
-                dead.append((index, self._dead_letter(record, exc, attempts=exc.attempts)))
+                return await self._wait_out(self._retrier, attempt, failed=failed)
             except FinalError as exc:
-                dead.append((index, self._dead_letter(record, exc, attempts=1)))
+                # Final at once, or after transient failures: the dead letter counts them all.
+                dead.append((index, self._dead_letter(record, exc, attempts=attempts)))
             return Outcome.DEAD_LETTERED
 
     async def _attempt(self, incoming: Incoming) -> Outcome:
@@ -430,10 +466,8 @@ class IdempotentConsumer:
 
     def _dead_letter(self, record: ConsumedRecord, error: FinalError, attempts: int) -> Record:
         """The DLQ record for ``record`` (published by :meth:`process_batch`), logged."""
-        # For exhausted retries the reason header says so; the error headers name the cause.
-        cause = error.last_error if isinstance(error, RetriesExhausted) else error
         dlq_record = dead_letter(
-            record, reason=error.reason, error=cause, consumer=self.name, attempts=attempts
+            record, reason=error.reason, error=error, consumer=self.name, attempts=attempts
         )
         log.error(
             "message dead-lettered",
@@ -443,7 +477,7 @@ class IdempotentConsumer:
             partition=record.partition,
             offset=record.offset,
             error=str(error),
-            exc_info=cause,
+            exc_info=error,
         )
         return dlq_record
 
@@ -518,6 +552,10 @@ def subscribe(
     """
     if max_records < 1:
         raise ValueError("max_records must be at least 1")
+    hold = consumer.retry_policy.hold
+    if hold is None or hold * 1000 >= CONSUMER_MAX_POLL_INTERVAL_MS:
+        # Waiting in the handler longer than that would cost the member its group.
+        raise ValueError("a subscribed consumer must hand a batch back before max.poll.interval")
     # Documented per record (one envelope), as before: that the kit polls records in batches
     # is its own business, not part of the channel's contract. The annotation validates
     # nothing, so the list of raw bodies passes through.
@@ -542,6 +580,7 @@ def subscribe(
         auto_offset_reset="earliest",
         session_timeout_ms=CONSUMER_SESSION_TIMEOUT_MS,
         heartbeat_interval_ms=CONSUMER_HEARTBEAT_INTERVAL_MS,
+        max_poll_interval_ms=CONSUMER_MAX_POLL_INTERVAL_MS,
         decoder=_raw_body,
         description=description,
     )

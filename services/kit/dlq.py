@@ -13,9 +13,9 @@ documents):
   ===========================  ================================================================
   ``dlq.reason``               reason code (:class:`~services.kit.errors.Reason`), e.g.
                                ``undecodable``, ``schema_invalid``, ``unknown_message_type``,
-                               ``business_refusal``, ``retries_exhausted``
-  ``dlq.error``                the error message (truncated to 4 KiB); for
-                               ``retries_exhausted``, the last transient error
+                               ``business_refusal`` (only final errors: a transient one is
+                               waited out, never dead-lettered)
+  ``dlq.error``                the error message (truncated to 4 KiB)
   ``dlq.error_type``           that error's class, ``module.Qualname``
   ``dlq.consumer``             the consumer that gave up
   ``dlq.source.topic``         where the record was consumed

@@ -5,7 +5,8 @@ matching :mod:`contracts.errors` class). On the message path the code becomes th
 ``dlq.reason`` header; on the HTTP path it becomes the RFC 9457 problem ``type``
 (``urn:incentives:problem:<reason>``) with the class's status code.
 
-- :class:`RetryableError`: transient I/O. Consumers retry with bounded backoff; HTTP answers 503.
+- :class:`RetryableError`: transient I/O. Consumers wait it out (capped backoff, however long)
+  and never dead-letter it; HTTP answers 503.
 - :class:`FinalError`: the input is wrong or a rule refused it. Retrying cannot help: consumers
   dead-letter at once; HTTP answers 4xx.
 """
@@ -13,6 +14,7 @@ matching :mod:`contracts.errors` class). On the message path the code becomes th
 from __future__ import annotations
 
 from enum import StrEnum
+from types import TracebackType
 from typing import Any, ClassVar
 
 from contracts.headers import DeadLetterReason
@@ -30,6 +32,8 @@ class Reason(StrEnum):
     UNSUPPORTED_SCHEMA_VERSION = DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION.value
     UNKNOWN_TYPE = DeadLetterReason.UNKNOWN_TYPE.value
     BUSINESS_REFUSAL = DeadLetterReason.BUSINESS_REFUSAL.value
+    #: Kept because the contract keeps it (additive changes only): dead letters written before
+    #: transient errors were waited out carry it. No consumer writes it any more.
     RETRIES_EXHAUSTED = DeadLetterReason.RETRIES_EXHAUSTED.value
     TRANSIENT = "transient"
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
@@ -66,10 +70,34 @@ class RetryableError(IncentivesError):
 
 
 class DependencyUnavailable(RetryableError):
-    """A database, broker or workflow engine could not be reached."""
+    """A database, broker or workflow engine could not be reached.
+
+    ``dependency`` names it (``"database"``, ``"temporal"``, ``"rail"``, ...): a consumer that
+    waits for it reports that name in ``/health``'s ``waiting_for``.
+    """
 
     reason = Reason.DEPENDENCY_UNAVAILABLE
     title = "A dependency is unavailable"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        dependency: str | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail, extensions=extensions)
+        self.dependency = dependency
+
+
+class StillWaiting(DependencyUnavailable):
+    """A dependency stayed away for a whole hold (:attr:`~services.kit.retry.RetryPolicy.hold`).
+
+    The consumer hands its batch back without committing it, so the Kafka client polls again
+    (which keeps its group membership alive) and the same records come back; the wait goes on.
+    """
+
+    title = "Still waiting for a dependency"
 
 
 class FinalError(IncentivesError):
@@ -113,19 +141,6 @@ class BusinessRefusal(FinalError):
     reason = Reason.BUSINESS_REFUSAL
     status = 409
     title = "Refused by a business rule"
-
-
-class RetriesExhausted(FinalError):
-    """A transient error outlived the retry budget; the message goes to the DLQ."""
-
-    reason = Reason.RETRIES_EXHAUSTED
-    status = 503
-    title = "Retries exhausted"
-
-    def __init__(self, detail: str, *, attempts: int, last_error: BaseException) -> None:
-        super().__init__(detail, extensions={"attempts": attempts})
-        self.attempts = attempts
-        self.last_error = last_error
 
 
 class ValidationFailed(FinalError):
@@ -173,7 +188,48 @@ def is_transient(exc: BaseException) -> bool:
 
     Only :class:`FinalError` is final. Everything else (our :class:`RetryableError`, database
     disconnects, deadlocks and serialization failures, broker timeouts, and errors we did not
-    anticipate) gets the bounded retry budget and then a ``retries_exhausted`` DLQ record, so
-    an unclassified failure is neither dropped nor allowed to block the partition forever.
+    anticipate) is waited out: the consumer retries with capped backoff until it passes and
+    never dead-letters it. An unclassified error therefore holds its partition, visibly (a
+    warning per attempt, and ``/health`` degraded), rather than losing the message to the DLQ.
     """
     return not isinstance(exc, FinalError)
+
+
+#: Top-level packages whose errors (or whose frames in a traceback) mean the database.
+_DATABASE_PACKAGES = frozenset({"sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "psycopg"})
+#: What a failure waits for when nothing names it.
+UNKNOWN_DEPENDENCY = "unknown"
+
+
+def dependency_of(exc: BaseException) -> str:
+    """The name of what a transient failure waits for, as ``/health`` reports it.
+
+    A :class:`DependencyUnavailable` with a ``dependency`` names it; an error of a database
+    driver, or raised from inside one (a refused connection surfaces as a bare ``OSError``
+    from the pool), is the ``"database"``. Causes and contexts are followed; anything else is
+    :data:`UNKNOWN_DEPENDENCY`.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DependencyUnavailable) and current.dependency:
+            return current.dependency
+        if _package(type(current).__module__) in _DATABASE_PACKAGES or _raised_in_database(
+            current.__traceback__
+        ):
+            return "database"
+        current = current.__cause__ or current.__context__
+    return UNKNOWN_DEPENDENCY
+
+
+def _package(module: str) -> str:
+    return module.partition(".")[0]
+
+
+def _raised_in_database(tb: TracebackType | None) -> bool:
+    while tb is not None:
+        if _package(str(tb.tb_frame.f_globals.get("__name__", ""))) in _DATABASE_PACKAGES:
+            return True
+        tb = tb.tb_next
+    return False

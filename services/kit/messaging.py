@@ -25,6 +25,10 @@ log = get_logger(__name__)
 #: Consumer settings Tansu needs: it completes a group join after half the session timeout.
 CONSUMER_SESSION_TIMEOUT_MS = 2000
 CONSUMER_HEARTBEAT_INTERVAL_MS = 500
+#: A member that has not polled for this long leaves its group (heartbeats run in the
+#: background meanwhile). A consumer waiting out an outage hands its batch back and polls again
+#: well before that (``RetryPolicy.hold``).
+CONSUMER_MAX_POLL_INTERVAL_MS = 5 * 60 * 1000
 #: Producer batch size per partition (bytes).
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 

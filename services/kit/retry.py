@@ -1,5 +1,6 @@
-"""Retries: bounded, with exponential backoff, for transient failures on the message path; and
-patient, with one log line, for the dependencies a process waits on at start-up."""
+"""Retries: patient, with capped exponential backoff, for transient failures on the message
+path (they are waited out, never dead-lettered); and patient, with one log line, for the
+dependencies a process waits on at start-up."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from tenacity import (
     retry_if_exception,
     retry_if_exception_type,
     retry_if_not_exception_type,
-    stop_after_attempt,
     stop_after_delay,
     stop_never,
     wait_exponential,
@@ -21,36 +21,51 @@ from tenacity import (
     wait_fixed,
 )
 
-from services.kit.errors import RetriesExhausted, is_transient
+from services.kit.errors import StillWaiting, dependency_of, is_transient
 from services.kit.logging import get_logger
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
 
+#: Seconds a consumer keeps retrying one batch before it hands the batch back to be polled
+#: again. Well under the Kafka client's ``max.poll.interval`` (5 minutes), past which a member
+#: that has not polled leaves its group; heartbeats run in the background meanwhile.
+DEFAULT_HOLD_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try before dead-lettering: ``attempts`` tries, backoff doubling from
-    ``initial_delay`` up to ``max_delay`` seconds, with up to ``jitter`` seconds of noise so
-    replicas retrying the same outage do not synchronise."""
+    """How a transient failure is waited out: backoff doubling from ``initial_delay`` up to
+    ``max_delay`` seconds, with up to ``jitter`` seconds of noise so replicas retrying the same
+    outage do not synchronise. There is no attempt budget: a transient error never becomes a
+    dead letter. After ``hold`` seconds of failing, a call raises
+    :class:`~services.kit.errors.StillWaiting` (the consumer hands its batch back and polls it
+    again, so the wait goes on without starving the poll loop); ``None`` holds forever."""
 
-    attempts: int = 5
     initial_delay: float = 0.2
     max_delay: float = 5.0
     jitter: float = 0.1
+    hold: float | None = DEFAULT_HOLD_SECONDS
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be at least 1")
+        if self.initial_delay < 0 or self.max_delay < self.initial_delay:
+            raise ValueError("delays must satisfy 0 <= initial_delay <= max_delay")
+        if self.hold is not None and self.hold <= 0:
+            raise ValueError("hold must be positive (or None: forever)")
+
+
+#: Told about every failed attempt that will be retried (the error, the attempt number).
+OnRetry = Callable[[BaseException, int], None]
 
 
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     log.warning(
-        "transient failure, retrying",
+        "transient failure, waiting for it to pass",
         attempt=state.attempt_number,
         delay_s=round(state.upcoming_sleep, 3),
+        waiting_for=dependency_of(exc) if exc is not None else None,
         error=f"{type(exc).__name__}: {exc}",
     )
 
@@ -72,7 +87,7 @@ class Retrier:
         self.policy = policy or RetryPolicy()
         self._retry_on = retry_on
         self._retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.attempts),
+            stop=stop_never if self.policy.hold is None else stop_after_delay(self.policy.hold),
             wait=wait_exponential_jitter(
                 multiplier=self.policy.initial_delay,
                 max=self.policy.max_delay,
@@ -81,30 +96,44 @@ class Retrier:
             # Only errors: a cancellation (shutdown, a sibling lane failing) or an interrupt
             # must end the call, never be retried.
             retry=retry_if_exception(lambda exc: isinstance(exc, Exception) and retry_on(exc)),
-            before_sleep=_log_retry,
+            before_sleep=self._before_sleep,
             reraise=True,
         )
         self._busy = False
 
-    async def call(
-        self, func: Callable[[], Awaitable[T]], *, failed: BaseException | None = None
-    ) -> T:
-        """Call ``func`` until it succeeds, a final error occurs, or the policy runs out.
+    @staticmethod
+    def _before_sleep(state: RetryCallState) -> None:
+        _log_retry(state)
+        on_retry: OnRetry | None = state.kwargs.get("on_retry")
+        exc = state.outcome.exception() if state.outcome else None
+        if on_retry is not None and exc is not None:
+            on_retry(exc, state.attempt_number)
 
-        Final errors (and any error ``retry_on`` declines) propagate at once. When the attempts
-        are used up the last transient error is wrapped in
-        :class:`~services.kit.errors.RetriesExhausted` (chained, never swallowed).
+    async def call(
+        self,
+        func: Callable[[], Awaitable[T]],
+        *,
+        failed: BaseException | None = None,
+        on_retry: OnRetry | None = None,
+    ) -> T:
+        """Call ``func`` until it succeeds or a final error occurs; its result.
+
+        Final errors (and any error ``retry_on`` declines) propagate at once. A transient one
+        is retried, with capped backoff, for as long as it lasts; ``on_retry`` hears of each
+        failed attempt before the pause. Once the policy's ``hold`` has passed, the last
+        transient error is raised as :class:`~services.kit.errors.StillWaiting` (chained): the
+        caller gives its work back to be tried again later, it does not give up on it.
 
         ``failed`` is the error of a first attempt the caller already made (a message that
-        failed inside a batch): it counts as attempt 1, so the policy's backoff and attempt
-        budget apply exactly as if this call had made it.
+        failed inside a batch): it counts as attempt 1, so the backoff continues from there.
         """
         retrying = self._retrying.copy() if self._busy else self._retrying
         owner = not self._busy
         self._busy = True
         pending = failed
 
-        async def attempt() -> T:
+        async def attempt(*, on_retry: OnRetry | None) -> T:
+            del on_retry  # for the before-sleep hook, which reads it from the call's kwargs
             nonlocal pending
             if pending is not None:
                 error, pending = pending, None
@@ -112,16 +141,15 @@ class Retrier:
             return await func()
 
         try:
-            result: T = await retrying(attempt)
+            result: T = await retrying(attempt, on_retry=on_retry)
             return result
         except Exception as exc:
             if not self._retry_on(exc):
                 raise
-            attempts = int(retrying.statistics.get("attempt_number", self.policy.attempts))
-            raise RetriesExhausted(
-                f"gave up after {attempts} attempts: {type(exc).__name__}: {exc}",
-                attempts=attempts,
-                last_error=exc,
+            waited = float(retrying.statistics.get("delay_since_first_attempt", 0.0))
+            raise StillWaiting(
+                f"still waiting after {waited:.0f}s: {type(exc).__name__}: {exc}",
+                dependency=dependency_of(exc),
             ) from exc
         finally:
             if owner:

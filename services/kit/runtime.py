@@ -63,7 +63,7 @@ from services.kit.db import (
 )
 from services.kit.dlq import dlq_topic
 from services.kit.errors import DependencyUnavailable
-from services.kit.health import Check, health_router
+from services.kit.health import Check, Waits, health_router
 from services.kit.http import NulGate, RequestGate, install_openapi
 from services.kit.logging import configure_logging, get_logger
 from services.kit.messaging import Record, create_producer, send_all, wait_for_broker
@@ -163,6 +163,8 @@ class Service:
         self.receives: list[Receives] = []
         self.sent: list[Sends] = []
         self.extra_checks: dict[str, Check] = {}
+        #: What this process waits for right now (its consumers', and any job's that reports).
+        self.waits = Waits()
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task[None] | None = None
         self._broker_started = False
@@ -211,6 +213,7 @@ class Service:
             types=types,
             retry=self.retry,
             lanes=lanes or (1 if sqlite else DEFAULT_LANES),
+            waits=self.waits,
         )
         group = group_id or f"{self.settings.consumer_group_prefix}{consumer_name}"
         subscribe(
@@ -315,7 +318,7 @@ class Service:
         install_token_service(app, self.tokens)
         app.state.service = self
         # A provider, not a snapshot: checks added after create_app (e.g. Temporal) count too.
-        app.include_router(health_router(self.name, self.health_checks))
+        app.include_router(health_router(self.name, self.health_checks, waits=self.waits))
         app.include_router(
             asyncapi_router(lambda: self.asyncapi_document(title=title, description=description))
         )

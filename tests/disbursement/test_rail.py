@@ -16,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from services.disbursement import payouts
 from services.disbursement.domain import AccountKind, award_account
 from services.disbursement.payouts import pay_due, reconcile
 from services.disbursement.rail import RailClient
@@ -86,6 +87,28 @@ async def test_a_released_tranche_is_paid_once(setup: Setup) -> None:
     assert await setup.db.balance(RESERVED) == Decimal("150000.00")
     assert await _rail_payments(setup, payment_id) == 1
     assert (await setup.db.event_types())[-2:] == ["tranche.released", "tranche.paid"]
+
+
+async def test_while_the_rail_is_away_the_loop_says_so_probes_it_and_then_drains_at_once(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(payouts, "RAIL_PROBE_SECONDS", 0.0)
+    first = await release(setup.db, "w1")
+    assert first is not None
+    await _control(setup, "fail_transiently", count=3)
+    watch = payouts.RailWatch()
+    async with _client(setup.url) as rail:
+        assert await pay_due(setup.db.uow, rail, watch=watch) == 0
+        assert watch.waits.dependencies() == ["rail"]
+        # Not due for a while by its own backoff, but probed: the rail is asked again.
+        assert await pay_due(setup.db.uow, rail, watch=watch) == 0
+        assert await pay_due(setup.db.uow, rail, watch=watch) == 0
+        assert watch.waits.dependencies() == ["rail"]
+        assert await pay_due(setup.db.uow, rail, watch=watch) == 1
+        assert watch.waits.dependencies() == []
+    assert await _state(setup, first) == "paid"
+    assert await _rail_payments(setup, first) == 1
+    assert "tranche.failed" not in await setup.db.event_types()
 
 
 async def test_transient_failures_are_retried_with_the_same_key_and_never_dead_lettered(

@@ -99,7 +99,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         uow_factory=uow,
         dead_letters=collect,
         types=CONSUMED_TYPES,
-        retry=RetryPolicy(attempts=2, initial_delay=0.01, max_delay=0.02, jitter=0.0),
+        retry=RetryPolicy(initial_delay=0.01, max_delay=0.02, jitter=0.0),
     )
     try:
         yield Harness(engine, consumer, uow, dead)

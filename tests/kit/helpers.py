@@ -158,6 +158,19 @@ async def read_topic(
         await consumer.stop()
 
 
+async def topic_size(bootstrap: str, topic: str) -> int:
+    """How many records ``topic`` holds (end minus beginning offsets, every partition)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        return sum(ends[tp] - starts[tp] for tp in partitions)
+    finally:
+        await consumer.stop()
+
+
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     for _ in range(50):
         partitions = consumer.partitions_for_topic(topic)

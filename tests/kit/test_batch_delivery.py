@@ -41,7 +41,7 @@ from tests.kit.helpers import counter, envelope, eventually, read_topic, scalar
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FAST = RetryPolicy(attempts=3, initial_delay=0.05, max_delay=0.2, jitter=0.0)
+FAST = RetryPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.0)
 
 
 class BatchRecorder(IdempotentConsumer):

@@ -14,14 +14,19 @@ from contracts import catalog
 from services.kit.consumer import Handler, IdempotentConsumer, Incoming, Outcome, subscribe
 from services.kit.db import create_session_factory
 from services.kit.dlq import ConsumedRecord, parse_dead_letter
-from services.kit.errors import BusinessRefusal, RetryableError
+from services.kit.errors import (
+    BusinessRefusal,
+    DependencyUnavailable,
+    RetryableError,
+    StillWaiting,
+)
 from services.kit.messaging import Record
 from services.kit.outbox import Publish
 from services.kit.retry import RetryPolicy
 from services.kit.uow import UnitOfWork, UnitOfWorkFactory
 from tests.kit.helpers import counter, envelope, increment_counter, scalar
 
-FAST = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.02, jitter=0.0)
+FAST = RetryPolicy(initial_delay=0.01, max_delay=0.02, jitter=0.0)
 TOPIC = "unit.events"
 
 
@@ -51,8 +56,7 @@ def make_consumer(
         handler,
         uow_factory=UnitOfWorkFactory(create_session_factory(engine)),
         dead_letters=dead_letters,
-        retry=FAST,
-        **kwargs,
+        **{"retry": FAST, **kwargs},
     )
 
 
@@ -152,19 +156,71 @@ async def test_transient_errors_are_retried_then_succeed(
     assert dead_letters.records == []
 
 
-async def test_exhausted_retries_go_to_dlq(
+async def test_a_transient_failure_never_dead_letters_and_names_what_it_waits_for(
+    sqlite_engine: AsyncEngine, dead_letters: DeadLetters
+) -> None:
+    attempts = 0
+    waiting_seen: list[list[str]] = []
+    consumer: IdempotentConsumer
+
+    async def down_for_a_while(incoming: Incoming, uow: UnitOfWork) -> None:
+        nonlocal attempts
+        attempts += 1
+        waiting_seen.append(consumer.waits.dependencies())
+        if attempts < 25:  # many more attempts than any retry budget would allow
+            raise DependencyUnavailable("payment rail unreachable", dependency="rail")
+        await increment_counter(incoming, uow)
+
+    consumer = make_consumer(sqlite_engine, dead_letters, handler=down_for_a_while)
+    env = envelope()
+    assert await consumer.process(record(catalog.encode(env))) is Outcome.PROCESSED
+    assert attempts == 25
+    assert dead_letters.records == []
+    assert await counter(sqlite_engine, env.subject) == 1
+    assert waiting_seen[0] == []  # the first attempt, in the batch, before any wait
+    assert all(seen == ["rail"] for seen in waiting_seen[2:])
+    assert consumer.waits.dependencies() == []  # the wait ended with the success
+
+
+async def test_a_final_error_dead_letters_at_once_even_after_transient_failures(
+    sqlite_engine: AsyncEngine, dead_letters: DeadLetters
+) -> None:
+    attempts = 0
+
+    async def flaky_then_refused(incoming: Incoming, uow: UnitOfWork) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise ConnectionError("database restarting")
+        raise BusinessRefusal("over budget")
+
+    consumer = make_consumer(sqlite_engine, dead_letters, handler=flaky_then_refused)
+    assert await consumer.process(record(catalog.encode(envelope()))) is Outcome.DEAD_LETTERED
+    assert attempts == 3  # not retried once it was final
+    (letter,) = dead_letters.records
+    info = parse_dead_letter(letter.headers)
+    assert info.reason == "business_refusal"
+    assert info.attempts == 3
+    assert consumer.waits.dependencies() == []
+
+
+async def test_after_the_hold_the_batch_is_handed_back_unacknowledged(
     sqlite_engine: AsyncEngine, dead_letters: DeadLetters
 ) -> None:
     async def down(incoming: Incoming, uow: UnitOfWork) -> None:
-        raise ConnectionError("payment rail unreachable")
+        raise ConnectionError("connection refused")
 
-    consumer = make_consumer(sqlite_engine, dead_letters, handler=down)
-    assert await consumer.process(record(catalog.encode(envelope()))) is Outcome.DEAD_LETTERED
-    info = parse_dead_letter(dead_letters.records[0].headers)
-    assert info.reason == "retries_exhausted"
-    assert info.attempts == 3
-    assert "payment rail unreachable" in info.error
-    assert info.error_type == "builtins.ConnectionError"
+    consumer = make_consumer(
+        sqlite_engine,
+        dead_letters,
+        handler=down,
+        retry=RetryPolicy(initial_delay=0.01, max_delay=0.02, jitter=0.0, hold=0.2),
+    )
+    env = envelope()
+    with pytest.raises(StillWaiting):  # the subscriber rewinds and polls the records again
+        await consumer.process(record(catalog.encode(env)))
+    assert dead_letters.records == []
+    assert await counter(sqlite_engine, env.subject) == 0
 
 
 async def test_types_filter_skips_other_types(

@@ -1,17 +1,26 @@
-"""Bounded retries with backoff, and the dead-letter record format."""
+"""Transient failures waited out with capped backoff, and the dead-letter record format."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
 
 from services.kit.dlq import ConsumedRecord, dead_letter, dlq_topic, parse_dead_letter
-from services.kit.errors import BusinessRefusal, Reason, RetriesExhausted, RetryableError
+from services.kit.errors import (
+    BusinessRefusal,
+    DependencyUnavailable,
+    Reason,
+    RetryableError,
+    StillWaiting,
+)
 from services.kit.retry import Retrier, RetryPolicy, call_with_retries
 
-FAST = RetryPolicy(attempts=4, initial_delay=0.05, max_delay=0.2, jitter=0.0)
+FAST = RetryPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.0)
+#: Holds only briefly: a test of the hand-back, not of the patience.
+BRIEF = RetryPolicy(initial_delay=0.01, max_delay=0.02, jitter=0.0, hold=0.3)
 
 
 async def test_transient_failures_are_retried_with_growing_delays() -> None:
@@ -43,21 +52,56 @@ async def test_final_errors_are_not_retried() -> None:
     assert calls == 1
 
 
-async def test_exhaustion_wraps_the_last_error() -> None:
+async def test_a_transient_failure_is_waited_out_however_many_attempts_it_takes() -> None:
+    calls = 0
+    heard: list[int] = []
+
+    async def down_for_a_while() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 40:  # far beyond any attempt budget the policy used to have
+            raise ConnectionError("connection refused")
+        return "done"
+
+    policy = RetryPolicy(initial_delay=0.001, max_delay=0.002, jitter=0.0, hold=None)
+    result = await Retrier(policy).call(down_for_a_while, on_retry=lambda _e, n: heard.append(n))
+    assert result == "done"
+    assert calls == 40
+    assert heard == list(range(1, 40))  # told of every failed attempt before its pause
+
+
+async def test_backoff_is_capped() -> None:
+    calls: list[float] = []
+
+    async def down() -> str:
+        calls.append(time.monotonic())
+        if len(calls) < 8:
+            raise RetryableError("still down")
+        return "done"
+
+    policy = RetryPolicy(initial_delay=0.01, max_delay=0.04, jitter=0.0, hold=None)
+    assert await Retrier(policy).call(down) == "done"
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert max(gaps[3:]) < 0.04 * 3  # doubling stopped at the cap (with room for a busy host)
+
+
+async def test_after_the_hold_the_caller_is_told_to_try_again_later() -> None:
     async def down() -> None:
-        raise ConnectionError("connection refused")
+        raise DependencyUnavailable("rail away", dependency="rail")
 
-    with pytest.raises(RetriesExhausted) as caught:
-        await call_with_retries(FAST, down)
-    assert caught.value.attempts == 4
-    assert isinstance(caught.value.last_error, ConnectionError)
-    assert caught.value.__cause__ is caught.value.last_error
-    assert caught.value.reason is Reason.RETRIES_EXHAUSTED
+    with pytest.raises(StillWaiting) as caught:
+        await Retrier(BRIEF).call(down)
+    assert caught.value.dependency == "rail"
+    assert isinstance(caught.value.__cause__, DependencyUnavailable)
+    assert caught.value.retryable  # not a final error: nothing may dead-letter it
+    assert caught.value.reason is not Reason.RETRIES_EXHAUSTED
 
 
-def test_policy_needs_an_attempt() -> None:
-    with pytest.raises(ValueError, match="attempts"):
-        RetryPolicy(attempts=0)
+def test_policy_needs_a_positive_hold_and_ordered_delays() -> None:
+    with pytest.raises(ValueError, match="hold"):
+        RetryPolicy(hold=0)
+    with pytest.raises(ValueError, match="delay"):
+        RetryPolicy(initial_delay=1.0, max_delay=0.5)
 
 
 def test_dead_letter_keeps_original_bytes_and_headers() -> None:
@@ -140,8 +184,13 @@ async def test_an_earlier_failure_counts_as_the_first_attempt() -> None:
     assert calls == 3
     with pytest.raises(BusinessRefusal):  # a final first failure is not retried at all
         await retrier.call(flaky, failed=BusinessRefusal("refused in the batch"))
-    calls = -10
-    with pytest.raises(RetriesExhausted) as caught:
-        await retrier.call(flaky, failed=RetryableError("down in the batch"))
-    assert caught.value.attempts == FAST.attempts
-    assert calls == -10 + FAST.attempts - 1
+    retried = 0
+
+    async def down() -> None:
+        nonlocal retried
+        retried += 1
+        raise RetryableError("still down")
+
+    with pytest.raises(StillWaiting):
+        await Retrier(BRIEF).call(down, failed=RetryableError("down in the batch"))
+    assert retried >= 1  # retried after the batch's failure, until the hold ran out

@@ -27,7 +27,7 @@ from services.kit.uow import UnitOfWork, UnitOfWorkError, UnitOfWorkFactory
 from tests.kit.helpers import COUNTERS, counter, envelope, scalar
 from tests.kit.test_batch_consumer_unit import DeadLetters, FailingUnits, records
 
-FAST = RetryPolicy(attempts=3, initial_delay=0.0, max_delay=0.0, jitter=0.0)
+FAST = RetryPolicy(initial_delay=0.0, max_delay=0.0, jitter=0.0)
 
 
 @pytest.fixture(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import catalog
 from contracts.catalog import payload_model
@@ -15,7 +15,7 @@ from contracts.envelope import Actor, Envelope
 from contracts.v1.common import EligibilityOutcome
 from services.kit.consumer import Incoming
 from services.kit.dlq import ConsumedRecord, dead_letter
-from services.kit.errors import Reason
+from services.kit.errors import DependencyUnavailable, Reason, dependency_of
 from tests.workflows.scenarios import Harness, assessment
 from workflows.approval import IncentiveApproval
 from workflows.bridge import APPLICATION_TYPES, ELIGIBILITY_TYPES, Bridge, signal_for
@@ -154,21 +154,24 @@ async def test_a_cancellation_never_starts_a_run(client: Client, h: Harness) -> 
 
 
 class _Handle:
-    def __init__(self, signals: list[tuple[str, str]], workflow_id: str) -> None:
-        self._signals, self._id = signals, workflow_id
+    def __init__(self, client: _Client, workflow_id: str) -> None:
+        self._client, self._id = client, workflow_id
 
     async def signal(self, name: str, argument: Any) -> None:
-        self._signals.append((self._id, name))
+        if self._client.down:
+            raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+        self._client.signals.append((self._id, name))
 
 
 class _Client:
-    """Records the signals the bridge sends; every workflow is running."""
+    """Records the signals the bridge sends; every workflow is running (unless ``down``)."""
 
     def __init__(self) -> None:
         self.signals: list[tuple[str, str]] = []
+        self.down = False
 
     def get_workflow_handle(self, workflow_id: str) -> _Handle:
-        return _Handle(self.signals, workflow_id)
+        return _Handle(self, workflow_id)
 
 
 def _dead_lettered_hold(reason: Reason) -> Incoming:
@@ -195,13 +198,18 @@ def _dead_lettered_hold(reason: Reason) -> Incoming:
     return Incoming(envelope=hold, record=record)
 
 
-async def test_a_refused_command_is_signalled_but_one_given_up_after_retries_is_not() -> None:
+async def test_a_refused_command_is_signalled_and_waits_while_temporal_is_away() -> None:
     client = _Client()
     bridge = Bridge(client, task_queue="unused")  # type: ignore[arg-type]
     refused = _dead_lettered_hold(Reason.BUSINESS_REFUSAL)
-    await bridge.handle_refusal(refused, None)  # type: ignore[arg-type]
-    assert client.signals == [(refused.envelope.subject, "command_refused")]
 
-    # An outage that outlasted the retries is not a refusal: the application is not cancelled.
-    await bridge.handle_refusal(_dead_lettered_hold(Reason.RETRIES_EXHAUSTED), None)  # type: ignore[arg-type]
+    # Temporal away: a transient failure naming it, which the consumer waits out.
+    client.down = True
+    with pytest.raises(DependencyUnavailable) as caught:
+        await bridge.handle_refusal(refused, None)  # type: ignore[arg-type]
+    assert dependency_of(caught.value) == "temporal"
+    assert client.signals == []
+
+    client.down = False
+    await bridge.handle_refusal(refused, None)  # type: ignore[arg-type]
     assert client.signals == [(refused.envelope.subject, "command_refused")]

@@ -355,7 +355,7 @@ async def test_a_refused_tranche_release_cancels_what_is_unpaid(h: Harness) -> N
         RefusalSignal(
             event_id=str(deterministic_event_id(str(release.event_id), "command_refused")),
             command_type="tranche.release",
-            reason="retries_exhausted",
+            reason="business_refusal",
             error="",
         ),
     )

@@ -1,0 +1,111 @@
+"""A TCP proxy a test controls: put it between a client and a server, then cut the line.
+
+``cut()`` closes the listening socket and every open connection, so the client sees its
+connections drop and new ones refused (``ECONNREFUSED``), as when the server's host is down;
+``restore()`` listens again on the same port. The server itself keeps running, so a shared
+one (the session's PostgreSQL or Temporal) is never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from services.cli.embedded import free_port
+
+_CHUNK = 64 * 1024
+
+
+class TcpProxy:
+    """Forwards ``127.0.0.1:<port>`` to ``upstream_host:upstream_port`` until cut."""
+
+    def __init__(self, upstream_host: str, upstream_port: int, port: int | None = None) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.port = port or free_port()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        #: Connections accepted so far (a test can wait for clients to come back).
+        self.accepted = 0
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``, for a client's settings."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def up(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Listen (again) on :attr:`port`."""
+        if self._server is None:
+            self._server = await asyncio.start_server(
+                self._serve, "127.0.0.1", self.port, reuse_address=True
+            )
+
+    async def restore(self) -> None:
+        """The line is back: accept connections again."""
+        await self.start()
+
+    async def cut(self) -> None:
+        """Drop every connection and refuse new ones until :meth:`restore`."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()  # a reset, not a polite close: the host is gone
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)
+
+    async def stop(self) -> None:
+        await self.cut()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server is None:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        task = asyncio.current_task()
+        assert task is not None
+        self._pipes.add(task)
+        try:
+            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+        except (asyncio.CancelledError, OSError):
+            pass
+        finally:
+            self._pipes.discard(task)
+            for w in (writer, up_writer):
+                self._writers.discard(w)
+                w.transport.abort()
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(_CHUNK):
+        writer.write(data)
+        await writer.drain()
+    if writer.can_write_eof():
+        writer.write_eof()
+
+
+@asynccontextmanager
+async def tcp_proxy(upstream_host: str, upstream_port: int) -> AsyncIterator[TcpProxy]:
+    """A started :class:`TcpProxy`, stopped at the end."""
+    proxy = TcpProxy(upstream_host, upstream_port)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
