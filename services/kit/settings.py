@@ -108,6 +108,16 @@ class CommonSettings(BaseSettings):
         examples=["", "staging-"],
     )
 
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=_common("otlp_endpoint"),
+        description=(
+            "OpenTelemetry collector to export traces to by OTLP/HTTP (`/v1/traces` is "
+            "appended). Unset: no trace is recorded or exported."
+        ),
+        examples=["http://otel-collector:4318"],
+    )
+
     @model_validator(mode="after")
     def _refuse_insecure_secret(self) -> CommonSettings:
         if self.dev_mode:

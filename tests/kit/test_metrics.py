@@ -1,0 +1,74 @@
+"""``GET /metrics`` of a service, in process: HTTP per route template, the outbox, no secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.applications.main import create_app
+from services.applications.settings import Settings
+from services.kit.settings import DEV_JWT_SECRET
+from tests.applications.helpers import auth, content, key, new_firm
+from tests.inprocess import InProcess, in_process_settings
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of an exposition, by name and labels (parsed by the official parser)."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in found.items() if n == name and wanted <= ls)
+
+
+async def test_requests_are_counted_per_route_template_and_the_outbox_backlog_shows(
+    in_process: Callable[[FastAPI], Awaitable[InProcess]], tmp_path: Path
+) -> None:
+    service = await in_process(create_app(in_process_settings(Settings, tmp_path)))
+    firm = new_firm()
+    headers = auth(firm=firm)
+    token = headers["Authorization"].removeprefix("Bearer ")
+
+    created = await service.client.post(
+        "/v1/applications/submissions",
+        json=content(),
+        headers={**headers, "Idempotency-Key": key()},
+    )
+    assert created.status_code == 201, created.text
+    application_id = created.json()["id"]
+    assert (
+        await service.client.get(f"/v1/applications/{application_id}", headers=headers)
+    ).status_code == 200
+    assert (await service.client.get("/v1/applications/nope")).status_code == 401
+
+    scrape = await service.client.get("/metrics")
+
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"].startswith("text/plain")
+    text = scrape.text
+    found = samples(text)
+    by_template = "/v1/applications/{application_id}"
+    assert (
+        value(found, "http_requests_total", handler="/v1/applications/submissions", status="201")
+        == 1
+    )
+    assert value(found, "http_requests_total", handler=by_template, status="200", method="GET") == 1
+    assert value(found, "http_requests_total", handler=by_template, status="401") == 1
+    assert value(found, "http_request_duration_seconds_count", handler=by_template) == 2
+    # Nothing is published without a broker: the submission waits in the outbox.
+    assert value(found, "incentives_outbox_backlog") >= 1
+    # Labels name templates, never a path with its id, a token or the signing key.
+    assert application_id not in text
+    assert token not in text
+    assert DEV_JWT_SECRET not in text
