@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from contracts.envelope import utcnow
@@ -62,6 +68,8 @@ class Metrics:
 
     def __init__(self, service: str) -> None:
         self.service = service
+        # No `_created` series: they double the exposition and no dashboard uses them.
+        disable_created_metrics()
         #: The service's own registry: several services can live in one (test) process.
         self.registry = CollectorRegistry(auto_describe=True)
         self.consumed = Counter(
@@ -191,8 +199,10 @@ def instrument_http(app: FastAPI, metrics: Metrics) -> None:
 class KafkaGauges:
     """Consumer lag and dead letters held, read from the broker when the service is scraped.
 
-    One admin client and one group-less reader, started at the first scrape and kept (a scrape
-    every few seconds should not open connections each time), stopped with the service.
+    A group-less reader (end offsets) and, per consumer group, a client that only reads the
+    group's committed offsets (it never subscribes, so it never joins the group), started at
+    the first scrape and kept (a scrape every few seconds should not open connections each
+    time), stopped with the service. (The admin client's offset fetch is one Tansu refuses.)
     """
 
     def __init__(
@@ -206,24 +216,33 @@ class KafkaGauges:
         self._bootstrap = bootstrap
         self._groups = groups
         self._dlq_topics = dead_letter_topics
-        self._admin: Any = None
+        self._committed: dict[str, Any] = {}
         self._reader: Any = None
         self._lock = asyncio.Lock()
 
-    async def _clients(self) -> tuple[Any, Any]:
-        from aiokafka.admin import AIOKafkaAdminClient
-
+    async def _reader_client(self) -> Any:
         from services.kit.messaging import topic_reader
 
-        if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=5000)
-            await admin.start()
-            self._admin = admin
         if self._reader is None:
             reader = topic_reader(self._bootstrap)
             await reader.start()
             self._reader = reader
-        return self._admin, self._reader
+        return self._reader
+
+    async def _group_client(self, group: str) -> Any:
+        from aiokafka import AIOKafkaConsumer
+
+        client = self._committed.get(group)
+        if client is None:
+            client = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                group_id=group,
+                enable_auto_commit=False,
+                request_timeout_ms=5000,
+            )
+            await client.start()
+            self._committed[group] = client
+        return client
 
     async def scrape(self) -> None:
         """Set the lag and dead-letter gauges from the broker's offsets."""
@@ -233,7 +252,7 @@ class KafkaGauges:
 
         async with self._lock:
             try:
-                admin, reader = await self._clients()
+                reader = await self._reader_client()
                 dlq = sorted(set(self._dlq_topics()))
                 partitions = [
                     TopicPartition(topic, p)
@@ -249,15 +268,19 @@ class KafkaGauges:
                     for topic in dlq:
                         self._metrics.dlq_records.labels(topic).set(held[topic])
                 for group, topics in self._groups():
-                    committed = await admin.list_consumer_group_offsets(group)
-                    wanted = set(topics)
-                    owned = [tp for tp in committed if tp.topic in wanted]
+                    owned = [
+                        TopicPartition(topic, p)
+                        for topic in topics
+                        for p in sorted(await topic_partitions(reader, topic, within=0.5))
+                    ]
                     if not owned:
                         continue
+                    client = await self._group_client(group)
                     ends = await reader.end_offsets(owned)
                     for tp in owned:
-                        offset = committed[tp].offset
-                        lag = ends[tp] - offset if offset >= 0 else ends[tp]
+                        # None: nothing committed yet, so every record is still to be read.
+                        offset = await client.committed(tp)
+                        lag = ends[tp] - (offset or 0)
                         self._metrics.consumer_lag.labels(group, tp.topic, str(tp.partition)).set(
                             max(lag, 0)
                         )
@@ -267,11 +290,10 @@ class KafkaGauges:
 
     async def stop(self) -> None:
         """Close the clients (idempotent)."""
-        admin, self._admin = self._admin, None
+        clients, self._committed = list(self._committed.values()), {}
         reader, self._reader = self._reader, None
         if reader is not None:
+            clients.append(reader)
+        for client in clients:
             with contextlib.suppress(Exception):
-                await reader.stop()
-        if admin is not None:
-            with contextlib.suppress(Exception):
-                await admin.close()
+                await client.stop()
