@@ -69,7 +69,7 @@ class Metrics:
     def __init__(self, service: str) -> None:
         self.service = service
         # No `_created` series: they double the exposition and no dashboard uses them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         #: The service's own registry: several services can live in one (test) process.
         self.registry = CollectorRegistry(auto_describe=True)
         self.consumed = Counter(
