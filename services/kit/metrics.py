@@ -196,6 +196,18 @@ def instrument_http(app: FastAPI, metrics: Metrics) -> None:
     instrumentator.instrument(app)
 
 
+def observe_app(app: FastAPI, metrics: Metrics) -> None:
+    """``/metrics``, the HTTP metrics and (when tracing is on) request spans for ``app``.
+
+    Call it after the app's own middlewares are added, so refused requests count too.
+    """
+    from services.kit import tracing
+
+    app.include_router(metrics_router(metrics))
+    instrument_http(app, metrics)
+    tracing.instrument_app(app)
+
+
 class KafkaGauges:
     """Consumer lag and dead letters held, read from the broker when the service is scraped.
 

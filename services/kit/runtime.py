@@ -70,7 +70,7 @@ from services.kit.health import Check, health_router
 from services.kit.http import RequestGate, install_openapi
 from services.kit.logging import configure_logging, get_logger
 from services.kit.messaging import Record, create_producer, send_all, wait_for_broker
-from services.kit.metrics import KafkaGauges, Metrics, instrument_http, metrics_router
+from services.kit.metrics import KafkaGauges, Metrics, observe_app
 from services.kit.migrations import upgrade_to_head
 from services.kit.outbox import OutboxRelay
 from services.kit.problems import install_problem_handlers
@@ -343,13 +343,11 @@ class Service:
         )
         for router in routers:
             app.include_router(router)
-        app.include_router(metrics_router(self.metrics))
         app.add_middleware(
             RequestGate, tokens=self.tokens, max_body_bytes=self.settings.max_request_bytes
         )
         # Outside the gate, so refused requests (401, 413) are counted and traced too.
-        instrument_http(app, self.metrics)
-        tracing.instrument_app(app)
+        observe_app(app, self.metrics)
         install_openapi(app)
         return app
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from services.kit.auth import TokenService
+from services.kit.metrics import Metrics, observe_app
 from services.kit.runtime import run_service
 from services.portal import web
 from services.portal.clients import Problem, Unavailable
@@ -134,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return web.error_page(request, exc.status_code, title, str(exc.detail))
 
+    observe_app(app, Metrics("portal"))
     return app
 
 

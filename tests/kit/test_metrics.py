@@ -13,6 +13,7 @@ from services.applications.settings import Settings
 from services.kit.settings import DEV_JWT_SECRET
 from tests.applications.helpers import auth, content, key, new_firm
 from tests.inprocess import InProcess, in_process_settings
+from tests.support import free_port
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -72,3 +73,21 @@ async def test_requests_are_counted_per_route_template_and_the_outbox_backlog_sh
     assert application_id not in text
     assert token not in text
     assert DEV_JWT_SECRET not in text
+
+
+async def test_the_portal_exposes_its_requests_too(
+    in_process: Callable[[FastAPI], Awaitable[InProcess]], tmp_path: Path
+) -> None:
+    from services.portal.main import create_app as create_portal
+    from services.portal.settings import Settings as PortalSettings
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    settings = in_process_settings(
+        PortalSettings, tmp_path, applications_url=nowhere, review_url=nowhere
+    )
+    portal = await in_process(create_portal(settings))
+    assert (await portal.client.get("/sign-in")).status_code == 200
+
+    found = samples((await portal.client.get("/metrics")).text)
+
+    assert value(found, "http_requests_total", handler="/sign-in", status="200") == 1
