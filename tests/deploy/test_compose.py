@@ -41,6 +41,8 @@ from tests.deploy.compose_model import (
 )
 
 INFRASTRUCTURE = {"kafka", "postgres", "temporal", "temporal-ui"}
+#: Metrics, dashboards and traces (deploy/prometheus, deploy/grafana, deploy/otel-collector).
+OBSERVABILITY = {"prometheus", "grafana", "otel-collector", "jaeger"}
 #: Our one-shot job (built from deploy/Dockerfile) and Temporal's (the admin tools image).
 OUR_ONE_SHOT = {"topics"}
 TEMPORAL_JOBS = {"temporal-schema", "temporal-namespace"}
@@ -137,7 +139,7 @@ def test_uses_the_compose_specification_not_a_legacy_version(compose: dict[str, 
 def test_every_part_of_the_platform_has_a_container(services: dict[str, Any]) -> None:
     """Kafka, PostgreSQL, Temporal, its UI, the topic and Temporal jobs, each service, the
     worker."""
-    assert set(services) == INFRASTRUCTURE | ONE_SHOT | set(SERVICE_PORTS)
+    assert set(services) == INFRASTRUCTURE | OBSERVABILITY | ONE_SHOT | set(SERVICE_PORTS)
 
 
 def test_long_running_containers_have_health_checks_and_restart(
@@ -383,6 +385,7 @@ def test_file_interpolates_completely_once_secrets_are_given(compose: dict[str, 
         "TEMPORAL_DB_PASSWORD": "t" * 32,
         "INCENTIVES_AUDIT_SIGNING_KEY": "PRIVATE+KEY+incentives.example/audit+00000000+AQ==",
         "INCENTIVES_PORTAL_SESSION_SECRET": "s" * 32,
+        "GRAFANA_ADMIN_PASSWORD": "g" * 32,
     }
     for text in walk_strings(compose):
         assert "${" not in interpolate(text, env)
