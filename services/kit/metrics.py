@@ -57,6 +57,9 @@ SCRAPE_HOOK_TIMEOUT = 3.0
 #: Relay latency buckets (seconds): milliseconds when all is well, minutes during an outage.
 RELAY_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
+#: Relay latency observations per relay cycle at most (see :meth:`Metrics.observe_published`).
+RELAY_LATENCY_SAMPLES = 16
+
 #: A scrape hook: reads current values (a database, the broker) into the registry's gauges.
 ScrapeHook = Callable[[], Awaitable[None]]
 #: Another exposition to append to this one (e.g. the Temporal SDK's own endpoint).
@@ -131,14 +134,25 @@ class Metrics:
         for (topic, outcome), count in tally.items():
             self.consumed.labels(consumer, topic, outcome.value).inc(count)
 
-    def observe_published(self, created: Iterable[datetime]) -> None:
-        """Record the relay latency of rows just acknowledged, from their commit times."""
+    def observe_published(self, created: Sequence[datetime]) -> None:
+        """Record the relay latency of rows just acknowledged, from their commit times.
+
+        A relay cycle publishes up to a thousand rows, and one histogram observation costs
+        microseconds: at most :data:`RELAY_LATENCY_SAMPLES` rows per cycle are observed, evenly
+        spaced from the oldest to the newest (the counter counts them all).
+        """
+        count = len(created)
+        if not count:
+            return
         now = utcnow()
         observe = self.relay_latency.observe
-        count = 0
-        for created_at in created:
+        if count <= RELAY_LATENCY_SAMPLES:
+            sample: Iterable[datetime] = created
+        else:
+            last = RELAY_LATENCY_SAMPLES - 1
+            sample = [created[i * (count - 1) // last] for i in range(RELAY_LATENCY_SAMPLES)]
+        for created_at in sample:
             observe((now - created_at).total_seconds())
-            count += 1
         self.outbox_published.inc(count)
 
     # --- exposing --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,7 @@ log = get_logger(__name__)
 #: Sends records and returns once the broker acknowledged all of them; raises otherwise.
 Publish = Callable[[Sequence[Record]], Awaitable[None]]
 #: Told the commit times of rows the broker just acknowledged (for the relay latency metric).
-OnPublished = Callable[[Iterable[datetime]], None]
+OnPublished = Callable[[Sequence[datetime]], None]
 
 #: Rows per cycle by default: one select, one publish burst, one update, one commit.
 DEFAULT_BATCH_SIZE = 1000
