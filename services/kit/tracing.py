@@ -88,8 +88,6 @@ def configure_tracing(service_name: str, otlp_endpoint: str | None) -> TracerPro
     if not endpoint.endswith("/v1/traces"):
         endpoint = f"{endpoint}/v1/traces"
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    # Also the global one, for any library that traces with the default provider.
-    trace.set_tracer_provider(tracer_provider)
     use_provider(tracer_provider)
     log.info("traces exported by OTLP", endpoint=endpoint)
     return tracer_provider
