@@ -13,26 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
-#: One exposition, as (sample name, labels) -> value.
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    """Every sample of a text exposition, by name and labels."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples whose labels include ``labels``."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+from services.kit.metrics import Samples
+from services.kit.metrics import parse_exposition as parse
+from services.kit.metrics import sample_total as total
 
 
 def _server_errors(samples: Samples) -> float:

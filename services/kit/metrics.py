@@ -166,7 +166,7 @@ class Metrics:
                 async with asyncio.timeout(SCRAPE_HOOK_TIMEOUT):
                     parts.append(await source())
             except Exception as exc:
-                log.warning("metrics source unavailable", error=str(exc))
+                log.warning("metrics source unavailable", error=f"{type(exc).__name__}: {exc}")
         return b"".join(parts)
 
     @staticmethod
@@ -176,7 +176,30 @@ class Metrics:
                 await hook()
         except Exception as exc:
             # The scrape goes on with the last values; the next one tries again.
-            log.warning("metrics scrape hook failed", hook=name, error=str(exc))
+            log.warning(
+                "metrics scrape hook failed", hook=name, error=f"{type(exc).__name__}: {exc}"
+            )
+
+
+#: One exposition, as (sample name, labels) -> value.
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_exposition(text: str) -> Samples:
+    """Every sample of a text exposition, by name and labels (the Prometheus client's parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample_total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (0 when there is none)."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
 def metrics_router(metrics: Metrics) -> APIRouter:

@@ -6,31 +6,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.applications.main import create_app
 from services.applications.settings import Settings
+from services.kit.metrics import parse_exposition as samples
+from services.kit.metrics import sample_total as value
 from services.kit.settings import DEV_JWT_SECRET
 from tests.applications.helpers import auth, content, key, new_firm
 from tests.inprocess import InProcess, in_process_settings
 from tests.support import free_port
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of an exposition, by name and labels (parsed by the official parser)."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(
-    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    """The sum of ``name``'s samples whose labels include ``labels``."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in found.items() if n == name and wanted <= ls)
 
 
 async def test_requests_are_counted_per_route_template_and_the_outbox_backlog_shows(

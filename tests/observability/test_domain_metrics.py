@@ -11,11 +11,12 @@ from services.audit.main import create_app as create_audit
 from services.audit.settings import Settings as AuditSettings
 from services.disbursement.main import create_app as create_disbursement
 from services.disbursement.settings import Settings as DisbursementSettings
+from services.kit.metrics import parse_exposition as samples
+from services.kit.metrics import sample_total as value
 from services.zones.main import create_app as create_zones
 from services.zones.settings import Settings as ZonesSettings
 from tests.applications.helpers import auth
 from tests.inprocess import InProcess, in_process_settings
-from tests.kit.test_metrics import samples, value
 from tests.support import free_port
 
 CATALOGUE = """
