@@ -55,9 +55,20 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
 	else echo "$(CHROMIUM) is missing: install Debian's chromium for the browser tests"; fi
 
+# promtool, which the deploy tests check the Prometheus configuration with: taken out of Debian's
+# prometheus package into .tools/ (only extracted, never installed: no server is set up).
+PROMTOOL := .tools/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	@mkdir -p .tools/prometheus
+	@if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then \
+	  cd .tools && rm -f prometheus_*.deb && apt-get download prometheus >/dev/null 2>&1 \
+	  && dpkg-deb -x prometheus_*.deb prometheus && rm -f prometheus_*.deb \
+	  || echo "could not fetch Debian's prometheus package: the promtool test will fail"; \
+	else echo "no apt-get/dpkg-deb: install promtool at $(PROMTOOL) for the deploy tests"; fi
+
 # Services start seven processes at once on small machines; compiled bytecode halves their
 # import time, and it is used even where PYTHONDONTWRITEBYTECODE is set. Cheap when current.
-install: $(VENV)/.installed $(ASYNCAPI_TOOLS)/node_modules/.installed $(OIDC_TOOLS)/node_modules/.installed $(PORTAL_ASSETS)/node_modules/.installed browser
+install: $(VENV)/.installed $(ASYNCAPI_TOOLS)/node_modules/.installed $(OIDC_TOOLS)/node_modules/.installed $(PORTAL_ASSETS)/node_modules/.installed browser $(PROMTOOL)
 	@$(BIN)/python -m compileall -q contracts services workflows
 
 up: install

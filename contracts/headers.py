@@ -77,6 +77,25 @@ class MessageHeaders(BaseModel):
         ),
     )
     producer: str = Field(min_length=1, description="The envelope's `producer`.")
+    # W3C Trace Context (https://www.w3.org/TR/trace-context/): present only when tracing is on.
+    traceparent: (
+        Annotated[str, Field(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")]
+        | SkipJsonSchema[None]
+    ) = Field(
+        default=None,
+        json_schema_extra=_absent_not_null,
+        description=(
+            "The W3C Trace Context `traceparent` of the span that wrote the message, so one "
+            "application's journey is one trace. Present only when tracing is configured; set "
+            "when the message is written (the outbox keeps it), so a republished record carries "
+            "the same value."
+        ),
+    )
+    tracestate: str | SkipJsonSchema[None] = Field(
+        default=None,
+        json_schema_extra=_absent_not_null,
+        description="The W3C Trace Context `tracestate` that goes with `traceparent`, if any.",
+    )
 
 
 class DeadLetterHeaders(BaseModel):

@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from contracts.v1.desk import ReviewerProfile, ReviewerRole
+from services.kit import tracing
 from services.kit.messaging import Record
 
 #: Sends records and returns once the broker acknowledged all of them.
@@ -45,25 +46,42 @@ class OutgoingMessage(BaseModel):
     headers: list[tuple[str, str]] = Field(default_factory=list, description="Record headers.")
 
 
+#: Told the values of records the broker acknowledged (the worker's metrics).
+PublishedFn = Callable[[Sequence[bytes]], None]
+
+
 class Publisher:
     """Holds the worker's way to publish; its bound method is the activity."""
 
-    def __init__(self, publish: PublishFn) -> None:
+    def __init__(self, publish: PublishFn, *, on_published: PublishedFn | None = None) -> None:
         self._publish = publish
+        self._on_published = on_published
 
     @activity.defn(name="publish_message")
     async def publish_message(self, message: OutgoingMessage) -> None:
-        """Send one record and wait for the broker's acknowledgement (acks=all)."""
+        """Send one record and wait for the broker's acknowledgement (acks=all).
+
+        When tracing is on, the record also carries the trace context of the workflow step
+        that scheduled the activity (the same for every retry of it).
+        """
+        headers = [(k, v.encode()) for k, v in message.headers]
+        names = {k for k, _v in message.headers}
+        headers.extend(
+            (k, v.encode()) for k, v in tracing.stable_parent_headers() if k not in names
+        )
+        value = message.value.encode()
         await self._publish(
             [
                 Record(
                     topic=message.topic,
-                    value=message.value.encode(),
+                    value=value,
                     key=message.key.encode(),
-                    headers=[(k, v.encode()) for k, v in message.headers],
+                    headers=headers,
                 )
             ]
         )
+        if self._on_published is not None:
+            self._on_published([value])
 
 
 class CandidateQuery(BaseModel):

@@ -38,6 +38,14 @@ class Settings(ServiceSettings):
     temporal_namespace: str = Field(
         default="default", description="Temporal namespace.", examples=["default"]
     )
+    temporal_metrics_address: str = Field(
+        default="",
+        description=(
+            "Where the Temporal SDK serves its runtime metrics (`host:port`); the worker's "
+            "`/metrics` includes them. Empty: a free port on 127.0.0.1."
+        ),
+        examples=["", "127.0.0.1:9464"],
+    )
     review_url: str = Field(
         default="http://127.0.0.1:8002",
         description=(

@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
+import httpx
 from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from contracts.topics import get_topic
+from services.kit import tracing
 from services.kit.auth import Principal, Role, TokenService
 from services.kit.consumer import Incoming
 from services.kit.errors import DependencyUnavailable
@@ -50,6 +54,7 @@ from workflows.bridge import (
     Bridge,
 )
 from workflows.settings import Settings
+from workflows.telemetry import PublishedEventMetrics, WorkflowRunMetrics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -93,14 +98,49 @@ def review_desk(settings: Settings) -> ReviewDesk:
     )
 
 
+def temporal_runtime(metrics_address: str) -> tuple[Runtime, str]:
+    """A Temporal runtime serving the SDK's metrics on ``metrics_address`` (empty: a free port).
+
+    Returns the runtime and the address it serves on.
+    """
+    if not metrics_address:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            metrics_address = f"127.0.0.1:{probe.getsockname()[1]}"
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=metrics_address,
+                counters_total_suffix=True,
+                durations_as_seconds=True,
+            )
+        )
+    )
+    return runtime, metrics_address
+
+
 async def connect_temporal(
-    address: str, namespace: str, *, interval: float = 1.0, within: float | None = None
+    address: str,
+    namespace: str,
+    *,
+    interval: float = 1.0,
+    within: float | None = None,
+    runtime: Runtime | None = None,
 ) -> Client:
-    """Connect to Temporal, retrying quietly: one log line while it is unreachable."""
+    """Connect to Temporal, retrying quietly: one log line while it is unreachable.
+
+    The client traces its calls (and the worker using it, its workflows and activities) when
+    tracing is on.
+    """
+    interceptors = tracing.temporal_interceptors()
     try:
         return await wait_until_available(
             lambda: Client.connect(
-                address, namespace=namespace, data_converter=pydantic_data_converter
+                address,
+                namespace=namespace,
+                data_converter=pydantic_data_converter,
+                interceptors=interceptors,
+                runtime=runtime,
             ),
             name=f"Temporal {address}",
             interval=interval,
@@ -121,6 +161,10 @@ class TemporalSide:
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._worker_run: asyncio.Task[None] | None = None
+        self.events = PublishedEventMetrics(service.metrics.registry)
+        #: Where the Temporal SDK serves its runtime metrics, once connected.
+        self.sdk_metrics_url: str | None = None
+        service.metrics.append_exposition(self._sdk_metrics)
 
     async def bridge_handler(self, incoming: Incoming, uow: UnitOfWork) -> None:
         """Forward one fact once Temporal is connected (the consumer waits meanwhile)."""
@@ -160,18 +204,30 @@ class TemporalSide:
         """Connect and start polling in the background."""
         self._task = asyncio.create_task(self._run(), name="temporal-connect")
 
+    async def _sdk_metrics(self) -> bytes:
+        """The Temporal SDK's exposition (workflow runs, tasks, activities, pollers)."""
+        if self.sdk_metrics_url is None:
+            return b""
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            response = await http.get(self.sdk_metrics_url)
+            response.raise_for_status()
+            return response.content
+
     async def _run(self) -> None:
+        runtime, metrics_address = temporal_runtime(self.settings.temporal_metrics_address)
         self.client = await connect_temporal(
-            self.settings.temporal_address, self.settings.temporal_namespace
+            self.settings.temporal_address, self.settings.temporal_namespace, runtime=runtime
         )
+        self.sdk_metrics_url = f"http://{metrics_address}/metrics"
         self.worker = Worker(
             self.client,
             task_queue=self.settings.task_queue,
             workflows=[IncentiveApproval],
             activities=[
-                Publisher(self.service.publish).publish_message,
+                Publisher(self.service.publish, on_published=self.events.published).publish_message,
                 review_desk(self.settings).candidate_reviewers,
             ],
+            interceptors=[WorkflowRunMetrics()],
         )
         self._worker_run = asyncio.create_task(self.worker.run(), name="temporal-worker")
         self._connected.set()

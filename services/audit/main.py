@@ -12,6 +12,7 @@ from contracts.topics import TOPICS
 from services.audit.api import audit_router
 from services.audit.consumer import LogConsumer, logged_topics, subscribe_log
 from services.audit.keys import load_signer
+from services.audit.metrics import register_metrics
 from services.audit.settings import Settings
 from services.audit.store import LogWriter
 from services.kit.asyncapi import Receives
@@ -88,6 +89,7 @@ class AuditService(Service):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app; the broker, database, writer and ticker start with its lifespan."""
     service = AuditService(settings or Settings())
+    register_metrics(service)
     app = service.create_app(
         title="Audit service",
         description=(

@@ -229,11 +229,19 @@ def status(
         str | None,
         typer.Option(help="Probe this Temporal instead (env INCENTIVES_TEMPORAL_ADDRESS)."),
     ] = None,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics",
+            help="Also print the key figures from every part's /metrics (lag, backlog, DLQ...).",
+        ),
+    ] = False,
 ) -> None:
     """Probe the broker, Temporal and every service; exit 0 only when all are healthy.
 
     Uses the platform recorded in the var dir when there is one (so ports chosen at ``up`` are
-    known); otherwise the configured ports, e.g. for a docker-compose deployment.
+    known); otherwise the configured ports, e.g. for a docker-compose deployment. With
+    ``--metrics``, also the figures an operator looks at first, scraped from each ``/metrics``.
     """
     from services.cli.status import check_platform
 
@@ -268,6 +276,13 @@ def status(
         table.add_row(*row)
     console = _console()
     console.print(table)
+    if metrics:
+        from services.cli.metrics import parts_table, platform_table, scrape_all
+        from services.cli.status import metrics_urls
+
+        scrapes = asyncio.run(scrape_all(metrics_urls(settings)))
+        console.print(parts_table(scrapes))
+        console.print(platform_table(scrapes))
     if unhealthy:
         console.print(f"[red]Unhealthy: {', '.join(unhealthy)}")
         raise typer.Exit(1)

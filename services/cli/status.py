@@ -59,3 +59,19 @@ async def _check_recorded(state: PlatformState) -> list[Health]:
             result = Health(result.part, result.address, result.healthy, result.detail, pid)
         checked.append(result)
     return checked + missing
+
+
+def metrics_urls(settings: PlatformSettings) -> dict[str, str]:
+    """Each service's ``/metrics`` URL: where the recorded platform runs it, else as configured."""
+    state = read_state(settings.resolved_var_dir())
+    urls: dict[str, str] = {}
+    for name in SERVICE_NAMES:
+        if state is not None:
+            record = state.part(name)
+            if record is None or record.health_url is None:
+                continue
+            base = record.health_url.removesuffix("/health")
+        else:
+            base = f"http://{settings.host}:{settings.service_port(name)}"
+        urls[name] = f"{base}/metrics"
+    return urls

@@ -15,6 +15,7 @@ from services.disbursement import payouts
 from services.disbursement.api import router
 from services.disbursement.commands import PRODUCER
 from services.disbursement.handlers import HANDLED, handle_disbursement_command
+from services.disbursement.metrics import register_metrics
 from services.disbursement.rail import RailClient
 from services.disbursement.settings import Settings
 from services.kit.logging import get_logger
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         types=HANDLED,
         description="Requests to open or cancel awards and release tranches.",
     )
+    register_metrics(service)
     app = service.create_app(
         title="Disbursement service",
         description=(

@@ -541,6 +541,7 @@ def subscribe(
     description: str | None = None,
     max_records: int = DEFAULT_MAX_RECORDS,
     batch_timeout_ms: int = DEFAULT_BATCH_TIMEOUT_MS,
+    observe: Callable[[Sequence[ConsumedRecord], Sequence[Outcome]], None] | None = None,
 ) -> Any:
     """Register ``consumer`` on ``broker`` for ``topics`` in consumer group ``group_id``.
 
@@ -548,7 +549,8 @@ def subscribe(
     :meth:`IdempotentConsumer.process_batch`, and the offsets are committed once per batch,
     after it returned (``AckPolicy.NACK_ON_ERROR``: an exception that escapes rewinds every
     partition of the batch to its first record). New groups start from the earliest offset, and
-    the session timeouts suit Tansu. Returns the FastStream subscriber.
+    the session timeouts suit Tansu. ``observe`` is told each batch's records and outcomes
+    (metrics). Returns the FastStream subscriber.
     """
     if max_records < 1:
         raise ValueError("max_records must be at least 1")
@@ -564,7 +566,10 @@ def subscribe(
     async def handle(body: Any, message: KafkaMessage) -> None:
         raw = message.raw_message
         records = raw if isinstance(raw, tuple | list) else (raw,)
-        await consumer.process_batch([ConsumedRecord.from_kafka(r) for r in records])
+        consumed = [ConsumedRecord.from_kafka(r) for r in records]
+        outcomes = await consumer.process_batch(consumed)
+        if observe is not None:
+            observe(consumed, outcomes)
 
     # Annotations are strings under `from __future__ import annotations`; FastStream resolves
     # them from module globals, where the per-subscriber body type does not live.

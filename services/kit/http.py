@@ -43,9 +43,10 @@ from services.kit.problems import (
     problem_type,
 )
 
-#: Paths served to anyone: health, the API documents and their viewers.
+#: Paths served to anyone: health, metrics, the API documents and their viewers.
 PUBLIC_PATHS: Final = (
     "/health",
+    "/metrics",
     "/asyncapi",
     "/asyncapi.json",
     "/openapi.json",

@@ -44,6 +44,8 @@ log = get_logger(__name__)
 
 #: Sends records and returns once the broker acknowledged all of them; raises otherwise.
 Publish = Callable[[Sequence[Record]], Awaitable[None]]
+#: Told the commit times of rows the broker just acknowledged (for the relay latency metric).
+OnPublished = Callable[[Sequence[datetime]], None]
 
 #: Rows per cycle by default: one select, one publish burst, one update, one commit.
 DEFAULT_BATCH_SIZE = 1000
@@ -53,7 +55,14 @@ DEFAULT_DEBOUNCE = 0.005
 # Constant statements (the limit and the ids are parameters), so each is compiled and prepared
 # once, whatever the batch size.
 _UNPUBLISHED = (
-    sa.select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value, OUTBOX.c.headers)
+    sa.select(
+        OUTBOX.c.id,
+        OUTBOX.c.topic,
+        OUTBOX.c.key,
+        OUTBOX.c.value,
+        OUTBOX.c.headers,
+        OUTBOX.c.created_at,
+    )
     .where(OUTBOX.c.published_at.is_(None))
     .order_by(OUTBOX.c.id)
     .limit(sa.bindparam("limit", type_=sa.Integer))
@@ -91,7 +100,7 @@ def _records(rows: Sequence[Any]) -> list[Record]:
             key.encode() if key is not None else None,
             tuple([(name, text.encode()) for name, text in headers]),
         )
-        for _id, topic, key, value, headers in rows
+        for _id, topic, key, value, headers, _created_at in rows
     ]
 
 
@@ -107,6 +116,7 @@ class OutboxRelay:
         poll_interval: float = 0.5,
         max_backoff: float = 5.0,
         debounce: float = DEFAULT_DEBOUNCE,
+        on_published: OnPublished | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -116,6 +126,7 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
         self._debounce = debounce
+        self._on_published = on_published
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published_total = 0
@@ -164,6 +175,8 @@ class OutboxRelay:
             )
             await session.commit()
         self.published_total += len(rows)
+        if self._on_published is not None:
+            self._on_published([row[5] for row in rows])
         return len(rows)
 
     async def run(self) -> None:

@@ -34,6 +34,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -42,8 +43,10 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from pydantic import ValidationError
 
+from services.kit import tracing
 from services.kit.asyncapi import Receives, Sends, asyncapi_router, build_document
 from services.kit.auth import install_token_service, token_service
 from services.kit.consumer import (
@@ -67,6 +70,7 @@ from services.kit.health import Check, Waits, health_router
 from services.kit.http import NulGate, RequestGate, install_openapi
 from services.kit.logging import configure_logging, get_logger
 from services.kit.messaging import Record, create_producer, send_all, wait_for_broker
+from services.kit.metrics import KafkaGauges, Metrics, observe_app
 from services.kit.migrations import upgrade_to_head
 from services.kit.outbox import OutboxRelay
 from services.kit.problems import install_problem_handlers
@@ -134,6 +138,8 @@ class Service:
         self.retry = retry or RetryPolicy()
         self.reconnect_interval = reconnect_interval
 
+        #: The service's Prometheus registry and the kit's metrics (``GET /metrics``).
+        self.metrics = Metrics(self.name)
         self.engine = create_engine(settings.database_url)
         self.session_factory = create_session_factory(self.engine)
         # A broker this service has not published to gets the whole outbox (Tansu forgets all).
@@ -144,7 +150,10 @@ class Service:
             publish=self.publish,
         )
         self.relay = OutboxRelay(
-            self.session_factory, self.epoch.publish_outbox, poll_interval=relay_poll_interval
+            self.session_factory,
+            self.epoch.publish_outbox,
+            poll_interval=relay_poll_interval,
+            on_published=self.metrics.observe_published,
         )
         self.epoch.attach(self.relay)
         self.uow = UnitOfWorkFactory(self.session_factory, on_outbox_committed=self.relay.wake)
@@ -157,6 +166,10 @@ class Service:
             log_level=logging.DEBUG,
             # A plain stdlib logger, so FastStream's lines reach the JSON handler like ours.
             logger=logging.getLogger(f"faststream.{self.name}"),
+            middlewares=[
+                KafkaPrometheusMiddleware(registry=self.metrics.registry, app_name=self.name),
+                *tracing.broker_middlewares(),
+            ],
         )
         self.tokens = token_service(settings)
         self.consumers: list[IdempotentConsumer] = []
@@ -171,6 +184,15 @@ class Service:
         self._start_hooks: list[Hook] = []
         self._stop_hooks: list[Hook] = []
         self.ready = asyncio.Event()
+        self._kafka_gauges = KafkaGauges(
+            self.metrics,
+            settings.kafka_bootstrap,
+            groups=lambda: [(r.group_id, self._read_topics(r)) for r in self.receives],
+            dead_letter_topics=lambda: [
+                dlq_topic(t) for r in self.receives if r.dead_letters for t in r.topics
+            ],
+        )
+        self.metrics.on_scrape(self._scrape_kit, name="kit")
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -207,7 +229,7 @@ class Service:
         consumer_name = name or self.name
         consumer = IdempotentConsumer(
             consumer_name,
-            handler,
+            tracing.traced(handler, consumer_name),
             uow_factory=self.uow,
             dead_letters=self.publish,
             types=types,
@@ -224,6 +246,7 @@ class Service:
             description=description,
             max_records=max_records or (SQLITE_MAX_RECORDS if sqlite else DEFAULT_MAX_RECORDS),
             batch_timeout_ms=batch_timeout_ms,
+            observe=partial(self.metrics.observe_outcomes, consumer_name),
         )
         # The AsyncAPI document lists the topics' every type and their .dlq twins from this.
         self.receives.append(
@@ -329,8 +352,25 @@ class Service:
         app.add_middleware(
             RequestGate, tokens=self.tokens, max_body_bytes=self.settings.max_request_bytes
         )
+        # Outside the gate, so refused requests (401, 413) are counted and traced too.
+        observe_app(app, self.metrics)
         install_openapi(app)
         return app
+
+    # --- metrics ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_topics(receives: Receives) -> tuple[str, ...]:
+        topics = receives.topics if receives.reads_topics else ()
+        if receives.reads_dead_letters:
+            topics = (*topics, *(dlq_topic(t) for t in receives.topics))
+        return topics
+
+    async def _scrape_kit(self) -> None:
+        """The outbox backlog, and (once the broker is up) consumer lag and dead letters held."""
+        self.metrics.outbox_backlog.set(await self.relay.pending())
+        if self._broker_started:
+            await self._kafka_gauges.scrape()
 
     # --- health ----------------------------------------------------------------------------------
 
@@ -454,6 +494,7 @@ class Service:
         await self.broker.stop()
         self._broker_started = False
         await self.relay.stop()
+        await self._kafka_gauges.stop()
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()  # flushes what is queued
@@ -519,6 +560,18 @@ def run_service(settings_cls: type[S], create_app: Callable[[S], Any]) -> None:
 
 def _serve(settings: S, create_app: Callable[[S], Any], sock: socket.socket) -> int:
     """Build the app and serve ``sock`` until a stop signal; the exit code (3: no start)."""
+    # In the serving process (after a fork), before the app is wired: its spans need it.
+    tracer_provider = tracing.configure_tracing(
+        f"incentives-{settings.service_name}", settings.otlp_endpoint
+    )
+    try:
+        return _serve_app(settings, create_app, sock)
+    finally:
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # flushes the last spans
+
+
+def _serve_app(settings: S, create_app: Callable[[S], Any], sock: socket.socket) -> int:
     app = create_app(settings)
     tune_garbage_collector()
     config = uvicorn.Config(

@@ -167,6 +167,16 @@ class CommonSettings(BaseSettings):
         examples=["", "staging-"],
     )
 
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=_common("otlp_endpoint"),
+        description=(
+            "OpenTelemetry collector to export traces to by OTLP/HTTP (`/v1/traces` is "
+            "appended). Unset: no trace is recorded or exported."
+        ),
+        examples=["http://otel-collector:4318"],
+    )
+
     @property
     def oidc_claims(self) -> ClaimMapping:
         """How the provider's claims name a principal (``services.kit.auth``)."""

@@ -30,6 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts import catalog
 from contracts.envelope import Envelope, utcnow
+from services.kit import tracing
 from services.kit.db import UTCDateTime, insert_ignore
 from services.kit.tables import OUTBOX, PROCESSED, ProcessedMessage
 
@@ -153,11 +154,15 @@ class UnitOfWork:
 
     @staticmethod
     def _outbox_row(envelope: Envelope[Any], topic: str) -> dict[str, Any]:
+        headers = [[name, value.decode()] for name, value in envelope.headers()]
+        if tracing.enabled():
+            # The writer's span context, kept with the row: a republish sends the same bytes.
+            headers.extend([name, value] for name, value in tracing.trace_headers())
         return {
             "topic": topic,
             "key": envelope.subject,
             "value": catalog.encode(envelope),
-            "headers": [[name, value.decode()] for name, value in envelope.headers()],
+            "headers": headers,
             "event_id": envelope.event_id,
             "created_at": utcnow(),
             "published_at": None,

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.kit.auth import token_service
+from services.kit.metrics import Metrics, observe_app
 from services.kit.runtime import run_service
 from services.portal import oidc, web
 from services.portal.clients import Problem, Unavailable
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return web.error_page(request, exc.status_code, title, str(exc.detail))
 
+    observe_app(app, Metrics("portal"))
     return app
 
 

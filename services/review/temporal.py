@@ -37,6 +37,7 @@ from contracts.v1.desk import (
     TaskReassigned,
     TaskReassignment,
 )
+from services.kit import tracing
 from services.kit.errors import DependencyUnavailable
 from services.kit.logging import get_logger
 from services.kit.retry import wait_until_available
@@ -95,7 +96,11 @@ class TemporalDesk:
         # A desk started before Temporal is a normal start-up order: one line, not an error.
         self.client = await wait_until_available(
             lambda: Client.connect(
-                self.address, namespace=self.namespace, data_converter=pydantic_data_converter
+                self.address,
+                namespace=self.namespace,
+                data_converter=pydantic_data_converter,
+                # The decision's trace goes on into the workflow's update, when tracing is on.
+                interceptors=tracing.temporal_interceptors(),
             ),
             name=f"Temporal {self.address}",
             interval=self.retry_interval,

@@ -19,6 +19,7 @@ from services.zones.api import router
 from services.zones.commands import PRODUCER
 from services.zones.domain import parse_catalogue
 from services.zones.handlers import HANDLED, make_handler
+from services.zones.metrics import register_metrics
 from services.zones.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         types=HANDLED,
         description="Requests to hold, confirm, allocate or release technology-zone space.",
     )
+    register_metrics(service)
     return service.create_app(
         title="Zones service",
         description=(

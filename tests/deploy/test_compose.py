@@ -41,6 +41,8 @@ from tests.deploy.compose_model import (
 )
 
 INFRASTRUCTURE = {"kafka", "postgres", "temporal", "temporal-ui"}
+#: Metrics, dashboards and traces (deploy/prometheus, deploy/grafana, deploy/otel-collector).
+OBSERVABILITY = {"prometheus", "grafana", "otel-collector", "jaeger"}
 #: Our one-shot job (built from deploy/Dockerfile) and Temporal's (the admin tools image).
 OUR_ONE_SHOT = {"topics"}
 TEMPORAL_JOBS = {"temporal-schema", "temporal-namespace"}
@@ -137,7 +139,7 @@ def test_uses_the_compose_specification_not_a_legacy_version(compose: dict[str, 
 def test_every_part_of_the_platform_has_a_container(services: dict[str, Any]) -> None:
     """Kafka, PostgreSQL, Temporal, its UI, the topic and Temporal jobs, each service, the
     worker."""
-    assert set(services) == INFRASTRUCTURE | ONE_SHOT | set(SERVICE_PORTS)
+    assert set(services) == INFRASTRUCTURE | OBSERVABILITY | ONE_SHOT | set(SERVICE_PORTS)
 
 
 def test_long_running_containers_have_health_checks_and_restart(
@@ -387,6 +389,7 @@ def test_file_interpolates_completely_once_secrets_are_given(compose: dict[str, 
         "INCENTIVES_OIDC_AUDIENCE": "incentives-api",
         "INCENTIVES_PORTAL_OIDC_CLIENT_ID": "incentives-portal",
         "INCENTIVES_PORTAL_OIDC_CLIENT_SECRET": "c" * 32,
+        "GRAFANA_ADMIN_PASSWORD": "g" * 32,
     }
     for text in walk_strings(compose):
         assert "${" not in interpolate(text, env)

@@ -368,3 +368,67 @@ def test_up_refuses_to_start_over_a_running_platform(
     finally:
         supervisor.kill()
         supervisor.wait()
+
+
+# -- status --metrics ----------------------------------------------------------------------------
+
+_EXPOSITION = b"""# TYPE http_requests_total counter
+http_requests_total{handler="/v1/applications",method="GET",status="200"} 40.0
+http_requests_total{handler="/v1/applications",method="GET",status="503"} 2.0
+# TYPE incentives_consumer_lag gauge
+incentives_consumer_lag{group="eligibility",partition="0",topic="applications.events"} 5.0
+incentives_consumer_lag{group="eligibility",partition="1",topic="applications.events"} 2.0
+# TYPE incentives_outbox_backlog gauge
+incentives_outbox_backlog 3.0
+# TYPE incentives_dlq_records gauge
+incentives_dlq_records{topic="applications.events.dlq"} 1.0
+# TYPE incentives_workflows_started_total counter
+incentives_workflows_started_total{workflow_type="IncentiveApproval"} 9.0
+"""
+
+
+class _MetricsHandler(BaseHTTPRequestHandler):
+    """Answers /health with 200 and /metrics with a fixed exposition."""
+
+    def do_GET(self) -> None:
+        body = _EXPOSITION if self.path == "/metrics" else b'{"status": "ok"}'
+        self.send_response(200 if self.path in ("/health", "/metrics") else 404)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_status_metrics_prints_the_key_figures_of_every_part(
+    runner: CliRunner, clean_env: None, tmp_path: Path, columns: str
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MetricsHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/health"
+        closed = free_ports(2)
+        _recorded_platform(
+            tmp_path,
+            f"127.0.0.1:{closed[0]}",
+            f"127.0.0.1:{closed[1]}",
+            {"applications": url, "worker": url},
+        )
+        result = runner.invoke(
+            app, ["status", "--metrics", "--var-dir", str(tmp_path)], env={"COLUMNS": columns}
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert result.exit_code == 1  # the broker and Temporal are not there: still unhealthy
+    out = result.stdout
+    assert "Key metrics per part" in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 6}
+    cells = [c.strip() for c in rows["applications"].split("│")[2:7]]
+    assert cells == ["42", "2", "7", "3", "1"]
+    assert "workflows started" in out
+    started = next(line for line in out.splitlines() if "workflows started" in line)
+    assert "9" in started

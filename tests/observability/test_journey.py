@@ -1,0 +1,364 @@
+"""Metrics and traces after a journey on the real stack: Tansu, the Temporal dev server, PostgreSQL.
+
+The applications API, the eligibility service and the worker (its bridge, Temporal worker and
+publish activity) run in this process on free ports, with tracing on and an in-memory span
+exporter; the review desk is the candidates stub of the worker's own tests. A firm submits one
+application over HTTP:
+
+- its spans form one trace, from the HTTP request through the eligibility consumer, the bridge's
+  signal-with-start and the workflow to the workflow's publish activity;
+- each service's ``/metrics``, parsed with the Prometheus client's parser, moves as it should;
+- neither carries the bearer token or the signing key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
+
+from contracts import catalog
+from contracts.envelope import Actor
+from contracts.topics import TOPICS
+from services.applications.main import create_app as create_applications
+from services.applications.settings import Settings as ApplicationsSettings
+from services.eligibility.main import create_app as create_eligibility
+from services.eligibility.settings import Settings as EligibilitySettings
+from services.kit import tracing
+from services.kit.auth import TokenService
+from services.kit.logging import configure_logging
+from services.kit.messaging import create_producer, ensure_topics
+from services.kit.metrics import Samples
+from services.kit.metrics import parse_exposition as samples
+from services.kit.metrics import sample_total as value
+from services.kit.settings import DEV_JWT_SECRET
+from tests.applications.helpers import auth, content, key, new_firm
+from tests.kit.helpers import eventually, fresh_database
+from tests.support import free_port, healthy, serving
+from tests.workflows.test_worker_integration import stub_desk
+from workflows.settings import Settings as WorkerSettings
+from workflows.worker import create_app as create_worker
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Stack:
+    """The running services, their HTTP clients and the spans they recorded."""
+
+    applications: httpx.AsyncClient
+    eligibility: httpx.AsyncClient
+    worker: httpx.AsyncClient
+    spans: InMemorySpanExporter
+    bootstrap: str
+
+    async def scrape(self) -> dict[str, Samples]:
+        """Every service's samples, by service."""
+        out = {}
+        for name, client in (
+            ("applications", self.applications),
+            ("eligibility", self.eligibility),
+            ("worker", self.worker),
+        ):
+            response = await client.get("/metrics")
+            assert response.status_code == 200, response.text
+            out[name] = samples(response.text)
+        return out
+
+    async def texts(self) -> str:
+        parts = []
+        for client in (self.applications, self.eligibility, self.worker):
+            parts.append((await client.get("/metrics")).text)
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def span_exporter() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the services this module wires, into memory; off again afterwards."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_provider(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.use_provider(None)
+        provider.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    span_exporter: InMemorySpanExporter,
+    kafka_bootstrap: str,
+    temporal_dev: str,
+    pg_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Stack]:
+    configure_logging("observability", "WARNING")
+    await ensure_topics(
+        kafka_bootstrap, [(n, t.partitions) for t in TOPICS for n in (t.name, t.dlq)]
+    )
+    prefix = f"obs-{uuid.uuid4().hex[:6]}-"  # consumer groups of this module's own
+    common: dict[str, Any] = {
+        "kafka_bootstrap": kafka_bootstrap,
+        "consumer_group_prefix": prefix,
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        desk_url, _callers = await stack.enter_async_context(
+            stub_desk(TokenService(SecretStr(DEV_JWT_SECRET)))
+        )
+        clients: dict[str, httpx.AsyncClient] = {}
+        for name, settings_class, create in (
+            ("applications", ApplicationsSettings, create_applications),
+            ("eligibility", EligibilitySettings, create_eligibility),
+            ("worker", WorkerSettings, create_worker),
+        ):
+            database_url = await stack.enter_async_context(fresh_database(pg_url, f"obs{name[:4]}"))
+            extra: dict[str, Any] = {}
+            if name == "worker":
+                extra = {
+                    "temporal_address": temporal_dev,
+                    "task_queue": f"obs-{uuid.uuid4().hex[:8]}",
+                    "review_url": desk_url,
+                }
+            port = free_port()
+            settings = settings_class(
+                **common,
+                **extra,
+                database_url=database_url,
+                port=port,
+                var_dir=Path(tmp_path_factory.mktemp(name)),
+            )
+            app = create(settings)
+            client = await stack.enter_async_context(serving(app, port))
+            clients[name] = client
+
+        for client in clients.values():
+            await eventually(lambda client=client: healthy(client), timeout=90)
+        yield Stack(
+            applications=clients["applications"],
+            eligibility=clients["eligibility"],
+            worker=clients["worker"],
+            spans=span_exporter,
+            bootstrap=kafka_bootstrap,
+        )
+
+
+async def submit(stack: Stack) -> tuple[str, str]:
+    """One firm's submission over HTTP; returns (application id, the bearer token used)."""
+    headers = auth(firm=new_firm())
+    response = await stack.applications.post(
+        "/v1/applications/submissions",
+        json=content(),
+        headers={**headers, "Idempotency-Key": key()},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"], headers["Authorization"].removeprefix("Bearer ")
+
+
+def _spans_of_trace(stack: Stack, trace_id: int) -> list[ReadableSpan]:
+    return [
+        s
+        for s in stack.spans.get_finished_spans()
+        if s.context is not None and s.context.trace_id == trace_id
+    ]
+
+
+def _request_span(stack: Stack, application_id: str) -> ReadableSpan:
+    """The server span of the submission that created ``application_id``."""
+    consumed = [
+        s
+        for s in stack.spans.get_finished_spans()
+        if (s.attributes or {}).get("incentives.subject") == application_id
+    ]
+    assert consumed, "no consumer span names the application"
+    trace_id = consumed[0].context.trace_id  # type: ignore[union-attr]
+    servers = [
+        s
+        for s in _spans_of_trace(stack, trace_id)
+        if s.instrumentation_scope is not None
+        and s.instrumentation_scope.name.startswith("opentelemetry.instrumentation.")
+        and s.parent is None
+    ]
+    assert len(servers) == 1, [s.name for s in servers]
+    return servers[0]
+
+
+def _consumers(spans: list[ReadableSpan]) -> set[str]:
+    return {
+        str((s.attributes or {}).get("messaging.consumer.group.name"))
+        for s in spans
+        if s.instrumentation_scope is not None
+        and s.instrumentation_scope.name == tracing.TRACER_NAME
+    }
+
+
+async def test_one_submission_is_one_trace_through_eligibility_the_bridge_and_the_workflow(
+    stack: Stack,
+) -> None:
+    application_id, _token = await submit(stack)
+
+    def covered() -> list[ReadableSpan]:
+        spans = [
+            s
+            for s in stack.spans.get_finished_spans()
+            if (s.attributes or {}).get("incentives.subject") == application_id
+        ]
+        if not spans:
+            return []
+        return _spans_of_trace(stack, spans[0].context.trace_id)  # type: ignore[union-attr]
+
+    async def reached_the_workflow() -> bool:
+        names = {s.name for s in covered()}
+        # The workflow's own events, consumed by the status projection, are in the trace too.
+        return "review.events process" in names and "worker-bridge-eligibility" in _consumers(
+            covered()
+        )
+
+    await eventually(reached_the_workflow, timeout=90)
+
+    spans = covered()
+    names = {s.name for s in spans}
+    request = _request_span(stack, application_id)
+    assert request.name == "POST /v1/applications/submissions"
+    assert "applications.events process" in names
+    assert "eligibility.events process" in names
+    assert {"eligibility", "worker-bridge-applications", "worker-bridge-eligibility"} <= _consumers(
+        spans
+    )
+    assert "SignalWithStartWorkflow:IncentiveApproval" in names
+    assert "RunWorkflow:IncentiveApproval" in names
+    assert "StartActivity:publish_message" in names
+    assert "RunActivity:publish_message" in names
+    # One trace: every span about the application belongs to the submission's trace.
+    about = [
+        s
+        for s in stack.spans.get_finished_spans()
+        if (s.attributes or {}).get("incentives.subject") == application_id
+        or (s.attributes or {}).get("temporalWorkflowID") == application_id
+    ]
+    assert {s.context.trace_id for s in about} == {request.context.trace_id}  # type: ignore[union-attr]
+    # The request is the trace's only root.
+    roots = [s for s in spans if s.parent is None]
+    assert roots == [request]
+
+
+async def test_metrics_move_after_a_journey(stack: Stack) -> None:
+    before = await stack.scrape()
+    application_id, _token = await submit(stack)
+
+    # A duplicate and an undecodable record on applications.events, straight to the broker.
+    other = f"app_{uuid.uuid4().hex[:12]}"
+    duplicate = catalog.make_envelope(
+        "application.submitted",
+        catalog.example_payloads("application.submitted")[0].model_copy(
+            update={"application_id": other}
+        ),
+        subject=other,
+        actor=Actor.system("tests"),
+        producer="tests",
+        correlation_id=uuid.uuid4(),
+    )
+    producer = create_producer(stack.bootstrap)
+    await producer.start()
+    try:
+        for raw in (catalog.encode(duplicate), catalog.encode(duplicate), b"not an envelope"):
+            await producer.send_and_wait(
+                "applications.events",
+                raw,
+                key=duplicate.subject.encode(),
+                headers=duplicate.headers(),
+            )
+    finally:
+        await producer.stop()
+
+    def delta(after: dict[str, Any], service: str, name: str, **labels: str) -> float:
+        return value(after[service], name, **labels) - value(before[service], name, **labels)
+
+    after: dict[str, Any] = {}
+
+    async def moved() -> bool:
+        after.update(await stack.scrape())
+        return (
+            delta(after, "eligibility", "incentives_consumer_records_total", outcome="duplicate")
+            >= 1
+            and delta(
+                after, "eligibility", "incentives_consumer_records_total", outcome="dead_lettered"
+            )
+            >= 1
+            and delta(after, "eligibility", "incentives_outbox_published_records_total") >= 2
+            and delta(after, "worker", "incentives_workflows_started_total") >= 1
+            and delta(
+                after, "worker", "incentives_workflow_events_total", type="review.task_assigned"
+            )
+            >= 1
+            # Read from the broker when scraped: the dead letter is held on the twin.
+            and value(
+                after["eligibility"], "incentives_dlq_records", topic="applications.events.dlq"
+            )
+            >= 1
+        )
+
+    await eventually(moved, timeout=90)
+
+    submissions = {"handler": "/v1/applications/submissions", "method": "POST", "status": "201"}
+    assert delta(after, "applications", "http_requests_total", **submissions) == 1
+    assert (
+        delta(
+            after,
+            "applications",
+            "http_request_duration_seconds_count",
+            handler="/v1/applications/submissions",
+        )
+        == 1
+    )
+    # The submission left through the outbox, and its relay latency was observed.
+    assert delta(after, "applications", "incentives_outbox_relay_latency_seconds_count") >= 1
+    processed = {"topic": "applications.events", "outcome": "processed"}
+    assert delta(after, "eligibility", "incentives_consumer_records_total", **processed) >= 2
+    # FastStream's middleware counts what its subscribers received, too.
+    assert value(after["eligibility"], "faststream_received_messages_total") > 0
+    # Lag per partition of the consumed topic, and the dead letters held on its twin.
+    lag = [
+        ls
+        for (name, ls) in after["eligibility"]
+        if name == "incentives_consumer_lag" and ("topic", "applications.events") in ls
+    ]
+    assert len(lag) == next(t.partitions for t in TOPICS if t.name == "applications.events")
+    # The Temporal SDK's own runtime metrics come with the worker's.
+    assert value(after["worker"], "temporal_workflow_task_execution_latency_count") > 0
+    assert application_id  # the journey's application
+
+
+async def test_no_token_or_secret_in_metric_labels_or_span_attributes(stack: Stack) -> None:
+    application_id, token = await submit(stack)
+
+    async def traced() -> bool:
+        return any(
+            (s.attributes or {}).get("incentives.subject") == application_id
+            for s in stack.spans.get_finished_spans()
+        )
+
+    await eventually(traced, timeout=60)
+    forbidden = (token, DEV_JWT_SECRET, "Bearer ")
+    exposition = await stack.texts()
+    for secret in forbidden:
+        assert secret not in exposition
+    for span in stack.spans.get_finished_spans():
+        attributes = {**(span.attributes or {}), **span.resource.attributes}
+        for event in span.events:
+            attributes.update(event.attributes or {})
+        text = " ".join(f"{k}={v}" for k, v in attributes.items())
+        for secret in forbidden:
+            assert secret not in text, (span.name, secret[:8])
+        assert not any("authorization" in k.lower() for k in attributes), span.name
