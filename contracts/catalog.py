@@ -84,6 +84,7 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "award.open": disbursement.OpenAward,
         "tranche.release": disbursement.ReleaseTranche,
         "award.cancel": disbursement.CancelAward,
+        "award.charge": disbursement.ChargeAward,
         # disbursement.events
         "award.opened": disbursement.AwardOpened,
         "tranche.released": disbursement.TrancheReleased,
@@ -91,6 +92,7 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "tranche.failed": disbursement.TrancheFailed,
         "award.cancelled": disbursement.AwardCancelled,
         "budget.exhausted": disbursement.BudgetExhausted,
+        "award.charged": disbursement.AwardCharged,
         # operations.events
         "dead_letter.redriven": operations.DeadLetterRedriven,
     }

@@ -126,8 +126,8 @@ TOPICS: Final[tuple[Topic, ...]] = (
     ),
     Topic(
         name="disbursement.commands",
-        description="Requests to disbursement: open or cancel awards, release tranches.",
-        types=("award.open", "tranche.release", "award.cancel"),
+        description=("Requests to disbursement: open, charge or cancel awards, release tranches."),
+        types=("award.open", "tranche.release", "award.cancel", "award.charge"),
     ),
     Topic(
         name="disbursement.events",
@@ -139,6 +139,7 @@ TOPICS: Final[tuple[Topic, ...]] = (
             "tranche.failed",
             "award.cancelled",
             "budget.exhausted",
+            "award.charged",
         ),
     ),
     Topic(

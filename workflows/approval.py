@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewerRole,
     )
     from contracts.v1.disbursement import (
+        AwardCharged,
         AwardOpened,
         BudgetExhausted,
         TrancheFailed,
@@ -119,6 +120,8 @@ ELIGIBILITY_ACTOR = events.ELIGIBILITY_ACTOR
 PRODUCER = "workflows"
 #: Patch marker: the workflow compensates when one of its commands was dead-lettered.
 REFUSAL_PATCH = "command-refusal"
+#: Patch marker: on acceptance the award is charged to the budget of the acceptance year.
+CHARGE_PATCH = "charge-at-acceptance"
 
 PUBLISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -902,6 +905,7 @@ class IncentiveApproval:
             )
         if grant:
             budget = offering.budget_id(self._policy.grant_budget, workflow.now())
+            offer.budget_id = budget
             self._queue(
                 offering.open_award(self._app_id, self._firm_id, offer, budget, self._cause)
             )
@@ -944,17 +948,23 @@ class IncentiveApproval:
                 actor,
             )
             return
-        await self._accept(actor)
+        await self._accept(actor, OfferAccepted.model_validate(answer.payload).accepted_at)
         await self._milestones()
 
-    async def _accept(self, actor: Actor) -> None:
-        """Accepted: allocate the space, grant the fast-track items, pay the signing tranche."""
+    async def _accept(self, actor: Actor, accepted_at: datetime) -> None:
+        """Accepted: charge the grant to the acceptance year's budget, allocate the space,
+        grant the fast-track items, pay the signing tranche."""
         offer = self._offer
         assert offer is not None
         assert self._firm_id is not None
         now = workflow.now()
         offer.accepted_at = now
         self._phase = Phase.AWARDED
+        # Runs recorded before the charge kept the award in the budget of the approval year.
+        if offer.award_opened and workflow.patched(CHARGE_PATCH):
+            if not await self._charge(actor, accepted_at):
+                return
+            now = workflow.now()
         if offer.held:
             self._queue(offering.confirm_space(self._app_id, actor, self._cause))
         validity = timedelta(days=self._policy.fast_track_validity_days)
@@ -980,6 +990,22 @@ class IncentiveApproval:
         else:
             self._phase = Phase.COMPLETED  # nothing to pay: the journey ends with the allocation
         await self._flush()
+
+    async def _charge(self, actor: Actor, accepted_at: datetime) -> bool:
+        """Move the reservation to the budget of the fiscal year the offer was accepted in.
+
+        False when the application ended meanwhile: that budget could not cover the grant
+        (compensated as a budget shortfall), the command was refused, or it was withdrawn.
+        """
+        offer = self._offer_or_fail()
+        budget = offering.budget_id(self._policy.grant_budget, accepted_at)
+        if offer.budget_id is None or offer.budget_id == budget:
+            return True
+        self._queue(
+            offering.charge_award(self._app_id, offer, budget, accepted_at, actor, self._cause)
+        )
+        await self._flush()
+        return await self._wait_facts(lambda: offer.budget_id == budget)
 
     # --- milestones ------------------------------------------------------------------------------
 
@@ -1227,6 +1253,9 @@ class IncentiveApproval:
                 offer.allocated.extend(payload.units)
             case AwardOpened() if payload.award_id == offer.award_id:
                 offer.award_opened = True
+                offer.budget_id = payload.budget_id
+            case AwardCharged() if payload.award_id == offer.award_id:
+                offer.budget_id = payload.budget_id
             case BudgetExhausted() if payload.award_id == offer.award_id:
                 self._cause = uuid.UUID(fact.event_id)
                 self._compensate(
@@ -1324,8 +1353,10 @@ class IncentiveApproval:
         release_space = offer.allocation_id is not None
         # Once award.open is sent the award is cancelled, opened or not yet: both commands travel
         # on the application's partition, so the cancellation follows the opening.
-        cancel_award = (
-            offer.award_id is not None and reason_code is not CompensationReason.BUDGET_EXHAUSTED
+        # A shortfall before the award opened reserved nothing; one when it was charged to the
+        # acceptance year's budget leaves the reservation where it was, to be given back.
+        cancel_award = offer.award_id is not None and (
+            reason_code is not CompensationReason.BUDGET_EXHAUSTED or offer.award_opened
         )
         if release_space:
             self._queue(

@@ -18,7 +18,13 @@ from contracts.money import Money
 from contracts.schedule import parse_schedule, split
 from contracts.v1.applications import ApplicationContent
 from contracts.v1.common import CompensationReason, FastTrackItem
-from contracts.v1.disbursement import CancelAward, OpenAward, ReleaseTranche, Tranche
+from contracts.v1.disbursement import (
+    CancelAward,
+    ChargeAward,
+    OpenAward,
+    ReleaseTranche,
+    Tranche,
+)
 from contracts.v1.offers import (
     ApplicationCompensated,
     AwardCompleted,
@@ -71,6 +77,10 @@ COMMAND_ACTIONS: dict[str, str] = {
     "award.open": "The disbursement service could not open the award and reserve the grant",
     "tranche.release": "The disbursement service could not release a tranche for payment",
     "award.cancel": "The disbursement service could not cancel the award",
+    "award.charge": (
+        "The disbursement service could not charge the award to the budget of the year the "
+        "offer was accepted in"
+    ),
 }
 
 
@@ -188,6 +198,30 @@ def open_award(
         ),
         step="award_open",
         actor=_system(),
+        causation=cause,
+    )
+
+
+def charge_award(
+    application_id: str,
+    offer: OfferView,
+    budget: str,
+    accepted_at: datetime,
+    actor: Actor,
+    cause: uuid.UUID | None,
+) -> Event:
+    """Charge the award to the budget of the fiscal year in which the offer was accepted."""
+    assert offer.award_id is not None
+    return Event(
+        "award.charge",
+        ChargeAward(
+            award_id=offer.award_id,
+            application_id=application_id,
+            budget_id=budget,
+            accepted_at=accepted_at,
+        ),
+        step=f"award_charge:{budget}",
+        actor=actor,
         causation=cause,
     )
 

@@ -226,6 +226,7 @@ class OfferView(BaseModel):
     allocated: list[ZoneUnits] = Field(default_factory=list)
     grant: Money | None = None
     award_opened: bool = False
+    budget_id: str | None = Field(default=None, description="The budget the award is charged to.")
     tranches: list[TrancheView] = Field(default_factory=list)
     fast_track: list[FastTrackItem] = Field(default_factory=list)
     offered_at: datetime | None = None

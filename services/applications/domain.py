@@ -55,6 +55,7 @@ from contracts.v1.common import (
 )
 from contracts.v1.disbursement import (
     AwardCancelled,
+    AwardCharged,
     AwardOpened,
     BudgetExhausted,
     TrancheFailed,
@@ -621,6 +622,11 @@ def _describe(envelope: Envelope[Any]) -> Fact | None:
             )
         case AwardCancelled():
             return Fact(summary="Award cancelled.", reasons=(payload.reason,))
+        case AwardCharged():
+            return Fact(
+                summary=f"Grant of {payload.amount} charged to the {payload.budget_id} budget, "
+                "the fiscal year in which the offer was accepted.",
+            )
         case BudgetExhausted():
             return Fact(
                 summary=f"Program budget short: {payload.requested} needed, "

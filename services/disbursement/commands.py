@@ -21,9 +21,11 @@ from contracts.money import Balance, Money
 from contracts.v1.common import TrancheFailureReason
 from contracts.v1.disbursement import (
     AwardCancelled,
+    AwardCharged,
     AwardOpened,
     BudgetExhausted,
     CancelAward,
+    ChargeAward,
     OpenAward,
     ReleaseTranche,
     Tranche,
@@ -328,6 +330,98 @@ async def release_tranche(
         now=now,
     )
     return payment_id
+
+
+async def charge_award(
+    uow: UnitOfWork, command: ChargeAward, origin: Origin, now: datetime
+) -> None:
+    """Charge an open award to the budget of the fiscal year its offer was accepted in.
+
+    What is reserved and unpaid moves from the award's budget to ``command.budget_id`` in one
+    transaction: reserved from the new budget first (nothing written when it cannot cover it,
+    which is reported as ``budget.exhausted``), then given back to the old one. Charging an
+    award to its own budget does nothing, so a redelivered command moves nothing twice.
+    """
+    session = uow.session
+    award = await _open_award(session, command.award_id)
+    if award.budget_id == command.budget_id:
+        return
+    if award.state != AwardState.OPEN.value:
+        raise BusinessRefusal(f"award {command.award_id} is {award.state}")
+    currency = award.currency
+    budget = await store.budget(session, command.budget_id)
+    if budget is not None and budget.currency != currency:
+        raise BusinessRefusal(f"budget {command.budget_id} is kept in {budget.currency}")
+    reserved_account = award_account(command.award_id, AccountKind.RESERVED)
+    reserved = (await store.balances(session, [reserved_account]))[reserved_account]
+    correlation_id = uuid.UUID(award.correlation_id)
+    try:
+        if budget is None:
+            raise Overdrawn(f"budget {command.budget_id} does not exist")
+        if reserved > 0:
+            await store.apply(
+                session,
+                reserve(command.budget_id, command.award_id, reserved),
+                currency=currency,
+                budget_id=command.budget_id,
+                award_id=command.award_id,
+                actor=origin.who,
+                note=f"offer accepted in fiscal year {command.accepted_at.year}",
+                now=now,
+            )
+    except Overdrawn:
+        available = await store.balances(
+            session, [budget_account(command.budget_id, AccountKind.AVAILABLE)]
+        )
+        _stage(
+            uow,
+            BudgetExhausted(
+                budget_id=command.budget_id,
+                award_id=command.award_id,
+                application_id=command.application_id,
+                requested=as_money(reserved, currency),
+                available=as_balance(next(iter(available.values())), currency),
+                detected_at=now,
+            ),
+            subject=command.application_id,
+            origin=origin,
+            correlation_id=correlation_id,
+            now=now,
+        )
+        return
+    if reserved > 0:
+        await store.apply(
+            session,
+            release(award.budget_id, command.award_id, reserved),
+            currency=currency,
+            budget_id=award.budget_id,
+            award_id=command.award_id,
+            actor=origin.who,
+            note=f"charged to {command.budget_id}: the offer was accepted in that fiscal year",
+            now=now,
+        )
+    await store.update(
+        session,
+        AWARDS,
+        AWARDS.c.id == command.award_id,
+        budget_id=command.budget_id,
+        updated_at=now,
+    )
+    _stage(
+        uow,
+        AwardCharged(
+            award_id=command.award_id,
+            application_id=command.application_id,
+            from_budget_id=award.budget_id,
+            budget_id=command.budget_id,
+            amount=as_money(reserved, currency),
+            charged_at=now,
+        ),
+        subject=command.application_id,
+        origin=origin,
+        correlation_id=correlation_id,
+        now=now,
+    )
 
 
 async def cancel_award(

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts.envelope import utcnow
 from contracts.money import Money
-from contracts.v1.disbursement import CancelAward
+from contracts.v1.disbursement import CancelAward, ChargeAward
 from services.disbursement import commands
 from services.disbursement.domain import AccountKind, award_account, budget_account
 from services.kit.db import create_engine, create_session_factory
@@ -193,3 +193,51 @@ async def test_an_award_on_a_budget_that_does_not_exist_is_unfunded(db: Db) -> N
     await open_award(db, "w1")
     assert await db.event_types() == ["budget.exhausted"]
     assert await db.rows("SELECT id FROM awards") == []
+
+
+async def _charge(db: Db, award_id: str, budget_id: str) -> None:
+    async with db.uow() as uow:
+        await commands.charge_award(
+            uow,
+            ChargeAward(
+                award_id=award_id,
+                application_id=f"app-{award_id}",
+                budget_id=budget_id,
+                accepted_at=utcnow(),
+            ),
+            WORKFLOW,
+            utcnow(),
+        )
+        await uow.commit()
+
+
+async def test_an_award_accepted_in_the_next_fiscal_year_is_charged_to_that_years_budget(
+    db: Db,
+) -> None:
+    await fund(db)  # grant-2027
+    await fund(db, "400000.00", year=2028)
+    await open_award(db, "w1")
+    await _charge(db, "w1", "grant-2028")
+    await _charge(db, "w1", "grant-2028")  # redelivered: moves nothing twice
+    assert await db.balance(AVAILABLE) == Decimal("1000000.00")
+    next_year = budget_account("grant-2028", AccountKind.AVAILABLE)
+    assert await db.balance(next_year) == Decimal("150000.00")
+    assert await db.balance(award_account("w1", AccountKind.RESERVED)) == Decimal("250000.00")
+    assert await db.rows("SELECT budget_id FROM awards WHERE id = 'w1'") == [("grant-2028",)]
+    assert await db.event_types() == ["award.opened", "award.charged"]
+    await release(db, "w1", 1)  # the payment is then booked against the new budget
+    await _books_balance(db)
+
+
+async def test_a_next_year_budget_that_cannot_cover_the_award_moves_nothing(db: Db) -> None:
+    await fund(db)
+    await fund(db, "1000.00", year=2028)
+    await open_award(db, "w1")
+    await _charge(db, "w1", "grant-2028")
+    assert await db.event_types() == ["award.opened", "budget.exhausted"]
+    assert await db.balance(AVAILABLE) == Decimal("750000.00")
+    assert await db.balance(budget_account("grant-2028", AccountKind.AVAILABLE)) == Decimal(
+        "1000.00"
+    )
+    assert await db.rows("SELECT budget_id FROM awards WHERE id = 'w1'") == [("grant-2027",)]
+    await _books_balance(db)

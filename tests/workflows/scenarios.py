@@ -32,7 +32,7 @@ from contracts.v1.applications import ApplicationContent, ApplicationSubmitted, 
 from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage, ZoneUnits
 from contracts.v1.desk import ReviewDecisionOutcome, ReviewDecisionRequest, ReviewerProfile
 from contracts.v1.desk import ReviewerRole as R
-from contracts.v1.disbursement import AwardOpened, BudgetExhausted, TranchePaid
+from contracts.v1.disbursement import AwardCharged, AwardOpened, BudgetExhausted, TranchePaid
 from contracts.v1.eligibility import EligibilityAssessed, RuleResult
 from contracts.v1.offers import MilestoneReported, OfferAccepted
 from contracts.v1.zones import ZoneHeld
@@ -421,6 +421,23 @@ class Harness:
             actor_id="system:disbursement",
         )
 
+    async def charged(self, handle: Handle) -> None:
+        """Disbursement moved the reservation to the budget the ``award.charge`` names."""
+        (charge,) = await self.until_published_type(handle, "award.charge")
+        award = self.publisher.envelopes(handle.id, "award.open")[0].payload
+        await self.fact(
+            handle,
+            AwardCharged(
+                award_id=award.award_id,
+                application_id=handle.id,
+                from_budget_id=award.budget_id,
+                budget_id=charge.payload.budget_id,
+                amount=award.total,
+                charged_at=datetime.now(UTC),
+            ),
+            actor_id="system:disbursement",
+        )
+
     async def offered(self, handle: Handle) -> Envelope[Any]:
         """Approve, hold and reserve: the firm's offer is out."""
         await self.reach_quorum(handle)
@@ -428,7 +445,9 @@ class Harness:
         (offer,) = await self.until_published_type(handle, "application.offer_made")
         return offer
 
-    async def accept(self, handle: Handle, offer_id: str) -> str:
+    async def accept(
+        self, handle: Handle, offer_id: str, accepted_at: datetime | None = None
+    ) -> str:
         """The firm accepts its offer (the bridge forwards application.offer_accepted)."""
         return await self.fact(
             handle,
@@ -436,7 +455,7 @@ class Harness:
                 offer_id=offer_id,
                 application_id=handle.id,
                 firm_id=FIRM_ID,
-                accepted_at=datetime.now(UTC),
+                accepted_at=accepted_at or datetime.now(UTC),
             ),
             actor_id=FIRM_USER,
         )
@@ -699,6 +718,36 @@ async def offer_accepted_to_completion(h: Harness, application_id: str) -> None:
     await handle.result()
 
 
+async def offered_before_the_year_end(
+    h: Harness, application_id: str | None = None
+) -> tuple[Handle, str, datetime]:
+    """An offer made in one fiscal year and accepted on 2 January of the next.
+
+    Returns the run, the offer id and the acceptance time (the environment's skipped clock).
+    """
+    now = await h.env.get_current_time()
+    new_year = datetime(now.year + 1, 1, 2, tzinfo=UTC)
+    # The offer stands until after the new year, wherever in the year the test runs.
+    policy = ApprovalPolicy(offer_days=(new_year - now).days + 10)
+    handle = await eligible_run(h, application_id, policy)
+    offer = await h.offered(handle)
+    await h.env.sleep(new_year - await h.env.get_current_time())
+    return handle, offer.payload.offer_id, await h.env.get_current_time()
+
+
+async def accepted_in_the_next_fiscal_year(h: Harness, application_id: str) -> None:
+    """The award moves to the budget of the year of acceptance, then the signing is paid."""
+    handle, offer_id, accepted_at = await offered_before_the_year_end(h, application_id)
+    await h.accept(handle, offer_id, accepted_at)
+    await h.charged(handle)
+    await h.paid(handle, 1)
+    await h.until(
+        handle, lambda s: s.offer is not None and s.offer.tranches[0].status is TrancheStatus.PAID
+    )
+    await h.report(handle, 2)  # a milestone report, so the run is left waiting for its review
+    await h.until(handle, lambda s: ReviewStage.MILESTONE in s.open_stages)
+
+
 async def offer_lapsed(h: Harness, application_id: str) -> None:
     handle = await eligible_run(h, application_id)
     await h.offered(handle)
@@ -767,4 +816,5 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "withdrawn_during_offer": withdrawn_during_offer,
     "hold_refused": hold_refused,
     "cancelled_after_acceptance": cancelled_after_acceptance,
+    "accepted_in_the_next_fiscal_year": accepted_in_the_next_fiscal_year,
 }

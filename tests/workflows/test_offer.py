@@ -18,6 +18,7 @@ from contracts.envelope import ActorKind, deterministic_event_id
 from contracts.money import Money
 from contracts.v1.common import CompensationReason, Decision, ReviewStage, ZoneRefusalReason
 from contracts.v1.desk import DecisionRefusal
+from contracts.v1.disbursement import BudgetExhausted
 from contracts.v1.offers import OfferDeclined
 from contracts.v1.zones import ZoneRefused
 from tests.workflows.scenarios import (
@@ -27,6 +28,7 @@ from tests.workflows.scenarios import (
     WEBER,
     Harness,
     accepted,
+    offered_before_the_year_end,
     open_task,
     verify,
     withdrawal,
@@ -372,3 +374,61 @@ async def test_a_refused_tranche_release_cancels_what_is_unpaid(h: Harness) -> N
         TrancheStatus.CANCELLED,
         TrancheStatus.CANCELLED,
     ]
+
+
+async def test_an_offer_accepted_in_the_next_fiscal_year_is_charged_to_that_years_budget(
+    h: Harness,
+) -> None:
+    handle, offer_id, accepted_at = await offered_before_the_year_end(h)
+    (award,) = h.publisher.envelopes(handle.id, "award.open")
+    assert award.payload.budget_id == f"grant-{accepted_at.year - 1}", "reserved when offered"
+    accept_id = await h.accept(handle, offer_id, accepted_at)
+    (charge,) = await h.until_published_type(handle, "award.charge")
+    assert charge.payload.budget_id == f"grant-{accepted_at.year}"
+    assert charge.payload.award_id == award.payload.award_id
+    assert charge.actor.id == FIRM_USER
+    assert charge.causation_id == uuid.UUID(accept_id)
+    assert h.publisher.envelopes(handle.id, "tranche.release") == [], "paid only once charged"
+    await h.charged(handle)
+    (release,) = await h.until_published_type(handle, "tranche.release")
+    assert release.payload.sequence == 1
+    await h.until_published_type(handle, "zone.confirm")
+    state = await h.state(handle)
+    assert state.phase is Phase.AWARDED
+    assert state.offer is not None
+    assert state.offer.budget_id == f"grant-{accepted_at.year}"
+
+
+async def test_an_offer_accepted_within_the_year_is_not_charged_again(h: Harness) -> None:
+    handle = await start(h)
+    await accepted(h, handle)
+    assert h.publisher.envelopes(handle.id, "award.charge") == []
+
+
+async def test_a_next_year_budget_short_of_the_grant_cancels_the_award_and_waits_for_budget(
+    h: Harness,
+) -> None:
+    handle, offer_id, accepted_at = await offered_before_the_year_end(h)
+    await h.accept(handle, offer_id, accepted_at)
+    (charge,) = await h.until_published_type(handle, "award.charge")
+    (award,) = h.publisher.envelopes(handle.id, "award.open")
+    await h.fact(
+        handle,
+        BudgetExhausted(
+            budget_id=charge.payload.budget_id,
+            award_id=charge.payload.award_id,
+            application_id=handle.id,
+            requested=award.payload.total,
+            available=Money.of("1000.00", "EUR"),
+            detected_at=accepted_at,
+        ),
+        actor_id="system:disbursement",
+    )
+    final = await handle.result()
+    assert final.phase is Phase.UNFUNDED
+    assert h.publisher.envelopes(handle.id, "tranche.release") == []
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    assert cancel.payload.reason_code is CompensationReason.BUDGET_EXHAUSTED
+    (done,) = h.publisher.envelopes(handle.id, "application.compensated")
+    assert done.payload.award_cancelled, "the reservation in the old budget is given back"
+    assert done.payload.space_released
