@@ -104,9 +104,15 @@ def offer_id(application_id: str) -> str:
     return f"offer_{application_id}"
 
 
-def allocation_id(application_id: str) -> str:
-    """The zones' idempotency key for the application's space."""
-    return f"alloc_{application_id}"
+def allocation_id(application_id: str, round_: int = 0) -> str:
+    """The zones' idempotency key for the application's space (a fresh one each time the
+    space is held again after waiting for budget)."""
+    return f"alloc_{application_id}" if round_ == 0 else f"alloc_{application_id}_{round_}"
+
+
+def _step(step: str, round_: int) -> str:
+    # Steps of the first round keep the names recorded histories and published ids carry.
+    return step if round_ == 0 else f"{step}:{round_}"
 
 
 def award_id(application_id: str) -> str:
@@ -157,12 +163,13 @@ def hold_space(
     content: ApplicationContent,
     hold: timedelta,
     cause: uuid.UUID | None,
+    round_: int = 0,
 ) -> Event:
     """Hold the requested space in the firm's preference order (the zones check sector fit)."""
     return Event(
         "zone.hold",
         HoldZoneSpace(
-            allocation_id=allocation_id(application_id),
+            allocation_id=allocation_id(application_id, round_),
             application_id=application_id,
             firm_id=firm_id,
             sector=content.proposal.sector,
@@ -170,7 +177,7 @@ def hold_space(
             allow_waitlist=True,
             hold_seconds=int(hold.total_seconds()),
         ),
-        step="zone_hold",
+        step=_step("zone_hold", round_),
         actor=_system(),
         causation=cause,
     )
@@ -226,12 +233,16 @@ def charge_award(
     )
 
 
-def confirm_space(application_id: str, actor: Actor, cause: uuid.UUID | None) -> Event:
+def confirm_space(
+    application_id: str, actor: Actor, cause: uuid.UUID | None, round_: int = 0
+) -> Event:
     """The offer was accepted: the holds become allocations."""
     return Event(
         "zone.confirm",
-        ConfirmZoneHold(allocation_id=allocation_id(application_id), application_id=application_id),
-        step="zone_confirm",
+        ConfirmZoneHold(
+            allocation_id=allocation_id(application_id, round_), application_id=application_id
+        ),
+        step=_step("zone_confirm", round_),
         actor=actor,
         causation=cause,
     )
@@ -269,17 +280,18 @@ def release_space(
     reason: str,
     actor: Actor,
     cause: uuid.UUID | None,
+    round_: int = 0,
 ) -> Event:
     """Compensation: give the held (or allocated) space back."""
     return Event(
         "zone.release",
         ReleaseZoneSpace(
-            allocation_id=allocation_id(application_id),
+            allocation_id=allocation_id(application_id, round_),
             application_id=application_id,
             reason_code=reason_code,
             reason=clip(reason),
         ),
-        step=f"zone_release:{reason_code.value}",
+        step=_step(f"zone_release:{reason_code.value}", round_),
         actor=actor,
         causation=cause,
     )
@@ -292,8 +304,10 @@ def cancel_award(
     reason: str,
     actor: Actor,
     cause: uuid.UUID | None,
+    round_: int = 0,
 ) -> Event:
-    """Compensation: cancel the award, releasing what was reserved and not paid."""
+    """Compensation: cancel the award, releasing what was reserved and not paid (or take it
+    off the budget's waitlist)."""
     assert offer.award_id is not None
     return Event(
         "award.cancel",
@@ -303,7 +317,7 @@ def cancel_award(
             reason_code=reason_code,
             reason=clip(reason),
         ),
-        step=f"award_cancel:{reason_code.value}",
+        step=_step(f"award_cancel:{reason_code.value}", round_),
         actor=actor,
         causation=cause,
     )
@@ -432,8 +446,13 @@ def compensated(
     actor: Actor,
     now: datetime,
     cause: uuid.UUID | None,
+    round_: int = 0,
+    waitlisted: bool | None = None,
 ) -> Event:
-    """The saga undid what the approval had set aside, naming who caused it."""
+    """The saga undid what the approval had set aside, naming who caused it.
+
+    ``waitlisted`` (default: a budget shortfall waits) says whether the application waits for
+    budget."""
     outcome = OUTCOMES[reason_code]
     return Event(
         "application.compensated",
@@ -445,10 +464,14 @@ def compensated(
             space_released=space_released,
             award_cancelled=award_cancelled,
             outcome=outcome.value,
-            waitlisted_for_budget=reason_code is CompensationReason.BUDGET_EXHAUSTED,
+            waitlisted_for_budget=(
+                reason_code is CompensationReason.BUDGET_EXHAUSTED
+                if waitlisted is None
+                else waitlisted
+            ),
             compensated_at=now,
         ),
-        step=f"compensated:{reason_code.value}",
+        step=_step(f"compensated:{reason_code.value}", round_),
         actor=actor,
         causation=cause,
     )

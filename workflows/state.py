@@ -235,6 +235,16 @@ class OfferView(BaseModel):
     accepted_at: datetime | None = None
     milestones: list[Milestone] = Field(default_factory=list)
     compensation: str | None = Field(default=None, description="Why the saga ran, if it did.")
+    space_released: bool = Field(
+        default=False, description="The held space was given back (a compensation ran)."
+    )
+    funding_round: int = Field(
+        default=0,
+        description=(
+            "Times the award waited for budget and was then opened by a top-up; the space is"
+            " held again under a fresh allocation each time."
+        ),
+    )
 
 
 class ApprovalState(BaseModel):

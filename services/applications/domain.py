@@ -125,7 +125,8 @@ _ACTIONS: Final[Mapping[Status, tuple[Action, ...]]] = {
     Status.WITHDRAWN: (),
     Status.OFFER_DECLINED: (),
     Status.OFFER_LAPSED: (),
-    Status.UNFUNDED: (),
+    # Waiting for budget: a top-up may still fund it, and the firm may withdraw meanwhile.
+    Status.UNFUNDED: (Action.WITHDRAW,),
     Status.CANCELLED: (),
 }
 

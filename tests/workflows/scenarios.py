@@ -364,7 +364,12 @@ class Harness:
 
     async def held_and_reserved(self, handle: Handle) -> None:
         """The zones hold all the requested space and disbursement opens the award."""
-        (hold,) = await self.until_published_type(handle, "zone.hold")
+        await self.held(handle)
+        await self.award_opened(handle)
+
+    async def held(self, handle: Handle, count: int = 1) -> Envelope[Any]:
+        """The zones hold all the space the ``count``-th ``zone.hold`` asked for."""
+        hold = (await self.until_published_type(handle, "zone.hold", count))[count - 1]
         units = [
             ZoneUnits(
                 zone_id=(r.preferred_zones or ["zone-north-tech-park"])[0],
@@ -385,7 +390,7 @@ class Harness:
                 held_at=now,
             ),
         )
-        await self.award_opened(handle)
+        return hold
 
     async def award_opened(self, handle: Handle) -> None:
         """Disbursement reserved the grant: the award the run asked for is open."""
@@ -455,7 +460,8 @@ class Harness:
                 offer_id=offer_id,
                 application_id=handle.id,
                 firm_id=FIRM_ID,
-                accepted_at=accepted_at or datetime.now(UTC),
+                # The environment's clock: the workflow's own, which a scenario may have skipped.
+                accepted_at=accepted_at or await self.env.get_current_time(),
             ),
             actor_id=FIRM_USER,
         )
@@ -721,16 +727,20 @@ async def offer_accepted_to_completion(h: Harness, application_id: str) -> None:
 async def offered_before_the_year_end(
     h: Harness, application_id: str | None = None
 ) -> tuple[Handle, str, datetime]:
-    """An offer made in one fiscal year and accepted on 2 January of the next.
+    """An offer made on 31 December and accepted on 2 January of the next fiscal year.
 
-    Returns the run, the offer id and the acceptance time (the environment's skipped clock).
+    The environment's clock is first skipped to the next 31 December, so the default offer
+    period spans the year end whenever the test runs. Returns the run, the offer id and the
+    acceptance time (the skipped clock).
     """
     now = await h.env.get_current_time()
-    new_year = datetime(now.year + 1, 1, 2, tzinfo=UTC)
-    # The offer stands until after the new year, wherever in the year the test runs.
-    policy = ApprovalPolicy(offer_days=(new_year - now).days + 10)
-    handle = await eligible_run(h, application_id, policy)
+    eve = datetime(now.year, 12, 31, 12, tzinfo=UTC)
+    if now > eve - timedelta(hours=1):
+        eve = datetime(now.year + 1, 12, 31, 12, tzinfo=UTC)
+    await h.env.sleep(eve - now)
+    handle = await eligible_run(h, application_id)
     offer = await h.offered(handle)
+    new_year = datetime(eve.year + 1, 1, 2, 9, tzinfo=UTC)
     await h.env.sleep(new_year - await h.env.get_current_time())
     return handle, offer.payload.offer_id, await h.env.get_current_time()
 
@@ -745,6 +755,26 @@ async def accepted_in_the_next_fiscal_year(h: Harness, application_id: str) -> N
         handle, lambda s: s.offer is not None and s.offer.tranches[0].status is TrancheStatus.PAID
     )
     await h.report(handle, 2)  # a milestone report, so the run is left waiting for its review
+    await h.until(handle, lambda s: ReviewStage.MILESTONE in s.open_stages)
+
+
+async def funded_after_waiting_for_budget(h: Harness, application_id: str) -> None:
+    """A shortfall, then a top-up opens the award: the space is held again and offered."""
+    handle = await eligible_run(h, application_id)
+    await h.reach_quorum(handle)
+    await h.held(handle)
+    await h.budget_short(handle)
+    await h.until(handle, lambda s: s.phase is Phase.UNFUNDED)
+    await h.until_published_type(handle, "application.compensated")
+    await h.award_opened(handle)  # a top-up reached the award at the head of the waitlist
+    await h.held(handle, 2)
+    (offer,) = await h.until_published_type(handle, "application.offer_made")
+    await h.accept(handle, offer.payload.offer_id)
+    await h.paid(handle, 1)
+    await h.until(
+        handle, lambda s: s.offer is not None and s.offer.tranches[0].status is TrancheStatus.PAID
+    )
+    await h.report(handle, 2)
     await h.until(handle, lambda s: ReviewStage.MILESTONE in s.open_stages)
 
 
@@ -817,4 +847,5 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "hold_refused": hold_refused,
     "cancelled_after_acceptance": cancelled_after_acceptance,
     "accepted_in_the_next_fiscal_year": accepted_in_the_next_fiscal_year,
+    "funded_after_waiting_for_budget": funded_after_waiting_for_budget,
 }

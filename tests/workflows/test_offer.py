@@ -170,12 +170,64 @@ async def test_budget_shortfall_releases_the_hold_and_ends_unfunded(h: Harness) 
     assert "waits for budget" in final.reasons[0]
     (release,) = h.publisher.envelopes(handle.id, "zone.release")
     assert release.payload.reason_code is CompensationReason.BUDGET_EXHAUSTED
-    assert h.publisher.envelopes(handle.id, "award.cancel") == [], "nothing was reserved"
     assert h.publisher.envelopes(handle.id, "application.offer_made") == []
     (done,) = h.publisher.envelopes(handle.id, "application.compensated")
     assert done.payload.outcome == "approved_unfunded"
     assert done.payload.waitlisted_for_budget is True
+    assert done.payload.award_cancelled is False, "nothing was reserved"
     assert done.actor.id == "system:workflows"
+    # The time-skipping handle jumped over the budget wait: the award leaves the waitlist.
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    assert cancel.payload.reason_code is CompensationReason.BUDGET_EXHAUSTED
+    assert "No budget became available within 365 days" in cancel.payload.reason
+    assert "no longer waits for budget" in final.reasons[0]
+
+
+async def test_a_top_up_that_opens_the_award_holds_the_space_again_and_offers_it(
+    h: Harness,
+) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    await h.held(handle)
+    await h.budget_short(handle)
+    state = await h.until(handle, lambda s: s.phase is Phase.UNFUNDED)
+    assert "waits for budget" in state.reasons[0]
+    await h.award_opened(handle)  # a top-up opened it, first come first served
+    second = await h.held(handle, 2)
+    first = h.publisher.envelopes(handle.id, "zone.hold")[0]
+    assert second.payload.allocation_id != first.payload.allocation_id, "a fresh allocation"
+    assert second.event_id == deterministic_event_id(handle.id, "zone_hold:1")
+    (offer,) = await h.until_published_type(handle, "application.offer_made")
+    assert offer.payload.award_id == first.payload.allocation_id.replace("alloc_", "award_")
+    assert len(h.publisher.envelopes(handle.id, "award.open")) == 1, "the award waited"
+    await h.accept(handle, offer.payload.offer_id)
+    (confirm,) = await h.until_published_type(handle, "zone.confirm")
+    assert confirm.payload.allocation_id == second.payload.allocation_id
+    (release,) = await h.until_published_type(handle, "tranche.release")
+    assert release.payload.sequence == 1
+    assert (await h.state(handle)).phase is Phase.AWARDED
+
+
+async def test_a_withdrawal_while_waiting_for_budget_takes_the_award_off_the_waitlist(
+    h: Harness,
+) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    await h.budget_short(handle)
+    await h.until(handle, lambda s: s.phase is Phase.UNFUNDED)
+    await h.until_published_type(handle, "application.compensated")
+    await handle.signal(IncentiveApproval.withdrawn, withdrawal("Plans changed."))
+    final = await handle.result()
+    assert final.phase is Phase.WITHDRAWN
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    assert cancel.payload.reason_code is CompensationReason.APPLICATION_WITHDRAWN
+    assert len(h.publisher.envelopes(handle.id, "zone.release")) == 1, "released once"
+    assert [
+        e.payload.outcome for e in h.publisher.envelopes(handle.id, "application.compensated")
+    ] == [
+        "approved_unfunded",
+        "withdrawn",
+    ]
 
 
 async def test_withdrawal_during_the_offer_releases_and_cancels(h: Harness) -> None:
@@ -432,3 +484,4 @@ async def test_a_next_year_budget_short_of_the_grant_cancels_the_award_and_waits
     (done,) = h.publisher.envelopes(handle.id, "application.compensated")
     assert done.payload.award_cancelled, "the reservation in the old budget is given back"
     assert done.payload.space_released
+    assert done.payload.waitlisted_for_budget is False, "nothing waits: the award is cancelled"
