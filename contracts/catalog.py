@@ -50,6 +50,7 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "application.offer_declined": offers.OfferDeclined,
         "application.milestone_reported": offers.MilestoneReported,
         "application.cancelled": applications.ApplicationCancelled,
+        "application.fast_track_revoked": offers.FastTrackRevoked,
         # eligibility.events
         "eligibility.assessed": eligibility.EligibilityAssessed,
         # review.events

@@ -292,6 +292,7 @@ class IncentiveApproval:
         task.comment = request.comment
         task.decided_at = now
         task.requested_fields = list(request.requested_fields)
+        task.fast_track_declined = list(request.fast_track_declined)
         task.decided_on_revision = self._revision
         decision_event = self._queue(events.decision_recorded(self._app_id, task, now))
         task.decision_event_id = str(decision_event)
@@ -359,6 +360,9 @@ class IncentiveApproval:
                 tasks=self._tasks,
                 profiles=self._profiles,
                 organisations=self._organisations(),
+                fast_track_requested=(
+                    [f.item for f in self._content.incentives.fast_track] if self._content else []
+                ),
             ),
         )
         if refused is not None:
@@ -889,7 +893,11 @@ class IncentiveApproval:
             award_id=offering.award_id(self._app_id) if grant else None,
             grant=grant,
             tranches=offering.tranches(grant, self._policy.tranche_schedule) if grant else [],
-            fast_track=[f.item for f in incentives.fast_track],
+        )
+        offer.fast_track, offer.fast_track_declined = policy.fast_track_verdicts(
+            [f.item for f in incentives.fast_track],
+            self._tasks.values(),
+            self._policy.committee_required,
         )
         self._offer = offer
         offer_period = timedelta(days=self._policy.offer_days)

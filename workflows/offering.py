@@ -344,6 +344,7 @@ def offer_made(
             award_id=offer.award_id if offer.grant else None,
             tranches=_wire_tranches(offer.tranches),
             fast_track=list(offer.fast_track),
+            fast_track_declined=list(offer.fast_track_declined),
             offered_at=offer.offered_at,
             expires_at=offer.expires_at,
         ),

@@ -17,6 +17,7 @@ from contracts.v1.common import (
     CommitteeQuorum,
     Decision,
     EligibilityOutcome,
+    FastTrackDeclined,
     FastTrackItem,
     ReviewStage,
     Stage,
@@ -117,6 +118,9 @@ class Task(BaseModel):
     decision: Decision | None = None
     comment: str | None = None
     requested_fields: list[str] = Field(default_factory=list)
+    fast_track_declined: list[FastTrackDeclined] = Field(
+        default_factory=list, description="A committee member's approve without these items."
+    )
     decided_on_revision: int | None = Field(
         default=None, description="The content revision the reviewer decided on."
     )
@@ -229,6 +233,7 @@ class OfferView(BaseModel):
     budget_id: str | None = Field(default=None, description="The budget the award is charged to.")
     tranches: list[TrancheView] = Field(default_factory=list)
     fast_track: list[FastTrackItem] = Field(default_factory=list)
+    fast_track_declined: list[FastTrackDeclined] = Field(default_factory=list)
     offered_at: datetime | None = None
     expires_at: datetime | None = None
     answered_by: str | None = None

@@ -67,6 +67,7 @@ from contracts.v1.offers import (
     ApplicationCompensated,
     AwardCompleted,
     FastTrackGranted,
+    FastTrackRevoked,
     MilestoneReported,
     MilestoneVerified,
     OfferAccepted,
@@ -492,6 +493,7 @@ def _describe(envelope: Envelope[Any]) -> Fact | None:
             | OfferAccepted()
             | OfferDeclined()
             | MilestoneReported()
+            | FastTrackRevoked()
         ):
             # Only this service submits and amends, and it records both on the timeline in
             # the same transaction that stages the event: coming back, they add nothing.
@@ -646,6 +648,14 @@ def _offer_terms(offer: OfferMade) -> str:
         parts.append(f"grant of {offer.grant} in tranches ({tranches})")
     if offer.fast_track:
         parts.append("fast-track: " + ", ".join(i.replace("_", " ") for i in offer.fast_track))
+    if offer.fast_track_declined:
+        parts.append(
+            "fast-track not approved: "
+            + ", ".join(
+                f"{d.item.replace('_', ' ')} ({d.reason.rstrip('.')})"
+                for d in offer.fast_track_declined
+            )
+        )
     if offer.space_unavailable:
         parts.append(
             "not available: "

@@ -29,7 +29,13 @@ from contracts.catalog import decode, example_payloads, message_type_of
 from contracts.envelope import Envelope, deterministic_event_id
 from contracts.money import Money
 from contracts.v1.applications import ApplicationContent, ApplicationSubmitted, ParentCompany
-from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage, ZoneUnits
+from contracts.v1.common import (
+    Decision,
+    EligibilityOutcome,
+    FastTrackDeclined,
+    ReviewStage,
+    ZoneUnits,
+)
 from contracts.v1.desk import ReviewDecisionOutcome, ReviewDecisionRequest, ReviewerProfile
 from contracts.v1.desk import ReviewerRole as R
 from contracts.v1.disbursement import AwardCharged, AwardOpened, BudgetExhausted, TranchePaid
@@ -297,6 +303,7 @@ class Harness:
         task_id: str | None = None,
         roles: Sequence[R] | None = None,
         fields: Sequence[str] = (),
+        fast_track_declined: Sequence[FastTrackDeclined] = (),
     ) -> ReviewDecisionOutcome:
         """Send the ``decide`` update as the desk would for ``reviewer``."""
         if task_id is None:
@@ -311,6 +318,7 @@ class Harness:
             decision=decision,
             comment=comment or f"{decision.value} by {reviewer}",
             requested_fields=list(fields),
+            fast_track_declined=list(fast_track_declined),
         )
         return await handle.execute_update(IncentiveApproval.decide, request)
 

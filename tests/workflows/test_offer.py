@@ -16,7 +16,14 @@ from temporalio.exceptions import ApplicationError
 
 from contracts.envelope import ActorKind, deterministic_event_id
 from contracts.money import Money
-from contracts.v1.common import CompensationReason, Decision, ReviewStage, ZoneRefusalReason
+from contracts.v1.common import (
+    CompensationReason,
+    Decision,
+    FastTrackDeclined,
+    FastTrackItem,
+    ReviewStage,
+    ZoneRefusalReason,
+)
 from contracts.v1.desk import DecisionRefusal
 from contracts.v1.disbursement import BudgetExhausted
 from contracts.v1.offers import OfferDeclined
@@ -27,6 +34,9 @@ from tests.workflows.scenarios import (
     TANAKA,
     WEBER,
     Harness,
+    COMMITTEE,
+    HADDAD,
+    SILVA,
     accepted,
     offered_before_the_year_end,
     open_task,
@@ -485,3 +495,37 @@ async def test_a_next_year_budget_short_of_the_grant_cancels_the_award_and_waits
     assert done.payload.award_cancelled, "the reservation in the old budget is given back"
     assert done.payload.space_released
     assert done.payload.waitlisted_for_budget is False, "nothing waits: the award is cancelled"
+
+
+async def test_a_fast_track_item_the_committee_did_not_approve_is_declined_with_the_reason(
+    h: Harness,
+) -> None:
+    handle = await start(h)
+    await h.until_open(handle, ReviewStage.TECHNICAL, ReviewStage.SECURITY)
+    sandbox = FastTrackDeclined(
+        item=FastTrackItem.SANDBOX_ACCESS, reason="The supervision plan is missing."
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as caught:  # only the committee decides items
+        await h.decide(handle, TANAKA, ReviewStage.TECHNICAL, fast_track_declined=[sandbox])
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.type == DecisionRefusal.INVALID_REQUEST
+    await h.decide(handle, TANAKA, ReviewStage.TECHNICAL)
+    await h.decide(handle, SILVA, ReviewStage.SECURITY)
+    await h.until_open(handle, ReviewStage.FINANCE)
+    await h.decide(handle, HADDAD, ReviewStage.FINANCE)
+    await h.until_open(handle, ReviewStage.COMMITTEE)
+    permit = FastTrackDeclined(item=FastTrackItem.EXPEDITED_PERMIT, reason="Not asked for.")
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await h.decide(handle, COMMITTEE[0], ReviewStage.COMMITTEE, fast_track_declined=[permit])
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.type == DecisionRefusal.INVALID_REQUEST
+    # One of the two approving members declines the sandbox: short of the quorum of two.
+    await h.decide(handle, COMMITTEE[0], ReviewStage.COMMITTEE, fast_track_declined=[sandbox])
+    await h.decide(handle, COMMITTEE[1], ReviewStage.COMMITTEE)
+    await h.held_and_reserved(handle)
+    (offer,) = await h.until_published_type(handle, "application.offer_made")
+    assert offer.payload.fast_track == []
+    assert offer.payload.fast_track_declined == [sandbox]
+    await h.accept(handle, offer.payload.offer_id)
+    await h.until_published_type(handle, "tranche.release")
+    assert h.publisher.envelopes(handle.id, "application.fast_track_granted") == []
