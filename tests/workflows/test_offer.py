@@ -29,14 +29,14 @@ from contracts.v1.disbursement import BudgetExhausted
 from contracts.v1.offers import OfferDeclined
 from contracts.v1.zones import ZoneRefused
 from tests.workflows.scenarios import (
+    COMMITTEE,
     FIRM_ID,
     FIRM_USER,
+    HADDAD,
+    SILVA,
     TANAKA,
     WEBER,
     Harness,
-    COMMITTEE,
-    HADDAD,
-    SILVA,
     accepted,
     offered_before_the_year_end,
     open_task,
