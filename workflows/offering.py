@@ -25,6 +25,7 @@ from contracts.v1.disbursement import (
     ReleaseTranche,
     Tranche,
 )
+from contracts.v1.disbursement import budget_id as fiscal_year_budget
 from contracts.v1.offers import (
     ApplicationCompensated,
     AwardCompleted,
@@ -122,7 +123,7 @@ def award_id(application_id: str) -> str:
 
 def budget_id(incentive_type: str, now: datetime) -> str:
     """The budget of ``incentive_type`` for the fiscal year (the calendar year) of ``now``."""
-    return f"{incentive_type}-{now.year}"
+    return fiscal_year_budget(incentive_type, now.year)
 
 
 def tranches(total: Money, schedule: str) -> list[TrancheView]:

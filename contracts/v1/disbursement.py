@@ -27,6 +27,16 @@ from contracts.v1.common import (
 #: The payment rail's idempotency key for one payout attempt series of one tranche.
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
 
+
+def budget_id(incentive_type: str, fiscal_year: int) -> str:
+    """The id of the budget of one incentive type and fiscal year, e.g. ``grant-2027``.
+
+    The fiscal year is the calendar year (UTC). Disbursement names its budgets so, and the
+    workflow names the budget an award is charged to with the same rule.
+    """
+    return f"{incentive_type}-{fiscal_year}"
+
+
 _APP_ID = "app_01HZX3Q8W6"
 _AWARD_ID = "award_app_01HZX3Q8W6"
 _BUDGET_ID = "gaip-2027-grants"

@@ -33,6 +33,7 @@ from contracts.v1.disbursement import (
     TranchePaid,
     TrancheReleased,
 )
+from contracts.v1.disbursement import budget_id as fiscal_year_budget
 from services.disbursement import store
 from services.disbursement.domain import (
     MAX_AMOUNT,
@@ -106,7 +107,7 @@ async def create_budget(
     now: datetime,
 ) -> str:
     """Create the budget of an incentive type and fiscal year and fund it with ``amount``."""
-    budget_id = f"{incentive_type}-{fiscal_year}"
+    budget_id = fiscal_year_budget(incentive_type, fiscal_year)
     if not in_minor_units(amount.amount, amount.currency):
         raise _amount_error(amount.amount, amount.currency)
     if await store.budget(uow.session, budget_id) is not None:
