@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, Security
+from fastapi import APIRouter, Body, Path, Request, Security
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -173,7 +173,10 @@ async def report_milestone(
 async def revoke_fast_track(
     request: Request,
     application_id: ApplicationId,
-    item: FastTrackItem,
+    item: Annotated[
+        FastTrackItem,
+        Path(description="The granted fast-track item to revoke.", examples=["sandbox_access"]),
+    ],
     principal: Administrator,
     idempotency_key: IdempotencyKeyHeader,
     body: Annotated[
