@@ -50,6 +50,7 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "application.offer_declined": offers.OfferDeclined,
         "application.milestone_reported": offers.MilestoneReported,
         "application.cancelled": applications.ApplicationCancelled,
+        "application.fast_track_revoked": offers.FastTrackRevoked,
         # eligibility.events
         "eligibility.assessed": eligibility.EligibilityAssessed,
         # review.events
@@ -84,6 +85,7 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "award.open": disbursement.OpenAward,
         "tranche.release": disbursement.ReleaseTranche,
         "award.cancel": disbursement.CancelAward,
+        "award.charge": disbursement.ChargeAward,
         # disbursement.events
         "award.opened": disbursement.AwardOpened,
         "tranche.released": disbursement.TrancheReleased,
@@ -91,6 +93,7 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "tranche.failed": disbursement.TrancheFailed,
         "award.cancelled": disbursement.AwardCancelled,
         "budget.exhausted": disbursement.BudgetExhausted,
+        "award.charged": disbursement.AwardCharged,
         # operations.events
         "dead_letter.redriven": operations.DeadLetterRedriven,
     }

@@ -14,6 +14,8 @@ the same rules, so the two cannot disagree. Pure: plain values and contract mode
     closures the earlier one wins, because the journey ended then;
   - *approved* and what follows it (award opened, offered, accepted, completed) beat every
     other open status and only move forward;
+  - *approved_unfunded* waits for budget between the approval and the award: a top-up that
+    opens the award moves it on (award opened, offered, ...), and a closure ends it;
   - between the other open statuses the later fact (``occurred_at``) wins;
   - a fact about a superseded revision of the content (an assessment of revision 1 arriving
     after the firm amended to revision 2) does not change the status;
@@ -84,19 +86,19 @@ CLOSED: Final = frozenset(
         Status.WITHDRAWN,
         Status.OFFER_DECLINED,
         Status.OFFER_LAPSED,
-        Status.UNFUNDED,
         Status.CANCELLED,
     }
 )
-
 #: Statuses after the final decision, in the order they follow each other. (The grant is
-#: reserved, ``award_opened``, before the offer is made.)
+#: reserved, ``award_opened``, before the offer is made; an application whose budget fell short
+#: waits, ``approved_unfunded``, until a top-up opens its award.)
 SETTLED_RANK: Final[Mapping[Status, int]] = {
     Status.APPROVED: 1,
-    Status.AWARD_OPENED: 2,
-    Status.OFFERED: 3,
-    Status.OFFER_ACCEPTED: 4,
-    Status.COMPLETED: 5,
+    Status.UNFUNDED: 2,
+    Status.AWARD_OPENED: 3,
+    Status.OFFERED: 4,
+    Status.OFFER_ACCEPTED: 5,
+    Status.COMPLETED: 6,
 }
 
 #: Where a compensation leaves the application (the workflow's outcome names).
@@ -227,6 +229,10 @@ def status_change(envelope: Envelope[Any]) -> StatusChange | None:
         case AwardCompleted():
             return StatusChange(Status.COMPLETED, at)
         case ApplicationCompensated():
+            if payload.outcome == "approved_unfunded" and not payload.waitlisted_for_budget:
+                # Short of budget after the award opened (charged to the acceptance year's
+                # budget): the award is cancelled and nothing waits.
+                return StatusChange(Status.CANCELLED, at, (payload.reason,))
             outcome = COMPENSATION_STATUS.get(payload.outcome)
             return StatusChange(outcome, at, (payload.reason,)) if outcome else None
         case AwardOpened():

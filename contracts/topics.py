@@ -57,7 +57,8 @@ TOPICS: Final[tuple[Topic, ...]] = (
         name="applications.events",
         description=(
             "What firms do with their applications: submit, amend, withdraw, answer the offer "
-            "and report milestones; and an administrator's cancellation."
+            "and report milestones; an administrator's cancellation, or revocation of a "
+            "fast-track item."
         ),
         types=(
             "application.submitted",
@@ -67,6 +68,7 @@ TOPICS: Final[tuple[Topic, ...]] = (
             "application.offer_declined",
             "application.milestone_reported",
             "application.cancelled",
+            "application.fast_track_revoked",
         ),
     ),
     Topic(
@@ -126,8 +128,8 @@ TOPICS: Final[tuple[Topic, ...]] = (
     ),
     Topic(
         name="disbursement.commands",
-        description="Requests to disbursement: open or cancel awards, release tranches.",
-        types=("award.open", "tranche.release", "award.cancel"),
+        description=("Requests to disbursement: open, charge or cancel awards, release tranches."),
+        types=("award.open", "tranche.release", "award.cancel", "award.charge"),
     ),
     Topic(
         name="disbursement.events",
@@ -139,6 +141,7 @@ TOPICS: Final[tuple[Topic, ...]] = (
             "tranche.failed",
             "award.cancelled",
             "budget.exhausted",
+            "award.charged",
         ),
     ),
     Topic(

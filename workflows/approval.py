@@ -75,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         TaskReassignment,
     )
     from contracts.v1.disbursement import (
+        AwardCharged,
         AwardOpened,
         BudgetExhausted,
         TrancheFailed,
@@ -122,6 +123,10 @@ ELIGIBILITY_ACTOR = events.ELIGIBILITY_ACTOR
 PRODUCER = "workflows"
 #: Patch marker: the workflow compensates when one of its commands was dead-lettered.
 REFUSAL_PATCH = "command-refusal"
+#: Patch marker: on acceptance the award is charged to the budget of the acceptance year.
+CHARGE_PATCH = "charge-at-acceptance"
+#: Patch marker: after a budget shortfall the run waits for a top-up to open its award.
+BUDGET_WAIT_PATCH = "budget-wait"
 
 PUBLISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -291,6 +296,7 @@ class IncentiveApproval:
         task.comment = request.comment
         task.decided_at = now
         task.requested_fields = list(request.requested_fields)
+        task.fast_track_declined = list(request.fast_track_declined)
         task.decided_on_revision = self._revision
         decision_event = self._queue(events.decision_recorded(self._app_id, task, now))
         task.decision_event_id = str(decision_event)
@@ -358,6 +364,9 @@ class IncentiveApproval:
                 tasks=self._tasks,
                 profiles=self._profiles,
                 organisations=self._organisations(),
+                fast_track_requested=(
+                    [f.item for f in self._content.incentives.fast_track] if self._content else []
+                ),
             ),
         )
         if refused is not None:
@@ -942,31 +951,31 @@ class IncentiveApproval:
             award_id=offering.award_id(self._app_id) if grant else None,
             grant=grant,
             tranches=offering.tranches(grant, self._policy.tranche_schedule) if grant else [],
-            fast_track=[f.item for f in incentives.fast_track],
+        )
+        offer.fast_track, offer.fast_track_declined = policy.fast_track_verdicts(
+            [f.item for f in incentives.fast_track],
+            self._tasks.values(),
+            self._policy.committee_required,
         )
         self._offer = offer
         offer_period = timedelta(days=self._policy.offer_days)
-        if offer.allocation_id:
-            # The hold outlives the offer by a day: the workflow releases it when the offer
-            # lapses, so the firm never loses space while its offer still stands.
-            self._queue(
-                offering.hold_space(
-                    self._app_id,
-                    self._firm_id,
-                    self._content,
-                    offer_period + timedelta(days=1),
-                    self._cause,
-                )
-            )
+        self._hold(offer_period)
         if grant:
             budget = offering.budget_id(self._policy.grant_budget, workflow.now())
+            offer.budget_id = budget
             self._queue(
                 offering.open_award(self._app_id, self._firm_id, offer, budget, self._cause)
             )
         await self._flush()
 
-        if not await self._wait_facts(self._reserved):
-            return
+        while not await self._wait_facts(self._reserved):
+            # A shortfall: runs recorded before the budget waitlist ended here, unfunded.
+            if self._phase is not Phase.UNFUNDED or not workflow.patched(BUDGET_WAIT_PATCH):
+                return
+            if not await self._wait_for_budget():
+                return
+            self._hold(offer_period)  # funded at last: hold the space again, then offer
+            await self._flush()
         if self._phase.ended:  # a budget shortfall
             return
 
@@ -1002,19 +1011,111 @@ class IncentiveApproval:
                 actor,
             )
             return
-        await self._accept(actor)
+        await self._accept(actor, OfferAccepted.model_validate(answer.payload).accepted_at)
         await self._milestones()
 
-    async def _accept(self, actor: Actor) -> None:
-        """Accepted: allocate the space, grant the fast-track items, pay the signing tranche."""
+    def _hold(self, offer_period: timedelta) -> None:
+        """Ask the zones to hold the requested space (under this funding round's allocation)."""
+        assert self._firm_id is not None
+        assert self._content is not None
+        offer = self._offer_or_fail()
+        if offer.allocation_id is None:
+            return
+        # The hold outlives the offer by a day: the workflow releases it when the offer
+        # lapses, so the firm never loses space while its offer still stands.
+        self._queue(
+            offering.hold_space(
+                self._app_id,
+                self._firm_id,
+                self._content,
+                offer_period + timedelta(days=1),
+                self._cause,
+                offer.funding_round,
+            )
+        )
+
+    async def _wait_for_budget(self) -> bool:
+        """Waitlisted for budget: wait (a durable timer) until a top-up opens the award.
+
+        True when it opened: the application is approved again, with a fresh allocation id for
+        the space it holds anew. False when the run ended instead: the firm withdrew, an
+        administrator cancelled, or no budget came within ``budget_wait_days``, which takes
+        the award off the budget's waitlist.
+        """
+        offer = self._offer_or_fail()
+        assert offer.award_id is not None
+        deadline = workflow.now() + timedelta(days=self._policy.budget_wait_days)
+        while True:
+            self._apply_facts()
+            if offer.award_opened:
+                break
+            if self._withdrawal is not None or self._cancellation is not None:
+                self._end_after_approval()
+                await self._flush()
+                return False
+            remaining = deadline - workflow.now()
+            if remaining <= timedelta(0):
+                reason = (
+                    f"No budget became available within {self._policy.budget_wait_days} days "
+                    "of the shortfall; the application no longer waits for budget."
+                )
+                self._queue(
+                    offering.cancel_award(
+                        self._app_id,
+                        offer,
+                        CompensationReason.BUDGET_EXHAUSTED,
+                        reason,
+                        Actor.system(WORKFLOW_ACTOR),
+                        self._cause,
+                        offer.funding_round,
+                    )
+                )
+                self._reasons = [reason]
+                await self._flush()
+                return False
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: (
+                        bool(self._facts)
+                        or self._withdrawal is not None
+                        or self._cancellation is not None
+                    ),
+                    timeout=remaining,
+                    timeout_summary="budget-wait",
+                )
+        offer.funding_round += 1
+        offer.allocation_id = (
+            offering.allocation_id(self._app_id, offer.funding_round)
+            if offer.allocation_id
+            else None
+        )
+        offer.held = []
+        offer.unavailable = []
+        offer.waitlisted = False
+        offer.space_released = False
+        offer.compensation = None
+        self._phase = Phase.APPROVED
+        self._reasons = []
+        return True
+
+    async def _accept(self, actor: Actor, accepted_at: datetime) -> None:
+        """Accepted: charge the grant to the acceptance year's budget, allocate the space,
+        grant the fast-track items, pay the signing tranche."""
         offer = self._offer
         assert offer is not None
         assert self._firm_id is not None
         now = workflow.now()
         offer.accepted_at = now
         self._phase = Phase.AWARDED
+        # Runs recorded before the charge kept the award in the budget of the approval year.
+        if offer.award_opened and workflow.patched(CHARGE_PATCH):
+            if not await self._charge(actor, accepted_at):
+                return
+            now = workflow.now()
         if offer.held:
-            self._queue(offering.confirm_space(self._app_id, actor, self._cause))
+            self._queue(
+                offering.confirm_space(self._app_id, actor, self._cause, offer.funding_round)
+            )
         validity = timedelta(days=self._policy.fast_track_validity_days)
         for item in offer.fast_track:
             self._queue(
@@ -1038,6 +1139,22 @@ class IncentiveApproval:
         else:
             self._phase = Phase.COMPLETED  # nothing to pay: the journey ends with the allocation
         await self._flush()
+
+    async def _charge(self, actor: Actor, accepted_at: datetime) -> bool:
+        """Move the reservation to the budget of the fiscal year the offer was accepted in.
+
+        False when the application ended meanwhile: that budget could not cover the grant
+        (compensated as a budget shortfall), the command was refused, or it was withdrawn.
+        """
+        offer = self._offer_or_fail()
+        budget = offering.budget_id(self._policy.grant_budget, accepted_at)
+        if offer.budget_id is None or offer.budget_id == budget:
+            return True
+        self._queue(
+            offering.charge_award(self._app_id, offer, budget, accepted_at, actor, self._cause)
+        )
+        await self._flush()
+        return await self._wait_facts(lambda: offer.budget_id == budget)
 
     # --- milestones ------------------------------------------------------------------------------
 
@@ -1285,13 +1402,21 @@ class IncentiveApproval:
                 offer.allocated.extend(payload.units)
             case AwardOpened() if payload.award_id == offer.award_id:
                 offer.award_opened = True
+                offer.budget_id = payload.budget_id
+            case AwardCharged() if payload.award_id == offer.award_id:
+                offer.budget_id = payload.budget_id
             case BudgetExhausted() if payload.award_id == offer.award_id:
                 self._cause = uuid.UUID(fact.event_id)
+                then = (
+                    "the award is cancelled"  # charged to the acceptance year's budget
+                    if offer.award_opened
+                    else "the application waits for budget"
+                )
                 self._compensate(
                     CompensationReason.BUDGET_EXHAUSTED,
                     f"The {payload.budget_id} budget has {payload.available.amount} "
                     f"{payload.available.currency} left, short of the {payload.requested.amount} "
-                    f"{payload.requested.currency} grant; the application waits for budget.",
+                    f"{payload.requested.currency} grant; {then}.",
                     Actor.system(WORKFLOW_ACTOR),
                 )
             case TrancheReleased() if payload.award_id == offer.award_id:
@@ -1379,19 +1504,32 @@ class IncentiveApproval:
         """Release the space and cancel the award, then record the compensation and the end."""
         offer = self._offer_or_fail()
         assert self._firm_id is not None
-        release_space = offer.allocation_id is not None
+        release_space = offer.allocation_id is not None and not offer.space_released
         # Once award.open is sent the award is cancelled, opened or not yet: both commands travel
         # on the application's partition, so the cancellation follows the opening.
-        cancel_award = (
-            offer.award_id is not None and reason_code is not CompensationReason.BUDGET_EXHAUSTED
+        # A shortfall before the award opened reserved nothing; one when it was charged to the
+        # acceptance year's budget leaves the reservation where it was, to be given back.
+        cancel_award = offer.award_id is not None and (
+            reason_code is not CompensationReason.BUDGET_EXHAUSTED or offer.award_opened
         )
         if release_space:
+            offer.space_released = True
             self._queue(
-                offering.release_space(self._app_id, reason_code, reason, actor, self._cause)
+                offering.release_space(
+                    self._app_id, reason_code, reason, actor, self._cause, offer.funding_round
+                )
             )
         if cancel_award:
             self._queue(
-                offering.cancel_award(self._app_id, offer, reason_code, reason, actor, self._cause)
+                offering.cancel_award(
+                    self._app_id,
+                    offer,
+                    reason_code,
+                    reason,
+                    actor,
+                    self._cause,
+                    offer.funding_round,
+                )
             )
             for tranche in offer.tranches:
                 if tranche.status is TrancheStatus.SCHEDULED:
@@ -1408,6 +1546,8 @@ class IncentiveApproval:
                 actor=actor,
                 now=workflow.now(),
                 cause=self._cause,
+                round_=offer.funding_round,
+                waitlisted=reason_code is CompensationReason.BUDGET_EXHAUSTED and not cancel_award,
             )
         )
         offer.compensation = reason

@@ -69,10 +69,11 @@ DISBURSEMENT_TYPES = (
     "tranche.paid",
     "tranche.failed",
     "award.cancelled",
+    "award.charged",
 )
 #: The workflow's commands, read back from the dead-letter twins of their topics.
 ZONE_COMMAND_TYPES = ("zone.hold", "zone.confirm", "zone.release")
-DISBURSEMENT_COMMAND_TYPES = ("award.open", "tranche.release", "award.cancel")
+DISBURSEMENT_COMMAND_TYPES = ("award.open", "tranche.release", "award.cancel", "award.charge")
 #: Forwarded as the ``fact`` signal: the workflow validates the payload against the catalog.
 FACT_TYPES = frozenset(
     {

@@ -70,6 +70,15 @@ class ApprovalPolicy(BaseModel):
     fast_track_validity_days: int = Field(
         default=365, ge=1, le=3650, description="How long an approved fast-track item is granted."
     )
+    budget_wait_days: int = Field(
+        default=365,
+        ge=1,
+        le=3650,
+        description=(
+            "Days an approved application waits for budget after a shortfall before it stops"
+            " waiting (a top-up within them opens its award and the offer goes on)."
+        ),
+    )
     tranche_schedule: str = Field(
         default="signing:40,milestone 1:30,milestone 2:30",
         description="Tranche shares of an award, `name:percent` separated by commas; total 100.",

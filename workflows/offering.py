@@ -18,7 +18,14 @@ from contracts.money import Money
 from contracts.schedule import parse_schedule, split
 from contracts.v1.applications import ApplicationContent
 from contracts.v1.common import CompensationReason, FastTrackItem
-from contracts.v1.disbursement import CancelAward, OpenAward, ReleaseTranche, Tranche
+from contracts.v1.disbursement import (
+    CancelAward,
+    ChargeAward,
+    OpenAward,
+    ReleaseTranche,
+    Tranche,
+)
+from contracts.v1.disbursement import budget_id as fiscal_year_budget
 from contracts.v1.offers import (
     ApplicationCompensated,
     AwardCompleted,
@@ -71,6 +78,10 @@ COMMAND_ACTIONS: dict[str, str] = {
     "award.open": "The disbursement service could not open the award and reserve the grant",
     "tranche.release": "The disbursement service could not release a tranche for payment",
     "award.cancel": "The disbursement service could not cancel the award",
+    "award.charge": (
+        "The disbursement service could not charge the award to the budget of the year the "
+        "offer was accepted in"
+    ),
 }
 
 
@@ -94,9 +105,15 @@ def offer_id(application_id: str) -> str:
     return f"offer_{application_id}"
 
 
-def allocation_id(application_id: str) -> str:
-    """The zones' idempotency key for the application's space."""
-    return f"alloc_{application_id}"
+def allocation_id(application_id: str, round_: int = 0) -> str:
+    """The zones' idempotency key for the application's space (a fresh one each time the
+    space is held again after waiting for budget)."""
+    return f"alloc_{application_id}" if round_ == 0 else f"alloc_{application_id}_{round_}"
+
+
+def _step(step: str, round_: int) -> str:
+    # Steps of the first round keep the names recorded histories and published ids carry.
+    return step if round_ == 0 else f"{step}:{round_}"
 
 
 def award_id(application_id: str) -> str:
@@ -106,7 +123,7 @@ def award_id(application_id: str) -> str:
 
 def budget_id(incentive_type: str, now: datetime) -> str:
     """The budget of ``incentive_type`` for the fiscal year (the calendar year) of ``now``."""
-    return f"{incentive_type}-{now.year}"
+    return fiscal_year_budget(incentive_type, now.year)
 
 
 def tranches(total: Money, schedule: str) -> list[TrancheView]:
@@ -147,12 +164,13 @@ def hold_space(
     content: ApplicationContent,
     hold: timedelta,
     cause: uuid.UUID | None,
+    round_: int = 0,
 ) -> Event:
     """Hold the requested space in the firm's preference order (the zones check sector fit)."""
     return Event(
         "zone.hold",
         HoldZoneSpace(
-            allocation_id=allocation_id(application_id),
+            allocation_id=allocation_id(application_id, round_),
             application_id=application_id,
             firm_id=firm_id,
             sector=content.proposal.sector,
@@ -160,7 +178,7 @@ def hold_space(
             allow_waitlist=True,
             hold_seconds=int(hold.total_seconds()),
         ),
-        step="zone_hold",
+        step=_step("zone_hold", round_),
         actor=_system(),
         causation=cause,
     )
@@ -192,12 +210,40 @@ def open_award(
     )
 
 
-def confirm_space(application_id: str, actor: Actor, cause: uuid.UUID | None) -> Event:
+def charge_award(
+    application_id: str,
+    offer: OfferView,
+    budget: str,
+    accepted_at: datetime,
+    actor: Actor,
+    cause: uuid.UUID | None,
+) -> Event:
+    """Charge the award to the budget of the fiscal year in which the offer was accepted."""
+    assert offer.award_id is not None
+    return Event(
+        "award.charge",
+        ChargeAward(
+            award_id=offer.award_id,
+            application_id=application_id,
+            budget_id=budget,
+            accepted_at=accepted_at,
+        ),
+        step=f"award_charge:{budget}",
+        actor=actor,
+        causation=cause,
+    )
+
+
+def confirm_space(
+    application_id: str, actor: Actor, cause: uuid.UUID | None, round_: int = 0
+) -> Event:
     """The offer was accepted: the holds become allocations."""
     return Event(
         "zone.confirm",
-        ConfirmZoneHold(allocation_id=allocation_id(application_id), application_id=application_id),
-        step="zone_confirm",
+        ConfirmZoneHold(
+            allocation_id=allocation_id(application_id, round_), application_id=application_id
+        ),
+        step=_step("zone_confirm", round_),
         actor=actor,
         causation=cause,
     )
@@ -235,17 +281,18 @@ def release_space(
     reason: str,
     actor: Actor,
     cause: uuid.UUID | None,
+    round_: int = 0,
 ) -> Event:
     """Compensation: give the held (or allocated) space back."""
     return Event(
         "zone.release",
         ReleaseZoneSpace(
-            allocation_id=allocation_id(application_id),
+            allocation_id=allocation_id(application_id, round_),
             application_id=application_id,
             reason_code=reason_code,
             reason=clip(reason),
         ),
-        step=f"zone_release:{reason_code.value}",
+        step=_step(f"zone_release:{reason_code.value}", round_),
         actor=actor,
         causation=cause,
     )
@@ -258,8 +305,10 @@ def cancel_award(
     reason: str,
     actor: Actor,
     cause: uuid.UUID | None,
+    round_: int = 0,
 ) -> Event:
-    """Compensation: cancel the award, releasing what was reserved and not paid."""
+    """Compensation: cancel the award, releasing what was reserved and not paid (or take it
+    off the budget's waitlist)."""
     assert offer.award_id is not None
     return Event(
         "award.cancel",
@@ -269,7 +318,7 @@ def cancel_award(
             reason_code=reason_code,
             reason=clip(reason),
         ),
-        step=f"award_cancel:{reason_code.value}",
+        step=_step(f"award_cancel:{reason_code.value}", round_),
         actor=actor,
         causation=cause,
     )
@@ -296,6 +345,7 @@ def offer_made(
             award_id=offer.award_id if offer.grant else None,
             tranches=_wire_tranches(offer.tranches),
             fast_track=list(offer.fast_track),
+            fast_track_declined=list(offer.fast_track_declined),
             offered_at=offer.offered_at,
             expires_at=offer.expires_at,
         ),
@@ -398,8 +448,13 @@ def compensated(
     actor: Actor,
     now: datetime,
     cause: uuid.UUID | None,
+    round_: int = 0,
+    waitlisted: bool | None = None,
 ) -> Event:
-    """The saga undid what the approval had set aside, naming who caused it."""
+    """The saga undid what the approval had set aside, naming who caused it.
+
+    ``waitlisted`` (default: a budget shortfall waits) says whether the application waits for
+    budget."""
     outcome = OUTCOMES[reason_code]
     return Event(
         "application.compensated",
@@ -411,10 +466,14 @@ def compensated(
             space_released=space_released,
             award_cancelled=award_cancelled,
             outcome=outcome.value,
-            waitlisted_for_budget=reason_code is CompensationReason.BUDGET_EXHAUSTED,
+            waitlisted_for_budget=(
+                reason_code is CompensationReason.BUDGET_EXHAUSTED
+                if waitlisted is None
+                else waitlisted
+            ),
             compensated_at=now,
         ),
-        step=f"compensated:{reason_code.value}",
+        step=_step(f"compensated:{reason_code.value}", round_),
         actor=actor,
         causation=cause,
     )

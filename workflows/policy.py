@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from contracts.conflicts import Organisation, conflicts
-from contracts.v1.common import Decision, ReviewStage
+from contracts.v1.common import Decision, FastTrackDeclined, FastTrackItem, ReviewStage
 from contracts.v1.desk import (
     DecisionRefusal,
     ReviewDecisionRequest,
@@ -85,6 +85,8 @@ class Application:
     profiles: Mapping[str, ReviewerProfile]
     #: The firm and its parent companies, from the latest revision.
     organisations: Sequence[Organisation]
+    #: The fast-track items the firm asked for.
+    fast_track_requested: Sequence[FastTrackItem] = ()
 
 
 def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
@@ -105,6 +107,22 @@ def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
             DecisionRefusal.INVALID_REQUEST,
             "requested_fields only go with a request_information decision.",
         )
+    if request.fast_track_declined:
+        if stage is not ReviewStage.COMMITTEE or request.decision is not Decision.APPROVE:
+            return Refusal(
+                DecisionRefusal.INVALID_REQUEST,
+                "fast_track_declined only goes with a committee member's approve decision.",
+            )
+        unknown = [
+            d.item.value
+            for d in request.fast_track_declined
+            if d.item not in app.fast_track_requested
+        ]
+        if unknown:
+            return Refusal(
+                DecisionRefusal.INVALID_REQUEST,
+                f"The application does not ask for {', '.join(unknown)}.",
+            )
     if stage is ReviewStage.MILESTONE and request.decision is Decision.REQUEST_INFORMATION:
         return Refusal(
             DecisionRefusal.INVALID_REQUEST,
@@ -323,3 +341,26 @@ def information_request_id(application_id: str, loop: int) -> str:
 def eligibility_task_id(application_id: str, revision: int) -> str:
     """The pseudo task of an information request raised by the eligibility rules."""
     return f"task_eligibility_{short_hash(application_id, 'eligibility', str(revision))}"
+
+
+def fast_track_verdicts(
+    requested: Sequence[FastTrackItem], tasks: Iterable[Task], required: int
+) -> tuple[list[FastTrackItem], list[FastTrackDeclined]]:
+    """The requested fast-track items the committee approved, and those it did not, with why.
+
+    An item is approved when at least ``required`` (the quorum) of the approving committee
+    members approved it, that is did not decline it; otherwise it is declined with the reasons
+    of the members who declined it.
+    """
+    approvers = [
+        t for t in tasks if t.stage is ReviewStage.COMMITTEE and t.decision is Decision.APPROVE
+    ]
+    approved: list[FastTrackItem] = []
+    declined: list[FastTrackDeclined] = []
+    for item in requested:
+        reasons = [d.reason for t in approvers for d in t.fast_track_declined if d.item is item]
+        if len(approvers) - len(reasons) >= required:
+            approved.append(item)
+        else:
+            declined.append(FastTrackDeclined(item=item, reason=" ".join(reasons)[:4000]))
+    return approved, declined

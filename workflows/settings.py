@@ -118,6 +118,16 @@ class Settings(ServiceSettings):
         description="How long an approved fast-track item is granted for, from acceptance.",
         examples=[365],
     )
+    budget_wait_days: int = Field(
+        default=365,
+        ge=1,
+        le=3650,
+        description=(
+            "Days an application left unfunded by a budget shortfall waits for a top-up before"
+            " it stops waiting."
+        ),
+        examples=[365],
+    )
     tranche_schedule: str = Field(
         default="signing:40,milestone 1:30,milestone 2:30",
         description=(
@@ -149,6 +159,7 @@ class Settings(ServiceSettings):
             assignment_retry_minutes=self.assignment_retry_minutes,
             offer_days=self.offer_days,
             fast_track_validity_days=self.fast_track_validity_days,
+            budget_wait_days=self.budget_wait_days,
             tranche_schedule=self.tranche_schedule,
             grant_budget=self.grant_budget,
         )

@@ -17,6 +17,7 @@ from contracts.v1.common import (
     CommitteeQuorum,
     Decision,
     EligibilityOutcome,
+    FastTrackDeclined,
     FastTrackItem,
     ReviewStage,
     Stage,
@@ -117,6 +118,9 @@ class Task(BaseModel):
     decision: Decision | None = None
     comment: str | None = None
     requested_fields: list[str] = Field(default_factory=list)
+    fast_track_declined: list[FastTrackDeclined] = Field(
+        default_factory=list, description="A committee member's approve without these items."
+    )
     decided_on_revision: int | None = Field(
         default=None, description="The content revision the reviewer decided on."
     )
@@ -226,14 +230,26 @@ class OfferView(BaseModel):
     allocated: list[ZoneUnits] = Field(default_factory=list)
     grant: Money | None = None
     award_opened: bool = False
+    budget_id: str | None = Field(default=None, description="The budget the award is charged to.")
     tranches: list[TrancheView] = Field(default_factory=list)
     fast_track: list[FastTrackItem] = Field(default_factory=list)
+    fast_track_declined: list[FastTrackDeclined] = Field(default_factory=list)
     offered_at: datetime | None = None
     expires_at: datetime | None = None
     answered_by: str | None = None
     accepted_at: datetime | None = None
     milestones: list[Milestone] = Field(default_factory=list)
     compensation: str | None = Field(default=None, description="Why the saga ran, if it did.")
+    space_released: bool = Field(
+        default=False, description="The held space was given back (a compensation ran)."
+    )
+    funding_round: int = Field(
+        default=0,
+        description=(
+            "Times the award waited for budget and was then opened by a top-up; the space is"
+            " held again under a fresh allocation each time."
+        ),
+    )
 
 
 class ApprovalState(BaseModel):

@@ -242,6 +242,28 @@ class ZoneUnits(BaseModel):
     quantity: int = Field(ge=1, le=10_000, description="How many units.", examples=[4])
 
 
+class FastTrackDeclined(BaseModel):
+    """A fast-track item the committee did not approve, and why."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "item": "expedited_work_visa",
+                    "reason": "The staff to be hired are not named in the proposal.",
+                }
+            ]
+        },
+    )
+
+    item: FastTrackItem = Field(description="The item.", examples=["expedited_work_visa"])
+    reason: LongText = Field(
+        description="Why it was not approved, in the committee's words.",
+        examples=["The staff to be hired are not named in the proposal."],
+    )
+
+
 class CommitteeQuorum(BaseModel):
     """The committee rule: ``required`` approvals out of ``members`` reviewers (N of M)."""
 

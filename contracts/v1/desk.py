@@ -23,6 +23,7 @@ from contracts.iso import CountryCode, Lei
 from contracts.v1.common import (
     PAYLOAD_CONFIG,
     Decision,
+    FastTrackDeclined,
     FieldPath,
     Identifier,
     LongText,
@@ -177,6 +178,16 @@ class ReviewDecisionRequest(BaseModel):
         max_length=50,
         description="With `request_information`: the application fields the firm must amend.",
         examples=[["commitments.training"]],
+    )
+    fast_track_declined: list[FastTrackDeclined] = Field(
+        default_factory=list,
+        max_length=10,
+        description=(
+            "With a committee member's `approve`: the requested fast-track items this member "
+            "does not approve, each with the reason. An item is granted only if the quorum of "
+            "approving members approves it too."
+        ),
+        examples=[[{"item": "expedited_work_visa", "reason": "Staff not named."}]],
     )
 
 

@@ -27,6 +27,16 @@ from contracts.v1.common import (
 #: The payment rail's idempotency key for one payout attempt series of one tranche.
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
 
+
+def budget_id(incentive_type: str, fiscal_year: int) -> str:
+    """The id of the budget of one incentive type and fiscal year, e.g. ``grant-2027``.
+
+    The fiscal year is the calendar year (UTC). Disbursement names its budgets so, and the
+    workflow names the budget an award is charged to with the same rule.
+    """
+    return f"{incentive_type}-{fiscal_year}"
+
+
 _APP_ID = "app_01HZX3Q8W6"
 _AWARD_ID = "award_app_01HZX3Q8W6"
 _BUDGET_ID = "gaip-2027-grants"
@@ -446,3 +456,76 @@ class BudgetExhausted(BaseModel):
         if self.available.amount >= self.requested.amount:
             raise ValueError("available must be less than requested for a shortfall")
         return self
+
+
+class ChargeAward(BaseModel):
+    """Command ``award.charge``: charge an open award to the budget of the year its offer was
+    accepted in.
+
+    The grant is reserved when the offer is made; when the firm accepts in a later fiscal year,
+    the unpaid reservation moves to that year's budget. Charging an award to the budget it is
+    already charged to has no further effect.
+    """
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "budget_id": "grant-2028",
+                    "accepted_at": "2028-01-03T09:30:00Z",
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="The award to charge.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    budget_id: Identifier = Field(
+        description="The budget of the fiscal year in which the offer was accepted.",
+        examples=["grant-2028"],
+    )
+    accepted_at: UtcDatetime = Field(
+        description="When the firm accepted the offer, in UTC.", examples=["2028-01-03T09:30:00Z"]
+    )
+
+
+class AwardCharged(BaseModel):
+    """Event ``award.charged``: an award's reservation moved to the budget of the fiscal year in
+    which its offer was accepted."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "award_id": _AWARD_ID,
+                    "application_id": _APP_ID,
+                    "from_budget_id": _BUDGET_ID,
+                    "budget_id": "grant-2028",
+                    "amount": _TOTAL_EXAMPLE,
+                    "charged_at": "2028-01-03T09:30:02Z",
+                }
+            ]
+        },
+    )
+
+    award_id: Identifier = Field(description="The award.", examples=[_AWARD_ID])
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    from_budget_id: Identifier = Field(
+        description="The budget the reservation was taken from (and returned to).",
+        examples=[_BUDGET_ID],
+    )
+    budget_id: Identifier = Field(
+        description="The budget the award is charged to from now on.", examples=["grant-2028"]
+    )
+    amount: Money = Field(description="The reservation that moved.", examples=[_TOTAL_EXAMPLE])
+    charged_at: UtcDatetime = Field(
+        description="When the reservation moved, in UTC.", examples=["2028-01-03T09:30:02Z"]
+    )

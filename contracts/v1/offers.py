@@ -16,6 +16,7 @@ from contracts.v1.common import (
     ZONE_SPACE_REQUEST_EXAMPLE,
     ZONE_UNITS_EXAMPLE,
     CompensationReason,
+    FastTrackDeclined,
     FastTrackItem,
     Identifier,
     LongText,
@@ -91,6 +92,12 @@ class OfferMade(BaseModel):
         max_length=10,
         description="Regulatory fast-track items granted on acceptance.",
         examples=[["sandbox_access"]],
+    )
+    fast_track_declined: list[FastTrackDeclined] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Requested fast-track items the committee did not approve, with the reason.",
+        examples=[[{"item": "expedited_work_visa", "reason": "Staff not named."}]],
     )
     offered_at: UtcDatetime = Field(
         description="When the offer was made, in UTC.", examples=["2027-01-02T11:00:06Z"]
@@ -219,6 +226,39 @@ class FastTrackGranted(BaseModel):
     )
     valid_until: UtcDatetime = Field(
         description="End of validity, in UTC.", examples=["2028-01-05T09:30:01Z"]
+    )
+
+
+class FastTrackRevoked(BaseModel):
+    """Event ``application.fast_track_revoked``: an administrator revoked a granted fast-track
+    item before the end of its validity."""
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "application_id": _APP_ID,
+                    "firm_id": "ACME",
+                    "item": "sandbox_access",
+                    "reason": "The sandbox conditions were breached: live patient data was used.",
+                    "revoked_at": "2027-06-01T10:00:00Z",
+                }
+            ]
+        },
+    )
+
+    application_id: Identifier = Field(
+        description="The application id; equal to the envelope subject.", examples=[_APP_ID]
+    )
+    firm_id: Identifier = Field(description="The firm.", examples=["ACME"])
+    item: FastTrackItem = Field(description="The item revoked.", examples=["sandbox_access"])
+    reason: LongText = Field(
+        description="Why it was revoked; shown to the firm.",
+        examples=["The sandbox conditions were breached: live patient data was used."],
+    )
+    revoked_at: UtcDatetime = Field(
+        description="When it was revoked, in UTC.", examples=["2027-06-01T10:00:00Z"]
     )
 
 

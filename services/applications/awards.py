@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.envelope import Envelope, UtcDatetime
 from contracts.money import Money
-from contracts.v1.common import FastTrackItem, ZoneSpaceRequest, ZoneUnits
+from contracts.v1.common import FastTrackDeclined, FastTrackItem, ZoneSpaceRequest, ZoneUnits
 from contracts.v1.disbursement import (
     AwardCancelled,
     AwardOpened,
@@ -28,6 +28,7 @@ from contracts.v1.offers import (
     ApplicationCompensated,
     AwardCompleted,
     FastTrackGranted,
+    FastTrackRevoked,
     MilestoneReported,
     MilestoneVerified,
     OfferAccepted,
@@ -98,8 +99,15 @@ class TrancheLine(BaseModel):
     )
 
 
+class FastTrackState(StrEnum):
+    """Where a granted fast-track item stands."""
+
+    GRANTED = "granted"
+    REVOKED = "revoked"
+
+
 class FastTrackLine(BaseModel):
-    """A fast-track item granted on acceptance."""
+    """A fast-track item granted on acceptance (and revoked, if an administrator did)."""
 
     model_config = _VIEW
 
@@ -110,6 +118,19 @@ class FastTrackLine(BaseModel):
     )
     valid_until: UtcDatetime = Field(
         description="End of validity.", examples=["2027-01-16T11:00:06Z"]
+    )
+    state: FastTrackState = Field(
+        default=FastTrackState.GRANTED,
+        description="`granted`, or `revoked` by an administrator.",
+        examples=["granted"],
+    )
+    revoked_reason: str | None = Field(
+        default=None,
+        description="Why it was revoked, if it was.",
+        examples=[None, "The sandbox conditions were breached."],
+    )
+    revoked_at: UtcDatetime | None = Field(
+        default=None, description="When it was revoked.", examples=[None]
     )
 
 
@@ -210,6 +231,11 @@ class AwardView(BaseModel):
         description="Fast-track items the approval covers.",
         examples=[["sandbox_access"]],
     )
+    fast_track_declined: list[FastTrackDeclined] = Field(
+        default_factory=list,
+        description="Requested fast-track items the committee did not approve, with the reason.",
+        examples=[[{"item": "expedited_work_visa", "reason": "Staff not named."}]],
+    )
     milestones: list[MilestoneLine] = Field(
         default_factory=list, description="Milestones reported.", examples=[[]]
     )
@@ -263,6 +289,7 @@ def apply(
                 for t in payload.tranches
             ],
             fast_track_offered=list(payload.fast_track),
+            fast_track_declined=list(payload.fast_track_declined),
         )
         if stored is not None:  # a redelivery: keep what happened since
             return stored
@@ -316,6 +343,12 @@ def apply(
                         valid_until=payload.valid_until,
                     )
                 )
+        case FastTrackRevoked():
+            for granted in view.fast_track:
+                if granted.item is payload.item and granted.state is FastTrackState.GRANTED:
+                    granted.state = FastTrackState.REVOKED
+                    granted.revoked_reason = payload.reason
+                    granted.revoked_at = payload.revoked_at
         case MilestoneReported():
             if all(m.report_id != payload.report_id for m in view.milestones):
                 view.milestones.append(

@@ -55,6 +55,7 @@ from contracts.v1.common import (
 )
 from contracts.v1.disbursement import (
     AwardCancelled,
+    AwardCharged,
     AwardOpened,
     BudgetExhausted,
     TrancheFailed,
@@ -66,6 +67,7 @@ from contracts.v1.offers import (
     ApplicationCompensated,
     AwardCompleted,
     FastTrackGranted,
+    FastTrackRevoked,
     MilestoneReported,
     MilestoneVerified,
     OfferAccepted,
@@ -124,7 +126,8 @@ _ACTIONS: Final[Mapping[Status, tuple[Action, ...]]] = {
     Status.WITHDRAWN: (),
     Status.OFFER_DECLINED: (),
     Status.OFFER_LAPSED: (),
-    Status.UNFUNDED: (),
+    # Waiting for budget: a top-up may still fund it, and the firm may withdraw meanwhile.
+    Status.UNFUNDED: (Action.WITHDRAW,),
     Status.CANCELLED: (),
 }
 
@@ -490,6 +493,7 @@ def _describe(envelope: Envelope[Any]) -> Fact | None:
             | OfferAccepted()
             | OfferDeclined()
             | MilestoneReported()
+            | FastTrackRevoked()
         ):
             # Only this service submits and amends, and it records both on the timeline in
             # the same transaction that stages the event: coming back, they add nothing.
@@ -621,6 +625,11 @@ def _describe(envelope: Envelope[Any]) -> Fact | None:
             )
         case AwardCancelled():
             return Fact(summary="Award cancelled.", reasons=(payload.reason,))
+        case AwardCharged():
+            return Fact(
+                summary=f"Grant of {payload.amount} charged to the {payload.budget_id} budget, "
+                "the fiscal year in which the offer was accepted.",
+            )
         case BudgetExhausted():
             return Fact(
                 summary=f"Program budget short: {payload.requested} needed, "
@@ -639,6 +648,14 @@ def _offer_terms(offer: OfferMade) -> str:
         parts.append(f"grant of {offer.grant} in tranches ({tranches})")
     if offer.fast_track:
         parts.append("fast-track: " + ", ".join(i.replace("_", " ") for i in offer.fast_track))
+    if offer.fast_track_declined:
+        parts.append(
+            "fast-track not approved: "
+            + ", ".join(
+                f"{d.item.replace('_', ' ')} ({d.reason.rstrip('.')})"
+                for d in offer.fast_track_declined
+            )
+        )
     if offer.space_unavailable:
         parts.append(
             "not available: "

@@ -28,6 +28,7 @@ AWARD_TYPES = frozenset(
         "application.offer_declined",
         "application.offer_lapsed",
         "application.fast_track_granted",
+        "application.fast_track_revoked",
         "application.milestone_reported",
         "application.milestone_verified",
         "application.award_completed",

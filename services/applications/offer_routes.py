@@ -11,13 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, Security
+from fastapi import APIRouter, Body, Path, Request, Security
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from contracts.status import Status
+from contracts.v1.common import FastTrackItem
 from services.applications import commands, offers
 from services.applications.api import (
+    Administrator,
     ApplicationId,
     FirmUser,
     IdempotencyKeyHeader,
@@ -28,6 +30,7 @@ from services.applications.api import (
 )
 from services.applications.models import ApplicationRecord
 from services.applications.schemas import ApplicationView
+from services.kit.auth import Principal
 from services.kit.http import success_headers
 
 router = APIRouter(
@@ -38,7 +41,7 @@ router = APIRouter(
 async def _act(
     request: Request,
     application_id: str,
-    principal: FirmUser,
+    principal: Principal,
     key: str,
     operation: str,
     body: bytes,
@@ -157,5 +160,53 @@ async def report_milestone(
         idempotency_key,
         "milestone",
         body.model_dump_json().encode(),
+        use_case,
+    )
+
+
+@router.post(
+    "/{application_id}/fast-track/{item}/revoke",
+    response_model=ApplicationView,
+    summary="Revoke a granted fast-track item (administrators)",
+    responses={**success_headers(200, replayed=True), **_responses(403, 404, 409)},
+)
+async def revoke_fast_track(
+    request: Request,
+    application_id: ApplicationId,
+    item: Annotated[
+        FastTrackItem,
+        Path(description="The granted fast-track item to revoke.", examples=["sandbox_access"]),
+    ],
+    principal: Administrator,
+    idempotency_key: IdempotencyKeyHeader,
+    body: Annotated[
+        offers.RevokeRequest,
+        Body(openapi_examples={"revoke": {"summary": "Revoke", "value": offers.REVOKE_EXAMPLE}}),
+    ],
+) -> Response:
+    """Revoke a fast-track item granted on acceptance, with the reason (admin role only).
+
+    Emits `application.fast_track_revoked`, naming the administrator; the firm sees the item
+    as revoked, with the reason, on its application and timeline. 409 when the item was not
+    granted or is revoked already (`reason` says which), 403 for any other role.
+    """
+
+    def use_case(record: ApplicationRecord, now: datetime) -> tuple[str, BaseModel, Status, str]:
+        revoked = offers.revoke(record, item, body, now)
+        return (
+            "application.fast_track_revoked",
+            revoked,
+            Status(record.status),
+            f"Fast-track revoked: {item.replace('_', ' ')}. {body.reason}",
+        )
+
+    return await _act(
+        request,
+        application_id,
+        principal,
+        idempotency_key,
+        "revoke_fast_track",
+        # The item is in the path: the same key for another item is another request.
+        f"{item.value}\n{body.model_dump_json()}".encode(),
         use_case,
     )

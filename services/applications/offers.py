@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from contracts.status import Status
-from contracts.v1.common import Identifier, LongText
-from contracts.v1.offers import MilestoneReported, OfferAccepted, OfferDeclined
-from services.applications.awards import AwardView
+from contracts.v1.common import FastTrackItem, Identifier, LongText
+from contracts.v1.offers import FastTrackRevoked, MilestoneReported, OfferAccepted, OfferDeclined
+from services.applications.awards import AwardView, FastTrackState
 from services.applications.domain import Action, ActionNotAllowed, allowed_actions, ensure_allowed
 from services.applications.models import ApplicationRecord
 from services.kit.errors import Conflict
@@ -40,6 +40,24 @@ class DeclineRequest(BaseModel):
         default=None,
         description="The firm's reason, shown on the timeline.",
         examples=["We settled in another country."],
+    )
+
+
+REVOKE_EXAMPLE: JsonDict = {
+    "reason": "The sandbox conditions were breached: live patient data was used."
+}
+
+
+class RevokeRequest(BaseModel):
+    """Why an administrator revokes a granted fast-track item."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"examples": [REVOKE_EXAMPLE]}
+    )
+
+    reason: LongText = Field(
+        description="The reason; the firm reads it on its application.",
+        examples=["The sandbox conditions were breached: live patient data was used."],
     )
 
 
@@ -159,4 +177,29 @@ def report(record: ApplicationRecord, body: MilestoneRequest, now: datetime) -> 
         summary=body.summary,
         evidence=list(body.evidence),
         reported_at=now,
+    )
+
+
+def revoke(
+    record: ApplicationRecord, item: FastTrackItem, body: RevokeRequest, now: datetime
+) -> FastTrackRevoked:
+    """An administrator revokes a granted fast-track item; 409 unless it is granted and in force."""
+    view = AwardView.model_validate(record.award) if record.award is not None else None
+    line = next((f for f in view.fast_track if f.item is item), None) if view else None
+    if line is None:
+        raise Conflict(
+            f"{item} was not granted on this application",
+            extensions={"reason": "not_granted", "current_status": record.status},
+        )
+    if line.state is FastTrackState.REVOKED:
+        raise Conflict(
+            f"{item} was revoked already",
+            extensions={"reason": "already_revoked", "current_status": record.status},
+        )
+    return FastTrackRevoked(
+        application_id=record.id,
+        firm_id=record.firm_id,
+        item=item,
+        reason=body.reason,
+        revoked_at=now,
     )

@@ -89,6 +89,7 @@ async def _budget_view(session: Any, budget_id: str) -> tuple[Any, BudgetView]:
         free=as_balance(balances[accounts[1]], currency),
         reserved=as_balance(total(AccountKind.RESERVED), currency),
         paid=as_balance(total(AccountKind.PAID), currency),
+        waitlist=[w.award_id for w in await store.waitlist(session, budget_id)],
     )
     return budget, view
 

@@ -21,9 +21,11 @@ from contracts.money import Balance, Money
 from contracts.v1.common import TrancheFailureReason
 from contracts.v1.disbursement import (
     AwardCancelled,
+    AwardCharged,
     AwardOpened,
     BudgetExhausted,
     CancelAward,
+    ChargeAward,
     OpenAward,
     ReleaseTranche,
     Tranche,
@@ -31,6 +33,7 @@ from contracts.v1.disbursement import (
     TranchePaid,
     TrancheReleased,
 )
+from contracts.v1.disbursement import budget_id as fiscal_year_budget
 from services.disbursement import store
 from services.disbursement.domain import (
     MAX_AMOUNT,
@@ -50,7 +53,7 @@ from services.disbursement.domain import (
     retry_delay,
     top_up,
 )
-from services.disbursement.models import AWARDS, BUDGETS, PAYMENTS, TRANCHES
+from services.disbursement.models import AWARDS, BUDGET_WAITLIST, BUDGETS, PAYMENTS, TRANCHES
 from services.kit.errors import BusinessRefusal, Conflict, NotFound, ValidationFailed
 from services.kit.events import Origin, stage_event
 from services.kit.uow import UnitOfWork
@@ -104,7 +107,7 @@ async def create_budget(
     now: datetime,
 ) -> str:
     """Create the budget of an incentive type and fiscal year and fund it with ``amount``."""
-    budget_id = f"{incentive_type}-{fiscal_year}"
+    budget_id = fiscal_year_budget(incentive_type, fiscal_year)
     if not in_minor_units(amount.amount, amount.currency):
         raise _amount_error(amount.amount, amount.currency)
     if await store.budget(uow.session, budget_id) is not None:
@@ -121,6 +124,7 @@ async def create_budget(
         },
     )
     await _top_up(uow, budget_id, amount, origin, now, note="budget set")
+    await open_waiting(uow, budget_id, origin, now)
     return budget_id
 
 
@@ -148,6 +152,7 @@ async def top_up_budget(
     if not in_minor_units(amount.amount, amount.currency):
         raise _amount_error(amount.amount, amount.currency)
     await _top_up(uow, budget_id, amount, origin, now, note="top-up")
+    await open_waiting(uow, budget_id, origin, now)
 
 
 async def _top_up(
@@ -168,11 +173,16 @@ async def _top_up(
 
 
 async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: datetime) -> None:
-    """Reserve the award's total in its budget and store its schedule; ``budget.exhausted``
-    (and no award) when the budget cannot cover it or does not exist. Opening an award twice
-    does nothing."""
+    """Reserve the award's total in its budget and store its schedule.
+
+    When the budget cannot cover it, or does not exist yet, ``budget.exhausted`` is reported
+    and the award waits on the budget's waitlist (no award, nothing reserved) until a top-up
+    covers it (:func:`open_waiting`). Opening an award twice does nothing.
+    """
     session = uow.session
     if await store.award(session, command.award_id) is not None:
+        return
+    if await store.waiting(session, command.award_id) is not None:
         return
     budget = await store.budget(session, command.budget_id)
     currency = command.total.currency
@@ -184,19 +194,23 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
     try:
         if budget is None:  # no budget for that year (yet): nothing is available
             raise Overdrawn(f"budget {command.budget_id} does not exist")
-        await store.apply(
-            session,
-            reserve(command.budget_id, command.award_id, command.total.amount),
-            currency=currency,
-            budget_id=command.budget_id,
-            award_id=command.award_id,
-            actor=origin.who,
-            note=f"reserved for {command.application_id}",
-            now=now,
-        )
+        await _reserve_and_open(uow, command, origin, correlation_id, now)
     except Overdrawn:
         available = await store.balances(
             session, [budget_account(command.budget_id, AccountKind.AVAILABLE)]
+        )
+        await store.insert(
+            session,
+            BUDGET_WAITLIST,
+            {
+                "award_id": command.award_id,
+                "budget_id": command.budget_id,
+                "application_id": command.application_id,
+                "command": command.model_dump_json(),
+                "actor": origin.actor.model_dump_json(),
+                "correlation_id": str(correlation_id),
+                "queued_at": now,
+            },
         )
         _stage(
             uow,
@@ -213,7 +227,29 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
             correlation_id=correlation_id,
             now=now,
         )
-        return
+
+
+async def _reserve_and_open(
+    uow: UnitOfWork,
+    command: OpenAward,
+    origin: Origin,
+    correlation_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Reserve the total and store the award: :class:`Overdrawn`, nothing written, when the
+    budget cannot cover it."""
+    session = uow.session
+    currency = command.total.currency
+    await store.apply(
+        session,
+        reserve(command.budget_id, command.award_id, command.total.amount),
+        currency=currency,
+        budget_id=command.budget_id,
+        award_id=command.award_id,
+        actor=origin.who,
+        note=f"reserved for {command.application_id}",
+        now=now,
+    )
     await store.insert(
         session,
         AWARDS,
@@ -259,6 +295,30 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
         correlation_id=correlation_id,
         now=now,
     )
+
+
+async def open_waiting(uow: UnitOfWork, budget_id: str, origin: Origin, now: datetime) -> int:
+    """Open the awards waiting for ``budget_id``, first come first served, while it covers the
+    next one; returns how many opened.
+
+    Strictly in arrival order: an award the budget cannot cover yet keeps its place and those
+    behind it wait too, so a large early request is never overtaken by smaller later ones.
+    Runs in the top-up's transaction: the money and the awards it opens commit together.
+    """
+    session = uow.session
+    budget = await store.budget(session, budget_id)
+    opened = 0
+    for entry in await store.waitlist(session, budget_id, lock=True):
+        command = OpenAward.model_validate_json(entry.command)
+        if command.total.currency != budget.currency:
+            continue  # this budget can never cover it; its workflow stops waiting in time
+        try:
+            await _reserve_and_open(uow, command, origin, uuid.UUID(entry.correlation_id), now)
+        except Overdrawn:
+            break
+        await store.delete_waiting(session, entry.award_id)
+        opened += 1
+    return opened
 
 
 async def _open_award(session: Any, award_id: str) -> Any:
@@ -330,12 +390,125 @@ async def release_tranche(
     return payment_id
 
 
+async def charge_award(
+    uow: UnitOfWork, command: ChargeAward, origin: Origin, now: datetime
+) -> None:
+    """Charge an open award to the budget of the fiscal year its offer was accepted in.
+
+    What is reserved and unpaid moves from the award's budget to ``command.budget_id`` in one
+    transaction: reserved from the new budget first (nothing written when it cannot cover it,
+    which is reported as ``budget.exhausted``), then given back to the old one. Charging an
+    award to its own budget does nothing, so a redelivered command moves nothing twice.
+    """
+    session = uow.session
+    award = await _open_award(session, command.award_id)
+    if award.budget_id == command.budget_id:
+        return
+    if award.state != AwardState.OPEN.value:
+        raise BusinessRefusal(f"award {command.award_id} is {award.state}")
+    currency = award.currency
+    budget = await store.budget(session, command.budget_id)
+    if budget is not None and budget.currency != currency:
+        raise BusinessRefusal(f"budget {command.budget_id} is kept in {budget.currency}")
+    reserved_account = award_account(command.award_id, AccountKind.RESERVED)
+    reserved = (await store.balances(session, [reserved_account]))[reserved_account]
+    correlation_id = uuid.UUID(award.correlation_id)
+    try:
+        if budget is None:
+            raise Overdrawn(f"budget {command.budget_id} does not exist")
+        if reserved > 0:
+            await store.apply(
+                session,
+                reserve(command.budget_id, command.award_id, reserved),
+                currency=currency,
+                budget_id=command.budget_id,
+                award_id=command.award_id,
+                actor=origin.who,
+                note=f"offer accepted in fiscal year {command.accepted_at.year}",
+                now=now,
+            )
+    except Overdrawn:
+        available = await store.balances(
+            session, [budget_account(command.budget_id, AccountKind.AVAILABLE)]
+        )
+        _stage(
+            uow,
+            BudgetExhausted(
+                budget_id=command.budget_id,
+                award_id=command.award_id,
+                application_id=command.application_id,
+                requested=as_money(reserved, currency),
+                available=as_balance(next(iter(available.values())), currency),
+                detected_at=now,
+            ),
+            subject=command.application_id,
+            origin=origin,
+            correlation_id=correlation_id,
+            now=now,
+        )
+        return
+    if reserved > 0:
+        await store.apply(
+            session,
+            release(award.budget_id, command.award_id, reserved),
+            currency=currency,
+            budget_id=award.budget_id,
+            award_id=command.award_id,
+            actor=origin.who,
+            note=f"charged to {command.budget_id}: the offer was accepted in that fiscal year",
+            now=now,
+        )
+    await store.update(
+        session,
+        AWARDS,
+        AWARDS.c.id == command.award_id,
+        budget_id=command.budget_id,
+        updated_at=now,
+    )
+    _stage(
+        uow,
+        AwardCharged(
+            award_id=command.award_id,
+            application_id=command.application_id,
+            from_budget_id=award.budget_id,
+            budget_id=command.budget_id,
+            amount=as_money(reserved, currency),
+            charged_at=now,
+        ),
+        subject=command.application_id,
+        origin=origin,
+        correlation_id=correlation_id,
+        now=now,
+    )
+
+
 async def cancel_award(
     uow: UnitOfWork, command: CancelAward, origin: Origin, now: datetime
 ) -> None:
     """Cancel an award: unpaid tranches are cancelled and what is reserved and not in flight
     goes back to the budget. Cancelling twice does nothing."""
     session = uow.session
+    waiting = await store.waiting(session, command.award_id)
+    if waiting is not None:  # never opened: it leaves the budget's waitlist, nothing to give back
+        await store.delete_waiting(session, command.award_id)
+        _stage(
+            uow,
+            AwardCancelled(
+                award_id=command.award_id,
+                application_id=command.application_id,
+                reason_code=command.reason_code,
+                reason=command.reason,
+                returned_to_budget=as_balance(
+                    Decimal(0), OpenAward.model_validate_json(waiting.command).total.currency
+                ),
+                cancelled_at=now,
+            ),
+            subject=command.application_id,
+            origin=origin,
+            correlation_id=uuid.UUID(waiting.correlation_id),
+            now=now,
+        )
+        return
     award = await _open_award(session, command.award_id)
     if award.state == AwardState.CANCELLED.value:
         return

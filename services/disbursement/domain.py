@@ -221,8 +221,3 @@ RETRY_CAP_SECONDS = 300.0
 def retry_delay(attempts: int) -> float:
     """Seconds before the next attempt after ``attempts`` transient failures."""
     return float(min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1)))
-
-
-def fiscal_year_budget_id(incentive_type: str, fiscal_year: int) -> str:
-    """The id of the budget of one incentive type and fiscal year, e.g. ``grant-2027``."""
-    return f"{incentive_type}-{fiscal_year}"

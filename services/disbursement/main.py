@@ -54,7 +54,13 @@ def _background(service: Service, settings: Settings) -> APIRouter:
                 _every(
                     "payouts",
                     settings.payout_interval_seconds,
-                    lambda: payouts.pay_due(service.uow, rail, watch=watch),
+                    lambda: payouts.pay_due(
+                        service.uow,
+                        rail,
+                        watch=watch,
+                        limit=settings.payout_batch_size,
+                        concurrency=settings.payout_concurrency,
+                    ),
                 ),
                 name="disbursement-payouts",
             ),

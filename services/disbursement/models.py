@@ -8,6 +8,8 @@
   credited account and one positive amount), so every transfer sums to zero by construction,
   with its cause and actor;
 - ``awards`` and ``tranches``: an award's total, state and tranche schedule;
+- ``budget_waitlist``: awards a budget could not cover, first come first served: a top-up (or
+  the budget's creation) opens them in order while the budget covers the next one;
 - ``payments``: one row per tranche (unique), whose id is generated and stored before the rail
   is called and is the rail's ``Idempotency-Key``.
 
@@ -184,15 +186,44 @@ class Payment(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
 
 
+class BudgetWaitlistEntry(SQLModel, table=True):
+    """An award waiting for its budget: the ``award.open`` command as it came, in arrival order."""
+
+    __tablename__ = "budget_waitlist"
+    __table_args__ = (sa.Index("ix_budget_waitlist_budget", "budget_id", "position"),)
+
+    #: Arrival order (FIFO).
+    position: int | None = Field(default=None, sa_column=sa.Column(BigIntId, primary_key=True))
+    award_id: str = Field(sa_column=sa.Column(sa.String(100), nullable=False, unique=True))
+    #: No foreign key: an award may wait for a budget that is yet to be set.
+    budget_id: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    application_id: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    #: The ``award.open`` payload (JSON), applied as it is when the budget covers it.
+    command: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    #: Who asked for the award (``kind:id``) and the journey it belongs to.
+    actor: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    correlation_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False))
+    queued_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
 BUDGETS: sa.Table = Budget.__table__  # type: ignore[attr-defined]
 ACCOUNTS: sa.Table = LedgerAccount.__table__  # type: ignore[attr-defined]
 TRANSFERS: sa.Table = LedgerTransfer.__table__  # type: ignore[attr-defined]
 AWARDS: sa.Table = Award.__table__  # type: ignore[attr-defined]
 TRANCHES: sa.Table = TrancheRecord.__table__  # type: ignore[attr-defined]
 PAYMENTS: sa.Table = Payment.__table__  # type: ignore[attr-defined]
+BUDGET_WAITLIST: sa.Table = BudgetWaitlistEntry.__table__  # type: ignore[attr-defined]
 
 #: This service's own tables (the kit tables are added by :func:`metadata`).
-TABLES: tuple[sa.Table, ...] = (BUDGETS, ACCOUNTS, TRANSFERS, AWARDS, TRANCHES, PAYMENTS)
+TABLES: tuple[sa.Table, ...] = (
+    BUDGETS,
+    ACCOUNTS,
+    TRANSFERS,
+    AWARDS,
+    TRANCHES,
+    PAYMENTS,
+    BUDGET_WAITLIST,
+)
 
 
 def metadata() -> sa.MetaData:

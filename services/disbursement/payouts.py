@@ -1,24 +1,28 @@
 """The payout worker and reconciliation.
 
 A payment row exists (committed, id generated) before the rail is ever called. The worker then
-sends due ``pending`` payments with their id as the ``Idempotency-Key`` and records each answer
-in a unit of work of its own. A crash between the rail's payment and that record leaves the
-row ``pending`` (or ``unknown`` after a timeout); sending it again returns the payment the rail
-already made, and :func:`reconcile` settles every ``unknown`` one by asking the rail. So a
-tranche is paid once, whatever fails when.
+takes a round of due ``pending`` payments, sends them to the rail concurrently (at most
+``concurrency`` calls in flight), each with its id as the ``Idempotency-Key``, and records the
+round's answers in one unit of work. A crash between the rail's payment and that record leaves
+the rows ``pending`` (or ``unknown`` after a timeout); sending them again returns the payments
+the rail already made, and :func:`reconcile` settles every ``unknown`` one by asking the rail.
+So a tranche is paid once, whatever fails when.
 
 While the rail does not answer, the payout loop reports that it waits for the ``rail`` (in
 ``/health``) and probes the rail with the next pending payment every few seconds (its key makes
-that safe), instead of waiting out each payment's own backoff; once the rail answers again,
-every pending payment is due at once, so the backlog drains without delay.
+that safe), one payment at a time instead of whole rounds; once the rail answers again, every
+pending payment is due at once, so the backlog drains without delay.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 from contracts.envelope import utcnow
 from services.disbursement import commands, store
+from services.disbursement.commands import RailAnswer
 from services.disbursement.domain import PaymentState
 from services.disbursement.rail import RailClient
 from services.kit.health import Waits
@@ -64,37 +68,55 @@ async def pay_due(
     uow_factory: UnitOfWorkFactory,
     rail: RailClient,
     *,
-    limit: int = 50,
+    limit: int = 200,
+    concurrency: int = 16,
     watch: RailWatch | None = None,
 ) -> int:
     """Send the due pending payments; returns how many got a final answer."""
     pending = [PaymentState.PENDING.value]
     async with uow_factory() as uow:
+        if watch is not None and watch.away_since is not None:
+            limit = 1  # the rail is away: one payment probes it, the rest wait
         due = await store.payments_in(uow.session, pending, due_by=utcnow(), limit=limit)
         if not due and watch is not None and watch.probe_due():
             # The rail was away: ask again with the next payment rather than its backoff.
             due = await store.payments_in(uow.session, pending, due_by=None, limit=1)
-    settled = 0
-    for payment in due:
-        answer = await rail.pay(
-            payment.id,
-            payment.amount,
-            payment.currency,
-            payment.beneficiary,
-            reference=f"{payment.award_id}/tranche-{payment.sequence}",
-        )
-        async with uow_factory() as uow:
-            await commands.settle(uow, payment.id, answer, utcnow())
-            await uow.commit()
-        settled += answer.state is not None
-        if answer.state is None:
-            log.warning(
-                "payout not answered; will retry", payment_id=payment.id, error=answer.reason
+    if not due:
+        return 0
+    gate = asyncio.Semaphore(concurrency)
+
+    async def send(payment: Any) -> RailAnswer:
+        async with gate:
+            return await rail.pay(
+                payment.id,
+                payment.amount,
+                payment.currency,
+                payment.beneficiary,
+                reference=f"{payment.award_id}/tranche-{payment.sequence}",
             )
-            if watch is not None:
-                watch.failed(answer.reason)
-                break  # the rail is away: the rest would only pile up attempts
-        elif watch is not None and watch.answered():
+
+    answers = await asyncio.gather(*(send(p) for p in due))
+    try:
+        async with uow_factory() as uow:
+            now = utcnow()
+            for payment, answer in zip(due, answers, strict=True):
+                await commands.settle(uow, payment.id, answer, now)
+            await uow.commit()
+    except Exception as exc:
+        # One answer that cannot be recorded must not hold back the others: one at a time.
+        log.warning("recording a payout round failed; one by one", error=f"{exc}")
+        for payment, answer in zip(due, answers, strict=True):
+            async with uow_factory() as uow:
+                await commands.settle(uow, payment.id, answer, utcnow())
+                await uow.commit()
+    unanswered = [(p, a) for p, a in zip(due, answers, strict=True) if a.state is None]
+    for payment, answer in unanswered:
+        log.warning("payout not answered; will retry", payment_id=payment.id, error=answer.reason)
+    settled = len(due) - len(unanswered)
+    if watch is not None:
+        if not settled:
+            watch.failed(unanswered[0][1].reason)
+        elif watch.answered():
             log.info("the rail answers again; pending payouts are due now")
             async with uow_factory() as uow:
                 await store.bring_forward(uow.session, pending, utcnow())

@@ -76,6 +76,14 @@ class BudgetView(BaseModel):
     free: Balance = Field(description="Not promised to any award.")
     reserved: Balance = Field(description="Promised to awards, not yet paid.")
     paid: Balance = Field(description="Paid to firms.")
+    waitlist: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Awards waiting for this budget, first come first served: a top-up opens them in"
+            " this order while the budget covers the next one."
+        ),
+        examples=[["award_app_01HZX3Q8W6"]],
+    )
 
 
 class BudgetLedger(BudgetView):

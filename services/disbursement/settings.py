@@ -41,6 +41,18 @@ class Settings(ServiceSettings):
     payout_interval_seconds: float = Field(
         default=1.0, gt=0, le=3600, description="How often due payouts are sent to the rail."
     )
+    payout_batch_size: int = Field(
+        default=200,
+        ge=1,
+        le=5000,
+        description="Due payouts taken per round; their answers are recorded in one transaction.",
+    )
+    payout_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Rail calls of one round in flight at once.",
+    )
     reconcile_interval_seconds: float = Field(
         default=30.0,
         gt=0,

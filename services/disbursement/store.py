@@ -24,6 +24,7 @@ from services.disbursement.domain import Overdrawn, Transfer, kind_of
 from services.disbursement.models import (
     ACCOUNTS,
     AWARDS,
+    BUDGET_WAITLIST,
     BUDGETS,
     PAYMENTS,
     TRANCHES,
@@ -213,3 +214,26 @@ async def payments_in(
     if due_by is not None:
         statement = statement.where(p.next_attempt_at <= due_by)
     return await rows(session, statement.order_by(p.next_attempt_at, p.id).limit(limit))
+
+
+# --- the budget waitlist -------------------------------------------------------------------------
+
+
+async def waiting(session: AsyncSession, award_id: str) -> Any:
+    """The waitlist entry of ``award_id``, or None."""
+    return await one(session, BUDGET_WAITLIST, BUDGET_WAITLIST.c.award_id == award_id)
+
+
+async def waitlist(session: AsyncSession, budget_id: str, *, lock: bool = False) -> list[Any]:
+    """The awards waiting for ``budget_id``, first come first."""
+    w = BUDGET_WAITLIST.c
+    statement = sa.select(BUDGET_WAITLIST).where(w.budget_id == budget_id).order_by(w.position)
+    if lock:
+        statement = _locking(statement, session)
+    return await rows(session, statement)
+
+
+async def delete_waiting(session: AsyncSession, award_id: str) -> None:
+    await (await _conn(session)).execute(
+        BUDGET_WAITLIST.delete().where(BUDGET_WAITLIST.c.award_id == award_id)
+    )

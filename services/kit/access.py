@@ -122,7 +122,12 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         f"POST {_APPLICATION}/offer/decline",
         f"POST {_APPLICATION}/milestones",
     ),
-    *_service("applications", _ADMIN, f"POST {_APPLICATION}/cancel"),
+    *_service(
+        "applications",
+        _ADMIN,
+        f"POST {_APPLICATION}/cancel",
+        f"POST {_APPLICATION}/fast-track/{{item}}/revoke",
+    ),
     # --- review desk: reviewers their own tasks; supervisors escalations; oversight reads -------
     *_service(
         "review",

@@ -265,6 +265,7 @@ async def decide(
         decision=body.decision,
         comment=body.comment,
         requested_fields=list(body.requested_fields),
+        fast_track_declined=list(body.fast_track_declined),
     )
     desk: TemporalDesk = request.app.state.desk
     outcome = await desk.decide(task.application_id, decision_request)

@@ -17,6 +17,7 @@ from contracts.v1.common import (
     COMMITTEE_QUORUM_EXAMPLE,
     CommitteeQuorum,
     Decision,
+    FastTrackDeclined,
     FieldPath,
     Identifier,
     LongText,
@@ -545,6 +546,16 @@ class DecisionBody(BaseModel):
         max_length=50,
         description="With `request_information` only: the application fields the firm must amend.",
         examples=[["commitments.training"], []],
+    )
+    fast_track_declined: list[FastTrackDeclined] = Field(
+        default_factory=list,
+        max_length=10,
+        description=(
+            "A committee member's `approve` only: the requested fast-track items you do not "
+            "approve, each with the reason the firm reads. An item is granted only if the "
+            "quorum of approving members approves it."
+        ),
+        examples=[[{"item": "expedited_work_visa", "reason": "Staff not named."}], []],
     )
 
     @model_validator(mode="after")

@@ -46,7 +46,6 @@ from services.zones.domain import (
     candidates,
     counter_change,
     expiry,
-    may_take_before,
     no_capacity,
     waking,
 )
@@ -112,7 +111,7 @@ async def hold(
     if not await store.claim_request(session, command.allocation_id, command.application_id, now):
         return  # the same allocation id again: it was answered when it was first applied
 
-    zones = await store.load_zones(session)
+    zones = await catalogue(uow)
     placed: list[_Placed] = []
     refusal: Refusal | None = None
     for request in requests:
@@ -182,7 +181,9 @@ async def hold(
                     zone_id=done.zone_id,
                     unit_type=done.request.unit_type,
                     quantity=done.request.quantity,
-                    position=await store.position(session, hold_id),
+                    position=await store.position(
+                        session, hold_id, done.zone_id, done.request.unit_type, priority
+                    ),
                 )
             )
         else:
@@ -236,14 +237,28 @@ async def hold(
 async def _take_first(
     session: Any, request: SpaceRequest, zone_ids: Sequence[str], priority: int
 ) -> str | None:
-    """The first candidate zone that gives the units (nobody ahead waiting), or None."""
+    """The first candidate zone that gives the units (nobody ahead waiting), or None: one
+    conditional UPDATE per zone tried (the waitlist rule is ``domain.may_take_before``)."""
     for zone_id in zone_ids:
-        waiting = await store.waiting_priorities(session, zone_id, request.unit_type)
-        if not may_take_before(priority, waiting):
-            continue
-        if await store.take(session, zone_id, request.unit_type, request.quantity):
+        if await store.take_ahead_of_waitlist(
+            session, zone_id, request.unit_type, request.quantity, priority
+        ):
             return zone_id
     return None
+
+
+#: ``uow.memo`` key of the zone catalogue a batch of commands reads once.
+CATALOGUE_MEMO = "zones.catalogue"
+
+
+async def catalogue(uow: UnitOfWork) -> dict[str, Zone]:
+    """The zones with their capacities: read once per unit of work (a consumer batch shares it;
+    capacities change only through the admin API, in transactions of their own)."""
+    zones: dict[str, Zone] | None = uow.memo.get(CATALOGUE_MEMO)
+    if zones is None:
+        zones = await store.load_zones(uow.session)
+        uow.memo[CATALOGUE_MEMO] = zones
+    return zones
 
 
 async def confirm(uow: UnitOfWork, command: ConfirmZoneHold, origin: Origin, now: datetime) -> None:

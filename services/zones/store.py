@@ -129,6 +129,32 @@ async def take(session: AsyncSession, zone_id: str, unit_type: UnitType, quantit
     return bool(result.rowcount)
 
 
+async def take_ahead_of_waitlist(
+    session: AsyncSession, zone_id: str, unit_type: UnitType, quantity: int, priority: int
+) -> bool:
+    """Hold ``quantity`` units if they are free and nobody waits for them at ``priority`` or
+    above (:func:`~services.zones.domain.may_take_before`): one conditional UPDATE."""
+    conn = await _conn(session)
+    c, h = CAPACITY.c, HOLDS.c
+    nobody_ahead = ~sa.exists().where(
+        h.zone_id == zone_id,
+        h.unit_type == unit_type.value,
+        h.state == HoldState.WAITLISTED.value,
+        h.priority >= priority,
+    )
+    result = await conn.execute(
+        CAPACITY.update()
+        .where(
+            c.zone_id == zone_id,
+            c.unit_type == unit_type.value,
+            c.held + c.allocated + quantity <= c.capacity,
+            nobody_ahead,
+        )
+        .values(held=c.held + quantity)
+    )
+    return bool(result.rowcount)
+
+
 async def shift(
     session: AsyncSession, zone_id: str, unit_type: UnitType, held: int, allocated: int
 ) -> None:
@@ -311,20 +337,6 @@ async def move(
     return bool(result.rowcount)
 
 
-async def waiting_priorities(session: AsyncSession, zone_id: str, unit_type: UnitType) -> list[int]:
-    """The priorities of the entries waiting for ``unit_type`` in the zone."""
-    conn = await _conn(session)
-    h = HOLDS.c
-    rows = await conn.execute(
-        sa.select(h.priority).where(
-            h.zone_id == zone_id,
-            h.unit_type == unit_type.value,
-            h.state == HoldState.WAITLISTED.value,
-        )
-    )
-    return [int(r[0]) for r in rows]
-
-
 async def waitlist(
     session: AsyncSession, zone_id: str, unit_type: UnitType, *, limit: int = 100
 ) -> list[Any]:
@@ -344,19 +356,20 @@ async def waitlist(
     return list((await conn.execute(_locking(statement, session))).all())
 
 
-async def position(session: AsyncSession, hold_id: int) -> int:
-    """A waitlisted record's position in its zone's waitlist, 1 = next."""
+async def position(
+    session: AsyncSession, hold_id: int, zone_id: str, unit_type: UnitType, priority: int
+) -> int:
+    """A waitlisted record's position in its zone's waitlist, 1 = next (one count)."""
     conn = await _conn(session)
     h = HOLDS.c
-    me = (await conn.execute(sa.select(HOLDS).where(h.id == hold_id))).one()
     ahead = await conn.execute(
         sa.select(sa.func.count())
         .select_from(HOLDS)
         .where(
-            h.zone_id == me.zone_id,
-            h.unit_type == me.unit_type,
+            h.zone_id == zone_id,
+            h.unit_type == unit_type.value,
             h.state == HoldState.WAITLISTED.value,
-            sa.or_(h.priority > me.priority, sa.and_(h.priority == me.priority, h.id < me.id)),
+            sa.or_(h.priority > priority, sa.and_(h.priority == priority, h.id < hold_id)),
         )
     )
     return int(ahead.scalar_one()) + 1

@@ -237,6 +237,8 @@ _DOWNSTREAM = [
     Status.UNDER_REVIEW,
     Status.APPROVED,
     Status.AWARD_OPENED,
+    Status.OFFERED,
+    Status.UNFUNDED,
     Status.REJECTED,
     Status.WITHDRAWN,
 ]
@@ -278,6 +280,23 @@ def test_every_permutation_of_a_realistic_journey_ends_the_same() -> None:
     ]
     results = {apply(submitted(), *order).status for order in itertools.permutations(journey)}
     assert results == {Status.AWARD_OPENED}
+
+
+def test_an_application_funded_after_waiting_for_budget_moves_on_in_any_order() -> None:
+    journey = [
+        StatusChange(Status.UNDER_REVIEW, at(2)),
+        StatusChange(Status.APPROVED, at(3)),
+        StatusChange(Status.UNFUNDED, at(4), ("The grant budget is short.",)),
+        StatusChange(Status.AWARD_OPENED, at(50)),  # a top-up opened the award
+        StatusChange(Status.OFFERED, at(51)),
+    ]
+    results = {apply(submitted(), *order).status for order in itertools.permutations(journey)}
+    assert results == {Status.OFFERED}
+    unfunded = {apply(submitted(), *order).status for order in itertools.permutations(journey[:3])}
+    assert unfunded == {Status.UNFUNDED}
+    waiting = apply(submitted(), *journey[:3])
+    assert transition(waiting, StatusChange(Status.WITHDRAWN, at(60)))
+    assert not transition(waiting, StatusChange(Status.UNDER_REVIEW, at(60)))
 
 
 # --- interpreting events -------------------------------------------------------------------------

@@ -274,3 +274,99 @@ async def test_cancelling_before_approval_is_refused(firm: Firm) -> None:
     )
     assert response.status_code == 409
     assert response.json()["current_status"] == "submitted"
+
+
+async def test_declined_fast_track_items_and_a_revocation_are_shown_to_the_firm(
+    running: Running, firm: Firm, producer: AIOKafkaProducer
+) -> None:
+    app_id = str((await firm.submit())["id"])
+    now = utcnow()
+    offer = event(
+        "application.offer_made",
+        app_id,
+        actor=WORKFLOW,
+        firm_id=firm.id,
+        offer_id=f"offer_{app_id}",
+        award_id=f"award_{app_id}",
+        fast_track=["sandbox_access"],
+        fast_track_declined=[
+            {"item": "expedited_permit", "reason": "The sites are not named in the proposal."}
+        ],
+        offered_at=now.isoformat(),
+        expires_at=(now + timedelta(days=14)).isoformat(),
+    )
+    await publish(producer, offer)
+    await firm.until_recorded(app_id, offer)
+    view = await firm.view(app_id)
+    assert view["award"]["fast_track_declined"] == [
+        {"item": "expedited_permit", "reason": "The sites are not named in the proposal."}
+    ]
+    offer_entry = next(e for e in view["timeline"] if e["event"] == "application.offer_made")
+    assert (
+        "fast-track not approved: expedited permit (The sites are not named in the proposal)"
+        in offer_entry["reasons"][0]
+    )
+    granted = event(
+        "application.fast_track_granted",
+        app_id,
+        actor=WORKFLOW,
+        firm_id=firm.id,
+        item="sandbox_access",
+        valid_from=now.isoformat(),
+        valid_until=(now + timedelta(days=365)).isoformat(),
+    )
+    await publish(producer, granted)
+    await firm.until_recorded(app_id, granted)
+
+    admin = auth("admin", sub="admin@gaip.example")
+    url = f"{BASE}/{app_id}/fast-track/sandbox_access/revoke"
+    body = {"reason": "Live patient data was used in the sandbox."}
+    for headers in (firm.headers, auth("auditor"), auth("reviewer")):
+        refused = await firm.client.post(
+            url, json=body, headers={**headers, "Idempotency-Key": key()}
+        )
+        assert refused.status_code == 403, refused.text
+    not_granted = await firm.client.post(
+        f"{BASE}/{app_id}/fast-track/expedited_permit/revoke",
+        json=body,
+        headers={**admin, "Idempotency-Key": key()},
+    )
+    assert not_granted.status_code == 409, not_granted.text
+    assert not_granted.json()["reason"] == "not_granted"
+    unknown = await firm.client.post(
+        f"{BASE}/{app_id}/fast-track/free_lunch/revoke",
+        json=body,
+        headers={**admin, "Idempotency-Key": key()},
+    )
+    assert unknown.status_code == 422
+    empty = await firm.client.post(
+        url, json={"reason": ""}, headers={**admin, "Idempotency-Key": key()}
+    )
+    assert empty.status_code == 422
+    assert any(e["field"] == "reason" for e in empty.json()["errors"])
+
+    idem = key()
+    first = await firm.client.post(url, json=body, headers={**admin, "Idempotency-Key": idem})
+    assert first.status_code == 200, first.text
+    again = await firm.client.post(url, json=body, headers={**admin, "Idempotency-Key": idem})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    twice = await firm.client.post(url, json=body, headers={**admin, "Idempotency-Key": key()})
+    assert twice.status_code == 409
+    assert twice.json()["reason"] == "already_revoked"
+
+    seen = await firm.view(app_id)
+    (line,) = seen["award"]["fast_track"]
+    assert line["state"] == "revoked"
+    assert line["revoked_reason"] == body["reason"]
+    entries = [e for e in seen["timeline"] if e["event"] == "application.fast_track_revoked"]
+    assert len(entries) == 1
+    assert body["reason"] in entries[0]["summary"]
+    event_id = await scalar(
+        running.engine,
+        "SELECT event_id FROM application_timeline WHERE application_id = :a AND event_type = :t",
+        a=app_id,
+        t="application.fast_track_revoked",
+    )
+    published = await find_record(running.bootstrap, EVENTS_TOPIC, uuid.UUID(str(event_id)))
+    assert published.actor.id == "admin@gaip.example"
+    assert published.payload.item == "sandbox_access"

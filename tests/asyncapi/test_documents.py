@@ -173,7 +173,12 @@ def test_the_worker_declares_everything_its_workflows_publish(
     assert declared["applications.events"] == {"application.withdrawn"}
     assert declared["approvals.events"] == set(get_topic("approvals.events").types)
     assert declared["zones.commands"] == {"zone.hold", "zone.confirm", "zone.release"}
-    assert declared["disbursement.commands"] == {"award.open", "tranche.release", "award.cancel"}
+    assert declared["disbursement.commands"] == {
+        "award.open",
+        "tranche.release",
+        "award.cancel",
+        "award.charge",
+    }
     assert declared["review.events"] == set(get_topic("review.events").types)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts.envelope import utcnow
 from contracts.money import Money
-from contracts.v1.disbursement import CancelAward
+from contracts.v1.disbursement import CancelAward, ChargeAward
 from services.disbursement import commands
 from services.disbursement.domain import AccountKind, award_account, budget_account
 from services.kit.db import create_engine, create_session_factory
@@ -87,6 +87,7 @@ async def test_a_budget_that_cannot_cover_an_award_says_so_and_reserves_nothing(
     assert await db.event_types() == ["budget.exhausted"]
     assert await db.balance(AVAILABLE) == Decimal("100000.00")
     assert await db.rows("SELECT id FROM awards") == []
+    assert await db.rows("SELECT award_id FROM budget_waitlist") == [("w1",)]
 
 
 async def test_opening_twice_reserves_once(db: Db) -> None:
@@ -193,3 +194,113 @@ async def test_an_award_on_a_budget_that_does_not_exist_is_unfunded(db: Db) -> N
     await open_award(db, "w1")
     assert await db.event_types() == ["budget.exhausted"]
     assert await db.rows("SELECT id FROM awards") == []
+
+
+async def _charge(db: Db, award_id: str, budget_id: str) -> None:
+    async with db.uow() as uow:
+        await commands.charge_award(
+            uow,
+            ChargeAward(
+                award_id=award_id,
+                application_id=f"app-{award_id}",
+                budget_id=budget_id,
+                accepted_at=utcnow(),
+            ),
+            WORKFLOW,
+            utcnow(),
+        )
+        await uow.commit()
+
+
+async def test_an_award_accepted_in_the_next_fiscal_year_is_charged_to_that_years_budget(
+    db: Db,
+) -> None:
+    await fund(db)  # grant-2027
+    await fund(db, "400000.00", year=2028)
+    await open_award(db, "w1")
+    await _charge(db, "w1", "grant-2028")
+    await _charge(db, "w1", "grant-2028")  # redelivered: moves nothing twice
+    assert await db.balance(AVAILABLE) == Decimal("1000000.00")
+    next_year = budget_account("grant-2028", AccountKind.AVAILABLE)
+    assert await db.balance(next_year) == Decimal("150000.00")
+    assert await db.balance(award_account("w1", AccountKind.RESERVED)) == Decimal("250000.00")
+    assert await db.rows("SELECT budget_id FROM awards WHERE id = 'w1'") == [("grant-2028",)]
+    assert await db.event_types() == ["award.opened", "award.charged"]
+    await release(db, "w1", 1)  # the payment is then booked against the new budget
+    await _books_balance(db)
+
+
+async def test_a_next_year_budget_that_cannot_cover_the_award_moves_nothing(db: Db) -> None:
+    await fund(db)
+    await fund(db, "1000.00", year=2028)
+    await open_award(db, "w1")
+    await _charge(db, "w1", "grant-2028")
+    assert await db.event_types() == ["award.opened", "budget.exhausted"]
+    assert await db.balance(AVAILABLE) == Decimal("750000.00")
+    assert await db.balance(budget_account("grant-2028", AccountKind.AVAILABLE)) == Decimal(
+        "1000.00"
+    )
+    assert await db.rows("SELECT budget_id FROM awards WHERE id = 'w1'") == [("grant-2027",)]
+    await _books_balance(db)
+
+
+async def _top_up(db: Db, amount: str, budget_id: str = "grant-2027") -> None:
+    async with db.uow() as uow:
+        await commands.top_up_budget(uow, budget_id, Money.of(amount, "EUR"), WORKFLOW, utcnow())
+        await uow.commit()
+
+
+async def test_a_top_up_opens_the_waiting_awards_first_come_first_served(db: Db) -> None:
+    await fund(db, "100000.00")
+    await open_award(db, "w1")  # 250k: waits
+    await open_award(db, "w2", "50000.00")  # covered at once
+    await open_award(db, "w3", "100000.00")  # 50k left: waits behind w1
+    await open_award(db, "w3", "100000.00")  # redelivered: one place in the line
+    assert await db.rows("SELECT award_id FROM budget_waitlist ORDER BY position") == [
+        ("w1",),
+        ("w3",),
+    ]
+    await _top_up(db, "150000.00")  # 200k free: w1 (250k) still does not fit, w3 waits behind
+    assert await db.rows("SELECT id FROM awards ORDER BY id") == [("w2",)]
+    await _top_up(db, "100000.00")  # 300k free: w1 opens, 50k left, w3 waits
+    assert await db.rows("SELECT id FROM awards ORDER BY id") == [("w1",), ("w2",)]
+    assert await db.balance(AVAILABLE) == Decimal("50000.00")
+    await _top_up(db, "50000.00")  # w3 opens; nothing more than the budget
+    assert await db.rows("SELECT id FROM awards ORDER BY id") == [("w1",), ("w2",), ("w3",)]
+    assert await db.balance(AVAILABLE) == Decimal("0.00")
+    assert await db.rows("SELECT award_id FROM budget_waitlist") == []
+    assert [t for t in await db.event_types() if t == "award.opened"] == ["award.opened"] * 3
+    await _books_balance(db)
+
+
+async def test_a_budget_set_after_the_shortfall_opens_the_award_waiting_for_it(db: Db) -> None:
+    await fund(db)  # grant-2027 only
+    async with db.uow() as uow:
+        await commands.open_award(
+            uow, award_command("w1", "250000.00", "grant-2028"), WORKFLOW, utcnow()
+        )
+        await uow.commit()
+    await fund(db, "300000.00", year=2028)
+    assert await db.rows("SELECT id, budget_id FROM awards") == [("w1", "grant-2028")]
+    assert await db.event_types() == ["budget.exhausted", "award.opened"]
+
+
+async def test_cancelling_a_waiting_award_takes_it_off_the_waitlist(db: Db) -> None:
+    await fund(db, "100000.00")
+    await open_award(db, "w1")
+    async with db.uow() as uow:
+        await commands.cancel_award(
+            uow,
+            CancelAward(
+                award_id="w1",
+                application_id="app-w1",
+                reason_code="budget_exhausted",
+                reason="No budget within the waiting period.",
+            ),
+            WORKFLOW,
+            utcnow(),
+        )
+        await uow.commit()
+    await _top_up(db, "500000.00")
+    assert await db.rows("SELECT id FROM awards") == []
+    assert await db.event_types() == ["budget.exhausted", "award.cancelled"]

@@ -1,6 +1,7 @@
 """The ledger on a real database against the ledger in memory: any sequence of budget top-ups,
 awards, payouts and cancellations leaves the same balances, no account that must not go
-negative does, and all entries sum to zero."""
+negative does, and all entries sum to zero. Awards the budget cannot cover wait, and top-ups
+open them first come first served, never beyond the budget."""
 
 from __future__ import annotations
 
@@ -58,10 +59,20 @@ class LedgerOnDatabase(DatabaseMachine):
         self.opened: dict[str, list[Decimal]] = {}
         self.cancelled: set[str] = set()
         self.paid: dict[str, int] = {}
+        #: Awards waiting for the budget, first come first: (award, total, tranche amounts).
+        self.waiting: list[tuple[str, int, list[Decimal]]] = []
 
     @rule(amount=st.integers(1, 80))
     def top_up(self, amount: int) -> None:
         self.ledger.apply(top_up(BUDGET, Decimal(amount)))
+        while self.waiting:
+            award, total, tranches = self.waiting[0]
+            try:
+                self.ledger.apply(reserve(BUDGET, award, Decimal(total)))
+            except Overdrawn:
+                break
+            self.waiting.pop(0)
+            self.opened[award] = tranches
         self.in_unit(
             lambda uow: commands.top_up_budget(
                 uow, BUDGET, Money.of(amount, "EUR"), ADMIN, utcnow()
@@ -71,12 +82,13 @@ class LedgerOnDatabase(DatabaseMachine):
     @rule(award=st.sampled_from(AWARDS), total=st.integers(1, 90))
     def open_award(self, award: str, total: int) -> None:
         command = award_command(award, f"{total}.00", BUDGET)
-        if award not in self.opened:
+        if award not in self.opened and all(w[0] != award for w in self.waiting):
+            tranches = [t.amount.amount for t in command.tranches]
             try:
                 self.ledger.apply(reserve(BUDGET, award, Decimal(total)))
-                self.opened[award] = [t.amount.amount for t in command.tranches]
+                self.opened[award] = tranches
             except Overdrawn:
-                pass
+                self.waiting.append((award, total, tranches))
         self.in_unit(lambda uow: commands.open_award(uow, command, WORKFLOW, utcnow()))
 
     @rule(award=st.sampled_from(AWARDS))
@@ -108,6 +120,8 @@ class LedgerOnDatabase(DatabaseMachine):
             reason_code="administrative",
             reason="Cancelled.",
         )
+        if any(w[0] == award for w in self.waiting):  # leaves the line, nothing to give back
+            self.waiting = [w for w in self.waiting if w[0] != award]
         try:
             self.in_unit(lambda uow: commands.cancel_award(uow, command, WORKFLOW, utcnow()))
         except BusinessRefusal:
@@ -118,6 +132,11 @@ class LedgerOnDatabase(DatabaseMachine):
             if rest > 0:
                 self.ledger.apply(release(BUDGET, award, rest))
             self.cancelled.add(award)
+
+    @invariant()
+    def the_waitlist_agrees(self) -> None:
+        rows = self.rows("SELECT award_id FROM budget_waitlist ORDER BY position")
+        assert [r[0] for r in rows] == [w[0] for w in self.waiting]
 
     @invariant()
     def the_books_agree_and_balance(self) -> None:

@@ -111,6 +111,27 @@ async def test_while_the_rail_is_away_the_loop_says_so_probes_it_and_then_drains
     assert "tranche.failed" not in await setup.db.event_types()
 
 
+async def test_a_round_of_payouts_goes_to_the_rail_concurrently_and_pays_each_tranche_once(
+    setup: Setup,
+) -> None:
+    awards = [f"b{i:02d}" for i in range(12)]
+    for award in awards:
+        await open_award(setup.db, award, "10000.00")
+    payments = [await release(setup.db, award) for award in awards]
+    assert all(payments)
+    await _control(setup, "fail_transiently", count=3)  # three of the round are not taken
+    async with _client(setup.url) as rail:
+        assert await pay_due(setup.db.uow, rail, limit=50, concurrency=4) == 9
+        await _due_now(setup)
+        assert await pay_due(setup.db.uow, rail, limit=50, concurrency=4) == 3
+        assert await pay_due(setup.db.uow, rail, limit=50, concurrency=4) == 0
+    for payment_id in payments:
+        assert payment_id is not None
+        assert await _state(setup, payment_id) == "paid"
+        assert await _rail_payments(setup, payment_id) == 1
+    assert (await setup.db.event_types()).count("tranche.paid") == 12
+
+
 async def test_transient_failures_are_retried_with_the_same_key_and_never_dead_lettered(
     setup: Setup,
 ) -> None:

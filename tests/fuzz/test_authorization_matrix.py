@@ -33,7 +33,7 @@ from pydantic import SecretStr
 
 from contracts import catalog
 from contracts.envelope import Actor
-from services.applications.offers import DECLINE_EXAMPLE, MILESTONE_EXAMPLE
+from services.applications.offers import DECLINE_EXAMPLE, MILESTONE_EXAMPLE, REVOKE_EXAMPLE
 from services.applications.schemas import (
     AMEND_EXAMPLE,
     CANCEL_EXAMPLE,
@@ -239,6 +239,14 @@ REQUESTS: dict[tuple[str, str, str], Recipe] = {
     ),
     ("applications", "POST", f"{APPS}/{{application_id}}/cancel"): lambda w, o: Call(
         f"{APPS}/{_app(w, o)}/cancel", json=CANCEL_EXAMPLE, headers=_key()
+    ),
+    # Nothing was granted on the walk's applications: an admin gets the 409, others 403.
+    ("applications", "POST", f"{APPS}/{{application_id}}/fast-track/{{item}}/revoke"): (
+        lambda w, o: Call(
+            f"{APPS}/{_app(w, o)}/fast-track/sandbox_access/revoke",
+            json=REVOKE_EXAMPLE,
+            headers=_key(),
+        )
     ),
     # review desk
     ("review", "GET", "/v1/inbox"): lambda w, o: Call("/v1/inbox", params={"limit": 200}),

@@ -29,7 +29,13 @@ from contracts.catalog import decode, example_payloads, message_type_of
 from contracts.envelope import Envelope, deterministic_event_id
 from contracts.money import Money
 from contracts.v1.applications import ApplicationContent, ApplicationSubmitted, ParentCompany
-from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage, ZoneUnits
+from contracts.v1.common import (
+    Decision,
+    EligibilityOutcome,
+    FastTrackDeclined,
+    ReviewStage,
+    ZoneUnits,
+)
 from contracts.v1.desk import (
     ReviewDecisionOutcome,
     ReviewDecisionRequest,
@@ -37,7 +43,7 @@ from contracts.v1.desk import (
     TaskReassignment,
 )
 from contracts.v1.desk import ReviewerRole as R
-from contracts.v1.disbursement import AwardOpened, BudgetExhausted, TranchePaid
+from contracts.v1.disbursement import AwardCharged, AwardOpened, BudgetExhausted, TranchePaid
 from contracts.v1.eligibility import EligibilityAssessed, RuleResult
 from contracts.v1.offers import MilestoneReported, OfferAccepted
 from contracts.v1.zones import ZoneHeld
@@ -302,6 +308,7 @@ class Harness:
         task_id: str | None = None,
         roles: Sequence[R] | None = None,
         fields: Sequence[str] = (),
+        fast_track_declined: Sequence[FastTrackDeclined] = (),
     ) -> ReviewDecisionOutcome:
         """Send the ``decide`` update as the desk would for ``reviewer``."""
         if task_id is None:
@@ -316,6 +323,7 @@ class Harness:
             decision=decision,
             comment=comment or f"{decision.value} by {reviewer}",
             requested_fields=list(fields),
+            fast_track_declined=list(fast_track_declined),
         )
         return await handle.execute_update(IncentiveApproval.decide, request)
 
@@ -369,7 +377,12 @@ class Harness:
 
     async def held_and_reserved(self, handle: Handle) -> None:
         """The zones hold all the requested space and disbursement opens the award."""
-        (hold,) = await self.until_published_type(handle, "zone.hold")
+        await self.held(handle)
+        await self.award_opened(handle)
+
+    async def held(self, handle: Handle, count: int = 1) -> Envelope[Any]:
+        """The zones hold all the space the ``count``-th ``zone.hold`` asked for."""
+        hold = (await self.until_published_type(handle, "zone.hold", count))[count - 1]
         units = [
             ZoneUnits(
                 zone_id=(r.preferred_zones or ["zone-north-tech-park"])[0],
@@ -390,7 +403,7 @@ class Harness:
                 held_at=now,
             ),
         )
-        await self.award_opened(handle)
+        return hold
 
     async def award_opened(self, handle: Handle) -> None:
         """Disbursement reserved the grant: the award the run asked for is open."""
@@ -426,6 +439,23 @@ class Harness:
             actor_id="system:disbursement",
         )
 
+    async def charged(self, handle: Handle) -> None:
+        """Disbursement moved the reservation to the budget the ``award.charge`` names."""
+        (charge,) = await self.until_published_type(handle, "award.charge")
+        award = self.publisher.envelopes(handle.id, "award.open")[0].payload
+        await self.fact(
+            handle,
+            AwardCharged(
+                award_id=award.award_id,
+                application_id=handle.id,
+                from_budget_id=award.budget_id,
+                budget_id=charge.payload.budget_id,
+                amount=award.total,
+                charged_at=datetime.now(UTC),
+            ),
+            actor_id="system:disbursement",
+        )
+
     async def offered(self, handle: Handle) -> Envelope[Any]:
         """Approve, hold and reserve: the firm's offer is out."""
         await self.reach_quorum(handle)
@@ -433,7 +463,9 @@ class Harness:
         (offer,) = await self.until_published_type(handle, "application.offer_made")
         return offer
 
-    async def accept(self, handle: Handle, offer_id: str) -> str:
+    async def accept(
+        self, handle: Handle, offer_id: str, accepted_at: datetime | None = None
+    ) -> str:
         """The firm accepts its offer (the bridge forwards application.offer_accepted)."""
         return await self.fact(
             handle,
@@ -441,7 +473,8 @@ class Harness:
                 offer_id=offer_id,
                 application_id=handle.id,
                 firm_id=FIRM_ID,
-                accepted_at=datetime.now(UTC),
+                # The environment's clock: the workflow's own, which a scenario may have skipped.
+                accepted_at=accepted_at or await self.env.get_current_time(),
             ),
             actor_id=FIRM_USER,
         )
@@ -732,6 +765,60 @@ async def offer_accepted_to_completion(h: Harness, application_id: str) -> None:
     await handle.result()
 
 
+async def offered_before_the_year_end(
+    h: Harness, application_id: str | None = None
+) -> tuple[Handle, str, datetime]:
+    """An offer made on 31 December and accepted on 2 January of the next fiscal year.
+
+    The environment's clock is first skipped to the next 31 December, so the default offer
+    period spans the year end whenever the test runs. Returns the run, the offer id and the
+    acceptance time (the skipped clock).
+    """
+    now = await h.env.get_current_time()
+    eve = datetime(now.year, 12, 31, 12, tzinfo=UTC)
+    if now > eve - timedelta(hours=1):
+        eve = datetime(now.year + 1, 12, 31, 12, tzinfo=UTC)
+    await h.env.sleep(eve - now)
+    handle = await eligible_run(h, application_id)
+    offer = await h.offered(handle)
+    new_year = datetime(eve.year + 1, 1, 2, 9, tzinfo=UTC)
+    await h.env.sleep(new_year - await h.env.get_current_time())
+    return handle, offer.payload.offer_id, await h.env.get_current_time()
+
+
+async def accepted_in_the_next_fiscal_year(h: Harness, application_id: str) -> None:
+    """The award moves to the budget of the year of acceptance, then the signing is paid."""
+    handle, offer_id, accepted_at = await offered_before_the_year_end(h, application_id)
+    await h.accept(handle, offer_id, accepted_at)
+    await h.charged(handle)
+    await h.paid(handle, 1)
+    await h.until(
+        handle, lambda s: s.offer is not None and s.offer.tranches[0].status is TrancheStatus.PAID
+    )
+    await h.report(handle, 2)  # a milestone report, so the run is left waiting for its review
+    await h.until(handle, lambda s: ReviewStage.MILESTONE in s.open_stages)
+
+
+async def funded_after_waiting_for_budget(h: Harness, application_id: str) -> None:
+    """A shortfall, then a top-up opens the award: the space is held again and offered."""
+    handle = await eligible_run(h, application_id)
+    await h.reach_quorum(handle)
+    await h.held(handle)
+    await h.budget_short(handle)
+    await h.until(handle, lambda s: s.phase is Phase.UNFUNDED)
+    await h.until_published_type(handle, "application.compensated")
+    await h.award_opened(handle)  # a top-up reached the award at the head of the waitlist
+    await h.held(handle, 2)
+    (offer,) = await h.until_published_type(handle, "application.offer_made")
+    await h.accept(handle, offer.payload.offer_id)
+    await h.paid(handle, 1)
+    await h.until(
+        handle, lambda s: s.offer is not None and s.offer.tranches[0].status is TrancheStatus.PAID
+    )
+    await h.report(handle, 2)
+    await h.until(handle, lambda s: ReviewStage.MILESTONE in s.open_stages)
+
+
 async def offer_lapsed(h: Harness, application_id: str) -> None:
     handle = await eligible_run(h, application_id)
     await h.offered(handle)
@@ -801,4 +888,6 @@ SCENARIOS: dict[str, Callable[[Harness, str], Awaitable[None]]] = {
     "withdrawn_during_offer": withdrawn_during_offer,
     "hold_refused": hold_refused,
     "cancelled_after_acceptance": cancelled_after_acceptance,
+    "accepted_in_the_next_fiscal_year": accepted_in_the_next_fiscal_year,
+    "funded_after_waiting_for_budget": funded_after_waiting_for_budget,
 }

@@ -16,17 +16,29 @@ from temporalio.exceptions import ApplicationError
 
 from contracts.envelope import ActorKind, deterministic_event_id
 from contracts.money import Money
-from contracts.v1.common import CompensationReason, Decision, ReviewStage, ZoneRefusalReason
+from contracts.v1.common import (
+    CompensationReason,
+    Decision,
+    FastTrackDeclined,
+    FastTrackItem,
+    ReviewStage,
+    ZoneRefusalReason,
+)
 from contracts.v1.desk import DecisionRefusal
+from contracts.v1.disbursement import BudgetExhausted
 from contracts.v1.offers import OfferDeclined
 from contracts.v1.zones import ZoneRefused
 from tests.workflows.scenarios import (
+    COMMITTEE,
     FIRM_ID,
     FIRM_USER,
+    HADDAD,
+    SILVA,
     TANAKA,
     WEBER,
     Harness,
     accepted,
+    offered_before_the_year_end,
     open_task,
     verify,
     withdrawal,
@@ -168,12 +180,64 @@ async def test_budget_shortfall_releases_the_hold_and_ends_unfunded(h: Harness) 
     assert "waits for budget" in final.reasons[0]
     (release,) = h.publisher.envelopes(handle.id, "zone.release")
     assert release.payload.reason_code is CompensationReason.BUDGET_EXHAUSTED
-    assert h.publisher.envelopes(handle.id, "award.cancel") == [], "nothing was reserved"
     assert h.publisher.envelopes(handle.id, "application.offer_made") == []
     (done,) = h.publisher.envelopes(handle.id, "application.compensated")
     assert done.payload.outcome == "approved_unfunded"
     assert done.payload.waitlisted_for_budget is True
+    assert done.payload.award_cancelled is False, "nothing was reserved"
     assert done.actor.id == "system:workflows"
+    # The time-skipping handle jumped over the budget wait: the award leaves the waitlist.
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    assert cancel.payload.reason_code is CompensationReason.BUDGET_EXHAUSTED
+    assert "No budget became available within 365 days" in cancel.payload.reason
+    assert "no longer waits for budget" in final.reasons[0]
+
+
+async def test_a_top_up_that_opens_the_award_holds_the_space_again_and_offers_it(
+    h: Harness,
+) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    await h.held(handle)
+    await h.budget_short(handle)
+    state = await h.until(handle, lambda s: s.phase is Phase.UNFUNDED)
+    assert "waits for budget" in state.reasons[0]
+    await h.award_opened(handle)  # a top-up opened it, first come first served
+    second = await h.held(handle, 2)
+    first = h.publisher.envelopes(handle.id, "zone.hold")[0]
+    assert second.payload.allocation_id != first.payload.allocation_id, "a fresh allocation"
+    assert second.event_id == deterministic_event_id(handle.id, "zone_hold:1")
+    (offer,) = await h.until_published_type(handle, "application.offer_made")
+    assert offer.payload.award_id == first.payload.allocation_id.replace("alloc_", "award_")
+    assert len(h.publisher.envelopes(handle.id, "award.open")) == 1, "the award waited"
+    await h.accept(handle, offer.payload.offer_id)
+    (confirm,) = await h.until_published_type(handle, "zone.confirm")
+    assert confirm.payload.allocation_id == second.payload.allocation_id
+    (release,) = await h.until_published_type(handle, "tranche.release")
+    assert release.payload.sequence == 1
+    assert (await h.state(handle)).phase is Phase.AWARDED
+
+
+async def test_a_withdrawal_while_waiting_for_budget_takes_the_award_off_the_waitlist(
+    h: Harness,
+) -> None:
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    await h.budget_short(handle)
+    await h.until(handle, lambda s: s.phase is Phase.UNFUNDED)
+    await h.until_published_type(handle, "application.compensated")
+    await handle.signal(IncentiveApproval.withdrawn, withdrawal("Plans changed."))
+    final = await handle.result()
+    assert final.phase is Phase.WITHDRAWN
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    assert cancel.payload.reason_code is CompensationReason.APPLICATION_WITHDRAWN
+    assert len(h.publisher.envelopes(handle.id, "zone.release")) == 1, "released once"
+    assert [
+        e.payload.outcome for e in h.publisher.envelopes(handle.id, "application.compensated")
+    ] == [
+        "approved_unfunded",
+        "withdrawn",
+    ]
 
 
 async def test_withdrawal_during_the_offer_releases_and_cancels(h: Harness) -> None:
@@ -372,3 +436,96 @@ async def test_a_refused_tranche_release_cancels_what_is_unpaid(h: Harness) -> N
         TrancheStatus.CANCELLED,
         TrancheStatus.CANCELLED,
     ]
+
+
+async def test_an_offer_accepted_in_the_next_fiscal_year_is_charged_to_that_years_budget(
+    h: Harness,
+) -> None:
+    handle, offer_id, accepted_at = await offered_before_the_year_end(h)
+    (award,) = h.publisher.envelopes(handle.id, "award.open")
+    assert award.payload.budget_id == f"grant-{accepted_at.year - 1}", "reserved when offered"
+    accept_id = await h.accept(handle, offer_id, accepted_at)
+    (charge,) = await h.until_published_type(handle, "award.charge")
+    assert charge.payload.budget_id == f"grant-{accepted_at.year}"
+    assert charge.payload.award_id == award.payload.award_id
+    assert charge.actor.id == FIRM_USER
+    assert charge.causation_id == uuid.UUID(accept_id)
+    assert h.publisher.envelopes(handle.id, "tranche.release") == [], "paid only once charged"
+    await h.charged(handle)
+    (release,) = await h.until_published_type(handle, "tranche.release")
+    assert release.payload.sequence == 1
+    await h.until_published_type(handle, "zone.confirm")
+    state = await h.state(handle)
+    assert state.phase is Phase.AWARDED
+    assert state.offer is not None
+    assert state.offer.budget_id == f"grant-{accepted_at.year}"
+
+
+async def test_an_offer_accepted_within_the_year_is_not_charged_again(h: Harness) -> None:
+    handle = await start(h)
+    await accepted(h, handle)
+    assert h.publisher.envelopes(handle.id, "award.charge") == []
+
+
+async def test_a_next_year_budget_short_of_the_grant_cancels_the_award_and_waits_for_budget(
+    h: Harness,
+) -> None:
+    handle, offer_id, accepted_at = await offered_before_the_year_end(h)
+    await h.accept(handle, offer_id, accepted_at)
+    (charge,) = await h.until_published_type(handle, "award.charge")
+    (award,) = h.publisher.envelopes(handle.id, "award.open")
+    await h.fact(
+        handle,
+        BudgetExhausted(
+            budget_id=charge.payload.budget_id,
+            award_id=charge.payload.award_id,
+            application_id=handle.id,
+            requested=award.payload.total,
+            available=Money.of("1000.00", "EUR"),
+            detected_at=accepted_at,
+        ),
+        actor_id="system:disbursement",
+    )
+    final = await handle.result()
+    assert final.phase is Phase.UNFUNDED
+    assert h.publisher.envelopes(handle.id, "tranche.release") == []
+    (cancel,) = h.publisher.envelopes(handle.id, "award.cancel")
+    assert cancel.payload.reason_code is CompensationReason.BUDGET_EXHAUSTED
+    (done,) = h.publisher.envelopes(handle.id, "application.compensated")
+    assert done.payload.award_cancelled, "the reservation in the old budget is given back"
+    assert done.payload.space_released
+    assert done.payload.waitlisted_for_budget is False, "nothing waits: the award is cancelled"
+
+
+async def test_a_fast_track_item_the_committee_did_not_approve_is_declined_with_the_reason(
+    h: Harness,
+) -> None:
+    handle = await start(h)
+    await h.until_open(handle, ReviewStage.TECHNICAL, ReviewStage.SECURITY)
+    sandbox = FastTrackDeclined(
+        item=FastTrackItem.SANDBOX_ACCESS, reason="The supervision plan is missing."
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as caught:  # only the committee decides items
+        await h.decide(handle, TANAKA, ReviewStage.TECHNICAL, fast_track_declined=[sandbox])
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.type == DecisionRefusal.INVALID_REQUEST
+    await h.decide(handle, TANAKA, ReviewStage.TECHNICAL)
+    await h.decide(handle, SILVA, ReviewStage.SECURITY)
+    await h.until_open(handle, ReviewStage.FINANCE)
+    await h.decide(handle, HADDAD, ReviewStage.FINANCE)
+    await h.until_open(handle, ReviewStage.COMMITTEE)
+    permit = FastTrackDeclined(item=FastTrackItem.EXPEDITED_PERMIT, reason="Not asked for.")
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await h.decide(handle, COMMITTEE[0], ReviewStage.COMMITTEE, fast_track_declined=[permit])
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.type == DecisionRefusal.INVALID_REQUEST
+    # One of the two approving members declines the sandbox: short of the quorum of two.
+    await h.decide(handle, COMMITTEE[0], ReviewStage.COMMITTEE, fast_track_declined=[sandbox])
+    await h.decide(handle, COMMITTEE[1], ReviewStage.COMMITTEE)
+    await h.held_and_reserved(handle)
+    (offer,) = await h.until_published_type(handle, "application.offer_made")
+    assert offer.payload.fast_track == []
+    assert offer.payload.fast_track_declined == [sandbox]
+    await h.accept(handle, offer.payload.offer_id)
+    await h.until_published_type(handle, "tranche.release")
+    assert h.publisher.envelopes(handle.id, "application.fast_track_granted") == []
