@@ -11,7 +11,8 @@
 - ``state APP [--as-of T]``: the application's state at an instant, rebuilt from the log;
 - ``prove APP [--rules PATH] [--review-url URL]``: re-check every decision on the application
   (eligibility re-run under its recorded rule set; review decisions against the assignments,
-  the registry, conflicts of interest and separation of duties), a verdict per decision;
+  the registry as it stood at the decision, conflicts of interest and separation of duties),
+  a verdict per decision;
 - ``new-key [--name ORIGIN]``: a new checkpoint signing key (for
   ``INCENTIVES_AUDIT_SIGNING_KEY``); its verifier key goes to standard error.
 
@@ -544,14 +545,14 @@ def state(
         console.print(assigned)
 
 
-def _registry_entries(
+def _registry_histories(
     ctx: typer.Context, review_url: str | None, reviewers: set[str]
 ) -> dict[str, Any]:
-    """Each reviewer's registry entry from the review desk, ``None`` if absent, or why not."""
+    """Each reviewer's registry history from the review desk, ``None`` if absent, or why not."""
     import httpx
 
     from contracts.v1.desk import ReviewerProfile
-    from services.cli.prove import RegistryEntry
+    from services.cli.prove import RegistryVersion
 
     if review_url is None:
         from services.cli.settings import PlatformSettings
@@ -559,28 +560,30 @@ def _registry_entries(
         review_url = f"http://127.0.0.1:{PlatformSettings().review_port}"
     options: _Options = ctx.obj
     headers = {"Authorization": f"Bearer {_token(options.token)}"}
-    entries: dict[str, Any] = {}
+    histories: dict[str, Any] = {}
     with httpx.Client(base_url=review_url.rstrip("/"), headers=headers, timeout=30) as client:
         for who in sorted(reviewers):
             try:
-                response = client.get(f"/v1/registry/reviewers/{who}")
+                response = client.get(f"/v1/registry/reviewers/{who}/history")
             except httpx.HTTPError as exc:
-                entries[who] = f"the review desk at {review_url} is unreachable: {exc}"
+                histories[who] = f"the review desk at {review_url} is unreachable: {exc}"
                 continue
             if response.status_code == 404:
-                entries[who] = None
+                histories[who] = None
             elif response.status_code != 200:
-                entries[who] = f"GET {response.url.path} answered {response.status_code}"
+                histories[who] = f"GET {response.url.path} answered {response.status_code}"
             else:
-                view = response.json()
-                fields = set(ReviewerProfile.model_fields)
-                entries[who] = RegistryEntry(
-                    profile=ReviewerProfile.model_validate(
-                        {k: v for k, v in view.items() if k in fields}
-                    ),
-                    updated_at=datetime.fromisoformat(view["updated_at"]),
-                )
-    return entries
+                histories[who] = [
+                    RegistryVersion(
+                        changed_at=datetime.fromisoformat(item["changed_at"]),
+                        profile=None
+                        if item["profile"] is None
+                        else ReviewerProfile.model_validate(item["profile"]),
+                        change=item["change"],
+                    )
+                    for item in response.json()["items"]
+                ]
+    return histories
 
 
 @app.command()
@@ -636,7 +639,7 @@ def prove(
         for e in events
         if isinstance(e.envelope.payload, ReviewDecisionRecorded)
     }
-    registry = _registry_entries(ctx, review_url, reviewers) if reviewers else {}
+    registry = _registry_histories(ctx, review_url, reviewers) if reviewers else {}
     proofs = sorted(
         [*prove_eligibility(events, files), *prove_reviews(events, registry)],
         key=lambda p: p.index,
