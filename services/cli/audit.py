@@ -4,9 +4,12 @@
 - ``verify [--against FILE] [--key KEY]``: recompute the tree from the served leaves, check the
   checkpoint's signature and root, and name the first modified, deleted, inserted or reordered
   leaf; with ``--against`` also check that the log is consistent with a saved checkpoint;
-- ``export APP | --all [--output FILE]``: a single-file bundle of entries, inclusion proofs,
-  checkpoint and verifier key;
+- ``export APP | --all [--format bundle|jsonl|csv] [--output FILE]``: a single-file bundle of
+  entries, inclusion proofs, checkpoint and verifier key, with the applications' Temporal
+  workflow histories;
 - ``verify-bundle FILE [--key KEY]``: check such a bundle offline;
+- ``workflows [APP ...] [--from FILE]``: replay the stored workflow histories against the
+  current workflow code and report every run that is no longer deterministic;
 - ``history APP``: an application's records across every topic, in a table;
 - ``state APP [--as-of T]``: the application's state at an instant, rebuilt from the log;
 - ``prove APP [--rules PATH] [--review-url URL]``: re-check every decision on the application
@@ -313,6 +316,81 @@ def _whole_log_entries(source: HttpLogSource, size: int, progress: Any) -> list[
     return entries
 
 
+TemporalOption = Annotated[
+    str | None,
+    typer.Option(
+        "--temporal",
+        help="Temporal frontend, host:port. Default: the platform's (INCENTIVES_TEMPORAL_ADDRESS "
+        "or the embedded server's port).",
+        show_default=False,
+    ),
+]
+NamespaceOption = Annotated[
+    str, typer.Option("--namespace", help="Temporal namespace of the workflows.")
+]
+
+
+def _temporal_target(address: str | None) -> str:
+    if address:
+        return address
+    from services.cli.settings import PlatformSettings
+
+    return PlatformSettings().temporal_target()
+
+
+def _run_with_temporal(address: str, namespace: str, work: Any) -> Any:
+    """Run ``work(client)`` on a fresh Temporal client; exit 2 when Temporal is unreachable."""
+    import asyncio
+    import gc
+
+    from services.cli.workflow_histories import connect
+
+    async def main() -> Any:
+        try:
+            client = await connect(address, namespace)
+        except RuntimeError as exc:
+            _fail(f"Temporal at {address} is unreachable: {exc}")
+        try:
+            return await work(client)
+        finally:
+            del client
+
+    try:
+        return asyncio.run(main())
+    finally:
+        # Drop the Temporal core while the interpreter is whole (temporalio sdk-python #300).
+        gc.collect()
+
+
+def _application_keys(entries: Sequence[dict[str, Any]]) -> list[str]:
+    from services.audit.domain.leaves import LeafFormatError, parse_leaf
+
+    keys: dict[str, None] = {}
+    for entry in entries:
+        with suppress(LeafFormatError, ValueError):
+            key = parse_leaf(base64.b64decode(entry["leaf"])).key
+            if key:
+                keys.setdefault(key.decode("utf-8", "replace"))
+    return list(keys)
+
+
+def _workflow_documents(
+    address: str, namespace: str, applications: Sequence[str]
+) -> list[dict[str, Any]]:
+    from services.cli.workflow_histories import fetch_application, history_documents
+
+    async def work(client: Any) -> list[dict[str, Any]]:
+        runs = []
+        with _progress("workflow histories") as progress:
+            for done, application in enumerate(applications, start=1):
+                runs.extend(await fetch_application(client, application))
+                progress(done, len(applications))
+        return history_documents(runs)
+
+    result: list[dict[str, Any]] = _run_with_temporal(address, namespace, work)
+    return result
+
+
 @app.command()
 def export(
     ctx: typer.Context,
@@ -323,13 +401,34 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Bundle file. Default: standard output.")
     ] = None,
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="bundle (one JSON document), jsonl (the bundle, one JSON object a line) or "
+            "csv (a row per record and workflow event, for reading; no proofs).",
+        ),
+    ] = "bundle",
+    temporal: TemporalOption = None,
+    namespace: NamespaceOption = "default",
+    no_workflow_history: Annotated[
+        bool,
+        typer.Option(
+            "--no-workflow-history",
+            help="Leave out the Temporal workflow histories (no Temporal needed).",
+        ),
+    ] = False,
 ) -> None:
-    """Write a bundle (entries, inclusion proofs, checkpoint, key) that verifies offline."""
+    """Write a bundle (entries, inclusion proofs, checkpoint, key, and the applications'
+    Temporal workflow histories) that verifies offline."""
     from services.audit.domain.bundle import make_bundle
     from services.audit.domain.checkpoint import CheckpointError, Verifier
+    from services.cli.export_formats import FORMATS, csv_text, jsonl_lines
 
     if (application is None) == (not everything):
         _fail("give an application id or --all (not both)")
+    if format_ not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, not {format_!r}")
     with _client(ctx) as client:
         source = HttpLogSource(client)
         key = source.verifier_key()
@@ -354,29 +453,64 @@ def export(
                 _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
             with _progress("exporting") as progress:
                 entries = _whole_log_entries(source, size, progress)
+    workflows = None
+    if not no_workflow_history:
+        applications = [application] if application is not None else _application_keys(entries)
+        workflows = _workflow_documents(_temporal_target(temporal), namespace, applications)
     bundle = make_bundle(
-        application_id=application, verifier_key=key, checkpoint=note, entries=entries
+        application_id=application,
+        verifier_key=key,
+        checkpoint=note,
+        entries=entries,
+        workflows=workflows,
     )
-    text = json.dumps(bundle, indent=1) + "\n"
+    if format_ == "jsonl":
+        text = "".join(f"{line}\n" for line in jsonl_lines(bundle))
+    elif format_ == "csv":
+        text = csv_text(bundle)
+    else:
+        text = json.dumps(bundle, indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text)
-        _err_console().print(f"wrote {len(entries)} entries to {escape(str(output))}")
+        runs = "" if workflows is None else f" and {len(workflows)} workflow run(s)"
+        _err_console().print(f"wrote {len(entries)} entries{runs} to {escape(str(output))}")
+
+
+def _read_bundle(bundle_file: Path) -> dict[str, Any]:
+    """A bundle file, JSON or JSON Lines."""
+    from services.audit.domain.bundle import BundleError
+    from services.cli.export_formats import bundle_from_jsonl, workflows_from_jsonl
+
+    try:
+        text = bundle_file.read_text()
+    except OSError as exc:
+        _fail(f"{bundle_file}: {exc}")
+    try:
+        document: dict[str, Any] = json.loads(text)
+        return document
+    except ValueError:
+        pass
+    try:
+        bundle = bundle_from_jsonl(text)
+    except BundleError as exc:
+        _fail(f"{bundle_file} is neither a JSON bundle nor JSON Lines: {exc}")
+    bundle["workflows"] = workflows_from_jsonl(text)
+    return bundle
 
 
 @app.command("verify-bundle")
 def verify_bundle_command(
-    bundle_file: Annotated[Path, typer.Argument(help="A bundle written by `audit export`.")],
+    bundle_file: Annotated[
+        Path, typer.Argument(help="A bundle written by `audit export` (bundle or jsonl).")
+    ],
     key: KeyOption = None,
 ) -> None:
     """Check a bundle offline: signature, every inclusion proof (and the root, for --all)."""
     from services.audit.domain.bundle import BundleError, verify_bundle
 
-    try:
-        bundle = json.loads(bundle_file.read_text())
-    except (OSError, ValueError) as exc:
-        _fail(f"{bundle_file}: {exc}")
+    bundle = _read_bundle(bundle_file)
     verifier = _pinned_key(key)
     try:
         with _progress("checking") as progress:
@@ -388,6 +522,12 @@ def verify_bundle_command(
     _console().print(
         f"[green]OK[/] {count} entries are in the log of {size} leaves signed by {which}"
     )
+    runs = bundle.get("workflows")
+    if runs:
+        _console().print(
+            f"{len(runs)} workflow run(s) carried beside them (not leaves of the log: replay "
+            "them with `incentives audit workflows --from`)"
+        )
 
 
 def _checked_history(
@@ -669,6 +809,113 @@ def prove(
             console.print(f"[yellow]leaf {proof.index}[/] {proof.kind}: {escape(gap)}")
     if any(p.verdict is not Verdict.PROVEN for p in proofs):
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def workflows(
+    applications: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Application ids (workflow ids). Default: every IncentiveApproval workflow "
+            "Temporal knows.",
+            show_default=False,
+        ),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Replay the histories in a file instead of Temporal's: an export bundle "
+            "(bundle or jsonl), a Temporal history JSON, or a folder of them.",
+            show_default=False,
+        ),
+    ] = None,
+    temporal: TemporalOption = None,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Replay the applications' stored workflow histories against the current workflow code.
+
+    Every run must replay: one that does not is a non-deterministic change, which would break
+    the workflows still running (guard it with workflow.patched). Exit 1 when a run does not
+    replay, 2 when there is nothing to replay or Temporal cannot be reached.
+    """
+    import asyncio
+    import gc
+
+    from services.cli.workflow_histories import (
+        HistoryFileError,
+        ReplayOutcome,
+        fetch_all,
+        fetch_application,
+        histories_from_documents,
+        histories_from_file,
+        iterate,
+        replay,
+    )
+
+    if from_file is not None and applications:
+        _fail("give application ids or --from (not both)")
+    outcomes: list[ReplayOutcome] = []
+    with _progress("replaying") as progress:
+        replayed = 0
+
+        def seen(outcome: ReplayOutcome) -> None:
+            nonlocal replayed
+            replayed += 1
+            progress(replayed, max(total, replayed))
+
+        if from_file is not None:
+            try:
+                if from_file.suffix == ".jsonl":
+                    from services.cli.export_formats import workflows_from_jsonl
+
+                    runs = histories_from_documents(workflows_from_jsonl(from_file.read_text()))
+                else:
+                    runs = histories_from_file(from_file)
+            except (HistoryFileError, OSError) as exc:
+                _fail(str(exc))
+            total = len(runs)
+            try:
+                outcomes = asyncio.run(replay(iterate(runs), on_result=seen))
+            finally:
+                gc.collect()
+        else:
+            total = 0
+
+            async def work(client: Any) -> list[ReplayOutcome]:
+                nonlocal total
+                if applications:
+                    runs = [r for a in applications for r in await fetch_application(client, a)]
+                    total = len(runs)
+                    return await replay(iterate(runs), on_result=seen)
+                return await replay(fetch_all(client), on_result=seen)
+
+            outcomes = _run_with_temporal(_temporal_target(temporal), namespace, work)
+    if not outcomes:
+        _fail("no workflow history to replay")
+    table = Table(title=f"{len(outcomes)} workflow run(s) replayed against the current code")
+    for column in ("workflow", "run", "events", "replay"):
+        table.add_column(column)
+    for outcome in outcomes:
+        table.add_row(
+            escape(outcome.workflow_id),
+            outcome.run_id,
+            str(outcome.events),
+            "[green]ok[/]" if outcome.ok else "[red]NON-DETERMINISTIC[/]",
+        )
+    console = _console()
+    console.print(table)
+    failed = [o for o in outcomes if not o.ok]
+    # One line each, never wrapped, for scripts to read.
+    for outcome in failed:
+        console.print(
+            f"[red]FAIL[/] {escape(outcome.workflow_id)} run {outcome.run_id}: "
+            f"{escape(outcome.failure or '')}",
+            soft_wrap=True,
+        )
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+    console.print(f"[green]OK[/] every one of the {len(outcomes)} run(s) replays")
 
 
 @app.command("new-key")
