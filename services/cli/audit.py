@@ -16,6 +16,9 @@
   (eligibility re-run under its recorded rule set; review decisions against the assignments,
   the registry as it stood at the decision, conflicts of interest and separation of duties),
   a verdict per decision;
+- ``replay [--only NAME]``: rebuild the projections built from events (review inbox, zone
+  occupancy, application status and timeline) from the log into scratch
+  databases with the services' own consumers, and diff them with the live ones;
 - ``new-key [--name ORIGIN]``: a new checkpoint signing key (for
   ``INCENTIVES_AUDIT_SIGNING_KEY``); its verifier key goes to standard error.
 
@@ -916,6 +919,181 @@ def workflows(
     if failed:
         raise typer.Exit(EXIT_FAILED)
     console.print(f"[green]OK[/] every one of the {len(outcomes)} run(s) replays")
+
+
+def _signed_entries(
+    source: HttpLogSource, verifier: Verifier | None, progress: Any
+) -> tuple[list[dict[str, Any]], int]:
+    """Every entry of the latest signed checkpoint's tree, checked gap-free and against its
+    root; and that tree size."""
+    from services.audit.domain.checkpoint import CheckpointError, Verifier
+    from services.audit.domain.merkle import leaf_hash, root_from_leaf_hashes
+
+    note = source.checkpoint()
+    try:
+        head = (verifier or Verifier.from_key(source.verifier_key())).open_checkpoint(note)
+    except CheckpointError as exc:
+        _fail(f"the served checkpoint does not verify: {exc}", EXIT_FAILED)
+    entries: list[dict[str, Any]] = []
+    while len(entries) < head.size:
+        page = source.entry_pages(len(entries), min(head.size, len(entries) + 1000))
+        for entry in page:
+            if int(entry["index"]) != len(entries):
+                _fail(
+                    f"the log has a gap: leaf {len(entries)} is missing (got {entry['index']})",
+                    EXIT_FAILED,
+                )
+            entries.append(entry)
+        if not page:
+            _fail(f"the log served {len(entries)} of the checkpoint's {head.size} leaves")
+        progress(len(entries), head.size)
+    hashes = [leaf_hash(base64.b64decode(e["leaf"])) for e in entries]
+    if root_from_leaf_hashes(hashes) != head.root:
+        _fail(
+            "the served leaves do not hash to the signed root: run `incentives audit verify`",
+            EXIT_FAILED,
+        )
+    return entries, head.size
+
+
+def _service_url(name: str, given: str | None) -> str:
+    if given:
+        return given.rstrip("/")
+    from services.cli.settings import PlatformSettings
+
+    port = getattr(PlatformSettings(), f"{name}_port")
+    return f"http://127.0.0.1:{port}"
+
+
+def _url_option(name: str) -> Any:
+    return typer.Option(
+        f"--{name}-url",
+        help=f"The live {name} service's base URL. Default http://127.0.0.1:<{name} port>.",
+        show_default=False,
+    )
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Rebuild only these (repeatable): review, zones, applications.",
+            show_default=False,
+        ),
+    ] = None,
+    applications_url: Annotated[str | None, _url_option("applications")] = None,
+    review_url: Annotated[str | None, _url_option("review")] = None,
+    zones_url: Annotated[str | None, _url_option("zones")] = None,
+    scratch: Annotated[
+        Path | None,
+        typer.Option(
+            "--scratch",
+            help="Folder for the scratch databases, kept afterwards. Default: a temporary "
+            "folder, removed.",
+            show_default=False,
+        ),
+    ] = None,
+    key: KeyOption = None,
+) -> None:
+    """Rebuild the projections from the log into scratch databases and diff the live ones.
+
+    Reads the log up to its gap-free signed head, feeds every record in index order to the
+    services' own consumers (review inbox, zone occupancy) on scratch databases, rebuilds
+    application status and timeline from the log, and compares each with the live service's
+    API. Exit 0 when all match, 1 on a difference, 2 when a live service cannot be read.
+    """
+    import asyncio
+    import gc
+
+    from services.cli.replay import SERVICES, LiveServices, records_of
+    from services.cli.replay import replay as run_replay
+    from services.kit.logging import configure_logging
+
+    chosen = list(only or ())
+    unknown = sorted(set(chosen) - set(SERVICES))
+    if unknown:
+        _fail(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    verifier = _pinned_key(key)
+    options: _Options = ctx.obj
+    headers = {"Authorization": f"Bearer {_token(options.token)}"}
+    with _client(ctx) as client, _progress("reading the log") as progress:
+        entries, size = _signed_entries(HttpLogSource(client), verifier, progress)
+    records, unparsed = records_of(entries)
+    live = LiveServices(
+        urls={
+            "applications": _service_url("applications", applications_url),
+            "review": _service_url("review", review_url),
+            "zones": _service_url("zones", zones_url),
+        },
+        headers=headers,
+        scratch_headers={"Authorization": f"Bearer {_token(None)}"},
+    )
+    # The scratch services log like services; only their errors belong on the terminal.
+    configure_logging("audit-replay", "ERROR")
+    console = _console()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TimeElapsedColumn(),
+        console=_err_console(),
+    ) as bars:
+
+        def bar(label: str) -> Any:
+            task = bars.add_task(label, total=None)
+            return lambda done, total: bars.update(task, completed=done, total=total)
+
+        try:
+            reports = asyncio.run(
+                run_replay(records, size, live, scratch_dir=scratch, only=chosen, progress=bar)
+            )
+        finally:
+            gc.collect()
+    table = Table(title=f"replayed {size} leaves (the signed head), {unparsed} not records")
+    for column in ("projection", "records fed", "items", "left out", "differences"):
+        table.add_column(column)
+    for report in reports:
+        verdict = (
+            "[yellow]not compared[/]"
+            if report.error
+            else "[green]none[/]"
+            if not report.differences
+            else f"[red]{len(report.differences)}[/]"
+        )
+        table.add_row(
+            report.name,
+            str(report.records),
+            str(report.items),
+            str(len(report.left_out)),
+            verdict,
+        )
+    console.print(table)
+    # One line each, never wrapped, for scripts to read.
+    for report in reports:
+        if report.error:
+            console.print(f"[yellow]{report.name}[/]: {escape(report.error)}", soft_wrap=True)
+        if report.left_out:
+            console.print(
+                f"[yellow]{report.name}[/]: leaves left out (refused or waiting): "
+                f"{', '.join(map(str, report.left_out))}",
+                soft_wrap=True,
+            )
+        for d in report.differences:
+            where = f"{d.item} {d.path}".strip()
+            console.print(
+                f"[red]DIFF[/] {report.name}: {escape(where)}: live {escape(repr(d.live))}, "
+                f"rebuilt {escape(repr(d.rebuilt))}",
+                soft_wrap=True,
+            )
+    if any(r.error for r in reports):
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if any(r.differences for r in reports):
+        raise typer.Exit(EXIT_FAILED)
+    console.print("[green]OK[/] every rebuilt projection matches the live one")
 
 
 @app.command("new-key")
