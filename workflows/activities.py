@@ -4,9 +4,11 @@ Each activity is a bound method of a class that receives its dependencies from t
 composition root (a publish function, the desk's URL and a token source), so tests register
 fakes under the same activity names.
 
-Publishing goes straight to Kafka, not through an outbox: Temporal already makes the activity
-durable (it is retried until it succeeds), and the envelope's deterministic ``event_id`` lets
-consumers drop the copies a retry produces.
+Publishing goes through the worker's outbox (``workflows.worker.outbox_publisher``): Temporal
+makes the activity durable (it is retried until it succeeds), the outbox keeps the message
+across a broker's loss (the broker is a cache of the outboxes, republished to a new one), and
+the envelope's deterministic ``event_id`` lets the outbox and the consumers drop the copies a
+retry produces.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from contracts.v1.desk import ReviewerProfile, ReviewerRole
 from services.kit import tracing
 from services.kit.messaging import Record
 
-#: Sends records and returns once the broker acknowledged all of them.
+#: Hands records on durably (to the worker's outbox) and returns once they are kept.
 PublishFn = Callable[[Sequence[Record]], Awaitable[None]]
 
 #: Returns a bearer token for the worker's own principal (``system:workflows``, role admin).
@@ -59,7 +61,7 @@ class Publisher:
 
     @activity.defn(name="publish_message")
     async def publish_message(self, message: OutgoingMessage) -> None:
-        """Send one record and wait for the broker's acknowledgement (acks=all).
+        """Hand one record to the worker's way out (its outbox) and wait until it is taken.
 
         When tracing is on, the record also carries the trace context of the workflow step
         that scheduled the activity (the same for every retry of it).

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
@@ -33,12 +33,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from contracts import catalog
 from contracts.topics import get_topic
 from services.kit import tracing
 from services.kit.auth import Principal, Role, TokenService
 from services.kit.consumer import Incoming
 from services.kit.errors import DependencyUnavailable
 from services.kit.logging import get_logger
+from services.kit.messaging import Record
 from services.kit.retry import wait_until_available
 from services.kit.runtime import Service, run_service
 from services.kit.uow import UnitOfWork
@@ -150,6 +152,30 @@ async def connect_temporal(
         raise DependencyUnavailable(f"Temporal {address} not reachable") from exc
 
 
+#: The dedupe scope of the messages the workflow hands to the outbox (``processed_messages``):
+#: a retried publish activity stages its message once.
+OUTBOX_SCOPE: Final = "workflow-outbox"
+
+
+def outbox_publisher(service: Service) -> Callable[[Sequence[Record]], Awaitable[None]]:
+    """The publish activity's way out: the worker's outbox, one row per event id.
+
+    The broker is a cache of the outboxes: a record it acknowledged and then lost with a
+    restart (before anyone consumed it) comes back when the worker republishes its outbox to
+    the new broker. The activity returns once the rows are committed; the relay publishes them.
+    """
+
+    async def publish(records: Sequence[Record]) -> None:
+        async with service.uow() as uow:
+            for record in records:
+                envelope = catalog.decode(record.value)
+                if await uow.mark_processed(OUTBOX_SCOPE, envelope.event_id):
+                    uow.add_outbox(envelope, record.topic)
+            await uow.commit()
+
+    return publish
+
+
 class TemporalSide:
     """The worker's Temporal client, its polling worker and the bridge that uses the client."""
 
@@ -224,7 +250,9 @@ class TemporalSide:
             task_queue=self.settings.task_queue,
             workflows=[IncentiveApproval],
             activities=[
-                Publisher(self.service.publish, on_published=self.events.published).publish_message,
+                Publisher(
+                    outbox_publisher(self.service), on_published=self.events.published
+                ).publish_message,
                 review_desk(self.settings).candidate_reviewers,
             ],
             interceptors=[WorkflowRunMetrics()],

@@ -12,12 +12,14 @@
   reviewer held the stage's role (:data:`workflows.policy.STAGE_ROLES`) and declared no
   interest in the firm or its parent companies (:func:`contracts.conflicts.conflicts`, on the
   content of the revision then current); and decided no other stage of the application
-  (separation of duties: one reviewer, one stage). The registry keeps no history: an entry
-  last changed before the decision is the one that stood then; one changed since cannot prove
-  the decision, which is then *unproven* rather than passed.
+  (separation of duties: one reviewer, one stage). Role and interests are those of the
+  registry entry as it stood at the decision's instant, rebuilt from the registry's history
+  (every version of the entry, removals included): a reviewer added only after the decision,
+  or removed before it, fails; a decision older than the registry's history (an entry
+  ``recorded`` when the history began, after the decision) is *unproven* rather than passed.
 
 Pure apart from the caller's inputs: the events (decoded leaves), the rule-set files' bytes
-and the registry entries.
+and the registry's history.
 """
 
 from __future__ import annotations
@@ -75,11 +77,32 @@ class RuleFile:
 
 
 @dataclass(frozen=True)
-class RegistryEntry:
-    """A reviewer's current registry entry and when it last changed."""
+class RegistryVersion:
+    """One version of a reviewer's registry entry: the entry as it stood from ``changed_at`` on.
 
-    profile: ReviewerProfile
-    updated_at: datetime
+    ``profile`` is ``None`` once the entry was removed. ``change`` is ``added``, ``replaced``,
+    ``removed``, or ``recorded`` for the entry as it stood when the history began (what it was
+    before is not known).
+    """
+
+    changed_at: datetime
+    profile: ReviewerProfile | None
+    change: str = "replaced"
+
+
+#: Per reviewer: the registry's versions of their entry (oldest first), ``None`` when the
+#: registry never had them, or a string saying why the history could not be read.
+Registry = Mapping[str, Sequence[RegistryVersion] | str | None]
+
+
+def standing_at(versions: Sequence[RegistryVersion], at: datetime) -> RegistryVersion | None:
+    """The version in force at ``at`` (the last one changed at or before it), if any."""
+    stood = None
+    for version in sorted(versions, key=lambda v: v.changed_at):
+        if version.changed_at > at:
+            break
+        stood = version
+    return stood
 
 
 def _contents(events: Sequence[LoggedEvent]) -> dict[int, tuple[int, ApplicationContent, Any]]:
@@ -192,14 +215,9 @@ def prove_eligibility(events: Sequence[LoggedEvent], files: Sequence[RuleFile]) 
     return proofs
 
 
-def prove_reviews(
-    events: Sequence[LoggedEvent], registry: Mapping[str, RegistryEntry | str | None]
-) -> list[Proof]:
-    """One proof per ``review.decision_recorded`` in ``events`` (log order).
-
-    ``registry`` maps each reviewer id to their entry, ``None`` when the registry has none, or
-    a string saying why it could not be read.
-    """
+def prove_reviews(events: Sequence[LoggedEvent], registry: Registry) -> list[Proof]:
+    """One proof per ``review.decision_recorded`` in ``events`` (log order), each checked
+    against the registry as it stood at the decision (see :data:`Registry`)."""
     contents = _contents(events)
     proofs: list[Proof] = []
     for position, event in enumerate(events):
@@ -266,24 +284,41 @@ def prove_reviews(
 def _against_registry(
     proof: Proof,
     decided: ReviewDecisionRecorded,
-    entry: RegistryEntry | str | None,
+    history: Sequence[RegistryVersion] | str | None,
     contents: Mapping[int, tuple[int, ApplicationContent, Any]],
     earlier: Sequence[LoggedEvent],
 ) -> None:
     who, role = decided.reviewer_id, STAGE_ROLES[decided.stage]
-    if isinstance(entry, str):
-        proof.unproven.append(f"role and conflict of interest: the registry: {entry}")
+    if isinstance(history, str):
+        proof.unproven.append(f"role and conflict of interest: the registry: {history}")
         return
-    if entry is None:
+    if not history:
         proof.problems.append(f"{who} is not in the reviewer registry")
         return
-    if entry.updated_at > proof.at:
-        proof.unproven.append(
-            f"role and conflict of interest: {who}'s registry entry changed at "
-            f"{entry.updated_at.isoformat()}, after the decision; the registry keeps no history"
+    stood = standing_at(history, proof.at)
+    if stood is None:
+        first = min(history, key=lambda v: v.changed_at)
+        if first.change == "recorded":
+            proof.unproven.append(
+                f"role and conflict of interest: the registry's history of {who} begins at "
+                f"{first.changed_at.isoformat()}, after the decision"
+            )
+        else:
+            proof.problems.append(
+                f"{who} was not in the reviewer registry at the decision (added "
+                f"{first.changed_at.isoformat()})"
+            )
+        return
+    if stood.profile is None:
+        proof.problems.append(
+            f"{who} had been removed from the reviewer registry at "
+            f"{stood.changed_at.isoformat()}, before the decision"
         )
         return
-    if role in entry.profile.roles:
+    proof.checked.append(
+        f"{who}'s registry entry as it stood then ({stood.change} {stood.changed_at.isoformat()})"
+    )
+    if role in stood.profile.roles:
         proof.checked.append(f"{who} held the {role.value} role")
     else:
         proof.problems.append(f"{who} did not hold the {role.value} role")
@@ -296,7 +331,7 @@ def _against_registry(
     if current is None:
         proof.unproven.append("conflict of interest: the application's content is not in the log")
         return
-    hits = conflicts(entry.profile, firm_organisations(current[1]))
+    hits = conflicts(stood.profile, firm_organisations(current[1]))
     if hits:
         proof.problems.append(f"conflict of interest: {who} declared {', '.join(hits)}")
     else:

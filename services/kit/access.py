@@ -166,6 +166,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         "review",
         _grants(reviewer=Reach.SELF, supervisor=_ALL, auditor=_ALL, admin=_ALL),
         "GET /v1/registry/reviewers/{reviewer_id}",
+        "GET /v1/registry/reviewers/{reviewer_id}/history",
     ),
     *_service(
         "review",

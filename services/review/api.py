@@ -48,6 +48,8 @@ from services.review.schemas import (
     HistoryEntry,
     NewReviewer,
     ReassignBody,
+    ReviewerChangeView,
+    ReviewerHistory,
     ReviewerList,
     ReviewerUpdate,
     ReviewerView,
@@ -456,6 +458,41 @@ async def get_reviewer(
     return reviewer_view(record)
 
 
+@registry_router.get(
+    "/{reviewer_id}/history",
+    summary="A reviewer's registry history",
+    response_model=ReviewerHistory,
+    responses=_responses(404, 422),
+)
+async def reviewer_history(
+    request: Request, principal: Caller, reviewer_id: ReviewerId
+) -> ReviewerHistory:
+    """Every version of the entry, oldest first, removals included: the registry as it stood
+    at any instant (decision proofs re-check reviewers against it). Who may read it is who may
+    read the entry; 404 when the registry never had it."""
+    if principal.sub != reviewer_id:
+        require_role(principal, REGISTRY_READERS, "read other reviewers' registry entries")
+    else:
+        require_role(principal, STAFF, "read the reviewer registry")
+    rows = await store.reviewer_history(_uow(request), reviewer_id)
+    if not rows:
+        raise NotFound(f"reviewer {reviewer_id} not found")
+    return ReviewerHistory(
+        reviewer_id=reviewer_id,
+        items=[
+            ReviewerChangeView(
+                change=row.change,
+                changed_at=row.changed_at,
+                changed_by=row.changed_by,
+                profile=None
+                if row.profile is None
+                else ReviewerProfile.model_validate(row.profile),
+            )
+            for row in rows
+        ],
+    )
+
+
 @registry_router.post(
     "",
     summary="Add a reviewer",
@@ -528,7 +565,7 @@ async def delete_reviewer(request: Request, principal: Caller, reviewer_id: Revi
     """Remove a reviewer (admins only). To keep the entry but stop new tasks, set `active`
     to false instead."""
     require_role(principal, {Role.ADMIN}, "change the reviewer registry")
-    await store.delete_reviewer(_uow(request), reviewer_id)
+    await store.delete_reviewer(_uow(request), reviewer_id, by=principal.sub)
     return Response(status_code=204)
 
 

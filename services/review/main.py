@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlmodel import select
+from sqlmodel import col, select
 
 from contracts.envelope import utcnow
 from contracts.topics import get_topic
@@ -30,6 +30,7 @@ from services.review.handlers import HANDLED_TYPES, project_inbox
 from services.review.models import ReviewerRecord, identifiers_json
 from services.review.seed import SEED_ACTOR, demo_reviewers
 from services.review.settings import Settings
+from services.review.store import registry_change
 from services.review.temporal import DeskProblem, TemporalDesk
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -118,6 +119,16 @@ async def seed_registry(uow_factory: UnitOfWorkFactory) -> int:
             for p in demo_reviewers()
         ]
         await session.exec(insert_ignore(dialect, table, rows))
+        # The history of exactly the rows this start inserted (another replica's are its own).
+        inserted = (
+            await session.exec(
+                select(ReviewerRecord).where(
+                    col(ReviewerRecord.created_at) == now,
+                    col(ReviewerRecord.updated_by) == SEED_ACTOR,
+                )
+            )
+        ).all()
+        session.add_all([registry_change(record, "added") for record in inserted])
         await uow.commit()
     log.info("demo reviewers seeded", count=len(rows))
     return len(rows)

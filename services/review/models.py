@@ -3,6 +3,8 @@
 - ``reviewers``: the reviewer registry (roles, affiliations, ownership interests, declared
   register entries and LEIs, active flag),
   managed by admins through the desk;
+- ``reviewer_changes``: every version of every registry entry, appended in the same commit as
+  the change (so the registry as it stood at any instant can be rebuilt, for decision proofs);
 - ``review_tasks``: the inbox projection, one row per task, built from review events only;
 - ``review_applications``: one row per application the desk has heard of: the lock that
   serialises its events across replicas, and how the application ended (if it has).
@@ -54,6 +56,30 @@ class ReviewerRecord(SQLModel, table=True):
     def identifiers(self) -> list[OrganisationIdentifier]:
         """The declared register entries and LEIs, as contract values."""
         return [OrganisationIdentifier.model_validate(i) for i in self.declared_identifiers]
+
+
+class ReviewerChange(SQLModel, table=True):
+    """One change of the registry: the entry as it stood from ``changed_at`` on.
+
+    Rows are only ever inserted. ``profile`` is the whole entry after the change (the
+    :class:`~contracts.v1.desk.ReviewerProfile` as JSON), null when the entry was removed.
+    """
+
+    __tablename__ = "reviewer_changes"
+    __table_args__ = (sa.Index("ix_reviewer_changes_reviewer", "reviewer_id", "change_id"),)
+
+    change_id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.Integer(), primary_key=True, autoincrement=True)
+    )
+    reviewer_id: str = Field(sa_column=sa.Column(sa.String(100), nullable=False))
+    #: ``added``, ``replaced``, ``removed``, or ``recorded`` (the entry as it stood when the
+    #: history began; what came before it is not known).
+    change: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    changed_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    changed_by: str = Field(sa_column=sa.Column(sa.String(200), nullable=False))
+    profile: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON(), nullable=True)
+    )
 
 
 def identifiers_json(profile: ReviewerProfile) -> list[dict[str, str]]:
@@ -185,6 +211,7 @@ class ReviewApplication(SQLModel, table=True):
 #: This service's own tables (the kit tables are added by :func:`metadata`).
 TABLES: tuple[sa.Table, ...] = (
     ReviewerRecord.__table__,  # type: ignore[attr-defined]
+    ReviewerChange.__table__,  # type: ignore[attr-defined]
     ReviewTask.__table__,  # type: ignore[attr-defined]
     ReviewApplication.__table__,  # type: ignore[attr-defined]
 )

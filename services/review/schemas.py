@@ -8,7 +8,7 @@ admin declares is exactly what the workflow receives as the candidates' snapshot
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, Self
+from typing import Annotated, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
@@ -185,6 +185,55 @@ class ReviewerList(BaseModel):
                     "created_at": "2026-11-20T09:00:00Z",
                     "updated_at": "2026-11-21T14:30:00Z",
                     "updated_by": "admin@gaip.example",
+                }
+            ]
+        ],
+    )
+
+
+class ReviewerChangeView(BaseModel):
+    """One version of a registry entry: the entry as it stood from ``changed_at`` on."""
+
+    model_config = _CONFIG
+
+    change: Literal["added", "replaced", "removed", "recorded"] = Field(
+        description=(
+            "What happened: the entry was `added`, `replaced` or `removed`; `recorded` is the "
+            "entry as it stood when the registry's history began (what it was before is not "
+            "known)."
+        ),
+        examples=["replaced"],
+    )
+    changed_at: datetime = Field(
+        description="When the change was made, in UTC.", examples=["2026-11-21T14:30:00Z"]
+    )
+    changed_by: str = Field(
+        description="Who made it: an admin, or `system:review` for the demo seed.",
+        examples=["admin@gaip.example"],
+    )
+    profile: ReviewerProfile | None = Field(
+        description="The whole entry after the change; null once removed.",
+        examples=[REVIEWER_EXAMPLE],
+    )
+
+
+class ReviewerHistory(BaseModel):
+    """Every version of one registry entry, oldest first."""
+
+    model_config = _CONFIG
+
+    reviewer_id: Identifier = Field(
+        description="The reviewer's user id.", examples=["rev.lindqvist@gaip.example"]
+    )
+    items: list[ReviewerChangeView] = Field(
+        description="The changes, oldest first.",
+        examples=[
+            [
+                {
+                    "change": "added",
+                    "changed_at": "2026-11-20T09:00:00Z",
+                    "changed_by": "admin@gaip.example",
+                    "profile": REVIEWER_EXAMPLE,
                 }
             ]
         ],

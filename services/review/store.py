@@ -21,7 +21,7 @@ from contracts.v1.desk import ReviewerProfile, ReviewerRole
 from services.kit.auth import Principal
 from services.kit.errors import Conflict, NotFound
 from services.kit.uow import UnitOfWorkFactory
-from services.review.models import ReviewerRecord, ReviewTask, identifiers_json
+from services.review.models import ReviewerChange, ReviewerRecord, ReviewTask, identifiers_json
 from services.review.views import can_see, reviewer_profile
 
 
@@ -103,6 +103,7 @@ async def add_reviewer(
             raise Conflict(f"reviewer {profile.reviewer_id} already exists; use PUT to change it")
         record = _record_from(profile, created_at=now, updated_by=by)
         uow.session.add(record)
+        uow.session.add(registry_change(record, "added"))
         await uow.commit()
     return record
 
@@ -124,18 +125,54 @@ async def replace_reviewer(
         record.updated_at = utcnow()
         record.updated_by = by
         uow.session.add(record)
+        uow.session.add(registry_change(record, "replaced"))
         await uow.commit()
     return record
 
 
-async def delete_reviewer(uow_factory: UnitOfWorkFactory, reviewer_id: str) -> None:
+async def delete_reviewer(uow_factory: UnitOfWorkFactory, reviewer_id: str, *, by: str) -> None:
     """Remove a registry entry; :class:`NotFound` if there is none."""
     async with uow_factory() as uow:
         record = await uow.session.get(ReviewerRecord, reviewer_id)
         if record is None:
             raise NotFound(f"reviewer {reviewer_id} not found")
         await uow.session.delete(record)
+        uow.session.add(
+            ReviewerChange(
+                reviewer_id=reviewer_id,
+                change="removed",
+                changed_at=utcnow(),
+                changed_by=by,
+                profile=None,
+            )
+        )
         await uow.commit()
+
+
+def registry_change(record: ReviewerRecord, change: str) -> ReviewerChange:
+    """The history row of ``record`` as it stands after ``change`` (added, replaced)."""
+    return ReviewerChange(
+        reviewer_id=record.reviewer_id,
+        change=change,
+        changed_at=record.updated_at,
+        changed_by=record.updated_by,
+        profile=reviewer_profile(record).model_dump(mode="json"),
+    )
+
+
+async def reviewer_history(
+    uow_factory: UnitOfWorkFactory, reviewer_id: str
+) -> list[ReviewerChange]:
+    """Every change of ``reviewer_id``'s entry, oldest first."""
+    async with reading(uow_factory) as session:
+        rows = (
+            await session.exec(
+                select(ReviewerChange)
+                .where(col(ReviewerChange.reviewer_id) == reviewer_id)
+                .order_by(col(ReviewerChange.change_id))
+            )
+        ).all()
+    return list(rows)
 
 
 async def candidates(

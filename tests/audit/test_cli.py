@@ -116,7 +116,8 @@ async def test_verify_checkpoint_history_and_bundles(running: Running, tmp_path:
     assert "FAIL" not in flat(history)
 
     bundle = tmp_path / "app.json"
-    assert (await running.cli("export", SUBJECT, "-o", str(bundle))).exit_code == 0
+    exported = await running.cli("export", SUBJECT, "--no-workflow-history", "-o", str(bundle))
+    assert exported.exit_code == 0, exported.output
     document = json.loads(bundle.read_text())
     assert len(document["entries"]) == 7  # records 0, 50, ..., 300
     key = (await running.client.get("/v1/log/key", headers=AUDITOR)).text
@@ -127,11 +128,40 @@ async def test_verify_checkpoint_history_and_bundles(running: Running, tmp_path:
     assert "7 entries are in the log of 325 leaves" in flat(checked)
 
     whole = tmp_path / "all.json"
-    assert (await running.cli("export", "--all", "-o", str(whole))).exit_code == 0
+    exported = await running.cli("export", "--all", "--no-workflow-history", "-o", str(whole))
+    assert exported.exit_code == 0, exported.output
     checked = await asyncio.to_thread(
         CliRunner().invoke, cli, ["audit", "verify-bundle", str(whole)]
     )
     assert checked.exit_code == 0, checked.output
+
+    # The same bundles as JSON Lines verify the same way; CSV is for reading.
+    for args, count in (([SUBJECT], 7), (["--all"], SIZE + 25)):
+        lines = tmp_path / "export.jsonl"
+        exported = await running.cli(
+            "export", *args, "--format", "jsonl", "--no-workflow-history", "-o", str(lines)
+        )
+        assert exported.exit_code == 0, exported.output
+        assert len(lines.read_text().splitlines()) == 1 + count
+        checked = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["audit", "verify-bundle", str(lines), "--key", key]
+        )
+        assert checked.exit_code == 0, checked.output
+        assert f"{count} entries are in the log of {SIZE + 25} leaves" in flat(checked)
+    table = tmp_path / "export.csv"
+    exported = await running.cli(
+        "export", SUBJECT, "--format", "csv", "--no-workflow-history", "-o", str(table)
+    )
+    assert exported.exit_code == 0, exported.output
+    header, *rows = table.read_text().splitlines()
+    assert header.startswith("source,application_id,index,topic")
+    assert len(rows) == 7
+    assert all(row.startswith(f"log,{SUBJECT},") for row in rows)
+    lines.write_text(lines.read_text().replace(lines.read_text().splitlines()[5], "{}"))
+    checked = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["audit", "verify-bundle", str(lines), "--key", key]
+    )
+    assert checked.exit_code == 1, checked.output
 
     # A bundle edited after export fails offline.
     document["entries"][3]["leaf"] = document["entries"][4]["leaf"]

@@ -14,7 +14,8 @@ from contracts.v1.common import EligibilityOutcome
 from contracts.v1.desk import ReviewerProfile, ReviewerRole
 from services.audit.domain.state import LoggedEvent
 from services.cli.prove import (
-    RegistryEntry,
+    Registry,
+    RegistryVersion,
     RuleFile,
     Verdict,
     prove_eligibility,
@@ -119,14 +120,16 @@ def decided(task: str, who: str, stage: str, minute: int, **changes: Any) -> Env
     )  # fmt: skip
 
 
-def entry(who: str, *roles: ReviewerRole, affiliations: tuple[str, ...] = ()) -> RegistryEntry:
+def entry(
+    who: str, *roles: ReviewerRole, affiliations: tuple[str, ...] = ()
+) -> list[RegistryVersion]:
     profile = ReviewerProfile(
         reviewer_id=who, name=who, roles=list(roles), affiliations=list(affiliations)
     )
-    return RegistryEntry(profile=profile, updated_at=T0 - timedelta(days=1))
+    return [RegistryVersion(changed_at=T0 - timedelta(days=1), profile=profile, change="added")]
 
 
-REGISTRY: dict[str, RegistryEntry | str | None] = {
+REGISTRY: Registry = {
     NOVAK: entry(NOVAK, ReviewerRole.TECHNICAL, ReviewerRole.FINANCE),
     TANAKA: entry(TANAKA, ReviewerRole.SECURITY, affiliations=("Acme Vision AI GmbH",)),
 }
@@ -138,7 +141,7 @@ def test_an_assigned_decision_by_a_qualified_unconflicted_reviewer_is_proven() -
     )
     [proof] = prove_reviews(events, REGISTRY)
     assert proof.verdict is Verdict.PROVEN, proof.problems
-    assert len(proof.checked) == 5
+    assert len(proof.checked) == 6
 
 
 @pytest.mark.parametrize(
@@ -191,14 +194,52 @@ def test_a_review_decision_that_breaks_a_rule_fails(
     assert problem in proofs[0].problems
 
 
-def test_a_registry_entry_changed_since_leaves_the_decision_unproven() -> None:
+def test_the_registry_is_taken_as_it_stood_at_the_decision() -> None:
     events = logged(
         [submitted(), assigned("t1", NOVAK, "technical", 2), decided("t1", NOVAK, "technical", 3)]
     )
-    current = REGISTRY[NOVAK]
-    assert isinstance(current, RegistryEntry)
-    later = RegistryEntry(profile=current.profile, updated_at=at(10))
-    [proof] = prove_reviews(events, {NOVAK: later})
+    [stood] = entry(NOVAK, ReviewerRole.TECHNICAL)
+    assert stood.profile is not None
+    # Changed after the decision: the role taken away and a conflict declared. The decision
+    # stands on the entry of its own time.
+    later = RegistryVersion(
+        changed_at=at(10),
+        profile=stood.profile.model_copy(
+            update={"roles": [ReviewerRole.FINANCE], "affiliations": ["Acme Vision AI GmbH"]}
+        ),
+    )
+    [proof] = prove_reviews(events, {NOVAK: [stood, later]})
+    assert proof.verdict is Verdict.PROVEN, proof.problems
+    # Changed before it: the change is what counts.
+    earlier = RegistryVersion(changed_at=at(1), profile=later.profile)
+    [proof] = prove_reviews(events, {NOVAK: [stood, earlier]})
+    assert proof.verdict is Verdict.FAILED
+    assert f"{NOVAK} did not hold the technical role" in proof.problems
+    assert f"conflict of interest: {NOVAK} declared Acme Vision AI GmbH" in proof.problems
+
+
+def test_a_reviewer_added_after_or_removed_before_the_decision_fails() -> None:
+    events = logged(
+        [submitted(), assigned("t1", NOVAK, "technical", 2), decided("t1", NOVAK, "technical", 3)]
+    )
+    [stood] = entry(NOVAK, ReviewerRole.TECHNICAL)
+    added_late = RegistryVersion(changed_at=at(10), profile=stood.profile, change="added")
+    [proof] = prove_reviews(events, {NOVAK: [added_late]})
+    assert proof.verdict is Verdict.FAILED
+    assert proof.problems[0].startswith(f"{NOVAK} was not in the reviewer registry at the")
+    removed = RegistryVersion(changed_at=at(1), profile=None, change="removed")
+    [proof] = prove_reviews(events, {NOVAK: [stood, removed]})
+    assert proof.verdict is Verdict.FAILED
+    assert "removed from the reviewer registry" in proof.problems[0]
+
+
+def test_a_decision_older_than_the_registry_history_or_an_unreachable_desk_is_unproven() -> None:
+    events = logged(
+        [submitted(), assigned("t1", NOVAK, "technical", 2), decided("t1", NOVAK, "technical", 3)]
+    )
+    [stood] = entry(NOVAK, ReviewerRole.TECHNICAL)
+    recorded = RegistryVersion(changed_at=at(10), profile=stood.profile, change="recorded")
+    [proof] = prove_reviews(events, {NOVAK: [recorded]})
     assert proof.verdict is Verdict.UNPROVEN
     [unreachable] = prove_reviews(events, {NOVAK: "the review desk is unreachable"})
     assert unreachable.verdict is Verdict.UNPROVEN

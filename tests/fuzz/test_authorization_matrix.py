@@ -268,6 +268,9 @@ REQUESTS: dict[tuple[str, str, str], Recipe] = {
     ),
     ("review", "GET", REGISTRY): lambda w, o: Call(REGISTRY),
     ("review", "GET", f"{REGISTRY}/{{reviewer_id}}"): lambda w, o: Call(f"{REGISTRY}/{o.sub}"),
+    ("review", "GET", f"{REGISTRY}/{{reviewer_id}}/history"): lambda w, o: Call(
+        f"{REGISTRY}/{o.sub}/history"
+    ),
     ("review", "POST", REGISTRY): lambda w, o: Call(
         REGISTRY,
         json={

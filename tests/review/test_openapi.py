@@ -21,6 +21,7 @@ DESK_PATHS = {
     "/v1/supervisor/escalations": {"get"},
     "/v1/registry/reviewers": {"get", "post"},
     "/v1/registry/reviewers/{reviewer_id}": {"get", "put", "delete"},
+    "/v1/registry/reviewers/{reviewer_id}/history": {"get"},
     "/internal/v1/candidates": {"get"},
 }
 

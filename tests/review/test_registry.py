@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pydantic import TypeAdapter
 
 from contracts.conflicts import conflicts, named
@@ -16,6 +18,7 @@ from services.kit.uow import UnitOfWorkFactory
 from services.review.main import MIGRATIONS, seed_registry
 from services.review.seed import demo_reviewers
 from services.review.settings import Settings
+from services.review.store import reviewer_history
 from tests.review.conftest import Desk
 from tests.review.helpers import (
     ADMIN,
@@ -91,8 +94,45 @@ async def test_seed_fills_an_empty_registry_once(tmp_path: Path) -> None:
         uow = UnitOfWorkFactory(create_session_factory(engine))
         assert await seed_registry(uow) == len(DEMO_IDS)
         assert await seed_registry(uow) == 0  # not empty any more: an admin's registry is kept
+        [seeded] = await reviewer_history(uow, TANAKA)
+        assert (seeded.change, seeded.changed_by) == ("added", "system:review")
+        assert seeded.profile is not None
+        assert seeded.profile["affiliations"] == ["Kyoto University", "Acme Vision AI GmbH"]
     finally:
         await engine.dispose()
+
+
+async def test_the_history_begins_with_the_entries_as_they_stood(tmp_path: Path) -> None:
+    """Entries older than the history table are recorded as they stood at their last change."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'review.db'}")
+    try:
+        await upgrade_to_head(engine, MIGRATIONS, revision="0003")
+        uow = UnitOfWorkFactory(create_session_factory(engine))
+        seeded = await seed_registry_before_history(engine)
+        await upgrade_to_head(engine, MIGRATIONS)
+        [recorded] = await reviewer_history(uow, NOVAK)
+        assert recorded.change == "recorded"
+        assert recorded.changed_at == seeded
+        assert recorded.profile is not None
+        assert ReviewerProfile.model_validate(recorded.profile).reviewer_id == NOVAK
+    finally:
+        await engine.dispose()
+
+
+async def seed_registry_before_history(engine: Any) -> datetime:
+    """One reviewer row as revision 0003 stored it; its ``updated_at``."""
+    at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO reviewers (reviewer_id, name, roles, affiliations, "
+                "ownership_interests, declared_identifiers, active, created_at, updated_at, "
+                "updated_by) VALUES (:id, 'Novak', '[\"technical\"]', '[]', '[]', '[]', 1, "
+                ":at, :at, 'admin@gaip.example')"
+            ),
+            {"id": NOVAK, "at": at.isoformat()},
+        )
+    return at
 
 
 # --- CRUD ---------------------------------------------------------------------------------------
@@ -131,6 +171,21 @@ async def test_admin_adds_changes_and_removes_a_reviewer(desk: Desk) -> None:
         assert gone.status_code == 404
     missing = await desk.client.put(f"/v1/registry/reviewers/{rid}", json=update, headers=ADMIN)
     assert missing.status_code == 404
+
+    # Every version is kept, the removal too: the registry as it stood at any instant.
+    history = await desk.client.get(f"/v1/registry/reviewers/{rid}/history", headers=AUDITOR)
+    assert history.status_code == 200, history.text
+    items = history.json()["items"]
+    assert [i["change"] for i in items] == ["added", "replaced", "removed"]
+    assert [i["changed_by"] for i in items] == ["admin@gaip.example"] * 3
+    assert items[0]["profile"]["roles"] == ["technical", "committee"]
+    assert items[1]["profile"]["roles"] == ["finance"]
+    assert items[1]["changed_at"] == changed.json()["updated_at"]
+    assert items[2]["profile"] is None
+    never = await desk.client.get(
+        f"/v1/registry/reviewers/{reviewer_id()}/history", headers=AUDITOR
+    )
+    assert never.status_code == 404
 
 
 async def test_declared_identifiers_are_kept_and_reach_the_workflow(desk: Desk) -> None:
@@ -211,6 +266,17 @@ async def test_who_reads_the_registry(desk: Desk) -> None:
     assert own.status_code == 200
     other = await desk.client.get(f"/v1/registry/reviewers/{TANAKA}", headers=reviewer(NOVAK))
     assert other.status_code == 403
+    for path, status in ((NOVAK, 200), (TANAKA, 403)):
+        history = await desk.client.get(
+            f"/v1/registry/reviewers/{path}/history", headers=reviewer(NOVAK)
+        )
+        assert history.status_code == status
+    for headers in (ADMIN, AUDITOR, SUPERVISOR):
+        history = await desk.client.get(f"/v1/registry/reviewers/{TANAKA}/history", headers=headers)
+        assert history.status_code == 200
+    assert (
+        await desk.client.get(f"/v1/registry/reviewers/{TANAKA}/history", headers=FIRM)
+    ).status_code == 403
     anonymous = await desk.client.get("/v1/registry/reviewers")
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"] == "Bearer"

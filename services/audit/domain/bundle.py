@@ -8,8 +8,13 @@ A bundle can be checked offline by anyone (the format is documented in the servi
       "verifier_key": "<name>+<key id hex>+<base64(0x01 || key)>",
       "checkpoint": "<signed note>",
       "entries": [{"index": 0, "leaf": "<base64>", "topic": "...", "partition": 0,
-                   "offset": 0, "logged_at": "...", "inclusion_proof": ["<base64>", ...]}]
+                   "offset": 0, "logged_at": "...", "inclusion_proof": ["<base64>", ...]}],
+      "workflows": [{"workflow_id": "APP-1", "run_id": "...", "history": {"events": [...]}}]
     }
+
+``workflows`` (optional) carries the applications' Temporal workflow histories, in Temporal's
+own history JSON. They are not leaves of the log, so no proof covers them: they are there to be
+read and replayed against the workflow code (``incentives audit workflows --from``).
 """
 
 from __future__ import annotations
@@ -41,15 +46,19 @@ def make_bundle(
     verifier_key: str,
     checkpoint: str,
     entries: Sequence[Mapping[str, Any]],
+    workflows: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A bundle document (entries already carry ``inclusion_proof``)."""
-    return {
+    bundle: dict[str, Any] = {
         "format": FORMAT,
         "application_id": application_id,
         "verifier_key": verifier_key.strip(),
         "checkpoint": checkpoint,
         "entries": [dict(entry) for entry in entries],
     }
+    if workflows is not None:
+        bundle["workflows"] = [dict(run) for run in workflows]
+    return bundle
 
 
 def inclusion_of(records: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> dict[int, bool]:
@@ -70,9 +79,16 @@ def inclusion_of(records: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -
     return included
 
 
-def history_bundle(history: Mapping[str, Any], verifier_key: str) -> dict[str, Any]:
-    """The bundle of one application from its ``/v1/applications/{id}/history`` answer."""
+def history_bundle(
+    history: Mapping[str, Any],
+    verifier_key: str,
+    *,
+    workflows: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The bundle of one application from its ``/v1/applications/{id}/history`` answer (and
+    its workflow runs, when given)."""
     return make_bundle(
+        workflows=workflows,
         application_id=str(history["application_id"]),
         verifier_key=verifier_key,
         checkpoint=str(history["checkpoint"]),
