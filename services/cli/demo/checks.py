@@ -79,10 +79,10 @@ class Report:
 async def check(api: Api, run: LoadRun, *, settle_timeout: float = 120.0) -> Report:
     """Read the APIs and the audit log; the report of the run."""
     report = Report(stuck=list(run.stuck))
+    await _log(api, run, report, settle_timeout)  # first: it waits for the views to settle
     await _applications(api, run, report)
     await _zones(api, run, report)
     await _money(api, run, report)
-    await _log(api, run, report, settle_timeout)
     return report
 
 
@@ -203,7 +203,7 @@ async def _log(api: Api, run: LoadRun, report: Report, settle_timeout: float) ->
 
     async def compare(app: Tracked) -> str | None:
         async with gate:
-            return await _differs(api, app, auditor)
+            return await _differs(api, run, app, auditor)
 
     while True:
         found = await asyncio.gather(*(compare(a) for a in apps))
@@ -237,10 +237,10 @@ async def _log(api: Api, run: LoadRun, report: Report, settle_timeout: float) ->
     report.facts["log size"] = len(entries)
 
 
-async def _differs(api: Api, app: Tracked, auditor: dict[str, str]) -> str | None:
+async def _differs(api: Api, run: LoadRun, app: Tracked, auditor: dict[str, str]) -> str | None:
     """How the log's state of ``app`` differs from the services' view; None when it agrees."""
-    view = app.view or {}
     try:
+        view = await run.view(app)
         response = await api.request(
             "audit", "GET", f"/v1/applications/{app.application_id}/state", headers=auditor
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -131,18 +132,32 @@ async def _load(
                 progress.update(task, completed=current.at_rest, detail=detail)
 
             killing = asyncio.create_task(killer.run()) if killer else None
+
+            async def recover() -> None:
+                """Stop killing; wait until every part answers again."""
+                if killer is None or killing is None:
+                    return
+                killer.stop()
+                await killing
+                progress.console.print(
+                    f"Killed {len(killer.kills)} times; waiting for every part to be back."
+                )
+                down = await killer.wait_all_back(patience=180)
+                if down:
+                    progress.console.print(f"[red]Still down: {', '.join(down)}")
+
             try:
-                summary = await run.run(on_tick=tick)
+                summary = await run.run(on_tick=tick, then=recover if killer else None)
             finally:
-                if killer is not None and killing is not None:
+                if killer is not None and killing is not None and not killing.done():
                     killer.stop()
                     await killing
         report = None
         if killer is not None:
-            extra["kills"] = [f"{k.part}@{k.at:.0f}s" for k in killer.kills]
-            console.print(f"Killed {len(killer.kills)} times: {', '.join(extra['kills'])}")  # type: ignore[arg-type]
-            console.print("Waiting for every part to be back, then checking...")
-            await killer.wait_all_back(patience=180)
+            kills = [f"{k.part}@{k.at:.0f}s" for k in killer.kills]
+            extra["kills"] = kills
+            extra["kills_per_part"] = dict(Counter(k.part for k in killer.kills))
+            console.print(f"Kills: {', '.join(kills)}")
             report = await check(api, run, settle_timeout=stall_timeout)
     return summary, report, extra
 

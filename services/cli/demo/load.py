@@ -24,7 +24,7 @@ import itertools
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -106,6 +106,11 @@ class Tracked:
     viewed_at: float = 0.0
     accepted_at: float = 0.0
     reported: set[int] = field(default_factory=set)
+
+    def progress(self) -> tuple[str, int, int]:
+        """What changes while the application moves: status, tranches paid, milestones."""
+        tranches = ((self.view or {}).get("award") or {}).get("tranches") or []
+        return self.status, sum(t["state"] == "paid" for t in tranches), len(self.reported)
 
 
 @dataclass
@@ -217,14 +222,27 @@ class LoadRun:
 
     # -- the run -----------------------------------------------------------------------------
 
-    async def run(self, on_tick: Callable[[LoadRun], None] | None = None) -> Summary:
-        """Fund, submit, review, accept and report until everything rests; the summary."""
+    async def run(
+        self,
+        on_tick: Callable[[LoadRun], None] | None = None,
+        *,
+        then: Callable[[], Awaitable[None]] | None = None,
+    ) -> Summary:
+        """Fund, submit, review, accept and report until everything rests; the summary.
+
+        ``then``, when given, is awaited once the first pass ends (everything rests, or nothing
+        moved for ``stall_timeout``), and the run follows the applications again until they
+        rest: the chaos run stops killing there and lets the platform recover.
+        """
         started = time.monotonic()
         await self.fund()
         submitting = asyncio.create_task(self.submit_all())
         reviewing = asyncio.create_task(self.review_loop()) if self.auto_review else None
         try:
             stuck = await self.follow(submitting, on_tick)
+            if then is not None:
+                await then()
+                stuck = await self.follow(submitting, on_tick)
         finally:
             self._stop.set()
             for task in (submitting, reviewing):
@@ -375,11 +393,11 @@ class LoadRun:
         """Poll the run's applications and act for the firms until all rest; the stuck ids."""
         loop = asyncio.get_running_loop()
         last_change = loop.time()
-        last_seen: dict[int, str] = {}
+        last_seen: dict[int, tuple[str, int, int]] = {}
         while True:
             await self.poll_statuses()
             await self.act_for_firms()
-            seen = {a.number: a.status for a in self.tracked}
+            seen = {a.number: a.progress() for a in self.tracked}
             if seen != last_seen:
                 last_seen = seen
                 last_change = loop.time()
