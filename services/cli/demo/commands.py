@@ -99,6 +99,7 @@ async def _load(
     accept_offers: bool,
     stall_timeout: float,
     chaos: tuple[float, list[str], int | None] | None = None,
+    with_check: bool = False,
 ) -> tuple[Summary, Report | None, dict[str, object]]:
     from services.cli.demo.api import Api, Endpoints
     from services.cli.demo.chaos import Chaos
@@ -153,6 +154,8 @@ async def _load(
                     killer.stop()
                     await killing
         report = None
+        if killer is None and with_check:
+            report = await check(api, run, settle_timeout=stall_timeout)
         if killer is not None:
             kills = [f"{k.part}@{k.at:.0f}s" for k in killer.kills]
             extra["kills"] = kills
@@ -174,6 +177,12 @@ def load(
     ] = False,
     rate: Rate = 0.0,
     stall_timeout: StallTimeout = 120.0,
+    with_check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Then run the final check of `demo chaos` (exit 1 unless all 0)."
+        ),
+    ] = False,
     var_dir: VarDir = None,
     json_out: JsonOut = None,
 ) -> None:
@@ -183,7 +192,7 @@ def load(
     each stage. Exits 1 when an application is stuck or a request failed for good.
     """
     console = make_console()
-    summary, _, _ = asyncio.run(
+    summary, report, _ = asyncio.run(
         _load(
             var_dir,
             console,
@@ -192,12 +201,17 @@ def load(
             auto_review=auto_review,
             accept_offers=accept_offers,
             stall_timeout=stall_timeout,
+            with_check=with_check,
         )
     )
     print_summary(console, summary)
+    figures = summary_figures(summary)
+    if report is not None:
+        print_report(console, report)
+        figures.update(report_figures(report))
     if json_out is not None:
-        json_out.write_text(json.dumps(summary_figures(summary), indent=2))
-    if summary.stuck:
+        json_out.write_text(json.dumps(figures, indent=2))
+    if summary.stuck or (report is not None and not report.clean):
         raise typer.Exit(1)
 
 
@@ -275,6 +289,7 @@ def summary_figures(summary: Summary) -> dict[str, object]:
         "late_decisions": summary.late_decisions,
         "offers_accepted": summary.offers_accepted,
         "milestones_reported": summary.milestones_reported,
+        "stuck": len(summary.stuck),
         "retries": summary.retries,
         "errors": summary.errors[:50],
     }
