@@ -320,8 +320,8 @@ class Supervisor:
 
         A part that dies (a service, the worker, the broker or Temporal) is reported with its
         log tail and started again after a capped exponential backoff (:func:`restart_delay`)
-        that starts over once the part has run :data:`STABLE_AFTER` seconds; its restart count and last exit code go to the state file, where ``incentives status``
-        shows them.
+        that starts over once the part has run :data:`STABLE_AFTER` seconds. Its restart
+        count and last exit code go to the state file, where ``incentives status`` shows them.
         """
         restart_at: dict[str, float] = {}
         #: Deaths in a row of each part, each sooner than STABLE_AFTER after its start.
