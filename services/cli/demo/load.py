@@ -32,6 +32,7 @@ from typing import Any
 
 from contracts.status import CLOSED, Status
 from contracts.v1.applications import CONTENT_EXAMPLE
+from contracts.v1.desk import DecisionRefusal
 from services.cli.demo.api import Api, PartUnavailable
 
 #: The grant each synthetic application asks for, and its currency.
@@ -57,11 +58,11 @@ _AWAITS_REVIEW = frozenset(
     {Status.ELIGIBLE.value, Status.UNDER_REVIEW.value, Status.INFORMATION_REQUESTED.value}
 )
 #: Refusals of a decision that only say it came late (the stage or the application moved on).
-_LATE_ANSWERS = frozenset(
+_LATE_ANSWERS: frozenset[tuple[int, str]] = frozenset(
     {
-        (409, "application_closed"),
-        (409, "duplicate_decision"),
-        (409, "stage_not_open"),
+        (409, DecisionRefusal.APPLICATION_CLOSED.value),
+        (409, DecisionRefusal.DUPLICATE_DECISION.value),
+        (409, DecisionRefusal.STAGE_NOT_OPEN.value),
         # A vote after the quorum closed the run (see tests/bench/end_to_end.py).
         (404, "workflow_not_found"),
     }
