@@ -21,22 +21,12 @@ from pathlib import Path
 import httpx
 
 from services.cli.embedded import kafka_ready, pid_alive
-from services.cli.settings import SERVICE_NAMES
+from services.cli.settings import SERVICE_NAMES, WEB_SERVICES
 from services.cli.state import read_state
 
-#: What ``demo chaos`` kills by default: every service on the journey, the worker, the broker
-#: and the rail.
-DEFAULT_PARTS: tuple[str, ...] = (
-    "applications",
-    "eligibility",
-    "zones",
-    "rail",
-    "disbursement",
-    "review",
-    "audit",
-    "worker",
-    "broker",
-)
+#: What ``demo chaos`` kills by default: every service on the journey, the worker, the rail
+#: and the broker (the portal serves people, not the journey; Temporal keeps it on disk).
+DEFAULT_PARTS: tuple[str, ...] = (*(n for n in SERVICE_NAMES if n not in WEB_SERVICES), "broker")
 #: Everything that may be named with ``--parts``.
 KILLABLE: frozenset[str] = frozenset({*SERVICE_NAMES, "broker", "temporal"})
 
