@@ -26,6 +26,7 @@ from tests.review.helpers import ADMIN
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
+@pytest.mark.timeout(2700)
 def test_a_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
     """50 applications to their last tranche while a random part is SIGKILLed every 5 s."""
     with embedded_platform(tmp_path) as run:
@@ -46,6 +47,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformRun]:
         yield run
 
 
+@pytest.mark.timeout(1500)
 @pytest.mark.parametrize("part", DEFAULT_PARTS)
 def test_sigkill_mid_journey_and_every_journey_completes(platform: PlatformRun, part: str) -> None:
     """SIGKILL of one part, again and again, while four journeys run: each one completes."""
@@ -73,6 +75,7 @@ def _listed(run: PlatformRun) -> int:
     return len(page.json()["items"]) if page.status_code == 200 else 0
 
 
+@pytest.mark.timeout(1800)
 def test_down_then_up_with_applications_in_flight(tmp_path: Path) -> None:
     """``down`` and ``up`` while ten journeys run: the broker comes back empty, the outboxes
     are republished, and every journey completes."""
