@@ -185,6 +185,14 @@ async def _wait(condition: Any, cap: float) -> float | None:
 
 async def one_run(bootstrap: str, variant: Variant, scenario: str) -> dict[str, Any]:
     """One measured run of ``scenario`` (``killed`` or ``mid-rebalance``) under ``variant``."""
+    try:
+        async with asyncio.timeout(2 * CAP_S + 180):
+            return await _one_run(bootstrap, variant, scenario)
+    except TimeoutError:
+        return {"variant": variant.name, "scenario": scenario, "stalled": True, "hung": True}
+
+
+async def _one_run(bootstrap: str, variant: Variant, scenario: str) -> dict[str, Any]:
     topic = f"rebalance-{uuid.uuid4().hex[:8]}"
     group = f"group-{uuid.uuid4().hex[:8]}"
     await ensure_topics(bootstrap, [(topic, PARTITIONS)])
@@ -241,7 +249,7 @@ async def one_run(bootstrap: str, variant: Variant, scenario: str) -> dict[str, 
             with contextlib.suppress(Exception):
                 await task
         with contextlib.suppress(Exception):
-            await consumer.stop()
+            await asyncio.wait_for(consumer.stop(), 15)
 
 
 async def _member_main(args: argparse.Namespace) -> None:
@@ -262,12 +270,14 @@ async def _member_main(args: argparse.Namespace) -> None:
         await consumer.getmany(timeout_ms=100)
 
 
-async def _main(reps: int, scenarios: list[str], json_path: Path | None) -> int:
+async def _main(
+    reps: int, scenarios: list[str], variants: list[Variant], json_path: Path | None
+) -> int:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rebalance-") as tmp:
         async with tansu(Path(tmp)) as bootstrap:
             for scenario in scenarios:
-                for variant in VARIANTS:
+                for variant in variants:
                     for _ in range(reps):
                         result = await one_run(bootstrap, variant, scenario)
                         print(json.dumps(result), flush=True)
@@ -278,7 +288,7 @@ async def _main(reps: int, scenarios: list[str], json_path: Path | None) -> int:
         f"{'resumed p50':>11} {'resumed max':>11}"
     )
     for scenario in scenarios:
-        for variant in VARIANTS:
+        for variant in variants:
             runs = [
                 r for r in results if r["scenario"] == scenario and r["variant"] == variant.name
             ]
@@ -314,11 +324,20 @@ def main(argv: list[str] | None = None) -> int:
         "--scenario", action="append", choices=["killed", "mid-rebalance"], default=None
     )
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        choices=[v.name for v in VARIANTS],
+        default=None,
+        help="only these settings (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.command == "member":
         asyncio.run(_member_main(args))
         return 0
-    return asyncio.run(_main(args.reps, args.scenario or ["killed", "mid-rebalance"], args.json))
+    variants = [v for v in VARIANTS if args.variant is None or v.name in args.variant]
+    scenarios = args.scenario or ["killed", "mid-rebalance"]
+    return asyncio.run(_main(args.reps, scenarios, variants, args.json))
 
 
 if __name__ == "__main__":
