@@ -54,12 +54,20 @@ class Chaos:
     """Kills a random live part every ``every`` seconds until stopped."""
 
     def __init__(
-        self, var_dir: Path, *, every: float, parts: Sequence[str], seed: int | None = None
+        self,
+        var_dir: Path,
+        *,
+        every: float,
+        parts: Sequence[str],
+        seed: int | None = None,
+        in_turn: bool = False,
     ) -> None:
         check_parts(parts)
         self.var_dir = var_dir
         self.every = every
         self.parts = list(parts)
+        #: Kill the parts in the order given, round after round, instead of at random.
+        self.in_turn = in_turn
         self.random = random.Random(seed)
         self.kills: list[Kill] = []
         self._stop = asyncio.Event()
@@ -91,7 +99,14 @@ class Chaos:
         ]
         if not alive:
             return None
-        victim = self.random.choice(alive)
+        if self.in_turn:
+            turn = self.parts[len(self.kills) % len(self.parts)]
+            chosen = [record for record in alive if record.name == turn]
+            if not chosen:
+                return None  # its turn comes back once it runs again
+            victim = chosen[0]
+        else:
+            victim = self.random.choice(alive)
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim.pid, signal.SIGKILL)
         kill = Kill(victim.name, victim.pid, time.monotonic() - self._began)

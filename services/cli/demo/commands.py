@@ -98,7 +98,7 @@ async def _load(
     auto_review: bool,
     accept_offers: bool,
     stall_timeout: float,
-    chaos: tuple[float, list[str], int | None] | None = None,
+    chaos: tuple[float, list[str], int | None, bool] | None = None,
     with_check: bool = False,
 ) -> tuple[Summary, Report | None, dict[str, object]]:
     from services.cli.demo.api import Api, Endpoints
@@ -121,8 +121,10 @@ async def _load(
         )
         killer = None
         if chaos is not None:
-            every, parts, seed = chaos
-            killer = Chaos(settings.resolved_var_dir(), every=every, parts=parts, seed=seed)
+            every, parts, seed, in_turn = chaos
+            killer = Chaos(
+                settings.resolved_var_dir(), every=every, parts=parts, seed=seed, in_turn=in_turn
+            )
         with _progress(console) as progress:
             task = progress.add_task("at rest", total=applications, detail="")
 
@@ -230,6 +232,10 @@ def chaos(
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the choice of parts.")] = None,
+    in_turn: Annotated[
+        bool,
+        typer.Option("--in-turn", help="Kill the --parts in the order given, round after round."),
+    ] = False,
     rate: Rate = 0.0,
     stall_timeout: StallTimeout = 180.0,
     var_dir: VarDir = None,
@@ -260,7 +266,7 @@ def chaos(
             auto_review=True,
             accept_offers=True,
             stall_timeout=stall_timeout,
-            chaos=(kill_every, chosen, seed),
+            chaos=(kill_every, chosen, seed, in_turn),
         )
     )
     print_summary(console, summary)
