@@ -86,7 +86,9 @@ def run_demo(run: PlatformRun, *args: str, timeout: float) -> DemoRun:
         timeout=timeout,
     )
     figures = json.loads(figures_path.read_text()) if figures_path.exists() else {}
-    return DemoRun(completed.returncode, completed.stdout + completed.stderr, figures)
+    output = completed.stdout + completed.stderr
+    print(output)  # the whole run, shown with a failure
+    return DemoRun(completed.returncode, output, figures)
 
 
 def start_demo(run: PlatformRun, *args: str) -> tuple[subprocess.Popen[str], Path]:

@@ -85,17 +85,25 @@ class Chaos:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.every)
             if self._stop.is_set():
                 return
-            self.kill_one()
+            await self.kill_one()
 
-    def kill_one(self) -> Kill | None:
-        """SIGKILL one of the chosen parts that runs now; None when none does."""
+    async def kill_one(self) -> Kill | None:
+        """SIGKILL one of the chosen parts that is up (it runs and answers); None when none is.
+
+        A part still starting after its last kill is left alone: killing it again before it
+        serves would only keep it down, which is an outage, not a crash.
+        """
         state = read_state(self.var_dir)
         if state is None:
             return None
+        down = set(await self._down_now())
         alive = [
             record
             for record in state.parts
-            if record.name in self.parts and record.is_ours() and pid_alive(record.pid)
+            if record.name in self.parts
+            and record.is_ours()
+            and pid_alive(record.pid)
+            and record.name not in down
         ]
         if not alive:
             return None
@@ -113,6 +121,10 @@ class Chaos:
         self.kills.append(kill)
         return kill
 
+    async def _down_now(self) -> list[str]:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            return await self._down(client, count_killed=False)
+
     async def wait_all_back(self, patience: float) -> list[str]:
         """Wait until every part runs again and answers; the parts still down at the deadline."""
         deadline = time.monotonic() + patience
@@ -124,12 +136,12 @@ class Chaos:
                     return down
                 await asyncio.sleep(0.5)
 
-    async def _down(self, client: httpx.AsyncClient) -> list[str]:
+    async def _down(self, client: httpx.AsyncClient, *, count_killed: bool = True) -> list[str]:
         state = read_state(self.var_dir)
         if state is None:
             return ["platform"]
         down: list[str] = []
-        killed = {k.pid for k in self.kills}
+        killed = {k.pid for k in self.kills} if count_killed else set()
         for record in state.parts:
             if record.pid in killed or not pid_alive(record.pid):
                 down.append(record.name)
