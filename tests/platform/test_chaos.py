@@ -39,7 +39,12 @@ SHORT_RUN_PARTS = [part for part in DEFAULT_PARTS if part != "broker"]
 
 @pytest.mark.timeout(2700)
 def test_a_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
-    """50 applications to their last tranche while a random part is SIGKILLed every 5 s."""
+    """50 applications to their last tranche while a random part is SIGKILLed every 10 s.
+
+    Every 5 s, on two shared cores, each part died again within a minute of coming back, so
+    the supervisor's backoff kept it down for 30 s at a time and the journeys hardly moved
+    (an outage, not a crash); at 10 s each part mostly runs a minute between two kills.
+    """
     parts = [arg for part in SHORT_RUN_PARTS for arg in ("--parts", part)]
     with embedded_platform(tmp_path) as run:
         result = run_demo(
@@ -48,7 +53,7 @@ def test_a_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
             "--applications",
             "50",
             "--kill-every",
-            "5",
+            "10",
             "--seed",
             "7",
             *parts,
