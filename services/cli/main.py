@@ -12,6 +12,7 @@ Commands:
 - ``outbox republish``: queue a service's outbox for publication again;
 - ``rules check|explain``: validate eligibility rule files, explain a decision rule by rule;
 - ``token``: issue a development bearer token for a principal;
+- ``demo load|chaos``: synthetic load through the public APIs, and chaos under load;
 - ``audit checkpoint|verify|export|verify-bundle|history``: check the transparency log.
 
 Further command groups plug in with ``app.add_typer(...)`` below.
@@ -35,6 +36,7 @@ from rich.table import Table
 
 from services.cli.audit import app as audit_app
 from services.cli.console import make_app, make_console
+from services.cli.demo.commands import app as demo_app
 from services.cli.dlq import app as dlq_app
 from services.cli.outbox import app as outbox_app
 from services.cli.payments import app as payments_app
@@ -55,6 +57,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(payments_app, name="payments")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(demo_app, name="demo")
 app.command("token")(token)
 
 VarDirOption = Annotated[

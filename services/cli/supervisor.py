@@ -63,13 +63,18 @@ from services.cli.topics import create_topics, registry_topics
 
 #: Exit codes of a process that stopped as asked: normally, or by the SIGTERM/SIGINT itself.
 CLEAN_EXIT_CODES = frozenset({0, -signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM})
-#: A dead service is restarted after RESTART_BASE_DELAY * 2**restarts seconds, at most this.
+#: A dead service is restarted after RESTART_BASE_DELAY * 2**deaths seconds, at most this,
+#: where deaths counts the part's deaths in a row that came sooner than STABLE_AFTER seconds
+#: after its start: a part that ran that long gets a quick restart again, as a crash-looping
+#: one backs off.
 RESTART_BASE_DELAY = 1.0
 RESTART_MAX_DELAY = 30.0
+STABLE_AFTER = 60.0
 
 
 def restart_delay(restarts: int) -> float:
-    """Seconds before restarting a service that died after ``restarts`` earlier restarts."""
+    """Seconds before restarting a part that died ``restarts`` times in a row, each soon after
+    its start."""
     return float(min(RESTART_BASE_DELAY * 2 ** min(restarts, 16), RESTART_MAX_DELAY))
 
 
@@ -216,6 +221,8 @@ class Supervisor:
         self.stop_requested = asyncio.Event()
         self.stop_signal: int | None = None
         self.started_at = time.monotonic()
+        #: When each part was last restarted (first starts count from ``started_at``).
+        self._started: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -318,11 +325,13 @@ class Supervisor:
         """Watch the children until a stop is requested.
 
         A part that dies (a service, the worker, the broker or Temporal) is reported with its
-        log tail and started again after a capped exponential backoff (:func:`restart_delay`);
-        its restart count and last exit code go to the state file, where ``incentives status``
-        shows them.
+        log tail and started again after a capped exponential backoff (:func:`restart_delay`)
+        that starts over once the part has run :data:`STABLE_AFTER` seconds. Its restart
+        count and last exit code go to the state file, where ``incentives status`` shows them.
         """
         restart_at: dict[str, float] = {}
+        #: Deaths in a row of each part, each sooner than STABLE_AFTER after its start.
+        streak: dict[str, int] = {}
         while not self.stop_requested.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), timeout=0.5)
@@ -334,7 +343,10 @@ class Supervisor:
                 if proc.name not in restart_at:
                     record = self.state.part(proc.name)
                     restarts = record.restarts if record else 0
-                    delay = restart_delay(restarts)
+                    ran = time.monotonic() - self._started.get(proc.name, self.started_at)
+                    streak[proc.name] = 0 if ran >= STABLE_AFTER else streak.get(proc.name, 0)
+                    delay = restart_delay(streak[proc.name])
+                    streak[proc.name] += 1
                     self.console.print(
                         Panel(
                             proc.log_tail(20) or "(empty log)",
@@ -352,6 +364,7 @@ class Supervisor:
                     restart_at[proc.name] = time.monotonic() + delay
                 elif time.monotonic() >= restart_at[proc.name]:
                     del restart_at[proc.name]
+                    self._started[proc.name] = time.monotonic()
                     if proc.name in ("broker", "temporal"):
                         await self._restart_infra(proc.name)
                     else:

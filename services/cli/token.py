@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from services.kit.auth import Principal
+    from services.kit.settings import CommonSettings
 
 #: ``90s``, ``30m``, ``8h``, ``7d``, or plain seconds.
 _TTL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
@@ -78,7 +82,7 @@ def token(
     """Print a signed development token for a firm user or a member of program staff."""
     from pydantic import ValidationError
 
-    from services.kit.auth import Principal, Role, TokenService
+    from services.kit.auth import Principal, Role
     from services.kit.settings import CommonSettings
 
     if role.startswith("firm:"):
@@ -107,12 +111,27 @@ def token(
         principal = Principal(sub=subject, role=parsed_role, firm_id=firm, name=name)
     except ValidationError as exc:
         _fail("; ".join(str(error["msg"]) for error in exc.errors()))
-    service = TokenService(settings.jwt_secret, max_lifetime=settings.jwt_max_lifetime)
     try:
-        issued = service.issue(principal, ttl=ttl)  # None: the service default, within the cap
+        issued = issue(principal, ttl=ttl, settings=settings)
     except ValueError as exc:  # longer than the services would accept
         _fail(f"--ttl: {exc}")
     typer.echo(issued)
+
+
+def issue(
+    principal: Principal, *, ttl: timedelta | None = None, settings: CommonSettings | None = None
+) -> str:
+    """A bearer token for ``principal``, signed as the services verify it.
+
+    ``ttl`` None is the services' default lifetime, within their cap; a longer one is a
+    :class:`ValueError`. ``incentives token`` prints these, and the demo load uses them.
+    """
+    from services.kit.auth import TokenService
+    from services.kit.settings import CommonSettings
+
+    settings = settings or CommonSettings()
+    service = TokenService(settings.jwt_secret, max_lifetime=settings.jwt_max_lifetime)
+    return service.issue(principal, ttl=ttl)
 
 
 def _fail(message: str) -> NoReturn:

@@ -29,6 +29,9 @@ from rich.progress import (
 from rich.table import Table
 
 from tests.bench.audit_log import AUDIT, bench_audit
+from tests.bench.chaos import CHAOS, bench_chaos
+from tests.bench.chaos import N_DEFAULT as CHAOS_N
+from tests.bench.chaos import TIMEOUT as CHAOS_TIMEOUT
 from tests.bench.common import Result, fresh_pg_database, tansu
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.end_to_end import END_TO_END, bench_end_to_end
@@ -66,11 +69,12 @@ CHOICES: dict[str, str] = {
     "end-to-end": END_TO_END,
     "scaling": SCALING,
     "audit": AUDIT,
+    "chaos": CHAOS,
 }
 #: Benchmarks that measure their own baseline (hashlib for the audit log, bare apps for the
 #: submissions, a bare workflow end to end): selecting only these does not run the Kafka
 #: baselines.
-SELF_BASELINED = frozenset({"audit", "submissions", "end-to-end"})
+SELF_BASELINED = frozenset({"audit", "submissions", "end-to-end", "chaos"})
 #: Messages per benchmark by default: several seconds of steady state each, and the whole run
 #: stays within about five minutes on two cores (the kit hops run at about 1,000 msgs/s).
 DEFAULT_N: dict[str, int] = {
@@ -90,12 +94,16 @@ DEFAULT_N: dict[str, int] = {
     # Decisions at each of the nine (partitions, instances) points of the grid.
     "scaling": 2_000,
     "audit": 1_000_000,
+    # Applications to their last tranche while parts are killed (the losses must all be 0).
+    "chaos": CHAOS_N,
 }
 QUICK_N = 300
 #: Benchmarks whose default count is also their largest (applications through the platform).
-CAPPED = frozenset({"end-to-end"})
+CAPPED = frozenset({"end-to-end", "chaos"})
 #: Upper bound on one benchmark's wall time (setup and verification included).
 DEFAULT_TIMEOUT = 300.0
+#: Benchmarks that need longer than the default timeout, and how long.
+LONG_RUNNING: dict[str, float] = {"chaos": CHAOS_TIMEOUT}
 
 
 @dataclass
@@ -181,7 +189,7 @@ async def run_suite(options: Options, console: Console) -> Outcome:
 
                 profiler = cProfile.Profile() if options.profile and key != "raw" else None
                 try:
-                    async with asyncio.timeout(options.timeout):
+                    async with asyncio.timeout(max(options.timeout, LONG_RUNNING.get(key, 0))):
                         results = await _run_one(key, bootstrap, workdir, n, report, profiler)
                     outcome.results.extend(replace(r, name=r.name + suffix) for r in results)
                 except TimeoutError:
@@ -327,6 +335,10 @@ async def _run_one(
                 yield private, url
 
         return await bench_scaling(fresh, workdir / "scaling", n, on_progress=report)
+    if key == "chaos":
+        own = workdir / "chaos"
+        own.mkdir(exist_ok=True)
+        return await bench_chaos(own, n, on_progress=report)
     if key == "audit":
         async with fresh_pg_database() as url:
             return await bench_audit(workdir, n, pg_url=url, on_progress=report)

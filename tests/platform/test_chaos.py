@@ -1,0 +1,145 @@
+"""Chaos and restarts on the real embedded platform, with the demo load running through it.
+
+Everything real: ``incentives up`` on free ports with its own var dir (Tansu, the Temporal dev
+server, every service, the worker and the rail, each with its SQLite default), and
+``incentives demo`` as a separate process driving synthetic firms, reviewers and offers through
+the public APIs. Each test ends with the demo's final check: nothing lost, duplicated, stuck,
+over-allocated, paid twice or over budget, and every record logged once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.cli.demo.chaos import DEFAULT_PARTS
+from services.cli.state import read_state
+from tests.platform.chaos_run import embedded_platform, run_demo, start_demo
+from tests.platform.helpers import PlatformRun
+from tests.review.helpers import ADMIN
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+#: Why a killed broker can still lose a journey: what the worker's activities publish (review
+#: tasks, zone and disbursement commands) goes straight to Kafka, in no outbox, so a broker
+#: that dies after taking such a record and before its consumers read it takes it along, and
+#: no republish brings it back (docs/resilience.md, "What does not hold").
+BROKER_LOSES_WORKER_RECORDS = (
+    "the worker's published records are in no outbox: a broker loss before they are consumed "
+    "loses them and the journey waits"
+)
+#: The parts the short chaos run kills: every default part but the broker (see above).
+SHORT_RUN_PARTS = [part for part in DEFAULT_PARTS if part != "broker"]
+
+
+@pytest.mark.timeout(2700)
+def test_a_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
+    """50 applications to their last tranche while a random part is SIGKILLed every 10 s.
+
+    Every 5 s, on two shared cores, each part died again within a minute of coming back, so
+    the supervisor's backoff kept it down for 30 s at a time and the journeys hardly moved
+    (an outage, not a crash); at 10 s each part mostly runs a minute between two kills.
+    """
+    parts = [arg for part in SHORT_RUN_PARTS for arg in ("--parts", part)]
+    with embedded_platform(tmp_path) as run:
+        result = run_demo(
+            run,
+            "chaos",
+            "--applications",
+            "50",
+            "--kill-every",
+            "10",
+            "--seed",
+            "7",
+            *parts,
+            timeout=2400,
+        )
+    print(result.output[-4000:])
+    assert result.losses() == {}, result.output[-4000:]
+    assert result.returncode == 0, result.output[-4000:]
+    assert result.figures["end_states"] == {"completed": 50}
+    assert sum(result.figures["kills_per_part"].values()) >= 5
+
+
+@pytest.mark.timeout(1800)
+def test_sigkill_of_each_part_in_turn_mid_journey_and_every_journey_completes(
+    tmp_path: Path,
+) -> None:
+    """Every service, the worker and the rail SIGKILLed in turn, one every 8 s, while ten
+    journeys run: each part dies at least once mid-journey, and every journey completes."""
+    parts = [arg for part in SHORT_RUN_PARTS for arg in ("--parts", part)]
+    with embedded_platform(tmp_path) as run:
+        result = run_demo(
+            run, "chaos", "-n", "10", "--kill-every", "8", "--in-turn", *parts, timeout=1500
+        )
+    assert result.losses() == {}, result.output[-4000:]
+    assert result.returncode == 0, result.output[-4000:]
+    assert set(result.figures["kills_per_part"]) == set(SHORT_RUN_PARTS), result.output[-4000:]
+    assert result.figures["end_states"] == {"completed": 10}
+
+
+@pytest.mark.timeout(1500)
+@pytest.mark.xfail(reason=BROKER_LOSES_WORKER_RECORDS, strict=False)
+def test_sigkill_of_the_broker_mid_journey_and_every_journey_completes(tmp_path: Path) -> None:
+    """The broker SIGKILLed every 8 s while four journeys run: every journey completes."""
+    with embedded_platform(tmp_path) as run:
+        result = run_demo(
+            run, "chaos", "-n", "4", "--parts", "broker", "--kill-every", "8", timeout=1200
+        )
+    assert result.losses() == {}, result.output[-4000:]
+    assert result.returncode == 0, result.output[-4000:]
+    assert result.figures["kills_per_part"].get("broker", 0) >= 1, result.output[-4000:]
+    assert result.figures["end_states"] == {"completed": 4}
+
+
+def _listed(run: PlatformRun) -> int:
+    """How many applications the applications service lists (0 while it does not answer)."""
+    port = run.ports["applications"]
+    try:
+        page = httpx.get(
+            f"http://127.0.0.1:{port}/v1/applications",
+            params={"limit": 100},
+            headers=ADMIN,
+            timeout=5,
+        )
+    except httpx.HTTPError:
+        return 0
+    return len(page.json()["items"]) if page.status_code == 200 else 0
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.xfail(reason=BROKER_LOSES_WORKER_RECORDS, strict=False)
+def test_down_then_up_with_applications_in_flight(tmp_path: Path) -> None:
+    """``down`` and ``up`` while ten journeys run: the broker comes back empty, the outboxes
+    are republished, and every journey completes."""
+    with embedded_platform(tmp_path) as run:
+        proc, figures_path = start_demo(
+            run, "load", "-n", "10", "--auto-review", "--accept-offers", "--rate", "1", "--check"
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while _listed(run) < 4:  # some journeys are under way
+                assert proc.poll() is None, proc.communicate()[0][-4000:]
+                assert time.monotonic() < deadline, "no application submitted in 120 s"
+                time.sleep(0.2)
+            before = read_state(tmp_path)
+            assert before is not None
+            down = run.incentives("down", timeout=180)
+            assert down.returncode == 0, down.stdout + down.stderr
+            up = run.incentives("up", "--detach", *run.port_options(), timeout=300)
+            assert up.returncode == 0, up.stdout + up.stderr
+            output, _ = proc.communicate(timeout=1200)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        figures = json.loads(figures_path.read_text())
+        assert proc.returncode == 0, output[-4000:]
+        assert figures["stuck"] == 0, output[-4000:]
+        assert figures["end_states"] == {"completed": 10}, output[-4000:]
+        assert all(n == 0 for n in figures["check"].values()), output[-4000:]
