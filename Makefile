@@ -22,7 +22,7 @@ PORTAL_ASSETS := services/portal/assets
 # The browser the portal's tests drive (Debian's Chromium; Playwright's download is not used).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install browser up down status test test-unit preflight lint typecheck contracts-check pytest bench schemas clean
+.PHONY: install browser up down status test test-unit test-resilience preflight lint typecheck contracts-check pytest bench schemas clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -104,8 +104,10 @@ contracts-check: install
 preflight: install
 	@$(BIN)/python -m tests.pg_cluster
 
+# The long resilience runs (kills and restarts of the whole platform, replicas) are left to
+# `make test-resilience`; the short chaos run stays here.
 pytest: install preflight
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not resilience" $(PYTEST_ARGS)
 
 test: preflight lint typecheck contracts-check pytest
 
@@ -113,6 +115,10 @@ test: preflight lint typecheck contracts-check pytest
 # server fails the test under this tier instead of starting it.
 test-unit: install
 	INCENTIVES_TEST_TIER=unit $(BIN)/pytest -m "not integration and not e2e" -n auto --dist worksteal $(PYTEST_ARGS)
+
+# Every part SIGKILLed in turn, the broker killed, down/up with journeys in flight, replicas.
+test-resilience: install preflight
+	$(BIN)/pytest -m resilience $(PYTEST_ARGS)
 
 schemas: install
 	$(BIN)/python -m contracts.schemas_tool write

@@ -25,21 +25,27 @@ from tests.review.helpers import ADMIN
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
-#: Why a killed broker can still lose a journey: what the worker's activities publish (review
-#: tasks, zone and disbursement commands) goes straight to Kafka, in no outbox, so a broker
-#: that dies after taking such a record and before its consumers read it takes it along, and
-#: no republish brings it back (docs/resilience.md, "What does not hold").
+#: Why a killed broker can still strand a journey. The worker's records now go through an
+#: outbox of its own, republished to a new broker like every service's; but after a broker
+#: swap, consumers rejoining their groups (``UnknownMemberIdError`` on commit) and the relays'
+#: marker checks were seen to leave journeys waiting under load (docs/resilience.md, "What
+#: does not hold").
 BROKER_LOSES_WORKER_RECORDS = (
-    "the worker's published records are in no outbox: a broker loss before they are consumed "
-    "loses them and the journey waits"
+    "after a broker loss, rejoining consumers and the relays' marker checks can leave a journey "
+    "waiting"
 )
 #: The parts the short chaos run kills: every default part but the broker (see above).
 SHORT_RUN_PARTS = [part for part in DEFAULT_PARTS if part != "broker"]
 
 
+#: Applications of the short chaos run in ``make test``; ``make test-resilience`` and the
+#: 1,000-application bench run longer ones.
+SHORT_RUN_APPLICATIONS = 20
+
+
 @pytest.mark.timeout(2700)
 def test_a_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
-    """50 applications to their last tranche while a random part is SIGKILLed every 10 s.
+    """Applications to their last tranche while a random part is SIGKILLed every 10 s.
 
     Every 5 s, on two shared cores, each part died again within a minute of coming back, so
     the supervisor's backoff kept it down for 30 s at a time and the journeys hardly moved
@@ -51,7 +57,7 @@ def test_a_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
             run,
             "chaos",
             "--applications",
-            "50",
+            str(SHORT_RUN_APPLICATIONS),
             "--kill-every",
             "10",
             "--seed",
@@ -62,10 +68,11 @@ def test_a_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
     print(result.output[-4000:])
     assert result.losses() == {}, result.output[-4000:]
     assert result.returncode == 0, result.output[-4000:]
-    assert result.figures["end_states"] == {"completed": 50}
+    assert result.figures["end_states"] == {"completed": SHORT_RUN_APPLICATIONS}
     assert sum(result.figures["kills_per_part"].values()) >= 5
 
 
+@pytest.mark.resilience
 @pytest.mark.timeout(1800)
 def test_sigkill_of_each_part_in_turn_mid_journey_and_every_journey_completes(
     tmp_path: Path,
@@ -83,6 +90,7 @@ def test_sigkill_of_each_part_in_turn_mid_journey_and_every_journey_completes(
     assert result.figures["end_states"] == {"completed": 10}
 
 
+@pytest.mark.resilience
 @pytest.mark.timeout(1500)
 @pytest.mark.xfail(reason=BROKER_LOSES_WORKER_RECORDS, strict=False)
 def test_sigkill_of_the_broker_mid_journey_and_every_journey_completes(tmp_path: Path) -> None:
@@ -112,6 +120,7 @@ def _listed(run: PlatformRun) -> int:
     return len(page.json()["items"]) if page.status_code == 200 else 0
 
 
+@pytest.mark.resilience
 @pytest.mark.timeout(1800)
 @pytest.mark.xfail(reason=BROKER_LOSES_WORKER_RECORDS, strict=False)
 def test_down_then_up_with_applications_in_flight(tmp_path: Path) -> None:

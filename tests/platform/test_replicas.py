@@ -110,6 +110,7 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 120)
         time.sleep(0.2)
 
 
+@pytest.mark.resilience
 @pytest.mark.timeout(2400)
 def test_two_replicas_each_one_killed_under_load(pg_url: str, tmp_path: Path) -> None:
     with databases(pg_url, WITH_DATABASE) as urls:
