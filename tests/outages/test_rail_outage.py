@@ -22,7 +22,7 @@ from contracts import catalog
 from contracts.envelope import Actor
 from contracts.topics import TOPICS, get_topic
 from contracts.v1.disbursement import ReleaseTranche
-from services.disbursement.domain import fiscal_year_budget_id
+from contracts.v1.disbursement import budget_id as fiscal_year_budget_id
 from services.disbursement.main import create_app
 from services.disbursement.settings import Settings
 from services.kit.db import create_engine
