@@ -39,7 +39,7 @@ from tests.outages.helpers import (
 from tests.support import free_port, serving
 from tests.tcp_proxy import TcpProxy, tcp_proxy
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(TEST_TIMEOUT)]
+pytestmark = [pytest.mark.integration, pytest.mark.resilience, pytest.mark.timeout(TEST_TIMEOUT)]
 
 #: Submissions per second, before, during and after the outage.
 RATE = 25.0

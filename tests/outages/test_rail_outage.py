@@ -44,7 +44,7 @@ from tests.outages.helpers import (
 )
 from tests.support import free_port, serving
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(TEST_TIMEOUT)]
+pytestmark = [pytest.mark.integration, pytest.mark.resilience, pytest.mark.timeout(TEST_TIMEOUT)]
 
 #: Awards per second (two commands each), before, during and after the outage.
 RATE = 2.0

@@ -46,7 +46,7 @@ from tests.workflows.scenarios import assessment
 from workflows.settings import Settings
 from workflows.worker import create_app
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(TEST_TIMEOUT)]
+pytestmark = [pytest.mark.integration, pytest.mark.resilience, pytest.mark.timeout(TEST_TIMEOUT)]
 
 #: Applications per second (two facts each), before, during and after the outage.
 RATE = 2.0

@@ -157,6 +157,9 @@ async def running_worker(
             var_dir=tmp_path,
             task_queue=f"test-{uuid.uuid4().hex[:8]}",
             review_url=review_url,
+            # Groups of its own: a worker another test left on the shared broker must not take
+            # this one's partitions.
+            consumer_group_prefix=f"test-{uuid.uuid4().hex[:8]}-",
         )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
