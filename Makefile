@@ -104,8 +104,8 @@ contracts-check: install
 preflight: install
 	@$(BIN)/python -m tests.pg_cluster
 
-# The long resilience runs (minute-long outages, kills and restarts of the whole platform,
-# replicas) are left to `make test-resilience`; the short chaos run stays here.
+# The resilience runs (minute-long outages, chaos, kills and restarts of the whole platform,
+# replicas) take minutes each and are left to `make test-resilience`.
 pytest: install preflight
 	$(BIN)/pytest -m "not resilience" $(PYTEST_ARGS)
 
@@ -116,8 +116,8 @@ test: preflight lint typecheck contracts-check pytest
 test-unit: install
 	INCENTIVES_TEST_TIER=unit $(BIN)/pytest -m "not integration and not e2e" -n auto --dist worksteal $(PYTEST_ARGS)
 
-# Outages of a minute (PostgreSQL, Temporal, the rail), every part SIGKILLed in turn, the broker
-# killed, down/up with journeys in flight, replicas.
+# Outages of a minute (PostgreSQL, Temporal, the rail), the short chaos run, every part SIGKILLed
+# in turn, the broker killed, down/up with journeys in flight, replicas.
 test-resilience: install preflight
 	$(BIN)/pytest -m resilience $(PYTEST_ARGS)
 

@@ -38,11 +38,11 @@ BROKER_LOSES_WORKER_RECORDS = (
 SHORT_RUN_PARTS = [part for part in DEFAULT_PARTS if part != "broker"]
 
 
-#: Applications of the short chaos run in ``make test``; ``make test-resilience`` and the
-#: 1,000-application bench run longer ones.
+#: Applications of the short chaos run; the 1,000-application bench runs a longer one.
 SHORT_RUN_APPLICATIONS = 20
 
 
+@pytest.mark.resilience
 @pytest.mark.timeout(2700)
 def test_a_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
     """Applications to their last tranche while a random part is SIGKILLed every 10 s.
