@@ -359,6 +359,19 @@ class Harness:
                 raise AssertionError(f"{message_type} was not published {count} time(s)")
             await asyncio.sleep(0.05)
 
+    async def until_continued(self, handle: Handle, run_id: str) -> str:
+        """Wait until the workflow's latest run is no longer ``run_id``; returns the new run id."""
+        latest = self.client.get_workflow_handle(handle.id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while True:
+            current = (await latest.describe()).run_id
+            if current is not None and current != run_id:
+                return current
+            if loop.time() > deadline:
+                raise AssertionError(f"run {run_id} never continued as new")
+            await asyncio.sleep(0.05)
+
     async def fact(self, handle: Handle, payload: BaseModel, actor_id: str = "system:zones") -> str:
         """Deliver a fact as the bridge would (the ``fact`` signal); returns its event id."""
         event_id = str(uuid.uuid4())
