@@ -35,6 +35,7 @@ from services.cli.embedded import (
     temporal_test_server_binary,
 )
 from tests import pg_cluster, tiers
+from tests.asyncapi.documents import OfficialParser, parse_with_official_parser
 from tests.default_ports import DefaultPortGuard
 from tests.inprocess import InProcess, running_in_process
 from tests.oidc_provider import oidc_provider  # noqa: F401 (the fixture, for every test)
@@ -101,6 +102,13 @@ async def in_process() -> AsyncIterator[Callable[[FastAPI], Awaitable[InProcess]
             return await stack.enter_async_context(running_in_process(app))
 
         yield start
+
+
+@starts("node")
+@pytest.fixture
+def official_parser() -> OfficialParser:
+    """``official_parser(files)``: the official AsyncAPI parser's verdict on each file (Node.js)."""
+    return parse_with_official_parser
 
 
 @pytest.fixture

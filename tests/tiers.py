@@ -26,6 +26,7 @@ MARKERS: dict[str, str] = {
     "postgres": "needs PostgreSQL",
     "browser": "starts Chromium (Debian's, driven by Playwright)",
     "oidc": "starts the test OpenID provider (oauth2-mock-server, on Node.js)",
+    "node": "starts Node.js (the official AsyncAPI parser)",
 }
 
 #: Fixture name -> the marker of what it starts.

@@ -6,6 +6,7 @@ import importlib
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ async def served_documents(var_dir: Path) -> dict[str, dict[str, Any]]:
         assert response.status_code == 200, (name, response.text)
         documents[name] = response.json()
     return documents
+
+
+#: What the ``official_parser`` fixture gives: :func:`parse_with_official_parser`.
+OfficialParser = Callable[[list[Path]], list[dict[str, Any]]]
 
 
 def parse_with_official_parser(files: list[Path]) -> list[dict[str, Any]]:

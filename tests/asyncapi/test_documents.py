@@ -18,7 +18,7 @@ from services.kit.asyncapi import (
     MESSAGE_HEADERS,
     SENT_PREFIX,
 )
-from tests.asyncapi.documents import REPO_ROOT, parse_with_official_parser, served_documents
+from tests.asyncapi.documents import REPO_ROOT, OfficialParser, served_documents
 from workflows.approval import PRODUCER as WORKFLOW_PRODUCER
 from workflows.worker import PUBLISHED, create_app
 
@@ -56,14 +56,14 @@ def test_every_process_serves_a_document(documents: dict[str, dict[str, Any]]) -
 
 
 def test_the_official_parser_accepts_every_document(
-    documents: dict[str, dict[str, Any]], tmp_path: Path
+    documents: dict[str, dict[str, Any]], official_parser: OfficialParser, tmp_path: Path
 ) -> None:
     files = []
     for name, document in documents.items():
         path = tmp_path / f"{name}.asyncapi.json"
         path.write_text(json.dumps(document), encoding="utf-8")
         files.append(path)
-    results = parse_with_official_parser(files)
+    results = official_parser(files)
     problems = {r["file"]: r["errors"] + r["warnings"] for r in results if not r["valid"]}
     assert problems == {}
     # Warnings too: a document the parser has doubts about is not yet a contract.
@@ -71,13 +71,13 @@ def test_the_official_parser_accepts_every_document(
 
 
 def test_the_official_parser_rejects_a_broken_document(
-    documents: dict[str, dict[str, Any]], tmp_path: Path
+    documents: dict[str, dict[str, Any]], official_parser: OfficialParser, tmp_path: Path
 ) -> None:
     broken = json.loads(json.dumps(documents["zones"]))
     broken["components"]["messages"].clear()
     path = tmp_path / "broken.asyncapi.json"
     path.write_text(json.dumps(broken), encoding="utf-8")
-    (result,) = parse_with_official_parser([path])
+    (result,) = official_parser([path])
     assert not result["valid"]
     assert any("does not exist" in error for error in result["errors"])
 

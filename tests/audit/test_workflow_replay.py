@@ -54,8 +54,10 @@ def tampered(path: Path) -> dict[str, Any]:
     raise AssertionError(f"{path.name} schedules no activity")
 
 
-def test_every_stored_history_replays(runner: CliRunner) -> None:
-    result = runner.invoke(cli, ["audit", "workflows", "--from", str(HISTORIES)])
+def test_every_stored_history_replays(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every history once, at one width: the tests below vary the width on one or two histories.
+    monkeypatch.setenv("COLUMNS", "80")
+    result = CliRunner().invoke(cli, ["audit", "workflows", "--from", str(HISTORIES)])
     assert result.exit_code == 0, result.output
     count = len(list(HISTORIES.glob("*.json")))
     assert f"OK every one of the {count} run(s) replays" in flat(result.output)

@@ -35,7 +35,7 @@ from services.kit.consumer import Incoming, Outcome
 from services.kit.errors import BusinessRefusal
 from services.kit.messaging import ensure_topics
 from services.kit.uow import UnitOfWork
-from tests.asyncapi.documents import parse_with_official_parser
+from tests.asyncapi.documents import OfficialParser
 from tests.kit.helpers import counter, envelope, eventually, increment_counter
 from tests.kit.test_delivery_guarantees import consuming, delivered
 
@@ -157,11 +157,13 @@ async def test_an_unknown_dead_letter_is_refused(kafka_bootstrap: str) -> None:
     assert "is not a dead-letter id" in output
 
 
-def test_the_operations_document_declares_the_redrive_event(tmp_path: Path) -> None:
+def test_the_operations_document_declares_the_redrive_event(
+    official_parser: OfficialParser, tmp_path: Path
+) -> None:
     document = asyncapi_document()
     path = tmp_path / "operations.json"
     path.write_text(json.dumps(document))
-    (result,) = parse_with_official_parser([path])
+    (result,) = official_parser([path])
     assert result["valid"], result
     assert result["warnings"] == []
     channel = document["channels"][OPERATIONS_TOPIC]
