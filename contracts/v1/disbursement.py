@@ -556,8 +556,9 @@ class LedgerTransferred(BaseModel):
 
     Every change of a balance is one of these, in the transaction that made it, so the ledger's
     balances can be rebuilt from the log alone: the funding account of a budget goes negative by
-    what was put in, every other account stays at or above zero. The envelope subject is the
-    application of the award the money moved for, or the budget id for a top-up.
+    what was put in, every other account stays at or above zero. ``application_id`` (the
+    envelope subject and record key) is the application of the award the money moved for; a
+    budget set or topped up moves money for no application, and carries the budget id there.
     """
 
     model_config = ConfigDict(
@@ -566,6 +567,7 @@ class LedgerTransferred(BaseModel):
             "examples": [
                 {
                     "entry_id": 12,
+                    "application_id": _APP_ID,
                     "cause": "reserve",
                     "debit": f"budget:{_BUDGET_ID}:available",
                     "credit": f"award:{_AWARD_ID}:reserved",
@@ -578,6 +580,7 @@ class LedgerTransferred(BaseModel):
                 },
                 {
                     "entry_id": 1,
+                    "application_id": _BUDGET_ID,
                     "cause": "top_up",
                     "debit": f"budget:{_BUDGET_ID}:funding",
                     "credit": f"budget:{_BUDGET_ID}:available",
@@ -596,6 +599,13 @@ class LedgerTransferred(BaseModel):
         ge=1,
         description="The entry's id in the service's ledger (as its ledger API lists it).",
         examples=[12],
+    )
+    application_id: Identifier = Field(
+        description=(
+            "The application of the award the money moved for; equal to the envelope subject."
+            " The budget id for a budget set or topped up."
+        ),
+        examples=[_APP_ID, _BUDGET_ID],
     )
     cause: LedgerCause = Field(description="Why the money moved.", examples=["reserve"])
     debit: AccountId = Field(

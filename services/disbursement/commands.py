@@ -117,6 +117,7 @@ async def _book(
         uow,
         LedgerTransferred(
             entry_id=entry_id,
+            application_id=subject,
             cause=transfer.cause,
             debit=transfer.debit,
             credit=transfer.credit,
