@@ -94,6 +94,7 @@ MESSAGE_TYPES: Final[Mapping[str, type[BaseModel]]] = MappingProxyType(
         "award.cancelled": disbursement.AwardCancelled,
         "budget.exhausted": disbursement.BudgetExhausted,
         "award.charged": disbursement.AwardCharged,
+        "ledger.transferred": disbursement.LedgerTransferred,
         # operations.events
         "dead_letter.redriven": operations.DeadLetterRedriven,
     }

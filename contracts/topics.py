@@ -133,7 +133,7 @@ TOPICS: Final[tuple[Topic, ...]] = (
     ),
     Topic(
         name="disbursement.events",
-        description="Awards, tranche payouts and budget shortfalls.",
+        description="Awards, tranche payouts, budget shortfalls and every ledger movement.",
         types=(
             "award.opened",
             "tranche.released",
@@ -142,6 +142,7 @@ TOPICS: Final[tuple[Topic, ...]] = (
             "award.cancelled",
             "budget.exhausted",
             "award.charged",
+            "ledger.transferred",
         ),
     ),
     Topic(

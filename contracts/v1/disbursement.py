@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -529,3 +530,109 @@ class AwardCharged(BaseModel):
     charged_at: UtcDatetime = Field(
         description="When the reservation moved, in UTC.", examples=["2028-01-03T09:30:02Z"]
     )
+
+
+class LedgerCause(StrEnum):
+    """Why money moved between two ledger accounts."""
+
+    #: Funding source → a budget's available money (a budget set, or topped up).
+    TOP_UP = "top_up"
+    #: A budget's available money → reserved for an award (an award opens or is charged).
+    RESERVE = "reserve"
+    #: Reserved for an award → paid to its firm (the rail paid a tranche).
+    PAY = "pay"
+    #: Reserved for an award → back to a budget's available money (cancelled, charged away,
+    #: or a payment of a cancelled award rejected).
+    RELEASE = "release"
+
+
+#: A ledger account id: ``budget:<budget id>:funding|available`` or
+#: ``award:<award id>:reserved|paid``.
+AccountId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
+
+
+class LedgerTransferred(BaseModel):
+    """Event ``ledger.transferred``: one balanced movement of money in the disbursement ledger.
+
+    Every change of a balance is one of these, in the transaction that made it, so the ledger's
+    balances can be rebuilt from the log alone: the funding account of a budget goes negative by
+    what was put in, every other account stays at or above zero. ``application_id`` (the
+    envelope subject and record key) is the application of the award the money moved for; a
+    budget set or topped up moves money for no application, and carries the budget id there.
+    """
+
+    model_config = ConfigDict(
+        **PAYLOAD_CONFIG,
+        json_schema_extra={
+            "examples": [
+                {
+                    "entry_id": 12,
+                    "application_id": _APP_ID,
+                    "cause": "reserve",
+                    "debit": f"budget:{_BUDGET_ID}:available",
+                    "credit": f"award:{_AWARD_ID}:reserved",
+                    "amount": _TOTAL_EXAMPLE,
+                    "budget_id": _BUDGET_ID,
+                    "award_id": _AWARD_ID,
+                    "sequence": None,
+                    "note": f"reserved for {_APP_ID}",
+                    "booked_at": "2027-01-02T11:00:05Z",
+                },
+                {
+                    "entry_id": 1,
+                    "application_id": _BUDGET_ID,
+                    "cause": "top_up",
+                    "debit": f"budget:{_BUDGET_ID}:funding",
+                    "credit": f"budget:{_BUDGET_ID}:available",
+                    "amount": {"amount": "5000000.00", "currency": "EUR"},
+                    "budget_id": _BUDGET_ID,
+                    "award_id": None,
+                    "sequence": None,
+                    "note": "budget set",
+                    "booked_at": "2027-01-01T08:00:00Z",
+                },
+            ]
+        },
+    )
+
+    entry_id: int = Field(
+        ge=1,
+        description="The entry's id in the service's ledger (as its ledger API lists it).",
+        examples=[12],
+    )
+    application_id: Identifier = Field(
+        description=(
+            "The application of the award the money moved for; equal to the envelope subject."
+            " The budget id for a budget set or topped up."
+        ),
+        examples=[_APP_ID, _BUDGET_ID],
+    )
+    cause: LedgerCause = Field(description="Why the money moved.", examples=["reserve"])
+    debit: AccountId = Field(
+        description="The account the amount left.", examples=[f"budget:{_BUDGET_ID}:available"]
+    )
+    credit: AccountId = Field(
+        description="The account the amount reached.", examples=[f"award:{_AWARD_ID}:reserved"]
+    )
+    amount: Money = Field(description="The amount moved.", examples=[_TOTAL_EXAMPLE])
+    budget_id: Identifier = Field(
+        description="The budget the movement belongs to.", examples=[_BUDGET_ID]
+    )
+    award_id: Identifier | None = Field(
+        default=None, description="The award it moved for, if any.", examples=[_AWARD_ID]
+    )
+    sequence: int | None = Field(
+        default=None, ge=1, le=100, description="The tranche paid, for a payment.", examples=[1]
+    )
+    note: LongText = Field(
+        description="What the ledger says about it.", examples=[f"reserved for {_APP_ID}"]
+    )
+    booked_at: UtcDatetime = Field(
+        description="When the movement was booked, in UTC.", examples=["2027-01-02T11:00:05Z"]
+    )
+
+    @model_validator(mode="after")
+    def _two_accounts(self) -> Self:
+        if self.debit == self.credit:
+            raise ValueError("a transfer moves money between two accounts")
+        return self

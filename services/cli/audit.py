@@ -17,7 +17,7 @@
   the registry as it stood at the decision, conflicts of interest and separation of duties),
   a verdict per decision;
 - ``replay [--only NAME]``: rebuild the projections built from events (review inbox, zone
-  occupancy, application status and timeline) from the log into scratch
+  occupancy, application status and timeline, budget balances) from the log into scratch
   databases with the services' own consumers, and diff them with the live ones;
 - ``new-key [--name ORIGIN]``: a new checkpoint signing key (for
   ``INCENTIVES_AUDIT_SIGNING_KEY``); its verifier key goes to standard error.
@@ -962,13 +962,14 @@ def replay(
         list[str] | None,
         typer.Option(
             "--only",
-            help="Rebuild only these (repeatable): review, zones, applications.",
+            help="Rebuild only these (repeatable): review, zones, applications, disbursement.",
             show_default=False,
         ),
     ] = None,
     applications_url: Annotated[str | None, _url_option("applications")] = None,
     review_url: Annotated[str | None, _url_option("review")] = None,
     zones_url: Annotated[str | None, _url_option("zones")] = None,
+    disbursement_url: Annotated[str | None, _url_option("disbursement")] = None,
     scratch: Annotated[
         Path | None,
         typer.Option(
@@ -984,8 +985,9 @@ def replay(
 
     Reads the log up to its gap-free signed head, feeds every record in index order to the
     services' own consumers (review inbox, zone occupancy) on scratch databases, rebuilds
-    application status and timeline from the log, and compares each with the live service's
-    API. Exit 0 when all match, 1 on a difference, 2 when a live service cannot be read.
+    application status and timeline and the budget balances from the log, and compares each
+    with the live service's API. Exit 0 when all match, 1 on a difference, 2 when a live
+    service cannot be read.
     """
     import asyncio
     import gc
@@ -1009,6 +1011,7 @@ def replay(
             "applications": _service_url("applications", applications_url),
             "review": _service_url("review", review_url),
             "zones": _service_url("zones", zones_url),
+            "disbursement": _service_url("disbursement", disbursement_url),
         },
         headers=headers,
         scratch_headers={"Authorization": f"Bearer {_token(None)}"},

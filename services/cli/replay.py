@@ -22,8 +22,13 @@ reachable. So the rebuilt state comes from the services' own handlers, not from 
 Each rebuilt projection is then read through its service's own API (in process, over ASGI)
 and compared with the same API of the live service, item by item and field by field.
 
-Budget balances are not rebuilt: budgets are funded through the disbursement API and payouts
-settle with the payment rail's answers, neither of which is a record in the log.
+- **budget balances**: every movement of the disbursement ledger (a budget set or topped up,
+  a reservation, a charge to another year's budget, a payment the rail settled, what a
+  cancellation or a rejected payment gave back) is a ``ledger.transferred`` record, so the
+  balances are summed from those records alone: per budget what was funded, what is free,
+  reserved and paid (``GET /v1/budgets``), and each ledger entry as its budget's ledger lists
+  it (``GET /v1/budgets/{id}/ledger``). A difference in an entry names the entry and the leaf
+  that recorded it; an entry the log lacks is named by the live ledger's id.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -357,6 +363,161 @@ async def live_applications(
     return out
 
 
+# --- budget balances ----------------------------------------------------------------------------
+
+#: The disbursement ledger's movements, one record each.
+LEDGER_TRANSFERRED: Final = "ledger.transferred"
+DISBURSEMENT_EVENTS: Final = "disbursement.events"
+#: A budget's balances as ``GET /v1/budgets`` shows them.
+BUDGET_FIELDS: Final = ("funded", "free", "reserved", "paid")
+
+
+def _entry_item(entry_id: int) -> str:
+    return f"entry {entry_id}"
+
+
+@dataclass
+class RebuiltLedger:
+    """Budget balances and ledger entries summed from the log's ``ledger.transferred`` records."""
+
+    #: Budget id -> its balances; ``entry <id>`` -> the entry.
+    items: dict[str, Any] = field(default_factory=dict)
+    #: ``entry <id>`` -> the leaf index that recorded it.
+    leaves: dict[str, int] = field(default_factory=dict)
+    records: int = 0
+    #: Leaves repeating an entry already counted (counted once).
+    repeated: list[int] = field(default_factory=list)
+
+
+def rebuilt_ledger(records: Sequence[LoggedRecord]) -> RebuiltLedger:
+    """The ledger rebuilt from ``records``: each entry once, balances summed per account.
+
+    Movements are sums, so the order the log holds them in (one application's records are
+    ordered, different keys are not) does not matter. An award belongs to the budget of its
+    latest reservation, as the service charges it.
+    """
+    from contracts.catalog import decode
+    from contracts.errors import DecodeError
+    from contracts.v1.disbursement import LedgerCause, LedgerTransferred
+    from services.disbursement.commands import as_balance, as_money
+    from services.disbursement.domain import AccountKind, award_account, budget_account
+
+    out = RebuiltLedger()
+    movements: dict[int, LedgerTransferred] = {}
+    for logged in records:
+        if logged.record.topic != DISBURSEMENT_EVENTS:
+            continue
+        try:
+            envelope = decode(logged.record.value)
+        except DecodeError:
+            continue
+        if envelope.type != LEDGER_TRANSFERRED:
+            continue
+        out.records += 1
+        movement: LedgerTransferred = envelope.payload
+        if movement.entry_id in movements:
+            out.repeated.append(logged.index)
+            continue
+        movements[movement.entry_id] = movement
+        out.leaves[_entry_item(movement.entry_id)] = logged.index
+    balances: dict[str, Decimal] = {}
+    currencies: dict[str, str] = {}
+    award_budget: dict[str, str] = {}
+    for entry_id in sorted(movements):
+        m = movements[entry_id]
+        balances[m.debit] = balances.get(m.debit, Decimal(0)) - m.amount.amount
+        balances[m.credit] = balances.get(m.credit, Decimal(0)) + m.amount.amount
+        currencies.setdefault(m.budget_id, m.amount.currency)
+        if m.cause is LedgerCause.RESERVE and m.award_id is not None:
+            award_budget[m.award_id] = m.budget_id
+        out.items[_entry_item(entry_id)] = {
+            "budget": m.budget_id,
+            "cause": m.cause.value,
+            "debit": m.debit,
+            "credit": m.credit,
+            "amount": as_money(m.amount.amount, m.amount.currency).model_dump(mode="json"),
+            "award_id": m.award_id,
+            "tranche": m.sequence,
+        }
+
+    def held(account: str) -> Decimal:
+        return balances.get(account, Decimal(0))
+
+    for budget_id, currency in currencies.items():
+        awards = [a for a, b in award_budget.items() if b == budget_id]
+        amounts = {
+            "funded": -held(budget_account(budget_id, AccountKind.FUNDING)),
+            "free": held(budget_account(budget_id, AccountKind.AVAILABLE)),
+            "reserved": sum(
+                (held(award_account(a, AccountKind.RESERVED)) for a in awards), Decimal(0)
+            ),
+            "paid": sum((held(award_account(a, AccountKind.PAID)) for a in awards), Decimal(0)),
+        }
+        out.items[budget_id] = {
+            name: as_balance(amount, currency).model_dump(mode="json")
+            if amount >= 0
+            else {"amount": str(amount), "currency": currency}
+            for name, amount in amounts.items()
+        }
+    return out
+
+
+async def live_ledger(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The same view from the live disbursement API: every budget and each of its entries."""
+    out: dict[str, Any] = {}
+    for budget in (await _get(client, "/v1/budgets"))["budgets"]:
+        out[budget["id"]] = {name: budget[name] for name in BUDGET_FIELDS}
+        ledger = await _get(client, f"/v1/budgets/{budget['id']}/ledger")
+        for entry in ledger["entries"]:
+            out[_entry_item(entry["id"])] = {
+                "budget": budget["id"],
+                "cause": entry["cause"],
+                "debit": entry["debit"],
+                "credit": entry["credit"],
+                "amount": entry["amount"],
+                "award_id": entry["award_id"],
+                "tranche": entry["tranche"],
+            }
+    return out
+
+
+def _named(
+    differences: list[Difference], live: Mapping[str, Any], rebuilt: RebuiltLedger
+) -> list[Difference]:
+    """The differences with each entry named by its leaf, and an entry the log lacks by what
+    the live ledger says it was."""
+    out = []
+    for d in differences:
+        item, live_value = d.item, d.live
+        if item in rebuilt.leaves:
+            item = f"{item} (leaf {rebuilt.leaves[item]})"
+        elif item.startswith("entry ") and d.rebuilt == MISSING and item in live:
+            e = live[item]
+            live_value = (
+                f"{e['cause']} of {e['amount']['amount']} {e['amount']['currency']}"
+                f" from {e['debit']} to {e['credit']}"
+            )
+        out.append(Difference(item, d.path, live_value, d.rebuilt))
+    return out
+
+
+async def compare_ledger(
+    records: Sequence[LoggedRecord], client: httpx.AsyncClient
+) -> ProjectionReport:
+    """Budget balances and ledger entries rebuilt from the log, diffed with the live service."""
+    report = ProjectionReport("budget balances")
+    rebuilt = rebuilt_ledger(records)
+    report.records, report.left_out = rebuilt.records, rebuilt.repeated
+    try:
+        live_items = await live_ledger(client)
+    except ReadError as exc:
+        report.error = f"the live disbursement service: {exc}"
+        return report
+    report.items = len(set(live_items) | set(rebuilt.items))
+    report.differences = _named(diff_items(live_items, rebuilt.items), live_items, rebuilt)
+    return report
+
+
 # --- the whole replay ----------------------------------------------------------------------------
 
 
@@ -417,9 +578,14 @@ async def replay(
                     live_items = await live_applications(remote, sorted(mine))
                 except ReadError as exc:
                     report.error = f"the live applications service: {exc}"
-                    return reports
-            report.items = len(mine)
-            report.differences = diff_items(live_items, mine)
+                else:
+                    report.items = len(mine)
+                    report.differences = diff_items(live_items, mine)
+        if not only or "disbursement" in only:
+            async with httpx.AsyncClient(
+                base_url=live.urls["disbursement"], headers=dict(live.headers), timeout=30
+            ) as remote:
+                reports.append(await compare_ledger(records, remote))
     return reports
 
 
@@ -429,4 +595,4 @@ def _with_headers(client: httpx.AsyncClient, headers: Mapping[str, str]) -> http
 
 
 #: The projections ``--only`` can name.
-SERVICES: Final = (*(r.service for r in REBUILT), "applications")
+SERVICES: Final = (*(r.service for r in REBUILT), "applications", "disbursement")

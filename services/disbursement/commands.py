@@ -26,6 +26,7 @@ from contracts.v1.disbursement import (
     BudgetExhausted,
     CancelAward,
     ChargeAward,
+    LedgerTransferred,
     OpenAward,
     ReleaseTranche,
     Tranche,
@@ -43,6 +44,7 @@ from services.disbursement.domain import (
     Overdrawn,
     PaymentState,
     TrancheState,
+    Transfer,
     award_account,
     budget_account,
     in_minor_units,
@@ -59,6 +61,8 @@ from services.kit.events import Origin, stage_event
 from services.kit.uow import UnitOfWork
 
 PRODUCER = "disbursement"
+#: The longest note a ``ledger.transferred`` event carries (the contract's long text).
+NOTE_LIMIT = 4000
 SYSTEM = Actor.system("disbursement")
 
 
@@ -75,6 +79,59 @@ def as_balance(amount: Decimal, currency: str) -> Balance:
     """A stored balance (zero allowed) in its currency's minor units."""
     return Balance.model_validate(
         {"amount": Decimal(amount).quantize(quantum(currency)), "currency": currency}
+    )
+
+
+async def _book(
+    uow: UnitOfWork,
+    transfer: Transfer,
+    *,
+    currency: str,
+    budget_id: str,
+    origin: Origin,
+    note: str,
+    now: datetime,
+    subject: str,
+    correlation_id: uuid.UUID,
+    award_id: str | None = None,
+    sequence: int | None = None,
+) -> None:
+    """Move money and stage its ``ledger.transferred`` event in the same unit of work.
+
+    Every balance change goes through here, so the log holds each movement and the ledger's
+    balances can be rebuilt from it. :class:`Overdrawn`, nothing written or staged, when the
+    debit would go below zero.
+    """
+    entry_id = await store.apply(
+        uow.session,
+        transfer,
+        currency=currency,
+        budget_id=budget_id,
+        award_id=award_id,
+        sequence=sequence,
+        actor=origin.who,
+        note=note,
+        now=now,
+    )
+    _stage(
+        uow,
+        LedgerTransferred(
+            entry_id=entry_id,
+            application_id=subject,
+            cause=transfer.cause,
+            debit=transfer.debit,
+            credit=transfer.credit,
+            amount=as_money(transfer.amount, currency),
+            budget_id=budget_id,
+            award_id=award_id,
+            sequence=sequence,
+            note=note[:NOTE_LIMIT],
+            booked_at=now,
+        ),
+        subject=subject,
+        origin=origin,
+        correlation_id=correlation_id,
+        now=now,
     )
 
 
@@ -158,14 +215,16 @@ async def top_up_budget(
 async def _top_up(
     uow: UnitOfWork, budget_id: str, amount: Money, origin: Origin, now: datetime, *, note: str
 ) -> None:
-    await store.apply(
-        uow.session,
+    await _book(
+        uow,
         top_up(budget_id, amount.amount),
         currency=amount.currency,
         budget_id=budget_id,
-        actor=origin.who,
+        origin=origin,
         note=note,
         now=now,
+        subject=budget_id,
+        correlation_id=origin.correlation_id or uuid.uuid4(),
     )
 
 
@@ -240,15 +299,17 @@ async def _reserve_and_open(
     budget cannot cover it."""
     session = uow.session
     currency = command.total.currency
-    await store.apply(
-        session,
+    await _book(
+        uow,
         reserve(command.budget_id, command.award_id, command.total.amount),
         currency=currency,
         budget_id=command.budget_id,
         award_id=command.award_id,
-        actor=origin.who,
+        origin=origin,
         note=f"reserved for {command.application_id}",
         now=now,
+        subject=command.application_id,
+        correlation_id=correlation_id,
     )
     await store.insert(
         session,
@@ -417,15 +478,17 @@ async def charge_award(
         if budget is None:
             raise Overdrawn(f"budget {command.budget_id} does not exist")
         if reserved > 0:
-            await store.apply(
-                session,
+            await _book(
+                uow,
                 reserve(command.budget_id, command.award_id, reserved),
                 currency=currency,
                 budget_id=command.budget_id,
                 award_id=command.award_id,
-                actor=origin.who,
+                origin=origin,
                 note=f"offer accepted in fiscal year {command.accepted_at.year}",
                 now=now,
+                subject=command.application_id,
+                correlation_id=correlation_id,
             )
     except Overdrawn:
         available = await store.balances(
@@ -448,15 +511,17 @@ async def charge_award(
         )
         return
     if reserved > 0:
-        await store.apply(
-            session,
+        await _book(
+            uow,
             release(award.budget_id, command.award_id, reserved),
             currency=currency,
             budget_id=award.budget_id,
             award_id=command.award_id,
-            actor=origin.who,
+            origin=origin,
             note=f"charged to {command.budget_id}: the offer was accepted in that fiscal year",
             now=now,
+            subject=command.application_id,
+            correlation_id=correlation_id,
         )
     await store.update(
         session,
@@ -545,15 +610,17 @@ async def cancel_award(
     reserved = (await store.balances(session, [reserved_account]))[reserved_account]
     returned = reserved - sum((Decimal(r.amount) for r in in_flight), Decimal(0))
     if returned > 0:
-        await store.apply(
-            session,
+        await _book(
+            uow,
             release(award.budget_id, command.award_id, returned),
             currency=award.currency,
             budget_id=award.budget_id,
             award_id=command.award_id,
-            actor=origin.who,
+            origin=origin,
             note=f"award cancelled: {command.reason}",
             now=now,
+            subject=command.application_id,
+            correlation_id=uuid.UUID(award.correlation_id),
         )
     await store.update(
         session,
@@ -627,16 +694,18 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
     }
     tranche_where = (t.award_id == payment.award_id, t.sequence == payment.sequence)
     if answer.state is PaymentState.PAID:
-        await store.apply(
-            session,
+        await _book(
+            uow,
             pay(payment.award_id, Decimal(payment.amount)),
             currency=payment.currency,
             budget_id=award.budget_id,
             award_id=payment.award_id,
             sequence=payment.sequence,
-            actor=origin.who,
+            origin=origin,
             note=f"paid by the rail, reference {answer.reference}",
             now=now,
+            subject=award.application_id,
+            correlation_id=uuid.UUID(award.correlation_id),
         )
         await store.update(
             session,
@@ -686,15 +755,17 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
         session, TRANCHES, *tranche_where, state=TrancheState.FAILED.value, updated_at=now
     )
     if award.state == AwardState.CANCELLED.value:  # its reservation was kept for this payment
-        await store.apply(
-            session,
+        await _book(
+            uow,
             release(award.budget_id, payment.award_id, Decimal(payment.amount)),
             currency=payment.currency,
             budget_id=award.budget_id,
             award_id=payment.award_id,
-            actor=origin.who,
+            origin=origin,
             note="payment of a cancelled award rejected",
             now=now,
+            subject=award.application_id,
+            correlation_id=uuid.UUID(award.correlation_id),
         )
     _stage(
         uow,

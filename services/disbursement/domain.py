@@ -31,6 +31,7 @@ from contracts.schedule import (
     split,
 )
 from contracts.schedule import in_minor_units as _in_minor_units
+from contracts.v1.disbursement import LedgerCause
 
 __all__ = ["HUNDRED", "ScheduleError", "Share", "parse_schedule", "quantum", "split"]
 
@@ -75,13 +76,8 @@ def award_account(award_id: str, kind: AccountKind) -> str:
     return f"award:{award_id}:{kind}"
 
 
-class Cause(StrEnum):
-    """Why money moved."""
-
-    TOP_UP = "top_up"
-    RESERVE = "reserve"
-    PAY = "pay"
-    RELEASE = "release"
+#: Why money moved (the contract's vocabulary: each movement is a ``ledger.transferred`` event).
+Cause = LedgerCause
 
 
 #: The moves each cause makes: (from kind, to kind).

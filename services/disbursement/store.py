@@ -91,8 +91,9 @@ async def apply(
     now: datetime,
     award_id: str | None = None,
     sequence: int | None = None,
-) -> None:
-    """Move money; :class:`Overdrawn` (nothing written) when the debit would go below zero."""
+) -> int:
+    """Move money and return the ledger entry's id; :class:`Overdrawn` (nothing written) when
+    the debit would go below zero."""
     conn = await _conn(session)
     for account in (transfer.debit, transfer.credit):
         await ensure_account(session, account, currency)
@@ -111,7 +112,7 @@ async def apply(
     await conn.execute(
         ACCOUNTS.update().where(a.id == transfer.credit).values(balance=a.balance + transfer.amount)
     )
-    await conn.execute(
+    written = await conn.execute(
         TRANSFERS.insert(),
         {
             "cause": transfer.cause.value,
@@ -127,6 +128,10 @@ async def apply(
             "created_at": now,
         },
     )
+    key = written.inserted_primary_key
+    if key is None:  # pragma: no cover - every supported database returns it
+        raise RuntimeError("the ledger entry's id was not returned")
+    return int(key[0])
 
 
 async def balances(session: AsyncSession, accounts: Sequence[str]) -> dict[str, Decimal]:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from typer.testing import CliRunner, Result
 
 from contracts import catalog
 from contracts.envelope import Actor, ActorKind, Envelope
+from contracts.money import Money
 from services.applications.main import create_app as create_applications
 from services.applications.settings import Settings as ApplicationsSettings
 from services.audit.domain.checkpoint import Signer
@@ -35,6 +37,8 @@ from services.audit.settings import Settings as AuditSettings
 from services.audit.store import LogWriter
 from services.cli.main import app as cli
 from services.cli.replay import LoggedRecord, feed
+from services.disbursement.main import create_app as create_disbursement
+from services.disbursement.settings import Settings as DisbursementSettings
 from services.kit.db import create_engine
 from services.review.main import create_app as create_desk
 from services.review.settings import Settings as DeskSettings
@@ -46,6 +50,7 @@ from tests.review.helpers import auth
 from tests.support import free_port, serving
 
 FIRM = auth("firm", "alice@acme.example", firm="ACME")
+ADMIN = auth("admin", "admin@gaip.example")
 NOVAK = "rev.novak@gaip.example"
 MEYER = "rev.meyer@gaip.example"
 
@@ -87,6 +92,13 @@ async def live_platform(tmp_path: Path) -> AsyncIterator[Live]:
             in_process_settings(DeskSettings, tmp_path / "review", seed_demo_reviewers=False)
         ),
         "zones": lambda: create_zones(in_process_settings(ZonesSettings, tmp_path / "zones")),
+        "disbursement": lambda: create_disbursement(
+            in_process_settings(
+                DisbursementSettings,
+                tmp_path / "disbursement",
+                rail_url=f"http://127.0.0.1:{free_port()}",
+            )
+        ),
     }
     async with AsyncExitStack() as stack:
         apps: dict[str, FastAPI] = {}
@@ -216,6 +228,81 @@ async def test_replayed_projections_match_the_live_ones_until_one_differs(
         assert diffs, result.output
         assert all(line.startswith("DIFF zone occupancy: ") for line in diffs), diffs
         assert "review inbox" not in result.output
+
+
+async def test_replayed_budget_balances_match_the_live_ledger_until_a_record_is_missing_or_changed(
+    tmp_path: Path,
+) -> None:
+    async with live_platform(tmp_path) as live:
+        disbursement = live.apps["disbursement"]
+        async with httpx.AsyncClient(base_url=live.urls["disbursement"], headers=ADMIN) as admin:
+            response = await admin.post(
+                "/v1/budgets",
+                json={
+                    "incentive_type": "grant",
+                    "fiscal_year": 2027,
+                    "amount": {"amount": "1000000.00", "currency": "EUR"},
+                },
+            )
+            assert response.status_code == 201, response.text
+            await live.services(
+                [event("award.open", "app_1", award_id="award_app_1", budget_id="grant-2027")]
+            )
+            staged = await outbox(disbursement)
+            assert [e.type for e in staged] == [
+                "ledger.transferred",
+                "ledger.transferred",
+                "award.opened",
+            ]
+            await live.writer.append([record_of(e) for e in staged])
+
+            result = await live.replay("--only", "disbursement")
+            assert result.exit_code == 0, result.output
+            assert "budget balances" in result.output
+            assert "OK every rebuilt projection matches the live one" in flat(result)
+
+            # A top-up the live ledger booked and the log never recorded: named by its entry.
+            response = await admin.post(
+                "/v1/budgets/grant-2027/top-ups",
+                json={"amount": {"amount": "500.00", "currency": "EUR"}},
+            )
+            assert response.status_code == 200, response.text
+        [top_up] = (await outbox(disbursement))[len(staged) :]
+        entry = top_up.payload.entry_id
+        result = await live.replay("--only", "disbursement")
+        assert result.exit_code == 1, result.output
+        diffs = [line for line in result.output.splitlines() if line.startswith("DIFF")]
+        assert (
+            f"DIFF budget balances: entry {entry}: live 'top_up of 500.00 EUR from"
+            " budget:grant-2027:funding to budget:grant-2027:available', rebuilt '(absent)'"
+            in diffs
+        ), diffs
+        assert (
+            "DIFF budget balances: grant-2027 funded.amount: live '1000500.00', "
+            "rebuilt '1000000.00'" in diffs
+        ), diffs
+
+        # The log records it, changed: the entry and its leaf are named.
+        changed = top_up.model_copy(
+            update={
+                "payload": top_up.payload.model_copy(
+                    update={"amount": Money.of(Decimal("5000.00"), "EUR")}
+                )
+            }
+        )
+        await live.writer.append([record_of(changed)])
+        leaf = live.writer.size - 1
+        result = await live.replay("--only", "disbursement")
+        assert result.exit_code == 1, result.output
+        diffs = [line for line in result.output.splitlines() if line.startswith("DIFF")]
+        assert (
+            f"DIFF budget balances: entry {entry} (leaf {leaf}) amount.amount: "
+            "live '500.00', rebuilt '5000.00'" in diffs
+        ), diffs
+        assert (
+            "DIFF budget balances: grant-2027 free.amount: live '750500.00', "
+            "rebuilt '755000.00'" in diffs
+        ), diffs
 
 
 async def test_replay_refuses_what_it_cannot_compare(tmp_path: Path) -> None:

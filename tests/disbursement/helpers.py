@@ -31,6 +31,7 @@ from tests.support import free_port, serving
 
 ADMIN = Origin(Actor(kind=ActorKind.ADMIN, id="admin@gaip.example"))
 WORKFLOW = Origin(Actor.system("workflow"))
+LEDGER_TRANSFERRED = "ledger.transferred"
 SCHEDULE = parse_schedule("signing:40,milestone 1:30,milestone 2:30")
 
 
@@ -55,13 +56,21 @@ class Db:
         found = await self.rows("SELECT balance FROM ledger_accounts WHERE id = :a", a=account)
         return stored(found[0][0]) if found else Decimal(0)
 
-    async def event_types(self) -> list[str]:
+    async def events(self) -> list[dict[str, Any]]:
+        """Every staged envelope, as JSON, in outbox order."""
         import json
 
         return [
-            json.loads(bytes(v))["type"]
-            for (v,) in await self.rows("SELECT value FROM outbox ORDER BY id")
+            json.loads(bytes(v)) for (v,) in await self.rows("SELECT value FROM outbox ORDER BY id")
         ]
+
+    async def event_types(self) -> list[str]:
+        """The staged event types, leaving out the ledger's ``ledger.transferred`` movements."""
+        return [e["type"] for e in await self.events() if e["type"] != LEDGER_TRANSFERRED]
+
+    async def movements(self) -> list[dict[str, Any]]:
+        """The payloads of the staged ``ledger.transferred`` events, in outbox order."""
+        return [e["payload"] for e in await self.events() if e["type"] == LEDGER_TRANSFERRED]
 
 
 @asynccontextmanager

@@ -56,6 +56,25 @@ async def _books_balance(db: Db) -> None:
         assert stored(balance) >= 0 or kind == "funding"
         total += stored(balance)
     assert total == 0
+    await _movements_match_the_books(db)
+
+
+async def _movements_match_the_books(db: Db) -> None:
+    """Each ledger entry was staged as one ``ledger.transferred`` event, and those events alone
+    give every balance."""
+    movements = await db.movements()
+    rows = await db.rows("SELECT id, cause, debit, credit, amount FROM ledger_transfers")
+    assert sorted(m["entry_id"] for m in movements) == sorted(r[0] for r in rows)
+    by_id = {r[0]: r for r in rows}
+    rebuilt: dict[str, Decimal] = {}
+    for m in movements:
+        _id, cause, debit, credit, amount = by_id[m["entry_id"]]
+        assert (m["cause"], m["debit"], m["credit"]) == (cause, debit, credit)
+        assert Decimal(m["amount"]["amount"]) == stored(amount)
+        rebuilt[debit] = rebuilt.get(debit, Decimal(0)) - Decimal(m["amount"]["amount"])
+        rebuilt[credit] = rebuilt.get(credit, Decimal(0)) + Decimal(m["amount"]["amount"])
+    live = {a: stored(b) for a, b in await db.rows("SELECT id, balance FROM ledger_accounts")}
+    assert {a: b for a, b in live.items() if b} == {a: b for a, b in rebuilt.items() if b}
 
 
 async def test_an_award_reserves_its_total_and_a_cancellation_gives_back_the_rest(db: Db) -> None:
