@@ -11,8 +11,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import catalog
 from services.kit.messaging import Record
@@ -164,3 +166,23 @@ async def waits_for(client: httpx.AsyncClient, dependency: str) -> bool:
 async def at_least(value: Callable[[], float], target: float) -> bool:
     """``value() >= target``, as a check for :func:`wait_for`."""
     return value() >= target
+
+
+#: The decisions of a given set of applications, and how many applications they are about.
+_DECISIONS_OF = sa.text(
+    "SELECT count(*), count(DISTINCT application_id) FROM eligibility_decisions"
+    " WHERE application_id IN :ids"
+).bindparams(sa.bindparam("ids", expanding=True))
+
+
+async def decisions_of(engine: AsyncEngine, subjects: Sequence[str]) -> tuple[int, int]:
+    """(decisions, decisions beyond one per application) among ``subjects`` only.
+
+    A consumer in a new group reads ``applications.events`` from its start, so in a full run it
+    also decides what other tests published there, amendments included (a second revision, a
+    second decision by design): counting the whole table counts them too.
+    """
+    async with engine.connect() as conn:
+        row = (await conn.execute(_DECISIONS_OF, {"ids": list(subjects)})).one()
+    decisions, applications = int(row[0]), int(row[1])
+    return decisions, decisions - applications

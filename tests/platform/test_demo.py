@@ -1,15 +1,21 @@
-"""The demo load's pure parts: synthetic content, stage times, the check's figures, part names."""
+"""The demo load's pure parts: synthetic content, stage times, the check's figures, part names,
+and the chaos' count of kills (on child processes of the test itself)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from contracts.v1.applications import ApplicationContent
-from services.cli.demo.chaos import DEFAULT_PARTS, check_parts
+from services.cli.demo.chaos import DEFAULT_PARTS, Chaos, check_parts
 from services.cli.demo.checks import Report
 from services.cli.demo.load import GRANT, demo_content, quantile, stage_times
+from services.cli.state import PartRecord, PlatformState, write_state
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 
@@ -63,3 +69,43 @@ def test_unknown_parts_are_refused() -> None:
         check_parts(["broker", "nosuch"])
     with pytest.raises(ValueError, match="none given"):
         check_parts([])
+
+
+async def test_chaos_makes_its_count_of_kills_and_no_more(tmp_path: Path) -> None:
+    """``count``: the chaos SIGKILLs that many parts, :meth:`Chaos.until_enough` returns then,
+    and :meth:`Chaos.run` ends by itself."""
+    parts = ["rail", "audit", "zones"]  # no health URL: up while their process runs
+    children = [subprocess.Popen(["sleep", "300"]) for _ in range(4)]
+    try:
+        write_state(
+            tmp_path,
+            PlatformState(
+                supervisor_pid=os.getpid(),
+                status="ready",
+                var_dir=str(tmp_path),
+                kafka_bootstrap="127.0.0.1:1",
+                temporal_address="127.0.0.1:1",
+                temporal_ui_url=None,
+                started_at=NOW.isoformat(),
+                parts=[
+                    PartRecord(name, "service", child.pid, list(child.args), log="")
+                    for name, child in zip([*parts, "review"], children, strict=True)
+                ],
+            ),
+        )
+        assert await Chaos(tmp_path, every=0.01, parts=["rail"]).until_enough(patience=0)
+        chaos = Chaos(tmp_path, every=0.01, parts=[*parts, "review"], seed=1, in_turn=True, count=3)
+        killing = asyncio.create_task(chaos.run())
+        assert await chaos.until_enough(patience=30)
+        await asyncio.wait_for(killing, timeout=30)  # ends after its third kill, unstopped
+        assert children[3].poll() is None  # the fourth part was left alone
+        assert [(kill.part, kill.pid) for kill in chaos.kills] == [
+            (name, child.pid) for name, child in zip(parts, children[:3], strict=True)
+        ]
+        for child in children[:3]:  # killed (``pid_alive`` may have reaped them already)
+            child.wait(timeout=10)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()

@@ -51,7 +51,12 @@ class Kill:
 
 
 class Chaos:
-    """Kills a random live part every ``every`` seconds until stopped."""
+    """Kills a random live part every ``every`` seconds until stopped.
+
+    ``count``, when given, fixes how many kills the run makes: :meth:`run` stops after that
+    many, and :meth:`until_enough` waits for them, so a run whose journeys rest sooner still
+    makes them all, and a slow one makes no more.
+    """
 
     def __init__(
         self,
@@ -61,6 +66,7 @@ class Chaos:
         parts: Sequence[str],
         seed: int | None = None,
         in_turn: bool = False,
+        count: int | None = None,
     ) -> None:
         check_parts(parts)
         self.var_dir = var_dir
@@ -70,17 +76,28 @@ class Chaos:
         self.in_turn = in_turn
         self.random = random.Random(seed)
         self.kills: list[Kill] = []
+        #: How many kills the run makes (None: until stopped).
+        self.count = count
+        self._enough = asyncio.Event()
+        if not count:
+            self._enough.set()
         self._stop = asyncio.Event()
         self._began = time.monotonic()
+
+    async def until_enough(self, patience: float) -> bool:
+        """Wait until :attr:`count` kills were made; whether they were within ``patience``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._enough.wait(), timeout=patience)
+        return self._enough.is_set()
 
     def stop(self) -> None:
         """Stop killing (the kill under way, if any, completes)."""
         self._stop.set()
 
     async def run(self) -> None:
-        """Kill one live part every ``every`` seconds."""
+        """Kill one live part every ``every`` seconds, :attr:`count` times if given."""
         self._began = time.monotonic()
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not (self.count and self._enough.is_set()):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.every)
             if self._stop.is_set():
@@ -119,6 +136,8 @@ class Chaos:
             os.kill(victim.pid, signal.SIGKILL)
         kill = Kill(victim.name, victim.pid, time.monotonic() - self._began)
         self.kills.append(kill)
+        if self.count and len(self.kills) >= self.count:
+            self._enough.set()
         return kill
 
     async def _down_now(self) -> list[str]:

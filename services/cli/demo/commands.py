@@ -98,7 +98,7 @@ async def _load(
     auto_review: bool,
     accept_offers: bool,
     stall_timeout: float,
-    chaos: tuple[float, list[str], int | None, bool] | None = None,
+    chaos: tuple[float, list[str], int | None, bool, int | None] | None = None,
     with_check: bool = False,
 ) -> tuple[Summary, Report | None, dict[str, object]]:
     from services.cli.demo.api import Api, Endpoints
@@ -121,9 +121,14 @@ async def _load(
         )
         killer = None
         if chaos is not None:
-            every, parts, seed, in_turn = chaos
+            every, parts, seed, in_turn, count = chaos
             killer = Chaos(
-                settings.resolved_var_dir(), every=every, parts=parts, seed=seed, in_turn=in_turn
+                settings.resolved_var_dir(),
+                every=every,
+                parts=parts,
+                seed=seed,
+                in_turn=in_turn,
+                count=count,
             )
         with _progress(console) as progress:
             task = progress.add_task("at rest", total=applications, detail="")
@@ -137,9 +142,17 @@ async def _load(
             killing = asyncio.create_task(killer.run()) if killer else None
 
             async def recover() -> None:
-                """Stop killing; wait until every part answers again."""
+                """Make the kills still owed, stop killing; wait until every part answers again."""
                 if killer is None or killing is None:
                     return
+                owed = (killer.count or 0) - len(killer.kills)
+                if owed > 0:
+                    progress.console.print(f"Journeys at rest; {owed} more kill(s) to make.")
+                    # Each kill waits for a live part; a part comes back within a minute.
+                    if not await killer.until_enough(patience=owed * (killer.every + 60)):
+                        progress.console.print(
+                            f"[red]Made {len(killer.kills)} of {killer.count} kills."
+                        )
                 killer.stop()
                 await killing
                 progress.console.print(
@@ -236,6 +249,15 @@ def chaos(
         bool,
         typer.Option("--in-turn", help="Kill the --parts in the order given, round after round."),
     ] = False,
+    kills: Annotated[
+        int | None,
+        typer.Option(
+            "--kills",
+            min=1,
+            help="Make exactly this many kills: none after the last, and, should every journey "
+            "rest sooner, go on killing until they are made. Default: kill until all rest.",
+        ),
+    ] = None,
     rate: Rate = 0.0,
     stall_timeout: StallTimeout = 180.0,
     var_dir: VarDir = None,
@@ -266,7 +288,7 @@ def chaos(
             auto_review=True,
             accept_offers=True,
             stall_timeout=stall_timeout,
-            chaos=(kill_every, chosen, seed, in_turn),
+            chaos=(kill_every, chosen, seed, in_turn, kills),
         )
     )
     print_summary(console, summary)
