@@ -26,6 +26,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from contracts import catalog
 from contracts.envelope import Actor
@@ -61,6 +63,7 @@ class Stack:
     worker: httpx.AsyncClient
     spans: InMemorySpanExporter
     bootstrap: str
+    temporal: str
 
     async def scrape(self) -> dict[str, Samples]:
         """Every service's samples, by service."""
@@ -151,15 +154,16 @@ async def stack(
             worker=clients["worker"],
             spans=span_exporter,
             bootstrap=kafka_bootstrap,
+            temporal=temporal_dev,
         )
 
 
-async def submit(stack: Stack) -> tuple[str, str]:
+async def submit(stack: Stack, body: dict[str, Any] | None = None) -> tuple[str, str]:
     """One firm's submission over HTTP; returns (application id, the bearer token used)."""
     headers = auth(firm=new_firm())
     response = await stack.applications.post(
         "/v1/applications/submissions",
-        json=content(),
+        json=content() if body is None else body,
         headers={**headers, "Idempotency-Key": key()},
     )
     assert response.status_code == 201, response.text
@@ -338,6 +342,54 @@ async def test_metrics_move_after_a_journey(stack: Stack) -> None:
     # The Temporal SDK's own runtime metrics come with the worker's.
     assert value(after["worker"], "temporal_workflow_task_execution_latency_count") > 0
     assert application_id  # the journey's application
+
+
+async def test_workflow_runs_completed_and_failed_are_counted(stack: Stack) -> None:
+    before = await stack.scrape()
+    # Completed: an application of a sector the program does not fund is rejected at
+    # eligibility, and its run returns.
+    rejected, _token = await submit(stack, content(proposal__sector="other"))
+    # Failed: a run Temporal is asked to cancel while it waits for its reviewers.
+    cancelled, _token = await submit(stack)
+    temporal = await Client.connect(stack.temporal)
+
+    async def status(workflow_id: str) -> WorkflowExecutionStatus | None:
+        try:
+            return (await temporal.get_workflow_handle(workflow_id).describe()).status
+        except RPCError:
+            return None  # not started yet
+
+    async def running() -> bool:
+        return await status(cancelled) is WorkflowExecutionStatus.RUNNING
+
+    await eventually(running, timeout=60)
+    await temporal.get_workflow_handle(cancelled).cancel()
+
+    def delta(after: dict[str, Samples], name: str) -> float:
+        return value(after["worker"], name) - value(before["worker"], name)
+
+    after: dict[str, Samples] = {}
+
+    async def ended() -> bool:
+        after.update(await stack.scrape())
+        return (
+            delta(after, "incentives_workflows_completed_total") >= 1
+            and delta(after, "incentives_workflows_failed_total") >= 1
+        )
+
+    await eventually(ended, timeout=90)
+    assert await status(rejected) is WorkflowExecutionStatus.COMPLETED
+    assert await status(cancelled) is WorkflowExecutionStatus.CANCELED
+    # Only this test's runs ended; the earlier tests' runs still wait for their reviewers.
+    assert delta(after, "incentives_workflows_started_total") == 2
+    assert delta(after, "incentives_workflows_completed_total") == 1
+    assert delta(after, "incentives_workflows_failed_total") == 1
+    labelled = value(
+        after["worker"], "incentives_workflows_failed_total", workflow_type="IncentiveApproval"
+    ) - value(
+        before["worker"], "incentives_workflows_failed_total", workflow_type="IncentiveApproval"
+    )
+    assert labelled == 1
 
 
 async def test_no_token_or_secret_in_metric_labels_or_span_attributes(stack: Stack) -> None:
