@@ -132,3 +132,23 @@ async def test_a_republished_row_carries_the_trace_headers_it_was_written_with(
     assert trace_id == format(written.trace_id, "032x")
     assert span_id == format(written.span_id, "016x")
     assert trace_id != format(second.get_span_context().trace_id, "032x")
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        (
+            "https://portal.example/sign-in/callback?code=c0de&state=st4te",
+            "https://portal.example/sign-in/callback?code=REDACTED&state=REDACTED",
+        ),
+        ("code=c0de&state=st4te", "code=REDACTED&state=REDACTED"),
+        (
+            "http://desk:8002/v1/candidates?stage=technical",
+            "http://desk:8002/v1/candidates?stage=REDACTED",
+        ),
+        ("http://desk:8002/v1/candidates", "http://desk:8002/v1/candidates"),
+        ("", ""),
+    ],
+)
+def test_query_values_are_redacted_and_their_names_kept(text: str, redacted: str) -> None:
+    assert tracing.redact_query(text) == redacted
