@@ -6,9 +6,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
+from rich.console import Console
 
 from services.audit.main import create_app as create_audit
 from services.audit.settings import Settings as AuditSettings
+from services.cli.metrics import parts_table, scrape_all
+from services.cli.settings import PlatformSettings
+from services.cli.status import metrics_urls
 from services.disbursement.main import create_app as create_disbursement
 from services.disbursement.settings import Settings as DisbursementSettings
 from services.kit.metrics import parse_exposition as samples
@@ -106,3 +110,17 @@ async def test_the_rail_serves_its_request_metrics(tmp_path: Path) -> None:
     # Route templates only: the key looked up is not a label.
     assert "nobody" not in response.text
     assert value(found, "http_request_duration_seconds_count", **payments) == 2
+
+
+async def test_status_metrics_shows_the_rails_requests(tmp_path: Path) -> None:
+    assert "rail" in metrics_urls(PlatformSettings(var_dir=tmp_path))  # scraped like the others
+    async with running_rail(tmp_path) as rail:
+        assert (await rail.get("/v1/payments/nobody")).status_code == 404
+        scrapes = await scrape_all({"rail": str(rail.base_url.join("/metrics"))})
+
+    assert scrapes[0].error is None, scrapes[0].error
+    console = Console(record=True, width=200)
+    console.print(parts_table(scrapes))
+    (row,) = [line for line in console.export_text().splitlines() if "rail" in line]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[:3] == ["rail", "1", "0"]  # one request, no 5xx
