@@ -17,7 +17,7 @@ import contextlib
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -419,6 +419,24 @@ async def test_workflow_runs_completed_and_failed_are_counted(stack: Stack) -> N
     assert labelled == 1
 
 
+async def assert_nowhere(
+    stack: Stack, forbidden: Sequence[str], attribute_words: Sequence[str]
+) -> None:
+    """None of ``forbidden`` in any exposition or span; no span attribute named after a word."""
+    exposition = await stack.texts()
+    for secret in forbidden:
+        assert secret not in exposition, secret[:8]
+    for span in stack.spans.get_finished_spans():
+        attributes = {**(span.attributes or {}), **span.resource.attributes}
+        for event in span.events:
+            attributes.update(event.attributes or {})
+        text = " ".join(f"{k}={v}" for k, v in attributes.items())
+        for secret in forbidden:
+            assert secret not in text, (span.name, secret[:8])
+        names = [k.lower() for k in attributes]
+        assert not any(word in k for k in names for word in attribute_words), span.name
+
+
 @dataclass
 class PortalSession:
     """A firm signed in to the portal: its cookie, CSRF token and bearer token."""
@@ -536,22 +554,10 @@ async def test_the_portal_puts_no_session_cookie_token_or_code_in_spans_or_metri
 
     await eventually(recorded, timeout=30)
     forbidden = (session.cookie, session.csrf, session.token, PORTAL_SECRET, code, state)
-    exposition = await stack.texts()
-    for secret in forbidden:
-        assert secret not in exposition
     callback = next(s for s in page_spans() if s.name == "GET /sign-in/callback")
     # The query's names stay, its values do not.
     assert "code=REDACTED" in str((callback.attributes or {}).get("http.url"))
-    for span in stack.spans.get_finished_spans():
-        attributes = {**(span.attributes or {}), **span.resource.attributes}
-        for event in span.events:
-            attributes.update(event.attributes or {})
-        text = " ".join(f"{k}={v}" for k, v in attributes.items())
-        for secret in forbidden:
-            assert secret not in text, (span.name, secret[:8])
-        assert not any(
-            word in k.lower() for k in attributes for word in ("authorization", "cookie")
-        ), span.name
+    await assert_nowhere(stack, forbidden, ("authorization", "cookie"))
 
 
 async def test_no_token_or_secret_in_metric_labels_or_span_attributes(stack: Stack) -> None:
@@ -564,15 +570,4 @@ async def test_no_token_or_secret_in_metric_labels_or_span_attributes(stack: Sta
         )
 
     await eventually(traced, timeout=60)
-    forbidden = (token, DEV_JWT_SECRET, "Bearer ")
-    exposition = await stack.texts()
-    for secret in forbidden:
-        assert secret not in exposition
-    for span in stack.spans.get_finished_spans():
-        attributes = {**(span.attributes or {}), **span.resource.attributes}
-        for event in span.events:
-            attributes.update(event.attributes or {})
-        text = " ".join(f"{k}={v}" for k, v in attributes.items())
-        for secret in forbidden:
-            assert secret not in text, (span.name, secret[:8])
-        assert not any("authorization" in k.lower() for k in attributes), span.name
+    await assert_nowhere(stack, (token, DEV_JWT_SECRET, "Bearer "), ("authorization",))
