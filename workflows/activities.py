@@ -130,7 +130,8 @@ class ReviewDesk:
         url = f"{self._base_url}{CANDIDATES_PATH}"
         # A fresh short-lived token per call: the worker runs far longer than a token lives.
         headers = {"Authorization": f"Bearer {self._token()}"}
-        async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
+        http = httpx.AsyncClient(timeout=self._timeout, transport=self._transport)
+        async with tracing.instrument_client(http) as client:
             try:
                 response = await client.get(
                     url, params={"stage": query.role.value}, headers=headers

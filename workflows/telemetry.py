@@ -5,7 +5,12 @@
   replays, so a worker restart counts no run twice. They reach ``/metrics`` with the SDK's own
   runtime metrics (``temporal_*``: workflow tasks, activities, pollers, schedule-to-start
   latency), which the worker appends to its exposition. A run continued as new is not a new
-  start; a run ends once, completed or failed.
+  start; a run ends once, completed or failed. Completed is every run that returned, whatever
+  the application's outcome (approved, rejected, withdrawn, cancelled by an administrator: the
+  platform cancels an application by signal, and the run ends normally); failed is a run that
+  raised a failure, or that Temporal was asked to cancel. A run terminated or timed out by the
+  server runs no more code, so it is counted by neither (the server's and the SDK's
+  ``temporal_*`` figures show it).
 - **Decisions per stage, SLA reminders and escalations, and workflow events by type** are
   counted by the publish activity when the broker acknowledged the event (at least once: a
   retried activity after a lost acknowledgement counts again).
@@ -13,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -53,7 +59,8 @@ class _CountingInbound(WorkflowInboundInterceptor):
             result = await super().execute_workflow(input)
         except workflow.ContinueAsNewError:
             raise  # the same workflow, carried on in a new run: neither completed nor failed
-        except FailureError:
+        except (FailureError, asyncio.CancelledError):
+            # A failure, or a cancellation requested through Temporal: the run did not complete.
             meter.create_counter(FAILED, "Workflow runs failed.").add(1, attributes)
             raise
         meter.create_counter(COMPLETED, "Workflow runs completed.").add(1, attributes)

@@ -18,6 +18,7 @@ import httpx
 from contracts.v1.common import TrancheFailureReason
 from services.disbursement.commands import RailAnswer
 from services.disbursement.domain import PaymentState
+from services.kit import tracing
 
 
 class RailClient:
@@ -25,7 +26,9 @@ class RailClient:
 
     def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
         self.base_url = base_url
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._client = tracing.instrument_client(
+            httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

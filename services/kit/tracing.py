@@ -1,6 +1,8 @@
 """Traces: OpenTelemetry through the instrumentations the libraries ship, carried across Kafka.
 
-One application's journey is one trace: the FastAPI instrumentation opens the request's span;
+One application's journey is one trace: the FastAPI instrumentation opens the request's span
+(continuing the caller's, when the portal or another service calls with an httpx client traced
+by :func:`instrument_client`);
 the unit of work writes that span's W3C ``traceparent`` (and ``tracestate``) into the headers of
 every outbox row it stages, so the record carries it to the next consumer however late the relay
 publishes it; the kit's consumers open each message's span as a child of the context in its
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -35,6 +38,7 @@ from opentelemetry.trace import SpanKind
 from services.kit.logging import get_logger
 
 if TYPE_CHECKING:
+    import httpx
     from fastapi import FastAPI
 
     from services.kit.consumer import Handler, Incoming
@@ -177,13 +181,82 @@ def traced(handler: Handler, consumer: str) -> Handler:
     return TracedHandler(handler, consumer) if enabled() else handler
 
 
+#: Span attributes that may hold a URL's query (old and new HTTP semantic conventions).
+_QUERY_ATTRIBUTES = ("http.url", "url.full", "url.query")
+#: What a query parameter's value becomes in a span.
+REDACTED = "REDACTED"
+
+
+def redact_query(text: str) -> str:
+    """``text`` (a URL or a bare query) with every query value replaced, the names kept.
+
+    An OpenID callback's ``code`` and ``state``, a search term: a query value may be a
+    credential or personal data, and a span needs only the names.
+    """
+    url = urlsplit(text)
+    bare = not (url.scheme or url.netloc or url.path) or "=" in url.path
+    query = text if bare else url.query
+    if not query:
+        return text
+    names = [part.split("=", 1)[0] for part in query.split("&") if part]
+    redacted = "&".join(f"{name}={REDACTED}" for name in names)
+    return redacted if bare else urlunsplit(url._replace(query=redacted, fragment=""))
+
+
+def _redact_span_query(span: trace.Span) -> None:
+    attributes = getattr(span, "attributes", None) or {}
+    for name in _QUERY_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str) and value:
+            span.set_attribute(name, redact_query(value))
+
+
+def _server_request_hook(span: trace.Span, scope: dict[str, Any]) -> None:
+    if span.is_recording() and scope.get("query_string"):
+        _redact_span_query(span)
+
+
+def _client_request_hook(span: trace.Span, request: Any) -> None:
+    if span.is_recording() and getattr(request, "url", None) is not None and request.url.query:
+        _redact_span_query(span)
+
+
+async def _async_client_request_hook(span: trace.Span, request: Any) -> None:
+    _client_request_hook(span, request)
+
+
 def instrument_app(app: FastAPI) -> None:
-    """Trace the app's requests with OpenTelemetry's FastAPI instrumentation, when tracing is on."""
+    """Trace the app's requests with OpenTelemetry's FastAPI instrumentation, when tracing is on.
+
+    Query values are redacted from the spans (:func:`redact_query`).
+    """
     if not enabled():
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=_provider, excluded_urls=UNTRACED_PATHS)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=_provider,
+        excluded_urls=UNTRACED_PATHS,
+        server_request_hook=_server_request_hook,
+    )
+
+
+def instrument_client(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """``client``, its requests traced when tracing is on (OpenTelemetry's httpx instrumentation).
+
+    Each request gets a client span, and its context goes out in the ``traceparent`` header, so
+    the service called continues the caller's trace. The span records the method, the URL
+    (credentials and query values redacted) and the status; no header unless the
+    ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*`` variables ask for it (the kit sets none).
+    """
+    if enabled():
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor.instrument_client(
+            client, tracer_provider=_provider, request_hook=_async_client_request_hook
+        )
+    return client
 
 
 def broker_middlewares() -> list[Any]:

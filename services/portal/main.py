@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.kit import tracing
 from services.kit.auth import token_service
 from services.kit.metrics import Metrics, observe_app
 from services.kit.runtime import run_service
@@ -48,12 +49,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(settings.api_timeout)
+
+        def client(base_url: str) -> httpx.AsyncClient:
+            # Traced when tracing is on: a page's calls continue the page request's trace.
+            return tracing.instrument_client(httpx.AsyncClient(base_url=base_url, timeout=timeout))
+
         async with (
-            httpx.AsyncClient(base_url=settings.applications_url, timeout=timeout) as apps,
-            httpx.AsyncClient(base_url=settings.review_url, timeout=timeout) as desk,
-            httpx.AsyncClient(base_url=settings.zones_url, timeout=timeout) as zones,
-            httpx.AsyncClient(base_url=settings.disbursement_url, timeout=timeout) as money,
-            httpx.AsyncClient(base_url=settings.audit_url, timeout=timeout) as audit,
+            client(settings.applications_url) as apps,
+            client(settings.review_url) as desk,
+            client(settings.zones_url) as zones,
+            client(settings.disbursement_url) as money,
+            client(settings.audit_url) as audit,
         ):
             app.state.applications_http = apps
             app.state.review_http = desk

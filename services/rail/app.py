@@ -33,6 +33,7 @@ from services.kit.db import UTCDateTime, create_engine
 from services.kit.errors import NotFound, RetryableError, ValidationFailed
 from services.kit.health import health_router
 from services.kit.http import NulGate, install_openapi, problem_responses
+from services.kit.metrics import Metrics, observe_app
 from services.kit.problems import install_problem_handlers
 from services.rail.settings import Settings
 
@@ -298,5 +299,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router("rail", lambda: {"database": database}))
     app.include_router(router)
     app.add_middleware(NulGate)
+    # /metrics and the request spans, like every service: requests per route and status.
+    observe_app(app, Metrics("rail"))
     install_openapi(app, authenticated=False)  # the rail takes no tokens: no 401
     return app
