@@ -112,9 +112,10 @@ pytest: install preflight
 test: preflight lint typecheck contracts-check pytest
 
 # Tests are marked from the fixtures they use (tests/tiers.py); a fixture that would start a
-# server fails the test under this tier instead of starting it.
+# server fails the test under this tier instead of starting it. Bytecode is written even where
+# PYTHONDONTWRITEBYTECODE is set, so the next run finds the test modules' assertions rewritten.
 test-unit: install
-	INCENTIVES_TEST_TIER=unit $(BIN)/pytest -m "not integration and not e2e" -n auto --dist worksteal $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= INCENTIVES_TEST_TIER=unit $(BIN)/pytest -m "not integration and not e2e" -n auto --dist worksteal $(PYTEST_ARGS)
 
 # Outages of a minute (PostgreSQL, Temporal, the rail), the short chaos run, every part SIGKILLed
 # in turn, the broker killed, down/up with journeys in flight, replicas.

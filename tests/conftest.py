@@ -34,6 +34,7 @@ from services.cli.embedded import (
     free_port,
     temporal_test_server_binary,
 )
+from services.kit.runtime import tune_garbage_collector
 from tests import pg_cluster, tiers
 from tests.asyncapi.documents import OfficialParser, parse_with_official_parser
 from tests.default_ports import DefaultPortGuard
@@ -65,6 +66,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark tests from their fixtures, before ``-m`` selects among them."""
     del config
     tiers.mark(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Tune the collector as a service process does, once the modules and tests are loaded.
+
+    What collection built lives until the end and need never be rescanned; full collections of
+    a heap this size (and the explicit ones of the CLI commands the tests run) otherwise take a
+    large share of the suite's CPU.
+    """
+    del session
+    tune_garbage_collector()
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str:
