@@ -235,9 +235,7 @@ async def test_a_supervisor_decides_an_escalated_task_in_the_reviewers_place(h: 
     assert recorded.payload.reviewer_id == MEYER
     assert recorded.actor.id == MEYER
     state = await h.state(handle)
-    assert [(d.reviewer_id, d.stage) for d in state.decisions] == [
-        (MEYER, ReviewStage.TECHNICAL)
-    ]
+    assert [(d.reviewer_id, d.stage) for d in state.decisions] == [(MEYER, ReviewStage.TECHNICAL)]
     assert next(t for t in state.tasks if t.task_id == technical.task_id).status.value == (
         "cancelled"
     )
