@@ -59,6 +59,15 @@ class Provider:
         count: int = self._post("/_test/stats", {})["jwks"]
         return count
 
+    def stats(self) -> dict[str, int]:
+        """The provider's counters: ``jwks``, ``refreshes``, ``end_sessions``."""
+        return self._post("/_test/stats", {})
+
+    def sessions(self, *, access_ttl: int | None = None, refuse_refresh: bool = False) -> None:
+        """The lifetime of the access tokens the flows issue from now on (None: the default),
+        and whether refresh grants are refused."""
+        self._post("/_test/sessions", {"access_ttl": access_ttl, "refuse_refresh": refuse_refresh})
+
     @staticmethod
     def key_id(token: str) -> str:
         kid: str = jwt.get_unverified_header(token)["kid"]

@@ -290,6 +290,15 @@ class IncentiveApproval:
             return first
         task = self._tasks[request.task_id]
         now = workflow.now()
+        if request.supervisor is not None and policy.standing_in(request, task):
+            # The supervisor decides in the reviewer's place: the escalated task is cancelled
+            # and the decision is the supervisor's, on a task of their own.
+            task = self._hand_over(
+                task,
+                request.supervisor,
+                f"Decided by {request.reviewer_id} in place of {task.reviewer_id}",
+                now,
+            )
         task.status = TaskStatus.DECIDED
         task.request_id = request.request_id
         task.decision = request.decision
@@ -382,19 +391,13 @@ class IncentiveApproval:
         if first is not None:
             return first
         old = self._tasks[request.task_id]
-        now = workflow.now()
         new_reviewer = request.reviewer.reviewer_id
-        self._profiles[new_reviewer] = request.reviewer
-        old.status = TaskStatus.CANCELLED
-        old.cancelled_reason = (
-            f"Reassigned by {request.supervisor_id} to {new_reviewer}: {request.reason}"
+        task = self._hand_over(
+            old,
+            request.reviewer,
+            f"Reassigned by {request.supervisor_id} to {new_reviewer}: {request.reason}",
+            workflow.now(),
         )
-        self._queue(
-            events.task_cancelled(self._app_id, old, old.cancelled_reason, now, self._cause)
-        )
-        stage = self._stages[old.stage]
-        stage.reviewers = [new_reviewer if r == old.reviewer_id else r for r in stage.reviewers]
-        task = self._assign(old.stage, new_reviewer, now, round_=old.round)
         outcome = TaskReassigned(
             request_id=request.request_id,
             cancelled_task_id=old.task_id,
@@ -403,6 +406,16 @@ class IncentiveApproval:
         )
         self._reassigned[request.request_id] = outcome
         return outcome
+
+    def _hand_over(self, old: Task, to: ReviewerProfile, reason: str, now: datetime) -> Task:
+        """Cancel ``old`` and give its stage and round to ``to`` on a new task."""
+        self._profiles[to.reviewer_id] = to
+        old.status = TaskStatus.CANCELLED
+        old.cancelled_reason = reason
+        self._queue(events.task_cancelled(self._app_id, old, reason, now, self._cause))
+        stage = self._stages[old.stage]
+        stage.reviewers = [to.reviewer_id if r == old.reviewer_id else r for r in stage.reviewers]
+        return self._assign(old.stage, to.reviewer_id, now, round_=old.round)
 
     @reassign.validator
     def validate_reassign(self, request: TaskReassignment) -> None:

@@ -95,6 +95,9 @@ def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
     Checked in this order, so a reviewer learns the most fundamental problem first:
     ``invalid_request``, ``application_closed``, ``wrong_role``, ``conflict_of_interest``,
     ``separation_of_duties``, ``duplicate_decision``, ``stage_not_open``, ``not_assigned``.
+    A supervisor deciding an escalated task in its reviewer's place (:func:`standing_in`) needs
+    the supervisor role instead of the stage's, and the task must be an escalated review task
+    (``invalid_request`` otherwise); the rest applies to them unchanged.
 
     ``application_closed`` comes before anything about the reviewer: once the application has
     ended, that is the answer whoever asks, and it is the answer the desk gives when the
@@ -136,13 +139,29 @@ def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
             f"The application has ended ({app.phase.value}); no stage of it takes decisions "
             "any more.",
         )
+    task = app.tasks.get(request.task_id)
+    in_place = standing_in(request, task)
     role = STAGE_ROLES[stage]
-    if role not in request.token_roles:
+    if in_place:
+        assert request.supervisor is not None
+        if ReviewerRole.SUPERVISOR not in request.token_roles or not request.supervisor.active:
+            return Refusal(
+                DecisionRefusal.WRONG_ROLE,
+                f"{who} is not an active supervisor, so cannot decide another reviewer's task.",
+            )
+        assert task is not None
+        if task.stage is not stage or stage is ReviewStage.MILESTONE or task.escalated_at is None:
+            return Refusal(
+                DecisionRefusal.INVALID_REQUEST,
+                f"Task {request.task_id} has not been escalated; a supervisor decides only "
+                "escalated review tasks of other reviewers.",
+            )
+    elif role not in request.token_roles:
         return Refusal(
             DecisionRefusal.WRONG_ROLE,
             f"{who} does not hold the {role.value} role needed to decide the {stage.value} stage.",
         )
-    profile = app.profiles.get(who)
+    profile = request.supervisor if in_place else app.profiles.get(who)
     hits = conflicts(profile, app.organisations) if profile else []
     if hits:
         return Refusal(
@@ -164,7 +183,6 @@ def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
             f"{who} already decided the {other.value} stage of this application; one person "
             "decides at most one stage.",
         )
-    task = app.tasks.get(request.task_id)
     mine = task is not None and task.reviewer_id == who and task.stage is stage
     duplicate = decided_task(app.tasks.values(), who, stage, task if mine else None)
     if duplicate is not None:
@@ -183,13 +201,27 @@ def refusal(request: ReviewDecisionRequest, app: Application) -> Refusal | None:
             f"The {stage.value} stage is not open for decisions: it is {status.value} and the "
             f"application is {app.phase.value}.",
         )
-    if task is None or not mine or task.status is not TaskStatus.OPEN:
+    if task is None or not (mine or in_place) or task.status is not TaskStatus.OPEN:
         return Refusal(
             DecisionRefusal.NOT_ASSIGNED,
             f"{who} is not assigned an open task {request.task_id} of the {stage.value} stage "
             "of this application.",
         )
     return None
+
+
+def standing_in(request: ReviewDecisionRequest, task: Task | None) -> bool:
+    """Whether ``request`` is a supervisor's decision on another reviewer's task, in their place.
+
+    The supervisor stands in for the stage's role on an escalated review task; conflict of
+    interest, separation of duties, one decision per stage and an open stage apply to them as to
+    any reviewer (:func:`refusal`).
+    """
+    return (
+        request.supervisor is not None
+        and task is not None
+        and task.reviewer_id != request.reviewer_id
+    )
 
 
 def reassignment_refusal(request: TaskReassignment, app: Application) -> Refusal | None:

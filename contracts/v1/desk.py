@@ -189,6 +189,16 @@ class ReviewDecisionRequest(BaseModel):
         ),
         examples=[[{"item": "expedited_work_visa", "reason": "Staff not named."}]],
     )
+    supervisor: ReviewerProfile | None = Field(
+        default=None,
+        description=(
+            "Set when a supervisor decides an escalated task of another reviewer in their "
+            "place: the supervisor's registry profile at the time of the request, which the "
+            "conflict-of-interest check uses. The supervisor stands in for the stage's role; "
+            "every other rule of a decision applies to them. The escalated task is cancelled "
+            "and the decision recorded on a task of the supervisor's."
+        ),
+    )
 
 
 class DecisionRefusal(StrEnum):

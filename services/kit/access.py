@@ -155,12 +155,13 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         "GET /v1/supervisor/escalations",
         "GET /v1/registry/reviewers",
     ),
-    # Supervisors reassign what they can see; the workflow accepts only escalated tasks.
-    Endpoint(
+    # Supervisors reassign, or decide in the reviewer's place, what they can see; the workflow
+    # accepts only escalated tasks.
+    *_service(
         "review",
-        "POST",
-        "/v1/supervisor/tasks/{task_id}/reassign",
         _grants(supervisor=Reach.ASSIGNED_OR_ESCALATED),
+        "POST /v1/supervisor/tasks/{task_id}/reassign",
+        "POST /v1/supervisor/tasks/{task_id}/decision",
     ),
     *_service(
         "review",
@@ -269,12 +270,11 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         )
     ),
     Endpoint("portal", "GET", "/supervisor", _grants(supervisor=_ALL), Access.SESSION),
-    Endpoint(
-        "portal",
-        "POST",
-        "/tasks/{task_id}/reassign",
-        _grants(supervisor=Reach.ASSIGNED_OR_ESCALATED),
-        Access.SESSION,
+    *(
+        Endpoint(
+            "portal", "POST", path, _grants(supervisor=Reach.ASSIGNED_OR_ESCALATED), Access.SESSION
+        )
+        for path in ("/tasks/{task_id}/reassign", "/tasks/{task_id}/supervisor-decision")
     ),
     *(
         Endpoint("portal", method, path, _grants(auditor=_ALL), Access.SESSION)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI, Request
@@ -77,8 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.tokens = token_service(settings)
+    form_action = "'self'"
     if settings.sign_in is SignIn.OIDC:
         app.state.oidc = oidc.client(settings)
+        # Signing out posts a form whose answer redirects to the provider's end-session
+        # endpoint; form-action holds redirects after a post to the same list.
+        issuer = urlsplit(settings.oidc_issuer)
+        form_action = f"'self' {issuer.scheme}://{issuer.netloc}"
     app.add_middleware(
         EncryptedSessionMiddleware,
         secret_key=settings.session_secret.get_secret_value(),
@@ -107,7 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response: Response = await call_next(request)  # type: ignore[operator]
         response.headers.setdefault(
             "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+            f"form-action {form_action}",
         )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
 from services.kit.auth import Principal, Role, TokenService
-from services.portal import language
+from services.portal import language, oidc
 from services.portal.clients.applications import ApplicationsClient
 from services.portal.clients.audit import AuditClient
 from services.portal.clients.disbursement import DisbursementClient
@@ -31,6 +31,10 @@ TEMPLATES.env.filters["b64"] = lambda raw: base64.b64encode(raw).decode()
 _PRINCIPAL: Final = "principal"
 _TOKEN: Final = "token"  # noqa: S105 (a session key, not a secret)
 _CSRF: Final = "csrf"
+#: The provider's refresh token, access token expiry and ID token (OpenID Connect only).
+_REFRESH: Final = "refresh"
+_EXPIRES: Final = "expires_at"
+_ID_TOKEN: Final = "id_token"  # noqa: S105 (a session key, not a secret)
 
 
 class SignInRequired(Exception):
@@ -56,20 +60,75 @@ async def check_csrf(request: Request, csrf_token: Annotated[str, Form()] = "") 
 Csrf = Depends(check_csrf)
 
 
-def sign_in(request: Request, principal: Principal, token: str | None = None) -> None:
-    """Start a session for ``principal`` with ``token`` (the provider's access token), or, in
-    dev mode, a development token the portal mints for it. A fresh session: a new CSRF token."""
-    if token is None:
-        tokens: TokenService = request.app.state.tokens
-        token = tokens.issue(principal)
+def sign_in(request: Request, principal: Principal, tokens: oidc.Tokens | None = None) -> None:
+    """Start a session for ``principal`` with ``tokens`` (the provider's), or, in dev mode, a
+    development token the portal mints for it. A fresh session: a new CSRF token."""
+    if tokens is None:
+        issuer: TokenService = request.app.state.tokens
+        tokens = oidc.Tokens(access=issuer.issue(principal))
     request.session.clear()
-    request.session[_PRINCIPAL] = principal.model_dump(mode="json")
-    request.session[_TOKEN] = token
+    _keep(request, principal, tokens)
     csrf_token(request)
 
 
-def sign_out(request: Request) -> None:
+def _keep(request: Request, principal: Principal, tokens: oidc.Tokens) -> None:
+    request.session[_PRINCIPAL] = principal.model_dump(mode="json")
+    request.session[_TOKEN] = tokens.access
+    for key, value in (
+        (_REFRESH, tokens.refresh),
+        (_EXPIRES, tokens.expires_at),
+        (_ID_TOKEN, tokens.id_token),
+    ):
+        if value is None:
+            request.session.pop(key, None)
+        else:
+            request.session[key] = value
+
+
+def _tokens(request: Request) -> oidc.Tokens | None:
+    access = request.session.get(_TOKEN)
+    if not isinstance(access, str):
+        return None
+    refresh, expires_at, id_token = (
+        request.session.get(_REFRESH),
+        request.session.get(_EXPIRES),
+        request.session.get(_ID_TOKEN),
+    )
+    return oidc.Tokens(
+        access=access,
+        refresh=refresh if isinstance(refresh, str) else None,
+        expires_at=float(expires_at) if isinstance(expires_at, int | float) else None,
+        id_token=id_token if isinstance(id_token, str) else None,
+    )
+
+
+def sign_out(request: Request) -> str | None:
+    """End the session; the provider's ID token it held, for signing out there too."""
+    tokens = _tokens(request)
     request.session.clear()
+    return tokens.id_token if tokens is not None else None
+
+
+async def session_token(request: Request) -> str:
+    """Dependency: the signed-in person's bearer token, refreshed with the provider's refresh
+    token once it is about to expire; :class:`SignInRequired` when there is none, or when the
+    provider does not refresh it (the session ends, the person signs in again)."""
+    tokens = _tokens(request)
+    principal = current(request)
+    if tokens is None or principal is None:
+        raise SignInRequired
+    if not tokens.due():
+        return tokens.access
+    refreshed = await oidc.refresh(request, tokens)
+    if refreshed is None:
+        request.session.clear()
+        raise SignInRequired
+    fresh_principal, fresh = refreshed
+    _keep(request, fresh_principal, fresh)
+    return fresh.access
+
+
+Token = Annotated[str, Depends(session_token)]
 
 
 def current(request: Request) -> Principal | None:
@@ -80,10 +139,10 @@ def current(request: Request) -> Principal | None:
     return Principal.model_validate(data)
 
 
-def person(request: Request) -> Principal:
-    """Dependency: the signed-in person, or a redirect to the sign-in page."""
+def person(request: Request, token: Token) -> Principal:
+    """Dependency: the signed-in person (with a fresh token), or a redirect to sign in."""
     principal = current(request)
-    if principal is None or not isinstance(request.session.get(_TOKEN), str):
+    if principal is None:
         raise SignInRequired
     return principal
 
@@ -96,30 +155,24 @@ def _http(request: Request, name: str) -> httpx.AsyncClient:
     return client
 
 
-def applications(request: Request) -> ApplicationsClient:
-    return ApplicationsClient(_http(request, "applications_http"), request.session[_TOKEN])
+def applications(request: Request, token: Token) -> ApplicationsClient:
+    return ApplicationsClient(_http(request, "applications_http"), token)
 
 
-def review(request: Request) -> ReviewClient:
-    return ReviewClient(_http(request, "review_http"), request.session[_TOKEN])
+def review(request: Request, token: Token) -> ReviewClient:
+    return ReviewClient(_http(request, "review_http"), token)
 
 
-def zones(request: Request) -> ZonesClient:
-    return ZonesClient(_http(request, "zones_http"), request.session[_TOKEN])
+def zones(request: Request, token: Token) -> ZonesClient:
+    return ZonesClient(_http(request, "zones_http"), token)
 
 
-def disbursement(request: Request) -> DisbursementClient:
-    return DisbursementClient(_http(request, "disbursement_http"), request.session[_TOKEN])
+def disbursement(request: Request, token: Token) -> DisbursementClient:
+    return DisbursementClient(_http(request, "disbursement_http"), token)
 
 
-def audit(request: Request) -> AuditClient:
-    return AuditClient(_http(request, "audit_http"), request.session[_TOKEN])
-
-
-def token(request: Request) -> str:
-    """The signed-in person's bearer token, for a call the clients above do not make."""
-    value: str = request.session[_TOKEN]
-    return value
+def audit(request: Request, token: Token) -> AuditClient:
+    return AuditClient(_http(request, "audit_http"), token)
 
 
 class WrongRole(Exception):

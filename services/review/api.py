@@ -23,7 +23,7 @@ from contracts.v1.desk import (
     TaskReassigned,
     TaskReassignment,
 )
-from services.kit.auth import Role
+from services.kit.auth import Principal, Role
 from services.kit.errors import Forbidden, NotFound, ValidationFailed
 from services.kit.http import (
     IDEMPOTENCY_KEY_HEADER,
@@ -254,10 +254,27 @@ async def decide(
     require_role(principal, DECIDERS, "decide review tasks")
     task = await store.visible_task(_uow(request), principal, task_id)
     if task.reviewer_id != principal.sub:
-        # A supervisor looking at someone else's escalated task: visible, not theirs to decide.
+        # A supervisor looking at someone else's escalated task: visible, not theirs to decide
+        # here (POST /v1/supervisor/tasks/{task_id}/decision decides it in the reviewer's place).
         raise Forbidden(f"task {task_id} is assigned to {task.reviewer_id}, not to you")
+    return await _decide(request, principal, task, idempotency_key, body, in_place=False)
+
+
+async def _decide(
+    request: Request,
+    principal: Principal,
+    task: ReviewTask,
+    idempotency_key: str,
+    body: DecisionBody,
+    *,
+    in_place: bool,
+) -> DecisionResult:
+    """Send the decision to the workflow, whose validator judges it; a supervisor deciding
+    ``in_place`` of the task's reviewer sends their registry profile with it."""
     profile = await store.reviewer(_uow(request), principal.sub)
     roles = [ReviewerRole(r) for r in profile.roles] if profile is not None else []
+    if in_place and profile is None:
+        raise Forbidden(f"{principal.sub} is not in the reviewer registry")
     decision_request = ReviewDecisionRequest(
         request_id=decision_request_id(task.task_id, principal.sub, idempotency_key),
         task_id=task.task_id,
@@ -268,6 +285,7 @@ async def decide(
         comment=body.comment,
         requested_fields=list(body.requested_fields),
         fast_track_declined=list(body.fast_track_declined),
+        supervisor=reviewer_profile(profile) if in_place and profile is not None else None,
     )
     desk: TemporalDesk = request.app.state.desk
     outcome = await desk.decide(task.application_id, decision_request)
@@ -403,6 +421,37 @@ async def reassign(
     )
     desk: TemporalDesk = request.app.state.desk
     return await desk.reassign(task.application_id, reassignment)
+
+
+@router.post(
+    "/v1/supervisor/tasks/{task_id}/decision",
+    tags=["supervisor"],
+    summary="Decide an escalated task in its reviewer's place",
+    response_model=DecisionResult,
+    responses=_responses(404, 409, 422, 502, 503),
+)
+async def decide_escalated(
+    request: Request,
+    principal: Caller,
+    task_id: TaskId,
+    idempotency_key: IdempotencyKey,
+    body: Annotated[DecisionBody, Body(openapi_examples=DECISION_EXAMPLES)],
+) -> DecisionResult:
+    """Approve, reject or request information on an escalated task of another reviewer
+    (supervisors only), as `POST /v1/tasks/{task_id}/decision` does for one's own task.
+
+    The supervisor stands in for the stage's role; the workflow's validator applies every
+    other rule of a decision to the supervisor: `conflict_of_interest` (from the supervisor's
+    registry entry), `separation_of_duties`, `duplicate_decision`, `stage_not_open`,
+    `application_closed`; `invalid_request` when the task was not escalated, `wrong_role` when
+    the registry does not list the caller as an active supervisor. The escalated task is
+    cancelled and the decision recorded on a new task of the supervisor's, with the supervisor
+    as its actor. On the supervisor's own task this is an ordinary decision.
+    """
+    require_role(principal, {Role.SUPERVISOR}, "decide escalated tasks")
+    task = await store.visible_task(_uow(request), principal, task_id)
+    in_place = task.reviewer_id != principal.sub
+    return await _decide(request, principal, task, idempotency_key, body, in_place=in_place)
 
 
 # --- the reviewer registry -----------------------------------------------------------------------

@@ -266,6 +266,11 @@ REQUESTS: dict[tuple[str, str, str], Recipe] = {
         json={"reviewer_id": "rev.nobody@gaip.example", "reason": "On leave."},
         headers=_key(),
     ),
+    ("review", "POST", "/v1/supervisor/tasks/{task_id}/decision"): lambda w, o: Call(
+        f"/v1/supervisor/tasks/{_task(w, o)}/decision",
+        json={"decision": "approve", "comment": "Sound plan."},
+        headers=_key(),
+    ),
     ("review", "GET", REGISTRY): lambda w, o: Call(REGISTRY),
     ("review", "GET", f"{REGISTRY}/{{reviewer_id}}"): lambda w, o: Call(f"{REGISTRY}/{o.sub}"),
     ("review", "GET", f"{REGISTRY}/{{reviewer_id}}/history"): lambda w, o: Call(

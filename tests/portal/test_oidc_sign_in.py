@@ -21,6 +21,7 @@ from playwright.async_api import Page, expect
 from services.applications.main import create_app as applications_app
 from services.applications.settings import Settings as ApplicationsSettings
 from services.kit.logging import configure_logging
+from services.portal import oidc
 from services.portal.main import SESSION_COOKIE
 from services.portal.main import create_app as portal_app
 from services.portal.settings import Settings as PortalSettings
@@ -105,10 +106,52 @@ async def test_a_firm_signs_in_through_the_provider_and_sees_its_applications(
     assert session["sameSite"] == "Lax"
     assert "alice" not in session["value"].lower()  # encrypted, not merely signed
 
+    # Signing out ends the session at the provider too (RP-initiated logout), then comes back.
+    ended = oidc_provider.stats()["end_sessions"]
+    logouts: list[str] = []
+    page.on("request", lambda r: logouts.append(r.url) if "/endsession" in r.url else None)
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert urlsplit(page.url).path == "/sign-in"
+    (logout,) = logouts
+    asked_to = parse_qs(urlsplit(logout).query)
+    assert asked_to["post_logout_redirect_uri"] == [f"{running.portal}/sign-in"]
+    assert asked_to["id_token_hint"][0].count(".") == 2  # the ID token the sign-in got
+    assert oidc_provider.stats()["end_sessions"] == ended + 1
     await page.goto(f"{running.portal}/applications")
     await expect(page).to_have_url(f"{running.portal}/sign-in")
+
+
+async def test_an_expiring_token_is_refreshed_and_a_refused_refresh_signs_out(
+    page: Page, running: Running, oidc_provider: Provider, axe_source: str
+) -> None:
+    oidc_provider.sign_in_as(**ALICE)
+    # Access tokens live 20 s, within the portal's refresh leeway: each page refreshes first.
+    assert oidc.REFRESH_LEEWAY_SECONDS > 20
+    oidc_provider.sessions(access_ttl=20)
+    try:
+        await page.goto(f"{running.portal}/sign-in")
+        await page.get_by_role("button", name="Sign in with your organisation's account").click()
+        await expect(page).to_have_url(f"{running.portal}/applications")
+        refreshed = oidc_provider.stats()["refreshes"]
+        assert refreshed >= 1
+
+        await page.goto(f"{running.portal}/applications")
+        await expect(page.get_by_role("heading", name="Your applications")).to_be_visible()
+        assert oidc_provider.stats()["refreshes"] == refreshed + 1
+        await assert_accessible(page, axe_source)
+
+        # The provider no longer refreshes: the session ends and the person signs in again.
+        oidc_provider.sessions(access_ttl=20, refuse_refresh=True)
+        await page.goto(f"{running.portal}/applications")
+        await expect(page).to_have_url(f"{running.portal}/sign-in")
+        assert oidc_provider.stats()["refreshes"] == refreshed + 2
+        oidc_provider.sessions(access_ttl=20)
+        await page.goto(f"{running.portal}/applications")
+        await expect(page).to_have_url(f"{running.portal}/sign-in")
+        assert oidc_provider.stats()["refreshes"] == refreshed + 2, "the session was ended"
+    finally:
+        oidc_provider.sessions()
 
 
 async def test_an_account_without_a_role_of_the_programme_is_told_so(

@@ -36,8 +36,8 @@ from tests.kit.helpers import eventually
 from tests.portal.axe import assert_accessible
 from tests.portal.conftest import ARTIFACTS
 from tests.portal.test_journeys import SELECTS, field, fill_values, sign_in, sign_out
-from tests.review.award_journey import Journey, award_platform, fund_grants, offered
-from tests.review.helpers import ADMIN, auth
+from tests.review.award_journey import Journey, approve, award_platform, fund_grants, offered
+from tests.review.helpers import ADMIN, auth, reviewer
 from tests.review.test_full_run import FIRM, Platform, submit, tasks_of
 from tests.support import free_port, serving
 
@@ -198,6 +198,84 @@ async def test_a_firm_from_its_draft_to_the_signing_tranche_then_a_verified_mile
     await expect(milestones).to_contain_text("Verified")
     await page.screenshot(path=shots() / "milestone-paid.png", full_page=True)
     await assert_accessible(page, axe_source)
+
+
+async def test_the_committee_declines_a_fast_track_item_then_the_firm_declines_its_offer(
+    portal: Portal, page: Page, axe_source: str
+) -> None:
+    application_id = await submit(portal.applications)
+    journey = Journey(portal.applications, portal.desk, application_id)
+    why = "The sandbox is full until next year."
+
+    async def committee_open() -> list[dict[str, Any]]:
+        """Approve the stages before the committee through the desk; the committee's open tasks."""
+        tasks = await tasks_of(portal.desk, application_id)
+        for task in tasks:
+            if task["status"] == "open" and task["stage"] != "committee":
+                await portal.desk.post(
+                    f"/v1/tasks/{task['task_id']}/decision",
+                    json=approve(task),
+                    headers={**reviewer(task["reviewer_id"]), "Idempotency-Key": str(uuid.uuid4())},
+                )
+        return [t for t in tasks if t["stage"] == "committee" and t["status"] == "open"]
+
+    await eventually(committee_open, timeout=180, interval=0.5)
+    refused = False
+
+    async def committee_decides_in_the_browser() -> bool:
+        nonlocal refused
+        if offered(await journey.view()):
+            return True
+        for task in await committee_open():
+            await sign_in(page, portal, f"staff:{task['reviewer_id']}", axe_source)
+            await page.goto(f"{portal.url}/tasks/{task['task_id']}")
+            if not await page.locator("#decision-approve").count():
+                await sign_out(page)  # the quorum was reached meanwhile: cancelled
+                continue
+            await expect(page.locator("#fast-track")).to_contain_text("Decline sandbox access")
+            await page.locator("#decision-approve").check()
+            await page.locator("#comment").fill("committee: sound, without the sandbox.")
+            await page.locator("#fast-track-decline-sandbox_access").check()
+            if not refused:
+                # Declined without a reason: the page asks for one and keeps what was typed.
+                await page.get_by_role("button", name="Send the decision").click()
+                await expect(page.locator("#refusal")).to_have_text(
+                    "Say why you do not approve each fast-track item you decline."
+                )
+                await expect(page.locator("#fast-track-decline-sandbox_access")).to_be_checked()
+                await assert_accessible(page, axe_source)
+                await page.locator("#decision-approve").check()
+                refused = True
+            await page.locator("#fast-track-reason-sandbox_access").fill(why)
+            await assert_accessible(page, axe_source)
+            await page.get_by_role("button", name="Send the decision").click()
+            banner = page.get_by_text("Your decision was recorded.")
+            await expect(banner.or_(page.locator("#refusal"))).to_be_visible()
+            await sign_out(page)
+        return False
+
+    await eventually(committee_decides_in_the_browser, timeout=180, interval=0.5)
+    assert refused
+    view = await journey.view()
+    assert [d["item"] for d in view["award"]["fast_track_declined"]] == ["sandbox_access"]
+    assert why in view["award"]["fast_track_declined"][0]["reason"]
+    assert view["award"]["fast_track_offered"] == []
+
+    # --- the firm reads what was not granted, and declines the offer in the browser ----------
+    await sign_in(page, portal, "firm:ACME", axe_source)
+    own = f"{portal.url}/applications/{application_id}"
+    await page.goto(own)
+    await expect(page.locator("#where")).to_contain_text("We made you an offer")
+    await expect(page.locator("#fast-track-declined")).to_contain_text(f"Sandbox access: {why}")
+    await page.locator("#award details summary").click()
+    await page.locator("#decline_reason").fill("We chose a site closer to our customers.")
+    await assert_accessible(page, axe_source)
+    await page.get_by_role("button", name="Decline the offer").click()
+    await expect(page.locator("#where")).to_contain_text("You declined the offer")
+    await expect(page.locator("#offer-state")).to_have_text("You declined it.")
+    await expect(page.get_by_role("button", name="Accept the offer")).to_have_count(0)
+    await assert_accessible(page, axe_source)
+    assert (await journey.view())["status"] == "offer_declined"
 
 
 async def test_a_reviewer_with_a_declared_interest_is_refused_in_plain_words(
@@ -471,6 +549,65 @@ async def test_a_supervisor_reassigns_a_really_escalated_task(
         )
 
     await eventually(moved, timeout=60, interval=0.5)
+
+
+async def test_a_supervisor_decides_escalated_tasks_in_their_reviewers_place(
+    portal: Portal, page: Page, axe_source: str
+) -> None:
+    application_id = await submit(portal.applications)
+
+    async def escalated() -> dict[str, dict[str, Any]] | None:
+        response = await portal.desk.get(
+            "/v1/supervisor/escalations", params={"limit": 200}, headers=ADMIN
+        )
+        found = {
+            t["stage"]: t for t in response.json()["items"] if t["application_id"] == application_id
+        }
+        return found if {"technical", "security"} <= set(found) else None
+
+    # Nobody decides: both parallel stages escalate to the supervisor.
+    await eventually(escalated, timeout=120, interval=0.5)
+    tasks = await escalated()
+    assert tasks is not None
+    technical, security = tasks["technical"], tasks["security"]
+
+    await sign_in(page, portal, f"staff:{SUPERVISOR}", axe_source)
+    await page.locator(f"a[href='/tasks/{technical['task_id']}']").click()
+    await expect(page.locator("#not-yours")).to_contain_text("or decide it yourself")
+    await expect(page.get_by_role("heading", name="Decide it yourself")).to_be_visible()
+    await assert_accessible(page, axe_source)
+    await page.locator("#decision-approve").check()
+    await page.locator("#comment").fill("Decided by the supervisor: the reviewer is on leave.")
+    await page.get_by_role("button", name="Send the decision").click()
+    await expect(page.get_by_text("Your decision was recorded.")).to_be_visible()
+    await assert_accessible(page, axe_source)
+
+    # The workflow's rules bind the supervisor like any decider: one person, one stage.
+    await page.goto(f"{portal.url}/tasks/{security['task_id']}")
+    await page.locator("#decision-approve").check()
+    await page.locator("#comment").fill("Security is fine too.")
+    await page.get_by_role("button", name="Send the decision").click()
+    await expect(page.locator("#refusal")).to_have_text(
+        "You have already decided another stage of this application, and one person decides "
+        "at most one stage."
+    )
+    await assert_accessible(page, axe_source)
+
+    async def decided_by_the_supervisor() -> bool:
+        rows = await tasks_of(portal.desk, application_id)
+        old = next(t for t in rows if t["task_id"] == technical["task_id"])
+        return old["status"] == "cancelled" and any(
+            t["reviewer_id"] == SUPERVISOR
+            and t["stage"] == "technical"
+            and t["status"] == "decided"
+            and (t.get("decision") or {}).get("decision") == "approve"
+            for t in rows
+        )
+
+    await eventually(decided_by_the_supervisor, timeout=60, interval=0.5)
+    rows = await tasks_of(portal.desk, application_id)
+    still = next(t for t in rows if t["task_id"] == security["task_id"])
+    assert still["status"] == "open"
 
 
 async def test_each_role_is_kept_to_its_own_pages(

@@ -29,6 +29,7 @@ from tests.review.helpers import (
     ADMIN,
     AUDITOR,
     FIRM,
+    MEYER,
     NOVAK,
     SILVA,
     SUPERVISOR,
@@ -347,3 +348,39 @@ async def test_only_a_supervisor_reassigns_and_only_to_a_registered_reviewer(
     )
     assert missing_reason.status_code == 422
     assert await handle.query("requests", result_type=list[ReviewDecisionRequest]) == []
+
+
+async def test_a_supervisor_decides_an_escalated_task_with_their_registry_profile(
+    desk: Desk, fake_workflows: FakeWorkflows
+) -> None:
+    _, task_id, handle = await open_task(desk, fake_workflows, SILVA)
+    assert handle is not None
+    path = f"/v1/supervisor/tasks/{task_id}/decision"
+    body = {"decision": "approve", "comment": "Decided in the reviewer's place."}
+    # Not escalated yet: the supervisor does not see the task.
+    early = await desk.client.post(
+        path, json=body, headers={**SUPERVISOR, "Idempotency-Key": key()}
+    )
+    assert early.status_code == 404, early.text
+    await desk.send(escalated(handle.id, task_id, SILVA, escalated_at=at(0)))
+    await desk.wait_task(task_id, lambda d: d["escalation"] is not None)
+    for headers in (reviewer(SILVA), AUDITOR, ADMIN, FIRM):
+        response = await desk.client.post(
+            path, json=body, headers={**headers, "Idempotency-Key": key()}
+        )
+        assert response.status_code == 403, response.text
+    idempotency_key = key()
+    response = await desk.client.post(
+        path, json=body, headers={**SUPERVISOR, "Idempotency-Key": idempotency_key}
+    )
+    assert response.status_code == 200, response.text
+    (sent,) = await handle.query("requests", result_type=list[ReviewDecisionRequest])
+    assert sent.request_id == decision_request_id(task_id, MEYER, idempotency_key)
+    assert sent.reviewer_id == MEYER
+    assert sent.token_roles == ["supervisor"]
+    assert sent.supervisor is not None
+    assert sent.supervisor.reviewer_id == MEYER
+    assert sent.supervisor.roles == ["supervisor"]
+    # The ordinary route still refuses the supervisor on another reviewer's task.
+    other = await post_decision(desk, task_id, SUPERVISOR, key=key())
+    assert other.status_code == 403, other.text

@@ -309,8 +309,10 @@ class Harness:
         roles: Sequence[R] | None = None,
         fields: Sequence[str] = (),
         fast_track_declined: Sequence[FastTrackDeclined] = (),
+        supervisor: ReviewerProfile | None = None,
     ) -> ReviewDecisionOutcome:
-        """Send the ``decide`` update as the desk would for ``reviewer``."""
+        """Send the ``decide`` update as the desk would for ``reviewer`` (with ``supervisor``:
+        a supervisor's decision in the place of the task's reviewer)."""
         if task_id is None:
             task = open_task(await self.state(handle), reviewer, stage)
             task_id = task.task_id if task else "task_none"
@@ -324,6 +326,7 @@ class Harness:
             comment=comment or f"{decision.value} by {reviewer}",
             requested_fields=list(fields),
             fast_track_declined=list(fast_track_declined),
+            supervisor=supervisor,
         )
         return await handle.execute_update(IncentiveApproval.decide, request)
 

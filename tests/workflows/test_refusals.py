@@ -19,7 +19,7 @@ from contracts.conflicts import firm_organisations
 from contracts.v1.common import Decision, ReviewStage
 from contracts.v1.desk import DecisionRefusal, ReviewDecisionRequest, ReviewerProfile
 from contracts.v1.desk import ReviewerRole as R
-from tests.workflows.scenarios import HADDAD, SILVA, TANAKA, content
+from tests.workflows.scenarios import HADDAD, MEYER, SILVA, TANAKA, content
 from workflows import policy
 from workflows.state import Phase, StageState, StageStatus, Task, TaskStatus
 
@@ -236,3 +236,66 @@ def test_a_reviewer_asked_again_after_an_information_request_is_no_duplicate() -
     case.tasks = [earlier.model_copy(update={"task_id": "task_technical_round0"}), fresh]
     case.ask(task_id=fresh.task_id)
     assert case.refusal() is None
+
+
+# --- a supervisor deciding an escalated task in its reviewer's place --------------------------
+
+MEYER_PROFILE = ReviewerProfile(reviewer_id=MEYER, name="Meyer", roles=[R.SUPERVISOR])
+
+
+def in_place(*tasks: Task, **changes: Any) -> Case:
+    """Meyer, a supervisor, decides Tanaka's escalated technical task."""
+    escalated = TANAKA_TASK.model_copy(update={"escalated_at": AT})
+    case = Case(tasks=[escalated, SILVA_TASK, *tasks])
+    case.ask(
+        **{"reviewer_id": MEYER, "token_roles": [R.SUPERVISOR], "supervisor": MEYER_PROFILE}
+        | changes
+    )
+    return case
+
+
+def test_a_supervisor_decides_an_escalated_task_without_the_stages_role() -> None:
+    assert in_place().refusal() is None
+
+
+def test_a_supervisor_may_not_decide_a_task_that_was_not_escalated() -> None:
+    case = in_place()
+    case.tasks = [TANAKA_TASK, SILVA_TASK]
+    refused = case.refusal()
+    assert refused is not None
+    assert refused.code is DecisionRefusal.INVALID_REQUEST
+
+
+def test_standing_in_needs_the_supervisor_role_and_an_active_entry() -> None:
+    for changes in (
+        {"token_roles": [R.TECHNICAL]},
+        {"supervisor": MEYER_PROFILE.model_copy(update={"active": False})},
+    ):
+        refused = in_place(**changes).refusal()
+        assert refused is not None
+        assert refused.code is DecisionRefusal.WRONG_ROLE
+
+
+def test_a_supervisor_standing_in_meets_the_deciders_rules() -> None:
+    """Conflict of interest (of the supervisor's own profile), separation of duties, one
+    decision per stage: the same checks as for the reviewer, applied to the supervisor."""
+    conflicted = MEYER_PROFILE.model_copy(update={"affiliations": ["Acme Vision AI GmbH"]})
+    refused = in_place(supervisor=conflicted).refusal()
+    assert refused is not None
+    assert refused.code is DecisionRefusal.CONFLICT_OF_INTEREST
+
+    security = decided(task(MEYER, S, task_id="task_security_meyer"))
+    refused = in_place(security).refusal()
+    assert refused is not None
+    assert refused.code is DecisionRefusal.SEPARATION_OF_DUTIES
+
+    technical = decided(task(MEYER, T, task_id="task_technical_meyer"))
+    refused = in_place(technical).refusal()
+    assert refused is not None
+    assert refused.code is DecisionRefusal.DUPLICATE_DECISION
+
+    case = in_place()
+    case.stages[T] = replace_stage(case.stages[T], StageStatus.PAUSED)
+    refused = case.refusal()
+    assert refused is not None
+    assert refused.code is DecisionRefusal.STAGE_NOT_OPEN

@@ -208,3 +208,41 @@ async def test_a_supervisor_reassigns_an_escalated_task_to_a_reviewer_free_to_de
     # The new reviewer decides the stage.
     await h.decide(handle, WEBER, ReviewStage.TECHNICAL, task_id=moved.task_id)
     assert [d.reviewer_id for d in (await h.state(handle)).decisions] == [WEBER]
+
+
+async def test_a_supervisor_decides_an_escalated_task_in_the_reviewers_place(h: Harness) -> None:
+    handle = await review_open(h)
+    state = await h.state(handle)
+    tasks = {t.stage: t for t in state.tasks}
+    technical, security = tasks[ReviewStage.TECHNICAL], tasks[ReviewStage.SECURITY]
+    meyer = PROFILES[MEYER]
+    # Not escalated yet: the reviewer's task is theirs to decide.
+    with pytest.raises(WorkflowUpdateFailedError) as early:
+        await h.decide(
+            handle, MEYER, ReviewStage.TECHNICAL, task_id=technical.task_id, supervisor=meyer
+        )
+    assert isinstance(early.value.cause, ApplicationError)
+    assert early.value.cause.type == DecisionRefusal.INVALID_REQUEST
+
+    await h.env.sleep(timedelta(days=14, hours=1))
+    await published(h, handle, "review.escalated", 2)
+    await h.decide(
+        handle, MEYER, ReviewStage.TECHNICAL, task_id=technical.task_id, supervisor=meyer
+    )
+    (cancelled,) = await published(h, handle, "review.task_cancelled", 1)
+    assert cancelled.payload.task_id == technical.task_id
+    (recorded,) = await published(h, handle, "review.decision_recorded", 1)
+    assert recorded.payload.reviewer_id == MEYER
+    assert recorded.actor.id == MEYER
+    state = await h.state(handle)
+    assert [(d.reviewer_id, d.stage) for d in state.decisions] == [(MEYER, ReviewStage.TECHNICAL)]
+    assert next(t for t in state.tasks if t.task_id == technical.task_id).status.value == (
+        "cancelled"
+    )
+    # Separation of duties binds the supervisor too: not the security stage as well.
+    with pytest.raises(WorkflowUpdateFailedError) as second:
+        await h.decide(
+            handle, MEYER, ReviewStage.SECURITY, task_id=security.task_id, supervisor=meyer
+        )
+    assert isinstance(second.value.cause, ApplicationError)
+    assert second.value.cause.type == DecisionRefusal.SEPARATION_OF_DUTIES

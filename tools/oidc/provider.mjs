@@ -12,7 +12,13 @@
 //   POST /_test/token     {claims, alg, expires_in} an access token signed now with the
 //                                                  provider's key for alg; claims may override
 //                                                  iss, aud, iat, exp
-//   POST /_test/stats     {}                       {"jwks": how often the key set was fetched}
+//   POST /_test/stats     {}                       {"jwks": how often the key set was fetched,
+//                                                  "refreshes": refresh grants answered,
+//                                                  "end_sessions": RP-initiated logouts}
+//   POST /_test/sessions  {access_ttl, refuse_refresh} the lifetime (seconds) of the access
+//                                                  tokens the flows issue from now on (null:
+//                                                  the default), and whether refresh grants
+//                                                  are refused (invalid_grant)
 //   POST /_test/keys      {alg}                    rotate: a new key for alg signs from now on
 //                                                  (the old one stays published, as during a
 //                                                  real rotation); answers {"kid": ...}
@@ -41,6 +47,10 @@ const build = issuer.buildToken.bind(issuer);
 issuer.buildToken = (opts) => build({ kid: kids.RS256, ...opts });
 let identity = {};
 let jwksFetches = 0;
+let accessTtl = null;
+let refuseRefresh = false;
+let refreshes = 0;
+let endSessions = 0;
 
 // PKCE with S256, as the portal must use it: refuse an authorization request without it.
 const challenged = new Set();
@@ -55,6 +65,17 @@ service.on("beforeAuthorizeRedirect", (redirect, req) => {
   }
 });
 service.on("beforeResponse", (response, req) => {
+  if (accessTtl !== null && response.body.expires_in !== undefined) {
+    response.body.expires_in = accessTtl;
+  }
+  if (req.body.grant_type === "refresh_token") {
+    refreshes += 1;
+    if (refuseRefresh) {
+      response.statusCode = 400;
+      response.body = { error: "invalid_grant", error_description: "refresh token revoked" };
+    }
+    return;
+  }
   if (req.body.grant_type !== "authorization_code") return;
   if (!challenged.delete(req.body.code) || !req.body.code_verifier) {
     response.statusCode = 400;
@@ -68,6 +89,10 @@ service.on("beforeTokenSigning", (token, req) => {
   const isIdToken = token.payload.aud !== undefined;
   Object.assign(token.payload, isIdToken ? { sub: rest.sub ?? token.payload.sub } : identity);
   if (!isIdToken && aud === undefined) delete token.payload.aud;
+  if (!isIdToken && accessTtl !== null) token.payload.exp = token.payload.iat + accessTtl;
+});
+service.on("beforePostLogoutRedirect", () => {
+  endSessions += 1;
 });
 
 async function body(req) {
@@ -95,7 +120,12 @@ const control = {
     });
     return { access_token: token };
   },
-  "/_test/stats": async () => ({ jwks: jwksFetches }),
+  "/_test/stats": async () => ({ jwks: jwksFetches, refreshes, end_sessions: endSessions }),
+  "/_test/sessions": async (input) => {
+    accessTtl = input.access_ttl ?? null;
+    refuseRefresh = Boolean(input.refuse_refresh);
+    return { ok: true };
+  },
   "/_test/keys": async (input) => {
     const alg = input.alg ?? "RS256";
     const fresh = await issuer.keys.generate(alg);

@@ -23,14 +23,26 @@ class ReviewClient(ApiClient):
         return detail
 
     async def decide(
-        self, task_id: str, decision: str, comment: str, requested_fields: list[str]
+        self,
+        task_id: str,
+        decision: str,
+        comment: str,
+        requested_fields: list[str],
+        fast_track_declined: list[dict[str, str]] | None = None,
+        *,
+        in_place: bool = False,
     ) -> dict[str, Any]:
+        """Decide my task, or (``in_place``, supervisors) an escalated task of another's."""
         body: dict[str, Any] = {"decision": decision, "comment": comment}
         if requested_fields:
             body["requested_fields"] = requested_fields
+        if fast_track_declined:
+            body["fast_track_declined"] = fast_track_declined
         result: dict[str, Any] = await self.request(
             "POST",
-            f"/v1/tasks/{task_id}/decision",
+            f"/v1/supervisor/tasks/{task_id}/decision"
+            if in_place
+            else f"/v1/tasks/{task_id}/decision",
             json=body,
             headers={"Idempotency-Key": str(uuid.uuid4())},
         )

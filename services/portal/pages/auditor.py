@@ -136,9 +136,7 @@ async def export(request: Request, application_id: str, person: Auditor, log: Lo
 
 
 @router.get("/log")
-async def verify_log(request: Request, person: Auditor) -> Response:
+async def verify_log(request: Request, person: Auditor, token: web.Token) -> Response:
     settings: Settings = request.app.state.settings
-    report = await logcheck.verify_whole_log(
-        settings.audit_url, web.token(request), settings.api_timeout
-    )
+    report = await logcheck.verify_whole_log(settings.audit_url, token, settings.api_timeout)
     return web.render(request, "audit/log.html", report=report)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from contracts.v1.common import Decision, ReviewStage
+from contracts.v1.common import Decision, FastTrackItem, ReviewStage
 from services.kit.auth import Principal, Role
 from services.portal import language, web
 from services.portal.clients import Problem
@@ -82,6 +82,7 @@ async def _task_page(
     problem: Problem | None = None,
     comment: str = "",
     chosen: str = "",
+    declined: dict[str, str] | None = None,
 ) -> Response:
     task = await desk.task(task_id)
     try:
@@ -96,6 +97,11 @@ async def _task_page(
     kind = "milestone" if task["stage"] == ReviewStage.MILESTONE.value else "review"
     award = (application or {}).get("award") or {}
     milestones = [m for m in award.get("milestones", []) if kind == "milestone"]
+    fast_track = (
+        ((application or {}).get("content") or {}).get("incentives", {}).get("fast_track", [])
+        if task["stage"] == ReviewStage.COMMITTEE.value
+        else []
+    )
     person = web.current(request)
     reassignable = (
         person is not None
@@ -129,6 +135,8 @@ async def _task_page(
         comment=comment,
         choices=language.DECISION_CHOICE[kind],
         milestones=milestones,
+        fast_track=fast_track,
+        declined=declined or {},
     )
 
 
@@ -149,20 +157,93 @@ async def decide(
     decision: Annotated[str, Form()] = "",
     comment: Annotated[str, Form()] = "",
     requested_fields: Annotated[str, Form()] = "",
+    fast_track_decline: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    return await _decide(
+        request,
+        task_id,
+        desk,
+        applications,
+        decision,
+        comment,
+        requested_fields,
+        fast_track_decline or [],
+        in_place=False,
+    )
+
+
+@router.post("/tasks/{task_id}/supervisor-decision", dependencies=[web.Csrf])
+async def decide_in_place(
+    request: Request,
+    task_id: str,
+    person: Staff,
+    desk: Desk,
+    applications: Applications,
+    decision: Annotated[str, Form()] = "",
+    comment: Annotated[str, Form()] = "",
+    requested_fields: Annotated[str, Form()] = "",
+    fast_track_decline: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    """A supervisor decides an escalated task in its reviewer's place."""
+    if person.role is not Role.SUPERVISOR:
+        return RedirectResponse(f"/tasks/{task_id}", status_code=303)
+    return await _decide(
+        request,
+        task_id,
+        desk,
+        applications,
+        decision,
+        comment,
+        requested_fields,
+        fast_track_decline or [],
+        in_place=True,
+    )
+
+
+async def _decide(
+    request: Request,
+    task_id: str,
+    desk: ReviewClient,
+    applications: ApplicationsClient,
+    decision: str,
+    comment: str,
+    requested_fields: str,
+    fast_track_decline: list[str],
+    *,
+    in_place: bool,
 ) -> Response:
     fields = [f.strip() for f in requested_fields.replace("\n", ",").split(",") if f.strip()]
+    form = await request.form()
+    declined = {
+        item: str(form.get(f"fast_track_reason_{item}", "")).strip()
+        for item in fast_track_decline
+        if item in {i.value for i in FastTrackItem}
+    }
+    said = None
     if decision not in {d.value for d in Decision} or not comment.strip():
+        said = "Choose a decision and write a comment."
+    elif any(not reason for reason in declined.values()):
+        said = "Say why you do not approve each fast-track item you decline."
+    if said is not None:
         return await _task_page(
             request,
             task_id,
             desk,
             applications,
-            refusal="Choose a decision and write a comment.",
+            refusal=said,
             problem=Problem(status=422, title="Invalid decision", detail=""),
             comment=comment,
+            declined=declined,
         )
     try:
-        await desk.decide(task_id, decision, comment.strip(), fields)
+        await desk.decide(
+            task_id,
+            decision,
+            comment.strip(),
+            fields,
+            [{"item": item, "reason": reason} for item, reason in declined.items()],
+            in_place=in_place,
+        )
     except Problem as problem:
         if problem.status not in (403, 404, 409, 422, 503):
             raise
@@ -170,7 +251,14 @@ async def decide(
             problem.reason, problem.detail, language.conflicts_in(problem.detail)
         )
         return await _task_page(
-            request, task_id, desk, applications, refusal=said, problem=problem, comment=comment
+            request,
+            task_id,
+            desk,
+            applications,
+            refusal=said,
+            problem=problem,
+            comment=comment,
+            declined=declined,
         )
     return RedirectResponse(f"/tasks/{task_id}?decided=1", status_code=303)
 

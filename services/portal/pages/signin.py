@@ -57,7 +57,7 @@ def _unavailable(request: Request) -> Response:
     )
 
 
-@router.get("/sign-in")
+@router.get("/sign-in", name="sign_in_page")
 async def sign_in_page(request: Request) -> Response:
     if _sign_in(request) is SignIn.OIDC:
         return web.render(request, "sign_in_oidc.html")
@@ -101,7 +101,7 @@ async def signed_in_by_provider(request: Request) -> Response:
     if _sign_in(request) is not SignIn.OIDC:
         return _unavailable(request)
     try:
-        principal, token = await oidc.finish(request)
+        principal, tokens = await oidc.finish(request)
     except oidc.SignInFailed as failed:
         return web.error_page(
             request,
@@ -110,13 +110,19 @@ async def signed_in_by_provider(request: Request) -> Response:
             "Your organisation's account did not sign you in to this service "
             f"({failed.reason}). Try again, or ask your administrator for access.",
         )
-    web.sign_in(request, principal, token)
+    web.sign_in(request, principal, tokens)
     return RedirectResponse(home_of(principal.role), status_code=303)
 
 
 @router.post("/sign-out", dependencies=[web.Csrf])
 async def sign_out(request: Request) -> Response:
-    web.sign_out(request)
+    """End the portal's session and, signed in through the provider, the provider's too
+    (RP-initiated logout, back to the sign-in page)."""
+    id_token = web.sign_out(request)
+    if _sign_in(request) is SignIn.OIDC:
+        url = await oidc.logout_url(request, id_token)
+        if url is not None:
+            return RedirectResponse(url, status_code=303)
     return RedirectResponse("/sign-in", status_code=303)
 
 
