@@ -231,6 +231,9 @@ class Rule:
     failure: RuleFailure = RuleFailure.INELIGIBLE
     #: The compiled program, built once when the rule set is parsed.
     program: cel.Program | None = field(default=None, compare=False, repr=False)
+    #: The text ``program`` was compiled from when it is not ``expression`` (parameters
+    #: inlined, patterns precompiled: see :func:`_cheaper`).
+    compiled_from: str = field(default="", compare=False, repr=False)
     #: ``requires`` split into (field name, list index) steps once, for the per-message check.
     steps: tuple[tuple[tuple[str, int | None], ...], ...] = field(
         default=(), compare=False, repr=False
@@ -283,8 +286,9 @@ class RuleSet:
     fields: Mapping[str, _Fields | None] = field(default_factory=dict)
     #: Non-fatal findings of validation (e.g. a rule that errors on sparse applications).
     warnings: tuple[str, ...] = ()
-    #: Whether some expression calls one of the engine's own functions (``months_before``).
-    uses_functions: bool = False
+    #: The engine's functions the programs call (``months_before``, and the precompiled
+    #: patterns of :func:`_precompiled_patterns`), bound into every evaluation's context.
+    functions: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -307,7 +311,7 @@ class RuleSet:
         self, content: ApplicationContent, submitted_at: date | datetime | None
     ) -> cel.Context:
         bindings = self._bindings(content, submitted_at)
-        return cel.Context(bindings, dict(_FUNCTIONS) if self.uses_functions else None)
+        return cel.Context(bindings, dict(self.functions) if self.functions else None)
 
     def _bindings(
         self, content: ApplicationContent, submitted_at: date | datetime | None = None
@@ -410,7 +414,7 @@ def parse_rule_set(data: bytes, source: str = "<rules>") -> RuleSet:
         description=description,
         source=source,
         variables=frozenset(referenced & _KNOWN_VARIABLES),
-        uses_functions=not called.isdisjoint(_FUNCTIONS),
+        functions={name: _FUNCTIONS[name] for name in called & _FUNCTIONS.keys()},
     )
     problems, warnings = _trial_runs(rule_set)
     if problems:
@@ -424,11 +428,12 @@ def parse_rule_set(data: bytes, source: str = "<rules>") -> RuleSet:
 def _cheaper(rule_set: RuleSet) -> RuleSet:
     """``rule_set`` with its per-application work reduced, deciding exactly the same.
 
-    Two steps, each kept only if the result decides the contract's complete and sparse
+    Three steps, each kept only if the result decides the contract's complete and sparse
     examples exactly as ``rule_set`` does: binding only the content fields the expressions
-    read (:func:`_fields_read`), and compiling the ``[parameters]`` into the programs as
+    read (:func:`_fields_read`), compiling the ``[parameters]`` into the programs as
     literals (:func:`_inline_parameters`), so that the constants are not converted into CEL
-    for every application. The rules keep their expressions as written.
+    for every application, and matching literal ``.matches()`` patterns with regexes compiled
+    once (:func:`_precompiled_patterns`). The rules keep their expressions as written.
     """
     examples = (_example_content(), _sparse_content())
     # Judged as submitted when the rule set took effect, so rules on ``submitted_at`` run too.
@@ -438,6 +443,7 @@ def _cheaper(rule_set: RuleSet) -> RuleSet:
     steps = (
         lambda rs: dataclasses.replace(rs, fields=_fields_read(r.expression for r in rs.rules)),
         _inline_parameters,
+        _precompiled_patterns,
     )
     for step in steps:
         candidate = step(best)
@@ -480,10 +486,143 @@ def _inline_parameters(rule_set: RuleSet) -> RuleSet | None:
             program = cel.compile(text)
         except Exception:  # e.g. has(params.x): not an expression once inlined
             return None
-        rules.append(dataclasses.replace(rule, program=program))
+        rules.append(dataclasses.replace(rule, program=program, compiled_from=text))
     return dataclasses.replace(
         rule_set, rules=tuple(rules), variables=rule_set.variables - {PARAMS_VARIABLE}
     )
+
+
+#: ``.matches('pattern')`` with a literal pattern holding no escapes (so a raw literal and a
+#: plain one mean the same).
+_MATCHES_CALL = re.compile(r"""\.\s*matches\s*\(\s*(?:'([^'\\\n]*)'|"([^"\\\n]*)")\s*\)""")
+#: The characters a pattern may hold to be run by Python's ``re`` (see :func:`python_pattern`).
+_PATTERN_CHARS = re.compile(r"[A-Za-z0-9 ^$.|()\[\]*+?,/:;_@#%=<>!'\"-]*")
+#: A quantifier right after a group: nested repetition, where backtracking can blow up.
+_GROUP_REPEAT = re.compile(r"\)[*+]")
+#: At most this many unbounded repetitions, which keeps Python's backtracking polynomial.
+_MAX_REPEATS: Final = 2
+#: The name prefix of the functions that run precompiled patterns.
+_PATTERN_FUNCTION: Final = "precompiled_pattern_"
+
+
+def python_pattern(pattern: str) -> re.Pattern[str] | None:
+    r"""``pattern`` (RE2 syntax, as CEL's ``matches`` reads it) as a Python regex that finds a
+    match in exactly the same strings, or ``None`` when that cannot be vouched for.
+
+    Only a plain subset qualifies: literal characters, ``.``, ``^``, ``$``, groups,
+    alternation, ``*``, ``+``, ``?`` and character classes, with no escapes, no flags, no
+    counted repetition, no class set operations (``&&``, ``--``, ``~~``), no nested classes,
+    no repeated group and at most two unbounded repetitions (Python backtracks where RE2 does
+    not). ``$`` becomes ``\Z``: Python's ``$`` also matches before a final newline, RE2's not.
+    """
+    if not _PATTERN_CHARS.fullmatch(pattern) or _GROUP_REPEAT.search(pattern):
+        return None
+    if "(?" in pattern or "--" in pattern:
+        return None
+    out: list[str] = []
+    in_class = False
+    repeats = 0
+    for index, char in enumerate(pattern):
+        if in_class:
+            if char == "[":
+                return None
+            if char == "]":
+                in_class = False
+            out.append(char)
+            continue
+        if char == "[":
+            if pattern.startswith(("[]", "[^]"), index):
+                return None
+            in_class = True
+        elif char in "*+":
+            repeats += 1
+        elif char == "$":
+            out.append(r"\Z")
+            continue
+        out.append(char)
+    if in_class or repeats > _MAX_REPEATS:
+        return None
+    try:
+        return re.compile("".join(out))
+    except re.error:
+        return None
+
+
+def _pattern_function(compiled: re.Pattern[str]) -> Any:
+    search = compiled.search
+
+    def matches(text: Any) -> bool:
+        if not isinstance(text, str):
+            raise ValueError(f"matches needs a string, not {type(text).__name__}")
+        return search(text) is not None
+
+    return matches
+
+
+def _outside_strings(text: str) -> list[bool]:
+    """Per character of a CEL expression, whether it lies outside every string literal."""
+    outside: list[bool] = []
+    quote, escaped = "", False
+    for char in text:
+        if quote:
+            outside.append(False)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+        else:
+            if char in "'\"":
+                quote = char
+                outside.append(False)
+            else:
+                outside.append(True)
+    return outside
+
+
+def _precompiled_patterns(rule_set: RuleSet) -> RuleSet | None:
+    """``rule_set`` with every ``x.matches('literal')`` a call of a function that runs the
+    pattern compiled once (CEL compiles it on every call); ``None`` if there is none, or one
+    pattern is outside the subset :func:`python_pattern` vouches for."""
+    functions = dict(rule_set.functions)
+    names: dict[str, str] = {}
+    rules: list[Rule] = []
+    changed = False
+    for rule in rule_set.rules:
+        assert rule.program is not None
+        if "matches" not in rule.program.functions():
+            rules.append(rule)
+            continue
+        text = rule.compiled_from or rule.expression
+        outside = _outside_strings(text)
+        pieces: list[str] = []
+        last = 0
+        for match in _MATCHES_CALL.finditer(text):
+            if not outside[match.start()]:
+                continue
+            pattern = match.group(1) if match.group(1) is not None else match.group(2)
+            name = names.get(pattern)
+            if name is None:
+                compiled = python_pattern(pattern)
+                if compiled is None:
+                    return None
+                name = names[pattern] = f"{_PATTERN_FUNCTION}{len(names)}"
+                functions[name] = _pattern_function(compiled)
+            pieces += [text[last : match.start()], f".{name}()"]
+            last = match.end()
+        rewritten = "".join(pieces) + text[last:]
+        try:
+            program = cel.compile(rewritten)
+        except Exception:
+            return None
+        if "matches" in program.functions():
+            return None  # a call this rewrite does not cover: leave the rule set as it is
+        rules.append(dataclasses.replace(rule, program=program, compiled_from=rewritten))
+        changed = True
+    if not changed:
+        return None
+    return dataclasses.replace(rule_set, rules=tuple(rules), functions=functions)
 
 
 def _cel_literal(value: Any) -> str | None:

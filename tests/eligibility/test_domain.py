@@ -25,6 +25,7 @@ from services.eligibility.domain import (
     build_catalog,
     months_before,
     parse_rule_set,
+    python_pattern,
 )
 from services.eligibility.rulefiles import SHIPPED_RULES_DIR, load_catalog
 from tests.eligibility.builders import content, money, rule_set_toml
@@ -854,3 +855,120 @@ explanation = "x"
     )
     assert "params" in rule_set.variables
     assert rule_set.evaluate(content({})).results[0].passed
+
+
+# --- precompiled patterns -------------------------------------------------------------------
+
+REGISTRATION_PATTERN = "^[A-Za-z0-9][A-Za-z0-9 ./-]*[0-9][A-Za-z0-9 ./-]*$"
+PATTERN_SAMPLES = [
+    "",
+    "\n",
+    "HRB 123456",
+    "HRB 123456\n",
+    "\nHRB 123456",
+    "HRB",
+    "1",
+    "a1",
+    "x-1/2.3",
+    "-12",
+    "ab\ncd",
+    "Ünïcode 12",
+    "\uff11\uff12\uff13",  # full-width digits
+    "ab",
+    "cd",
+    "abe",
+    "e",
+    "xay",
+    "x\ny",
+]
+
+
+@pytest.mark.parametrize(
+    "pattern", [REGISTRATION_PATTERN, "a|b", "^x.y$", "[^0-9]+", "^(ab|cd)?e$", "b$", "^$"]
+)
+def test_a_precompiled_pattern_matches_what_cel_matches(pattern: str) -> None:
+    compiled = python_pattern(pattern)
+    assert compiled is not None
+    program = cel.compile(f"s.matches('{pattern}')")
+    for sample in PATTERN_SAMPLES:
+        assert (compiled.search(sample) is not None) is program.execute({"s": sample}), sample
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        *("\\d+", "(a+)+", "(ab)*", "a{2}", "(?i)a"),
+        *("[a&&b]", "[a--b]", "[[:alpha:]]", "a*b*c*", "[]a]"),
+    ],
+)
+def test_a_pattern_python_might_read_otherwise_is_left_to_cel(pattern: str) -> None:
+    assert python_pattern(pattern) is None
+
+
+def test_the_shipped_registration_rule_runs_its_pattern_compiled_once(
+    shipped: RuleCatalog,
+) -> None:
+    for on in (V2026, V2027):
+        rule_set = shipped.in_force(on)
+        rule = next(r for r in rule_set.rules if r.id == "registration_number")
+        assert rule.program is not None
+        assert "matches" in rule.expression  # the file is unchanged
+        assert "matches" not in rule.program.functions()
+
+
+def test_a_pattern_outside_the_subset_keeps_cels_matches() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "digits"
+expression = 'firm.registration_number.matches("[0-9]{3}")'
+explanation = "x"
+"""
+        )
+    )
+    rule = rule_set.rules[0]
+    assert rule.program is not None
+    assert "matches" in rule.program.functions()
+    assert rule_set.evaluate(content({})).outcome is EligibilityOutcome.ELIGIBLE
+    changes = {"firm.registration_number": "HRB 12"}
+    assert rule_set.evaluate(content(changes)).outcome is EligibilityOutcome.INELIGIBLE
+
+
+def test_a_pattern_call_inside_a_string_literal_is_left_as_it_is() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "literal"
+expression = \'\'\'firm.registration_number.matches('^H') && "x.matches('a')" != ""\'\'\'
+explanation = "x"
+"""
+        )
+    )
+    rule = rule_set.rules[0]
+    assert rule.program is not None
+    assert "matches" not in rule.program.functions()
+    assert "\"x.matches('a')\"" in rule.compiled_from
+    assert rule_set.evaluate(content({})).outcome is EligibilityOutcome.ELIGIBLE
+    changes = {"firm.registration_number": "X1"}
+    assert rule_set.evaluate(content(changes)).outcome is EligibilityOutcome.INELIGIBLE
+
+
+def test_a_precompiled_pattern_on_a_value_that_is_not_a_string_is_an_error() -> None:
+    rule_set = parse_rule_set(
+        rule_set_toml(
+            """
+[[rules]]
+id = "pattern"
+expression = "firm.registration_number.matches('^H') || firm.foreign_ownership_pct.matches('^H')"
+explanation = "x"
+"""
+        )
+    )
+    rule = rule_set.rules[0]
+    assert rule.program is not None
+    assert "matches" not in rule.program.functions()
+    outcome = rule_set.evaluate(content({"firm.registration_number": "X1"})).results[0]
+    assert outcome.status is RuleStatus.FAILED
+    assert outcome.error is not None
