@@ -108,6 +108,8 @@ async def bench_eligibility(
         on_progress=on_progress,
     )
     seconds, timing = hop.seconds, hop.timing
+    if hop.cpu_per_output is not None:
+        timing += f"; service CPU {hop.cpu_per_output * 1e6:,.0f} us/decision"
     wanted = set(subjects)
     decisions = [r for r in await read_all(bootstrap, OUTPUT_TOPIC) if r.key.decode() in wanted]
     decided = assert_exactly_once(ELIGIBILITY, subjects, decisions, lambda r: bytes(r.key).decode())

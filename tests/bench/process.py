@@ -107,6 +107,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
+def cpu_seconds(procs: Sequence[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU seconds the processes ``procs`` have used so far (Linux ``/proc``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in procs:
+        stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        # The fields after the command name, which is in parentheses and may hold spaces.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 @dataclass(frozen=True)
 class ServiceHop:
     """How long a service took to turn the produced inputs into outputs."""
@@ -114,6 +126,9 @@ class ServiceHop:
     seconds: float
     #: How the clock ran, for the result's note.
     timing: str
+    #: CPU seconds (user + system) the service processes spent per output over the timed
+    #: part; a shared, loaded machine stretches the clock but much less this figure.
+    cpu_per_output: float | None = None
 
 
 async def service_hop(
@@ -284,6 +299,8 @@ class _Outputs:
         self.stall_timeout = stall_timeout
         self.first: tuple[float, int] | None = None
         self.finished = 0.0
+        self.cpu_first = 0.0
+        self.cpu_finished = 0.0
 
     async def count(
         self,
@@ -310,6 +327,7 @@ class _Outputs:
                 last_change = time.monotonic()
                 if self.first is None:
                     self.first = (time.perf_counter(), seen)
+                    self.cpu_first = cpu_seconds(procs)
                 if on_progress is not None:
                     on_progress(min(seen, self.n))
             elif time.monotonic() - last_change > self.stall_timeout:
@@ -317,6 +335,7 @@ class _Outputs:
                     f"{self.what}: stuck at {seen} of {self.n} for {self.stall_timeout:.0f}s"
                 )
         self.finished = time.perf_counter()
+        self.cpu_finished = cpu_seconds(procs)
         # A quiet poll: anything the relay would publish twice arrives meanwhile, and the
         # caller's read-back counts it.
         await consumer.getmany(timeout_ms=500)
@@ -329,6 +348,7 @@ class _Outputs:
             return ServiceHop(
                 (self.finished - started) * n / (n - in_first),
                 "from the first outputs seen to the last, rate over the rest",
+                (self.cpu_finished - self.cpu_first) / (n - in_first),
             )
         # Everything came in one fetch: only the whole run's time is meaningful.
         return ServiceHop(self.finished - launched, "from the start (all outputs arrived at once)")
