@@ -289,6 +289,12 @@ class RuleSet:
     #: The engine's functions the programs call (``months_before``, and the precompiled
     #: patterns of :func:`_precompiled_patterns`), bound into every evaluation's context.
     functions: Mapping[str, Any] = field(default_factory=dict)
+    #: ``months_before(submitted_at, n)`` computed once per evaluation, for each ``n`` here,
+    #: and bound as ``submitted_at_months_before_<n>`` (see :func:`_precomputed_instants`).
+    instants: tuple[int, ...] = ()
+    #: The rule set as it was before :attr:`instants` were precomputed: it decides when they
+    #: cannot be (no submission time, or a date out of range), so errors stay CEL's own.
+    fallback: RuleSet | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -303,7 +309,11 @@ class RuleSet:
         See the module doc for the semantics. A date counts as its first instant (UTC). Without
         ``submitted_at``, ``submitted_at`` is ``null`` and a rule that uses it cannot pass.
         """
-        context = self._context(content, submitted_at)
+        try:
+            context = self._context(content, submitted_at)
+        except _NoInstant:
+            assert self.fallback is not None
+            return self.fallback.evaluate(content, submitted_at)
         outcomes = tuple(_evaluate_rule(rule, content, context) for rule in self.rules)
         return Decision.from_outcomes(self, outcomes)
 
@@ -326,9 +336,22 @@ class RuleSet:
         }
         if PARAMS_VARIABLE in self.variables:
             bindings[PARAMS_VARIABLE] = dict(self.parameters)
-        if SUBMITTED_AT_VARIABLE in self.variables:
-            bindings[SUBMITTED_AT_VARIABLE] = _instant(submitted_at)
+        if SUBMITTED_AT_VARIABLE in self.variables or self.instants:
+            at = _instant(submitted_at)
+            if SUBMITTED_AT_VARIABLE in self.variables:
+                bindings[SUBMITTED_AT_VARIABLE] = at
+            for months in self.instants:
+                if at is None:
+                    raise _NoInstant
+                try:
+                    bindings[f"{_INSTANT_VARIABLE}{months}"] = months_before(at, months)
+                except ValueError as exc:  # out of the calendar's range
+                    raise _NoInstant from exc
         return bindings
+
+
+class _NoInstant(Exception):
+    """A precomputed instant cannot be computed: the fallback rule set decides."""
 
 
 def months_before(at: datetime, months: int) -> datetime:
@@ -432,8 +455,10 @@ def _cheaper(rule_set: RuleSet) -> RuleSet:
     examples exactly as ``rule_set`` does: binding only the content fields the expressions
     read (:func:`_fields_read`), compiling the ``[parameters]`` into the programs as
     literals (:func:`_inline_parameters`), so that the constants are not converted into CEL
-    for every application, and matching literal ``.matches()`` patterns with regexes compiled
-    once (:func:`_precompiled_patterns`). The rules keep their expressions as written.
+    for every application, matching literal ``.matches()`` patterns with regexes compiled
+    once (:func:`_precompiled_patterns`), and computing ``months_before(submitted_at, n)``
+    once per evaluation (:func:`_precomputed_instants`). The rules keep their expressions as
+    written.
     """
     examples = (_example_content(), _sparse_content())
     # Judged as submitted when the rule set took effect, so rules on ``submitted_at`` run too.
@@ -444,6 +469,7 @@ def _cheaper(rule_set: RuleSet) -> RuleSet:
         lambda rs: dataclasses.replace(rs, fields=_fields_read(r.expression for r in rs.rules)),
         _inline_parameters,
         _precompiled_patterns,
+        _precomputed_instants,
     )
     for step in steps:
         candidate = step(best)
@@ -623,6 +649,61 @@ def _precompiled_patterns(rule_set: RuleSet) -> RuleSet | None:
     if not changed:
         return None
     return dataclasses.replace(rule_set, rules=tuple(rules), functions=functions)
+
+
+#: ``months_before(submitted_at, n)`` with a literal ``n`` (parameters inlined: ``(12)``).
+_MONTHS_BEFORE_CALL = re.compile(
+    r"(?<![\w.])months_before\s*\(\s*submitted_at\s*,\s*(\(\s*)?([0-9]+)\s*(?(1)\))\s*\)"
+)
+#: The prefix of the variables holding precomputed instants.
+_INSTANT_VARIABLE: Final = "submitted_at_months_before_"
+
+
+def _precomputed_instants(rule_set: RuleSet) -> RuleSet | None:
+    """``rule_set`` with every ``months_before(submitted_at, n)`` of a literal ``n`` read from
+    a variable computed once per evaluation, instead of a call into Python (and back) per
+    rule; ``None`` if there is none, or a call this rewrite does not cover."""
+    instants: dict[int, None] = {}
+    rules: list[Rule] = []
+    for rule in rule_set.rules:
+        assert rule.program is not None
+        if "months_before" not in rule.program.functions():
+            rules.append(rule)
+            continue
+        text = rule.compiled_from or rule.expression
+        outside = _outside_strings(text)
+
+        def substitute(match: re.Match[str], outside: list[bool] = outside) -> str:
+            if not outside[match.start()]:
+                return match.group(0)
+            months = int(match.group(2))
+            instants[months] = None
+            return f"{_INSTANT_VARIABLE}{months}"
+
+        rewritten = _MONTHS_BEFORE_CALL.sub(substitute, text)
+        try:
+            program = cel.compile(rewritten)
+        except Exception:
+            return None
+        if "months_before" in program.functions():
+            return None
+        rules.append(dataclasses.replace(rule, program=program, compiled_from=rewritten))
+    if not instants:
+        return None
+    called = {name for rule in rules if rule.program for name in rule.program.functions()}
+    variables = {name for rule in rules if rule.program for name in rule.program.variables()}
+    return dataclasses.replace(
+        rule_set,
+        rules=tuple(rules),
+        functions={k: v for k, v in rule_set.functions.items() if k in called},
+        variables=(
+            rule_set.variables
+            if SUBMITTED_AT_VARIABLE in variables
+            else rule_set.variables - {SUBMITTED_AT_VARIABLE}
+        ),
+        instants=tuple(instants),
+        fallback=rule_set,
+    )
 
 
 def _cel_literal(value: Any) -> str | None:

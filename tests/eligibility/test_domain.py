@@ -722,15 +722,24 @@ def test_narrowed_bindings_decide_exactly_as_whole_sections(
     assert rule_set.fields  # the shipped rules are narrowed
     assert "params" not in rule_set.variables  # and their parameters compiled in
     application = content(changes)
-    assert rule_set.evaluate(application) == as_written(rule_set).evaluate(application)
+    written = as_written(rule_set)
+    assert rule_set.evaluate(application) == written.evaluate(application)
+    # Submitted when the rule set is in force: the precomputed instants decide.
+    at = datetime.combine(on, datetime.min.time(), UTC)
+    assert rule_set.evaluate(application, at) == written.evaluate(application, at)
 
 
 def as_written(rule_set: RuleSet) -> RuleSet:
-    """``rule_set`` as parsed before it was made cheaper: whole sections, params bound."""
+    """``rule_set`` as parsed before it was made cheaper: whole sections, params bound, every
+    expression compiled as written (``matches`` and ``months_before`` CEL calls)."""
+    variables = {name for r in rule_set.rules for name in cel.compile(r.expression).variables()}
     return dataclasses.replace(
         rule_set,
         fields={},
-        variables=rule_set.variables | {"params"},
+        variables=rule_set.variables | {"params"} | (variables & {"submitted_at"}),
+        functions={"months_before": months_before},
+        instants=(),
+        fallback=None,
         rules=tuple(
             dataclasses.replace(r, program=cel.compile(r.expression)) for r in rule_set.rules
         ),
@@ -972,3 +981,48 @@ explanation = "x"
     outcome = rule_set.evaluate(content({"firm.registration_number": "X1"})).results[0]
     assert outcome.status is RuleStatus.FAILED
     assert outcome.error is not None
+
+
+# --- precomputed instants -------------------------------------------------------------------
+
+
+def test_the_shipped_attestation_windows_read_an_instant_computed_once(
+    shipped: RuleCatalog,
+) -> None:
+    rule_set = shipped.in_force(V2027)
+    assert rule_set.instants == (12,)
+    assert "months_before" not in rule_set.functions
+    rule = next(r for r in rule_set.rules if r.id == "data_protection_attestation_current")
+    assert rule.program is not None
+    assert "months_before" in rule.expression  # the file is unchanged
+    assert "months_before" not in rule.program.functions()
+
+
+@pytest.mark.parametrize(
+    ("attested", "submitted", "passes"),
+    [
+        (datetime(2023, 2, 28, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC), True),
+        (datetime(2023, 2, 27, 23, 59, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC), False),
+        (datetime(2025, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC), True),
+        (datetime(2025, 5, 31, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC), False),
+    ],
+)
+def test_a_precomputed_instant_decides_as_the_call(
+    shipped: RuleCatalog, attested: datetime, submitted: datetime, passes: bool
+) -> None:
+    rule_set = shipped.in_force(V2027)
+    application = content({"commitments.data_protection_attestation.attested_at": attested})
+    decision = rule_set.evaluate(application, submitted)
+    assert result(decision, "data_protection_attestation_current").passed is passes
+    assert decision == as_written(rule_set).evaluate(application, submitted)
+
+
+def test_without_a_submission_time_the_rule_set_as_written_decides(shipped: RuleCatalog) -> None:
+    rule_set = shipped.in_force(V2027)
+    assert rule_set.fallback is not None
+    decision = rule_set.evaluate(content({}))
+    outcome = result(decision, "data_protection_attestation_current")
+    assert outcome.status is RuleStatus.NEEDS_INFORMATION
+    assert outcome.error is not None
+    assert "months_before" in outcome.error  # CEL's own error, from the call as written
+    assert decision == as_written(rule_set).evaluate(content({}))
