@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -88,7 +89,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -607,46 +608,67 @@ def _outside_strings(text: str) -> list[bool]:
     return outside
 
 
+def _rewrite_calls(
+    rule_set: RuleSet,
+    function: str,
+    call: re.Pattern[str],
+    replacement: Callable[[re.Match[str]], str | None],
+) -> list[Rule] | None:
+    """``rule_set``'s rules, each program that calls ``function`` recompiled with every match
+    of ``call`` outside string literals replaced by ``replacement(match)``; ``None`` if no
+    program calls it, a replacement is ``None``, or a call is left that ``call`` missed."""
+    rules: list[Rule] = []
+    refused = changed = False
+
+    def substitute(match: re.Match[str], outside: list[bool]) -> str:
+        nonlocal refused
+        if not outside[match.start()]:
+            return match.group(0)
+        text = replacement(match)
+        if text is None:
+            refused = True
+            return match.group(0)
+        return text
+
+    for rule in rule_set.rules:
+        assert rule.program is not None
+        if function not in rule.program.functions():
+            rules.append(rule)
+            continue
+        text = rule.compiled_from or rule.expression
+        outside = _outside_strings(text)
+        rewritten = call.sub(functools.partial(substitute, outside=outside), text)
+        try:
+            program = cel.compile(rewritten)
+        except Exception:
+            return None
+        if refused or function in program.functions():
+            return None
+        rules.append(dataclasses.replace(rule, program=program, compiled_from=rewritten))
+        changed = True
+    return rules if changed else None
+
+
 def _precompiled_patterns(rule_set: RuleSet) -> RuleSet | None:
     """``rule_set`` with every ``x.matches('literal')`` a call of a function that runs the
     pattern compiled once (CEL compiles it on every call); ``None`` if there is none, or one
     pattern is outside the subset :func:`python_pattern` vouches for."""
     functions = dict(rule_set.functions)
     names: dict[str, str] = {}
-    rules: list[Rule] = []
-    changed = False
-    for rule in rule_set.rules:
-        assert rule.program is not None
-        if "matches" not in rule.program.functions():
-            rules.append(rule)
-            continue
-        text = rule.compiled_from or rule.expression
-        outside = _outside_strings(text)
-        pieces: list[str] = []
-        last = 0
-        for match in _MATCHES_CALL.finditer(text):
-            if not outside[match.start()]:
-                continue
-            pattern = match.group(1) if match.group(1) is not None else match.group(2)
-            name = names.get(pattern)
-            if name is None:
-                compiled = python_pattern(pattern)
-                if compiled is None:
-                    return None
-                name = names[pattern] = f"{_PATTERN_FUNCTION}{len(names)}"
-                functions[name] = _pattern_function(compiled)
-            pieces += [text[last : match.start()], f".{name}()"]
-            last = match.end()
-        rewritten = "".join(pieces) + text[last:]
-        try:
-            program = cel.compile(rewritten)
-        except Exception:
-            return None
-        if "matches" in program.functions():
-            return None  # a call this rewrite does not cover: leave the rule set as it is
-        rules.append(dataclasses.replace(rule, program=program, compiled_from=rewritten))
-        changed = True
-    if not changed:
+
+    def replacement(match: re.Match[str]) -> str | None:
+        pattern = match.group(1) if match.group(1) is not None else match.group(2)
+        name = names.get(pattern)
+        if name is None:
+            compiled = python_pattern(pattern)
+            if compiled is None:
+                return None
+            name = names[pattern] = f"{_PATTERN_FUNCTION}{len(names)}"
+            functions[name] = _pattern_function(compiled)
+        return f".{name}()"
+
+    rules = _rewrite_calls(rule_set, "matches", _MATCHES_CALL, replacement)
+    if rules is None:
         return None
     return dataclasses.replace(rule_set, rules=tuple(rules), functions=functions)
 
@@ -664,31 +686,14 @@ def _precomputed_instants(rule_set: RuleSet) -> RuleSet | None:
     a variable computed once per evaluation, instead of a call into Python (and back) per
     rule; ``None`` if there is none, or a call this rewrite does not cover."""
     instants: dict[int, None] = {}
-    rules: list[Rule] = []
-    for rule in rule_set.rules:
-        assert rule.program is not None
-        if "months_before" not in rule.program.functions():
-            rules.append(rule)
-            continue
-        text = rule.compiled_from or rule.expression
-        outside = _outside_strings(text)
 
-        def substitute(match: re.Match[str], outside: list[bool] = outside) -> str:
-            if not outside[match.start()]:
-                return match.group(0)
-            months = int(match.group(2))
-            instants[months] = None
-            return f"{_INSTANT_VARIABLE}{months}"
+    def replacement(match: re.Match[str]) -> str:
+        months = int(match.group(2))
+        instants[months] = None
+        return f"{_INSTANT_VARIABLE}{months}"
 
-        rewritten = _MONTHS_BEFORE_CALL.sub(substitute, text)
-        try:
-            program = cel.compile(rewritten)
-        except Exception:
-            return None
-        if "months_before" in program.functions():
-            return None
-        rules.append(dataclasses.replace(rule, program=program, compiled_from=rewritten))
-    if not instants:
+    rules = _rewrite_calls(rule_set, "months_before", _MONTHS_BEFORE_CALL, replacement)
+    if rules is None:
         return None
     called = {name for rule in rules if rule.program for name in rule.program.functions()}
     variables = {name for rule in rules if rule.program for name in rule.program.variables()}
@@ -1035,18 +1040,11 @@ def _read_paths(text: str, pattern: re.Pattern[str], roots: Mapping[str, _Root])
 def _call_arguments(text: str) -> str | None:
     """What is between ``text``'s opening parenthesis and the one that closes it (string
     literals skipped), or ``None`` when it does not close."""
-    depth, quote, escaped = 0, "", False
-    for index, char in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif char == "(":
+    depth = 0
+    for index, (char, outside) in enumerate(zip(text, _outside_strings(text), strict=True)):
+        if not outside:
+            continue
+        if char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
