@@ -32,6 +32,7 @@ from contracts.v1.disbursement import (
     TrancheFailed,
     TranchePaid,
     TrancheReleased,
+    fiscal_year,
 )
 from contracts.v1.disbursement import budget_id as fiscal_year_budget
 from services.disbursement import store
@@ -46,6 +47,7 @@ from services.disbursement.domain import (
     award_account,
     budget_account,
     in_minor_units,
+    of_an_earlier_year,
     pay,
     quantum,
     release,
@@ -304,20 +306,53 @@ async def open_waiting(uow: UnitOfWork, budget_id: str, origin: Origin, now: dat
     Strictly in arrival order: an award the budget cannot cover yet keeps its place and those
     behind it wait too, so a large early request is never overtaken by smaller later ones.
     Runs in the top-up's transaction: the money and the awards it opens commit together.
+
+    When ``budget_id`` is the budget of the current fiscal year, the awards of the same
+    incentive type still waiting for an earlier year's budget join the line in their arrival
+    order: a grant is charged to the budget of the year its offer is accepted in, and an offer
+    made now is accepted in this year or later, so the new year's money may open them (each
+    opens charged to ``budget_id``).
     """
     session = uow.session
     budget = await store.budget(session, budget_id)
     opened = 0
-    for entry in await store.waitlist(session, budget_id, lock=True):
+    for entry in await _waiting_for(session, budget, now):
         command = OpenAward.model_validate_json(entry.command)
         if command.total.currency != budget.currency:
             continue  # this budget can never cover it; its workflow stops waiting in time
+        if command.budget_id != budget_id:
+            command = command.model_copy(update={"budget_id": budget_id})
         try:
             await _reserve_and_open(uow, command, origin, uuid.UUID(entry.correlation_id), now)
         except Overdrawn:
             break
         await store.delete_waiting(session, entry.award_id)
         opened += 1
+    return opened
+
+
+async def _waiting_for(session: Any, budget: Any, now: datetime) -> list[Any]:
+    """The waitlist entries ``budget`` may open, in arrival order: its own, and when it is the
+    current fiscal year's, those of its incentive type waiting for an earlier year."""
+    if budget.fiscal_year != fiscal_year(now):
+        return await store.waitlist(session, budget.id, lock=True)
+    entries = []
+    for entry in await store.waitlist_like(session, budget.incentive_type, lock=True):
+        if entry.budget_id == budget.id or of_an_earlier_year(
+            entry.budget_id, budget.incentive_type, budget.fiscal_year
+        ):
+            entries.append(entry)
+    return entries
+
+
+async def open_waiting_for_new_year(uow: UnitOfWork, now: datetime) -> int:
+    """At a year end, open the awards still waiting for an earlier year's budget that the
+    current fiscal year's budgets (set up before the year began) now cover; returns how many
+    opened. The periodic sweep for what no top-up of the new year announces."""
+    opened = 0
+    for budget in await store.budgets_of_year(uow.session, fiscal_year(now)):
+        if await store.waits_before(uow.session, budget.incentive_type, budget.fiscal_year):
+            opened += await open_waiting(uow, budget.id, Origin(SYSTEM), now)
     return opened
 
 

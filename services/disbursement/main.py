@@ -42,7 +42,8 @@ async def _every(name: str, interval: float, job: Callable[[], Awaitable[int]]) 
 
 
 def _background(service: Service, settings: Settings) -> APIRouter:
-    """A router whose lifespan runs the payout worker and reconciliation, after migrations."""
+    """A router whose lifespan runs the payout worker, reconciliation and the year-end budget
+    wake, after migrations."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +72,14 @@ def _background(service: Service, settings: Settings) -> APIRouter:
                     lambda: payouts.reconcile(service.uow, rail),
                 ),
                 name="disbursement-reconcile",
+            ),
+            asyncio.create_task(
+                _every(
+                    "budget wake",
+                    settings.reconcile_interval_seconds,
+                    lambda: payouts.wake_for_new_year(service.uow),
+                ),
+                name="disbursement-budget-wake",
             ),
         ]
         try:
