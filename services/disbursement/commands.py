@@ -35,7 +35,7 @@ from contracts.v1.disbursement import (
     fiscal_year,
 )
 from contracts.v1.disbursement import budget_id as fiscal_year_budget
-from services.disbursement import store
+from services.disbursement import batch, store
 from services.disbursement.domain import (
     MAX_AMOUNT,
     OPEN_PAYMENTS,
@@ -182,11 +182,11 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
     covers it (:func:`open_waiting`). Opening an award twice does nothing.
     """
     session = uow.session
-    if await store.award(session, command.award_id) is not None:
+    if await batch.award(uow, command.award_id) is not None:
         return
-    if await store.waiting(session, command.award_id) is not None:
+    if await batch.waiting(uow, command.award_id) is not None:
         return
-    budget = await store.budget(session, command.budget_id)
+    budget = await batch.budget(uow, command.budget_id)
     currency = command.total.currency
     if not in_minor_units(command.total.amount, currency):
         raise BusinessRefusal(f"{command.total} is not a bookable amount")
@@ -201,19 +201,17 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
         available = await store.balances(
             session, [budget_account(command.budget_id, AccountKind.AVAILABLE)]
         )
-        await store.insert(
-            session,
-            BUDGET_WAITLIST,
-            {
-                "award_id": command.award_id,
-                "budget_id": command.budget_id,
-                "application_id": command.application_id,
-                "command": command.model_dump_json(),
-                "actor": origin.actor.model_dump_json(),
-                "correlation_id": str(correlation_id),
-                "queued_at": now,
-            },
-        )
+        entry = {
+            "award_id": command.award_id,
+            "budget_id": command.budget_id,
+            "application_id": command.application_id,
+            "command": command.model_dump_json(),
+            "actor": origin.actor.model_dump_json(),
+            "correlation_id": str(correlation_id),
+            "queued_at": now,
+        }
+        await store.insert(session, BUDGET_WAITLIST, entry)
+        batch.remember_waiting(uow, entry)
         _stage(
             uow,
             BudgetExhausted(
@@ -252,35 +250,32 @@ async def _reserve_and_open(
         note=f"reserved for {command.application_id}",
         now=now,
     )
-    await store.insert(
-        session,
-        AWARDS,
+    award = {
+        "id": command.award_id,
+        "application_id": command.application_id,
+        "firm_id": command.firm_id,
+        "budget_id": command.budget_id,
+        "total": command.total.amount,
+        "currency": currency,
+        "state": AwardState.OPEN.value,
+        "correlation_id": str(correlation_id),
+        "created_at": now,
+        "updated_at": now,
+    }
+    tranches = [
         {
-            "id": command.award_id,
-            "application_id": command.application_id,
-            "firm_id": command.firm_id,
-            "budget_id": command.budget_id,
-            "total": command.total.amount,
-            "currency": currency,
-            "state": AwardState.OPEN.value,
-            "correlation_id": str(correlation_id),
-            "created_at": now,
+            "award_id": command.award_id,
+            "sequence": tranche.sequence,
+            "amount": tranche.amount.amount,
+            "milestone": tranche.milestone,
+            "state": TrancheState.SCHEDULED.value,
             "updated_at": now,
-        },
-    )
-    for tranche in command.tranches:
-        await store.insert(
-            session,
-            TRANCHES,
-            {
-                "award_id": command.award_id,
-                "sequence": tranche.sequence,
-                "amount": tranche.amount.amount,
-                "milestone": tranche.milestone,
-                "state": TrancheState.SCHEDULED.value,
-                "updated_at": now,
-            },
-        )
+        }
+        for tranche in command.tranches
+    ]
+    await store.insert(session, AWARDS, award)
+    await store.insert_many(session, TRANCHES, tranches)
+    batch.remember_award(uow, award, tranches)
     _stage(
         uow,
         AwardOpened(
@@ -356,8 +351,8 @@ async def open_waiting_for_new_year(uow: UnitOfWork, now: datetime) -> int:
     return opened
 
 
-async def _open_award(session: Any, award_id: str) -> Any:
-    award = await store.award(session, award_id, lock=True)
+async def _open_award(uow: UnitOfWork, award_id: str) -> Any:
+    award = await batch.award(uow, award_id, lock=True)
     if award is None:
         raise BusinessRefusal(f"award {award_id} does not exist")
     return award
@@ -369,13 +364,11 @@ async def release_tranche(
     """Release a tranche: store its payment (id generated here, before any rail call) for the
     payout worker. Returns the payment id; None when the tranche was released already."""
     session = uow.session
-    award = await _open_award(session, command.award_id)
+    award = await _open_award(uow, command.award_id)
     if award.state != AwardState.OPEN.value:
         raise BusinessRefusal(f"award {command.award_id} is {award.state}")
     t = TRANCHES.c
-    tranche = await store.one(
-        session, TRANCHES, t.award_id == command.award_id, t.sequence == command.sequence
-    )
+    tranche = await batch.tranche(uow, command.award_id, command.sequence)
     if tranche is None:
         raise BusinessRefusal(f"award {command.award_id} has no tranche {command.sequence}")
     if tranche.state != TrancheState.SCHEDULED.value:
@@ -389,6 +382,9 @@ async def release_tranche(
         t.state == TrancheState.SCHEDULED.value,
         state=TrancheState.RELEASED.value,
         updated_at=now,
+    )
+    batch.remember_tranche(
+        uow, command.award_id, command.sequence, state=TrancheState.RELEASED.value, updated_at=now
     )
     await store.insert(
         session,
@@ -436,9 +432,10 @@ async def charge_award(
     award to its own budget does nothing, so a redelivered command moves nothing twice.
     """
     session = uow.session
-    award = await _open_award(session, command.award_id)
+    award = await _open_award(uow, command.award_id)
     if award.budget_id == command.budget_id:
         return
+    batch.forget(uow, command.award_id)  # its budget changes below
     if award.state != AwardState.OPEN.value:
         raise BusinessRefusal(f"award {command.award_id} is {award.state}")
     currency = award.currency
@@ -523,7 +520,8 @@ async def cancel_award(
     """Cancel an award: unpaid tranches are cancelled and what is reserved and not in flight
     goes back to the budget. Cancelling twice does nothing."""
     session = uow.session
-    waiting = await store.waiting(session, command.award_id)
+    waiting = await batch.waiting(uow, command.award_id)
+    batch.forget(uow, command.award_id)  # what follows changes its rows
     if waiting is not None:  # never opened: it leaves the budget's waitlist, nothing to give back
         await store.delete_waiting(session, command.award_id)
         _stage(
@@ -544,7 +542,7 @@ async def cancel_award(
             now=now,
         )
         return
-    award = await _open_award(session, command.award_id)
+    award = await _open_award(uow, command.award_id)
     if award.state == AwardState.CANCELLED.value:
         return
     if award.state == AwardState.CLOSED.value:

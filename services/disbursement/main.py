@@ -14,7 +14,7 @@ from contracts.topics import get_topic
 from services.disbursement import payouts
 from services.disbursement.api import router
 from services.disbursement.commands import PRODUCER
-from services.disbursement.handlers import HANDLED, handle_disbursement_command
+from services.disbursement.handlers import HANDLED, DisbursementCommands
 from services.disbursement.metrics import register_metrics
 from services.disbursement.rail import RailClient
 from services.disbursement.settings import Settings
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     service.consume(
         *consumed_topics(),
-        handler=handle_disbursement_command,
+        handler=DisbursementCommands(),
         types=HANDLED,
         description="Requests to open or cancel awards and release tranches.",
     )

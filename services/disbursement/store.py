@@ -64,6 +64,12 @@ async def insert(session: AsyncSession, table: sa.Table, values: dict[str, Any])
     await (await _conn(session)).execute(table.insert(), values)
 
 
+async def insert_many(session: AsyncSession, table: sa.Table, values: list[dict[str, Any]]) -> None:
+    """One INSERT of every row in ``values`` (an executemany)."""
+    if values:
+        await (await _conn(session)).execute(table.insert(), values)
+
+
 async def update(session: AsyncSession, table: sa.Table, *where: Any, **values: Any) -> int:
     """UPDATE ... WHERE ``where``; returns the number of rows changed."""
     result = await (await _conn(session)).execute(table.update().where(*where).values(**values))
