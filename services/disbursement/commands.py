@@ -64,8 +64,24 @@ PRODUCER = "disbursement"
 SYSTEM = Actor.system("disbursement")
 
 
-def _stage(uow: UnitOfWork, payload: BaseModel, **where: Any) -> None:
-    stage_event(uow, payload, producer=PRODUCER, **where)
+def _stage(
+    uow: UnitOfWork,
+    payload: BaseModel,
+    application_id: str,
+    origin: Origin,
+    correlation_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Stage an event of this service about ``application_id``'s journey."""
+    stage_event(
+        uow,
+        payload,
+        producer=PRODUCER,
+        subject=application_id,
+        origin=origin,
+        correlation_id=correlation_id,
+        now=now,
+    )
 
 
 def as_money(amount: Decimal, currency: str) -> Money:
@@ -198,9 +214,6 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
             raise Overdrawn(f"budget {command.budget_id} does not exist")
         await _reserve_and_open(uow, command, origin, correlation_id, now)
     except Overdrawn:
-        available = await store.balances(
-            session, [budget_account(command.budget_id, AccountKind.AVAILABLE)]
-        )
         entry = {
             "award_id": command.award_id,
             "budget_id": command.budget_id,
@@ -212,21 +225,35 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
         }
         await store.insert(session, BUDGET_WAITLIST, entry)
         batch.remember_waiting(uow, entry)
-        _stage(
-            uow,
-            BudgetExhausted(
-                budget_id=command.budget_id,
-                award_id=command.award_id,
-                application_id=command.application_id,
-                requested=command.total,
-                available=as_balance(next(iter(available.values())), currency),
-                detected_at=now,
-            ),
-            subject=command.application_id,
-            origin=origin,
-            correlation_id=correlation_id,
-            now=now,
-        )
+        await _report_shortfall(uow, command, command.total, origin, correlation_id, now)
+
+
+async def _report_shortfall(
+    uow: UnitOfWork,
+    command: OpenAward | ChargeAward,
+    requested: Money,
+    origin: Origin,
+    correlation_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Stage ``budget.exhausted``: ``command.budget_id`` cannot cover ``requested``."""
+    account = budget_account(command.budget_id, AccountKind.AVAILABLE)
+    available = (await store.balances(uow.session, [account]))[account]
+    _stage(
+        uow,
+        BudgetExhausted(
+            budget_id=command.budget_id,
+            award_id=command.award_id,
+            application_id=command.application_id,
+            requested=requested,
+            available=as_balance(available, requested.currency),
+            detected_at=now,
+        ),
+        command.application_id,
+        origin,
+        correlation_id,
+        now,
+    )
 
 
 async def _reserve_and_open(
@@ -287,10 +314,10 @@ async def _reserve_and_open(
             tranches=[Tranche.model_validate(t.model_dump()) for t in command.tranches],
             opened_at=now,
         ),
-        subject=command.application_id,
-        origin=origin,
-        correlation_id=correlation_id,
-        now=now,
+        command.application_id,
+        origin,
+        correlation_id,
+        now,
     )
 
 
@@ -413,10 +440,10 @@ async def release_tranche(
             idempotency_key=payment_id,
             released_at=now,
         ),
-        subject=command.application_id,
-        origin=origin,
-        correlation_id=uuid.UUID(award.correlation_id),
-        now=now,
+        command.application_id,
+        origin,
+        uuid.UUID(award.correlation_id),
+        now,
     )
     return payment_id
 
@@ -456,28 +483,12 @@ async def charge_award(
                 budget_id=command.budget_id,
                 award_id=command.award_id,
                 actor=origin.who,
-                note=f"offer accepted in fiscal year {command.accepted_at.year}",
+                note=f"offer accepted in fiscal year {fiscal_year(command.accepted_at)}",
                 now=now,
             )
     except Overdrawn:
-        available = await store.balances(
-            session, [budget_account(command.budget_id, AccountKind.AVAILABLE)]
-        )
-        _stage(
-            uow,
-            BudgetExhausted(
-                budget_id=command.budget_id,
-                award_id=command.award_id,
-                application_id=command.application_id,
-                requested=as_money(reserved, currency),
-                available=as_balance(next(iter(available.values())), currency),
-                detected_at=now,
-            ),
-            subject=command.application_id,
-            origin=origin,
-            correlation_id=correlation_id,
-            now=now,
-        )
+        requested = as_money(reserved, currency)
+        await _report_shortfall(uow, command, requested, origin, correlation_id, now)
         return
     if reserved > 0:
         await store.apply(
@@ -507,10 +518,10 @@ async def charge_award(
             amount=as_money(reserved, currency),
             charged_at=now,
         ),
-        subject=command.application_id,
-        origin=origin,
-        correlation_id=correlation_id,
-        now=now,
+        command.application_id,
+        origin,
+        correlation_id,
+        now,
     )
 
 
@@ -524,23 +535,10 @@ async def cancel_award(
     batch.forget(uow, command.award_id)  # what follows changes its rows
     if waiting is not None:  # never opened: it leaves the budget's waitlist, nothing to give back
         await store.delete_waiting(session, command.award_id)
-        _stage(
-            uow,
-            AwardCancelled(
-                award_id=command.award_id,
-                application_id=command.application_id,
-                reason_code=command.reason_code,
-                reason=command.reason,
-                returned_to_budget=as_balance(
-                    Decimal(0), OpenAward.model_validate_json(waiting.command).total.currency
-                ),
-                cancelled_at=now,
-            ),
-            subject=command.application_id,
-            origin=origin,
-            correlation_id=uuid.UUID(waiting.correlation_id),
-            now=now,
+        nothing = as_balance(
+            Decimal(0), OpenAward.model_validate_json(waiting.command).total.currency
         )
+        _cancelled(uow, command, nothing, origin, uuid.UUID(waiting.correlation_id), now)
         return
     award = await _open_award(uow, command.award_id)
     if award.state == AwardState.CANCELLED.value:
@@ -595,6 +593,19 @@ async def cancel_award(
         state=AwardState.CANCELLED.value,
         updated_at=now,
     )
+    given_back = as_balance(max(returned, Decimal(0)), award.currency)
+    _cancelled(uow, command, given_back, origin, uuid.UUID(award.correlation_id), now)
+
+
+def _cancelled(
+    uow: UnitOfWork,
+    command: CancelAward,
+    returned: Balance,
+    origin: Origin,
+    correlation_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Stage ``award.cancelled``, naming what went back to the budget."""
     _stage(
         uow,
         AwardCancelled(
@@ -602,13 +613,13 @@ async def cancel_award(
             application_id=command.application_id,
             reason_code=command.reason_code,
             reason=command.reason,
-            returned_to_budget=as_balance(max(returned, Decimal(0)), award.currency),
+            returned_to_budget=returned,
             cancelled_at=now,
         ),
-        subject=command.application_id,
-        origin=origin,
-        correlation_id=uuid.UUID(award.correlation_id),
-        now=now,
+        command.application_id,
+        origin,
+        correlation_id,
+        now,
     )
 
 
@@ -652,13 +663,22 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
     origin = Origin(SYSTEM)
     t = TRANCHES.c
     amount = as_money(Decimal(payment.amount), payment.currency)
-    common: dict[str, Any] = {
-        "subject": award.application_id,
-        "origin": origin,
-        "correlation_id": uuid.UUID(award.correlation_id),
-        "now": now,
-    }
-    tranche_where = (t.award_id == payment.award_id, t.sequence == payment.sequence)
+    journey = (award.application_id, origin, uuid.UUID(award.correlation_id), now)
+
+    async def outcome(state: PaymentState, tranche: TrancheState, **recorded: Any) -> None:
+        """The payment and its tranche reach their final states."""
+        await store.update(
+            session, PAYMENTS, p.id == payment_id, state=state.value, updated_at=now, **recorded
+        )
+        await store.update(
+            session,
+            TRANCHES,
+            t.award_id == payment.award_id,
+            t.sequence == payment.sequence,
+            state=tranche.value,
+            updated_at=now,
+        )
+
     if answer.state is PaymentState.PAID:
         await store.apply(
             session,
@@ -671,17 +691,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
             note=f"paid by the rail, reference {answer.reference}",
             now=now,
         )
-        await store.update(
-            session,
-            PAYMENTS,
-            p.id == payment_id,
-            state=PaymentState.PAID.value,
-            rail_reference=answer.reference,
-            updated_at=now,
-        )
-        await store.update(
-            session, TRANCHES, *tranche_where, state=TrancheState.PAID.value, updated_at=now
-        )
+        await outcome(PaymentState.PAID, TrancheState.PAID, rail_reference=answer.reference)
         _stage(
             uow,
             TranchePaid(
@@ -693,7 +703,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
                 payment_reference=answer.reference or payment_id,
                 paid_at=now,
             ),
-            **common,
+            *journey,
         )
         tranches = await store.tranches_of(session, payment.award_id)
         if award.state == AwardState.OPEN.value and all(
@@ -707,17 +717,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
                 updated_at=now,
             )
         return
-    await store.update(
-        session,
-        PAYMENTS,
-        p.id == payment_id,
-        state=PaymentState.REJECTED.value,
-        last_error=answer.reason,
-        updated_at=now,
-    )
-    await store.update(
-        session, TRANCHES, *tranche_where, state=TrancheState.FAILED.value, updated_at=now
-    )
+    await outcome(PaymentState.REJECTED, TrancheState.FAILED, last_error=answer.reason)
     if award.state == AwardState.CANCELLED.value:  # its reservation was kept for this payment
         await store.apply(
             session,
@@ -742,7 +742,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
             retryable=False,
             failed_at=now,
         ),
-        **common,
+        *journey,
     )
 
 
