@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from contracts import catalog
-from contracts.envelope import Actor
 from contracts.v1.disbursement import CancelAward, ReleaseTranche
 from services.disbursement.domain import AccountKind, award_account, budget_account
 from services.disbursement.handlers import HANDLED, DisbursementCommands
@@ -24,7 +23,7 @@ from services.kit.consumer import IdempotentConsumer, Outcome
 from services.kit.dlq import ConsumedRecord, parse_dead_letter
 from services.kit.messaging import Record
 from services.kit.retry import RetryPolicy
-from tests.disbursement.helpers import Db, award_command, disbursement_db, fund
+from tests.disbursement.helpers import Db, award_command, disbursement_db, fund, workflow_command
 from tests.kit.helpers import fresh_database
 
 TOPIC = "disbursement.commands"
@@ -42,15 +41,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db
 
 
 def _record(offset: int, message_type: str, payload: Any, event_id: uuid.UUID | None = None) -> Any:
-    envelope = catalog.make_envelope(
-        message_type,
-        payload,
-        subject=payload.application_id,
-        actor=Actor.system("workflow"),
-        producer="workflow",
-        correlation_id=uuid.uuid4(),
-        event_id=event_id,
-    )
+    envelope = workflow_command(message_type, payload, event_id)
     return ConsumedRecord(
         topic=TOPIC,
         partition=0,

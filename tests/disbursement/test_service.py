@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts import catalog
-from contracts.envelope import Actor, utcnow
+from contracts.envelope import utcnow
 from contracts.topics import TOPICS
 from contracts.v1.disbursement import ReleaseTranche
 from services.disbursement.main import create_app
@@ -23,7 +23,7 @@ from services.disbursement.settings import Settings
 from services.kit.logging import configure_logging
 from services.kit.messaging import create_producer, ensure_topics
 from tests.applications.helpers import auth
-from tests.disbursement.helpers import award_command, running_rail
+from tests.disbursement.helpers import award_command, running_rail, workflow_command
 from tests.kit.helpers import eventually, fresh_database, read_topic
 from tests.support import free_port, healthy, serving
 
@@ -72,14 +72,7 @@ async def running(
 
 
 async def _send(running: Running, message_type: str, payload: Any) -> uuid.UUID:
-    envelope = catalog.make_envelope(
-        message_type,
-        payload,
-        subject=payload.application_id,
-        actor=Actor.system("workflow"),
-        producer="workflow",
-        correlation_id=uuid.uuid4(),
-    )
+    envelope = workflow_command(message_type, payload)
     await running.producer.send_and_wait(
         "disbursement.commands",
         catalog.encode(envelope),
