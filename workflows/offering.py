@@ -24,6 +24,7 @@ from contracts.v1.disbursement import (
     OpenAward,
     ReleaseTranche,
     Tranche,
+    fiscal_year,
 )
 from contracts.v1.disbursement import budget_id as fiscal_year_budget
 from contracts.v1.offers import (
@@ -123,7 +124,7 @@ def award_id(application_id: str) -> str:
 
 def budget_id(incentive_type: str, now: datetime) -> str:
     """The budget of ``incentive_type`` for the fiscal year (the calendar year) of ``now``."""
-    return fiscal_year_budget(incentive_type, now.year)
+    return fiscal_year_budget(incentive_type, fiscal_year(now))
 
 
 def tranches(total: Money, schedule: str) -> list[TrancheView]:

@@ -6,7 +6,7 @@ payouts carry an ``idempotency_key`` that the payment rail uses so a tranche is 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Self
@@ -36,6 +36,19 @@ def budget_id(incentive_type: str, fiscal_year: int) -> str:
     workflow names the budget an award is charged to with the same rule.
     """
     return f"{incentive_type}-{fiscal_year}"
+
+
+def fiscal_year(at: datetime) -> int:
+    """The fiscal year ``at`` falls in: its calendar year in UTC (``at`` is a UTC time)."""
+    return at.year
+
+
+def budget_key(budget_id_: str) -> tuple[str, int] | None:
+    """The incentive type and fiscal year a :func:`budget_id` names, or None for another id."""
+    incentive_type, _, year = budget_id_.rpartition("-")
+    if not incentive_type or not year.isdigit():
+        return None
+    return incentive_type, int(year)
 
 
 _APP_ID = "app_01HZX3Q8W6"

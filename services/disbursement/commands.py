@@ -33,9 +33,10 @@ from contracts.v1.disbursement import (
     TrancheFailed,
     TranchePaid,
     TrancheReleased,
+    fiscal_year,
 )
 from contracts.v1.disbursement import budget_id as fiscal_year_budget
-from services.disbursement import store
+from services.disbursement import batch, store
 from services.disbursement.domain import (
     MAX_AMOUNT,
     OPEN_PAYMENTS,
@@ -48,6 +49,7 @@ from services.disbursement.domain import (
     award_account,
     budget_account,
     in_minor_units,
+    of_an_earlier_year,
     pay,
     quantum,
     release,
@@ -66,8 +68,24 @@ NOTE_LIMIT = 4000
 SYSTEM = Actor.system("disbursement")
 
 
-def _stage(uow: UnitOfWork, payload: BaseModel, **where: Any) -> None:
-    stage_event(uow, payload, producer=PRODUCER, **where)
+def _stage(
+    uow: UnitOfWork,
+    payload: BaseModel,
+    application_id: str,
+    origin: Origin,
+    correlation_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Stage an event of this service about ``application_id``'s journey."""
+    stage_event(
+        uow,
+        payload,
+        producer=PRODUCER,
+        subject=application_id,
+        origin=origin,
+        correlation_id=correlation_id,
+        now=now,
+    )
 
 
 def as_money(amount: Decimal, currency: str) -> Money:
@@ -128,10 +146,10 @@ async def _book(
             note=note[:NOTE_LIMIT],
             booked_at=now,
         ),
-        subject=subject,
-        origin=origin,
-        correlation_id=correlation_id,
-        now=now,
+        subject,
+        origin,
+        correlation_id,
+        now,
     )
 
 
@@ -239,11 +257,11 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
     covers it (:func:`open_waiting`). Opening an award twice does nothing.
     """
     session = uow.session
-    if await store.award(session, command.award_id) is not None:
+    if await batch.award(uow, command.award_id) is not None:
         return
-    if await store.waiting(session, command.award_id) is not None:
+    if await batch.waiting(uow, command.award_id) is not None:
         return
-    budget = await store.budget(session, command.budget_id)
+    budget = await batch.budget(uow, command.budget_id)
     currency = command.total.currency
     if not in_minor_units(command.total.amount, currency):
         raise BusinessRefusal(f"{command.total} is not a bookable amount")
@@ -255,37 +273,46 @@ async def open_award(uow: UnitOfWork, command: OpenAward, origin: Origin, now: d
             raise Overdrawn(f"budget {command.budget_id} does not exist")
         await _reserve_and_open(uow, command, origin, correlation_id, now)
     except Overdrawn:
-        available = await store.balances(
-            session, [budget_account(command.budget_id, AccountKind.AVAILABLE)]
-        )
-        await store.insert(
-            session,
-            BUDGET_WAITLIST,
-            {
-                "award_id": command.award_id,
-                "budget_id": command.budget_id,
-                "application_id": command.application_id,
-                "command": command.model_dump_json(),
-                "actor": origin.actor.model_dump_json(),
-                "correlation_id": str(correlation_id),
-                "queued_at": now,
-            },
-        )
-        _stage(
-            uow,
-            BudgetExhausted(
-                budget_id=command.budget_id,
-                award_id=command.award_id,
-                application_id=command.application_id,
-                requested=command.total,
-                available=as_balance(next(iter(available.values())), currency),
-                detected_at=now,
-            ),
-            subject=command.application_id,
-            origin=origin,
-            correlation_id=correlation_id,
-            now=now,
-        )
+        entry = {
+            "award_id": command.award_id,
+            "budget_id": command.budget_id,
+            "application_id": command.application_id,
+            "command": command.model_dump_json(),
+            "actor": origin.actor.model_dump_json(),
+            "correlation_id": str(correlation_id),
+            "queued_at": now,
+        }
+        await store.insert(session, BUDGET_WAITLIST, entry)
+        batch.remember_waiting(uow, entry)
+        await _report_shortfall(uow, command, command.total, origin, correlation_id, now)
+
+
+async def _report_shortfall(
+    uow: UnitOfWork,
+    command: OpenAward | ChargeAward,
+    requested: Money,
+    origin: Origin,
+    correlation_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Stage ``budget.exhausted``: ``command.budget_id`` cannot cover ``requested``."""
+    account = budget_account(command.budget_id, AccountKind.AVAILABLE)
+    available = (await store.balances(uow.session, [account]))[account]
+    _stage(
+        uow,
+        BudgetExhausted(
+            budget_id=command.budget_id,
+            award_id=command.award_id,
+            application_id=command.application_id,
+            requested=requested,
+            available=as_balance(available, requested.currency),
+            detected_at=now,
+        ),
+        command.application_id,
+        origin,
+        correlation_id,
+        now,
+    )
 
 
 async def _reserve_and_open(
@@ -311,35 +338,32 @@ async def _reserve_and_open(
         subject=command.application_id,
         correlation_id=correlation_id,
     )
-    await store.insert(
-        session,
-        AWARDS,
+    award = {
+        "id": command.award_id,
+        "application_id": command.application_id,
+        "firm_id": command.firm_id,
+        "budget_id": command.budget_id,
+        "total": command.total.amount,
+        "currency": currency,
+        "state": AwardState.OPEN.value,
+        "correlation_id": str(correlation_id),
+        "created_at": now,
+        "updated_at": now,
+    }
+    tranches = [
         {
-            "id": command.award_id,
-            "application_id": command.application_id,
-            "firm_id": command.firm_id,
-            "budget_id": command.budget_id,
-            "total": command.total.amount,
-            "currency": currency,
-            "state": AwardState.OPEN.value,
-            "correlation_id": str(correlation_id),
-            "created_at": now,
+            "award_id": command.award_id,
+            "sequence": tranche.sequence,
+            "amount": tranche.amount.amount,
+            "milestone": tranche.milestone,
+            "state": TrancheState.SCHEDULED.value,
             "updated_at": now,
-        },
-    )
-    for tranche in command.tranches:
-        await store.insert(
-            session,
-            TRANCHES,
-            {
-                "award_id": command.award_id,
-                "sequence": tranche.sequence,
-                "amount": tranche.amount.amount,
-                "milestone": tranche.milestone,
-                "state": TrancheState.SCHEDULED.value,
-                "updated_at": now,
-            },
-        )
+        }
+        for tranche in command.tranches
+    ]
+    await store.insert(session, AWARDS, award)
+    await store.insert_many(session, TRANCHES, tranches)
+    batch.remember_award(uow, award, tranches)
     _stage(
         uow,
         AwardOpened(
@@ -351,10 +375,10 @@ async def _reserve_and_open(
             tranches=[Tranche.model_validate(t.model_dump()) for t in command.tranches],
             opened_at=now,
         ),
-        subject=command.application_id,
-        origin=origin,
-        correlation_id=correlation_id,
-        now=now,
+        command.application_id,
+        origin,
+        correlation_id,
+        now,
     )
 
 
@@ -365,14 +389,22 @@ async def open_waiting(uow: UnitOfWork, budget_id: str, origin: Origin, now: dat
     Strictly in arrival order: an award the budget cannot cover yet keeps its place and those
     behind it wait too, so a large early request is never overtaken by smaller later ones.
     Runs in the top-up's transaction: the money and the awards it opens commit together.
+
+    When ``budget_id`` is the budget of the current fiscal year, the awards of the same
+    incentive type still waiting for an earlier year's budget join the line in their arrival
+    order: a grant is charged to the budget of the year its offer is accepted in, and an offer
+    made now is accepted in this year or later, so the new year's money may open them (each
+    opens charged to ``budget_id``).
     """
     session = uow.session
     budget = await store.budget(session, budget_id)
     opened = 0
-    for entry in await store.waitlist(session, budget_id, lock=True):
+    for entry in await _waiting_for(session, budget, now):
         command = OpenAward.model_validate_json(entry.command)
         if command.total.currency != budget.currency:
             continue  # this budget can never cover it; its workflow stops waiting in time
+        if command.budget_id != budget_id:
+            command = command.model_copy(update={"budget_id": budget_id})
         try:
             await _reserve_and_open(uow, command, origin, uuid.UUID(entry.correlation_id), now)
         except Overdrawn:
@@ -382,8 +414,33 @@ async def open_waiting(uow: UnitOfWork, budget_id: str, origin: Origin, now: dat
     return opened
 
 
-async def _open_award(session: Any, award_id: str) -> Any:
-    award = await store.award(session, award_id, lock=True)
+async def _waiting_for(session: Any, budget: Any, now: datetime) -> list[Any]:
+    """The waitlist entries ``budget`` may open, in arrival order: its own, and when it is the
+    current fiscal year's, those of its incentive type waiting for an earlier year."""
+    if budget.fiscal_year != fiscal_year(now):
+        return await store.waitlist(session, budget.id, lock=True)
+    entries = []
+    for entry in await store.waitlist_like(session, budget.incentive_type, lock=True):
+        if entry.budget_id == budget.id or of_an_earlier_year(
+            entry.budget_id, budget.incentive_type, budget.fiscal_year
+        ):
+            entries.append(entry)
+    return entries
+
+
+async def open_waiting_for_new_year(uow: UnitOfWork, now: datetime) -> int:
+    """At a year end, open the awards still waiting for an earlier year's budget that the
+    current fiscal year's budgets (set up before the year began) now cover; returns how many
+    opened. The periodic sweep for what no top-up of the new year announces."""
+    opened = 0
+    for budget in await store.budgets_of_year(uow.session, fiscal_year(now)):
+        if await store.waits_before(uow.session, budget.incentive_type, budget.fiscal_year):
+            opened += await open_waiting(uow, budget.id, Origin(SYSTEM), now)
+    return opened
+
+
+async def _open_award(uow: UnitOfWork, award_id: str) -> Any:
+    award = await batch.award(uow, award_id, lock=True)
     if award is None:
         raise BusinessRefusal(f"award {award_id} does not exist")
     return award
@@ -395,13 +452,11 @@ async def release_tranche(
     """Release a tranche: store its payment (id generated here, before any rail call) for the
     payout worker. Returns the payment id; None when the tranche was released already."""
     session = uow.session
-    award = await _open_award(session, command.award_id)
+    award = await _open_award(uow, command.award_id)
     if award.state != AwardState.OPEN.value:
         raise BusinessRefusal(f"award {command.award_id} is {award.state}")
     t = TRANCHES.c
-    tranche = await store.one(
-        session, TRANCHES, t.award_id == command.award_id, t.sequence == command.sequence
-    )
+    tranche = await batch.tranche(uow, command.award_id, command.sequence)
     if tranche is None:
         raise BusinessRefusal(f"award {command.award_id} has no tranche {command.sequence}")
     if tranche.state != TrancheState.SCHEDULED.value:
@@ -415,6 +470,9 @@ async def release_tranche(
         t.state == TrancheState.SCHEDULED.value,
         state=TrancheState.RELEASED.value,
         updated_at=now,
+    )
+    batch.remember_tranche(
+        uow, command.award_id, command.sequence, state=TrancheState.RELEASED.value, updated_at=now
     )
     await store.insert(
         session,
@@ -443,10 +501,10 @@ async def release_tranche(
             idempotency_key=payment_id,
             released_at=now,
         ),
-        subject=command.application_id,
-        origin=origin,
-        correlation_id=uuid.UUID(award.correlation_id),
-        now=now,
+        command.application_id,
+        origin,
+        uuid.UUID(award.correlation_id),
+        now,
     )
     return payment_id
 
@@ -462,9 +520,10 @@ async def charge_award(
     award to its own budget does nothing, so a redelivered command moves nothing twice.
     """
     session = uow.session
-    award = await _open_award(session, command.award_id)
+    award = await _open_award(uow, command.award_id)
     if award.budget_id == command.budget_id:
         return
+    batch.forget(uow, command.award_id)  # its budget changes below
     if award.state != AwardState.OPEN.value:
         raise BusinessRefusal(f"award {command.award_id} is {award.state}")
     currency = award.currency
@@ -485,30 +544,14 @@ async def charge_award(
                 budget_id=command.budget_id,
                 award_id=command.award_id,
                 origin=origin,
-                note=f"offer accepted in fiscal year {command.accepted_at.year}",
+                note=f"offer accepted in fiscal year {fiscal_year(command.accepted_at)}",
                 now=now,
                 subject=command.application_id,
                 correlation_id=correlation_id,
             )
     except Overdrawn:
-        available = await store.balances(
-            session, [budget_account(command.budget_id, AccountKind.AVAILABLE)]
-        )
-        _stage(
-            uow,
-            BudgetExhausted(
-                budget_id=command.budget_id,
-                award_id=command.award_id,
-                application_id=command.application_id,
-                requested=as_money(reserved, currency),
-                available=as_balance(next(iter(available.values())), currency),
-                detected_at=now,
-            ),
-            subject=command.application_id,
-            origin=origin,
-            correlation_id=correlation_id,
-            now=now,
-        )
+        requested = as_money(reserved, currency)
+        await _report_shortfall(uow, command, requested, origin, correlation_id, now)
         return
     if reserved > 0:
         await _book(
@@ -540,10 +583,10 @@ async def charge_award(
             amount=as_money(reserved, currency),
             charged_at=now,
         ),
-        subject=command.application_id,
-        origin=origin,
-        correlation_id=correlation_id,
-        now=now,
+        command.application_id,
+        origin,
+        correlation_id,
+        now,
     )
 
 
@@ -553,28 +596,16 @@ async def cancel_award(
     """Cancel an award: unpaid tranches are cancelled and what is reserved and not in flight
     goes back to the budget. Cancelling twice does nothing."""
     session = uow.session
-    waiting = await store.waiting(session, command.award_id)
+    waiting = await batch.waiting(uow, command.award_id)
+    batch.forget(uow, command.award_id)  # what follows changes its rows
     if waiting is not None:  # never opened: it leaves the budget's waitlist, nothing to give back
         await store.delete_waiting(session, command.award_id)
-        _stage(
-            uow,
-            AwardCancelled(
-                award_id=command.award_id,
-                application_id=command.application_id,
-                reason_code=command.reason_code,
-                reason=command.reason,
-                returned_to_budget=as_balance(
-                    Decimal(0), OpenAward.model_validate_json(waiting.command).total.currency
-                ),
-                cancelled_at=now,
-            ),
-            subject=command.application_id,
-            origin=origin,
-            correlation_id=uuid.UUID(waiting.correlation_id),
-            now=now,
+        nothing = as_balance(
+            Decimal(0), OpenAward.model_validate_json(waiting.command).total.currency
         )
+        _cancelled(uow, command, nothing, origin, uuid.UUID(waiting.correlation_id), now)
         return
-    award = await _open_award(session, command.award_id)
+    award = await _open_award(uow, command.award_id)
     if award.state == AwardState.CANCELLED.value:
         return
     if award.state == AwardState.CLOSED.value:
@@ -629,6 +660,19 @@ async def cancel_award(
         state=AwardState.CANCELLED.value,
         updated_at=now,
     )
+    given_back = as_balance(max(returned, Decimal(0)), award.currency)
+    _cancelled(uow, command, given_back, origin, uuid.UUID(award.correlation_id), now)
+
+
+def _cancelled(
+    uow: UnitOfWork,
+    command: CancelAward,
+    returned: Balance,
+    origin: Origin,
+    correlation_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Stage ``award.cancelled``, naming what went back to the budget."""
     _stage(
         uow,
         AwardCancelled(
@@ -636,13 +680,13 @@ async def cancel_award(
             application_id=command.application_id,
             reason_code=command.reason_code,
             reason=command.reason,
-            returned_to_budget=as_balance(max(returned, Decimal(0)), award.currency),
+            returned_to_budget=returned,
             cancelled_at=now,
         ),
-        subject=command.application_id,
-        origin=origin,
-        correlation_id=uuid.UUID(award.correlation_id),
-        now=now,
+        command.application_id,
+        origin,
+        correlation_id,
+        now,
     )
 
 
@@ -686,13 +730,22 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
     origin = Origin(SYSTEM)
     t = TRANCHES.c
     amount = as_money(Decimal(payment.amount), payment.currency)
-    common: dict[str, Any] = {
-        "subject": award.application_id,
-        "origin": origin,
-        "correlation_id": uuid.UUID(award.correlation_id),
-        "now": now,
-    }
-    tranche_where = (t.award_id == payment.award_id, t.sequence == payment.sequence)
+    journey = (award.application_id, origin, uuid.UUID(award.correlation_id), now)
+
+    async def outcome(state: PaymentState, tranche: TrancheState, **recorded: Any) -> None:
+        """The payment and its tranche reach their final states."""
+        await store.update(
+            session, PAYMENTS, p.id == payment_id, state=state.value, updated_at=now, **recorded
+        )
+        await store.update(
+            session,
+            TRANCHES,
+            t.award_id == payment.award_id,
+            t.sequence == payment.sequence,
+            state=tranche.value,
+            updated_at=now,
+        )
+
     if answer.state is PaymentState.PAID:
         await _book(
             uow,
@@ -707,17 +760,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
             subject=award.application_id,
             correlation_id=uuid.UUID(award.correlation_id),
         )
-        await store.update(
-            session,
-            PAYMENTS,
-            p.id == payment_id,
-            state=PaymentState.PAID.value,
-            rail_reference=answer.reference,
-            updated_at=now,
-        )
-        await store.update(
-            session, TRANCHES, *tranche_where, state=TrancheState.PAID.value, updated_at=now
-        )
+        await outcome(PaymentState.PAID, TrancheState.PAID, rail_reference=answer.reference)
         _stage(
             uow,
             TranchePaid(
@@ -729,7 +772,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
                 payment_reference=answer.reference or payment_id,
                 paid_at=now,
             ),
-            **common,
+            *journey,
         )
         tranches = await store.tranches_of(session, payment.award_id)
         if award.state == AwardState.OPEN.value and all(
@@ -743,17 +786,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
                 updated_at=now,
             )
         return
-    await store.update(
-        session,
-        PAYMENTS,
-        p.id == payment_id,
-        state=PaymentState.REJECTED.value,
-        last_error=answer.reason,
-        updated_at=now,
-    )
-    await store.update(
-        session, TRANCHES, *tranche_where, state=TrancheState.FAILED.value, updated_at=now
-    )
+    await outcome(PaymentState.REJECTED, TrancheState.FAILED, last_error=answer.reason)
     if award.state == AwardState.CANCELLED.value:  # its reservation was kept for this payment
         await _book(
             uow,
@@ -780,7 +813,7 @@ async def settle(uow: UnitOfWork, payment_id: str, answer: RailAnswer, now: date
             retryable=False,
             failed_at=now,
         ),
-        **common,
+        *journey,
     )
 
 

@@ -31,7 +31,7 @@ from contracts.schedule import (
     split,
 )
 from contracts.schedule import in_minor_units as _in_minor_units
-from contracts.v1.disbursement import LedgerCause
+from contracts.v1.disbursement import LedgerCause, budget_key
 
 __all__ = ["HUNDRED", "ScheduleError", "Share", "parse_schedule", "quantum", "split"]
 
@@ -43,6 +43,13 @@ MAX_AMOUNT = Decimal(900_000_000_000_000)
 def in_minor_units(amount: Decimal, currency: str) -> bool:
     """Whether ``amount`` is a whole number of the currency's minor units (and bookable)."""
     return amount <= MAX_AMOUNT and _in_minor_units(amount, currency)
+
+
+def of_an_earlier_year(budget_id: str, incentive_type: str, fiscal_year: int) -> bool:
+    """Whether ``budget_id`` names a budget of ``incentive_type`` before ``fiscal_year``: an
+    award waiting for it may be charged to that year's budget instead."""
+    key = budget_key(budget_id)
+    return key is not None and key[0] == incentive_type and key[1] < fiscal_year
 
 
 # --- the ledger ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from contracts.topics import get_topic
 from services.disbursement import payouts
 from services.disbursement.api import router
 from services.disbursement.commands import PRODUCER
-from services.disbursement.handlers import HANDLED, handle_disbursement_command
+from services.disbursement.handlers import HANDLED, DisbursementCommands
 from services.disbursement.metrics import register_metrics
 from services.disbursement.rail import RailClient
 from services.disbursement.settings import Settings
@@ -42,7 +42,8 @@ async def _every(name: str, interval: float, job: Callable[[], Awaitable[int]]) 
 
 
 def _background(service: Service, settings: Settings) -> APIRouter:
-    """A router whose lifespan runs the payout worker and reconciliation, after migrations."""
+    """A router whose lifespan runs the payout worker, reconciliation and the year-end budget
+    wake, after migrations."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +73,14 @@ def _background(service: Service, settings: Settings) -> APIRouter:
                 ),
                 name="disbursement-reconcile",
             ),
+            asyncio.create_task(
+                _every(
+                    "budget wake",
+                    settings.reconcile_interval_seconds,
+                    lambda: payouts.wake_for_new_year(service.uow),
+                ),
+                name="disbursement-budget-wake",
+            ),
         ]
         try:
             yield
@@ -99,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     service.consume(
         *consumed_topics(),
-        handler=handle_disbursement_command,
+        handler=DisbursementCommands(),
         types=HANDLED,
         description="Requests to open or cancel awards and release tranches.",
     )

@@ -145,3 +145,12 @@ async def reconcile(uow_factory: UnitOfWorkFactory, rail: RailClient, *, limit: 
                 settled += 1
             await uow.commit()
     return settled
+
+
+async def wake_for_new_year(uow_factory: UnitOfWorkFactory) -> int:
+    """Open the awards an earlier year's budget left waiting that this fiscal year's budgets
+    cover (:func:`commands.open_waiting_for_new_year`); returns how many opened."""
+    async with uow_factory() as uow:
+        opened = await commands.open_waiting_for_new_year(uow, utcnow())
+        await uow.commit()
+    return opened

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.disbursement.domain import Overdrawn, Transfer, kind_of
+from services.disbursement.domain import Overdrawn, Transfer, kind_of, of_an_earlier_year
 from services.disbursement.models import (
     ACCOUNTS,
     AWARDS,
@@ -62,6 +62,12 @@ async def rows(session: AsyncSession, statement: sa.Select[Any]) -> list[Any]:
 
 async def insert(session: AsyncSession, table: sa.Table, values: dict[str, Any]) -> None:
     await (await _conn(session)).execute(table.insert(), values)
+
+
+async def insert_many(session: AsyncSession, table: sa.Table, values: list[dict[str, Any]]) -> None:
+    """One INSERT of every row in ``values`` (an executemany)."""
+    if values:
+        await (await _conn(session)).execute(table.insert(), values)
 
 
 async def update(session: AsyncSession, table: sa.Table, *where: Any, **values: Any) -> int:
@@ -162,6 +168,13 @@ async def budget(session: AsyncSession, budget_id: str) -> Any:
     return await one(session, BUDGETS, BUDGETS.c.id == budget_id)
 
 
+async def budgets_of_year(session: AsyncSession, fiscal_year: int) -> list[Any]:
+    return await rows(
+        session,
+        sa.select(BUDGETS).where(BUDGETS.c.fiscal_year == fiscal_year).order_by(BUDGETS.c.id),
+    )
+
+
 async def all_budgets(session: AsyncSession) -> list[Any]:
     return await rows(session, sa.select(BUDGETS).order_by(BUDGETS.c.id))
 
@@ -236,6 +249,30 @@ async def waitlist(session: AsyncSession, budget_id: str, *, lock: bool = False)
     if lock:
         statement = _locking(statement, session)
     return await rows(session, statement)
+
+
+async def waitlist_like(
+    session: AsyncSession, incentive_type: str, *, lock: bool = False
+) -> list[Any]:
+    """The awards waiting for any budget whose id may be one of ``incentive_type``'s, first come
+    first (callers keep those :func:`~contracts.v1.disbursement.budget_key` says are)."""
+    w = BUDGET_WAITLIST.c
+    statement = (
+        sa.select(BUDGET_WAITLIST)
+        .where(w.budget_id.startswith(f"{incentive_type}-", autoescape=True))
+        .order_by(w.position)
+    )
+    if lock:
+        statement = _locking(statement, session)
+    return await rows(session, statement)
+
+
+async def waits_before(session: AsyncSession, incentive_type: str, fiscal_year: int) -> bool:
+    """Whether an award waits for a budget of ``incentive_type`` before ``fiscal_year``."""
+    for entry in await waitlist_like(session, incentive_type):
+        if of_an_earlier_year(entry.budget_id, incentive_type, fiscal_year):
+            return True
+    return False
 
 
 async def delete_waiting(session: AsyncSession, award_id: str) -> None:

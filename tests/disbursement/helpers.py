@@ -14,7 +14,8 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.envelope import Actor, ActorKind, utcnow
+from contracts import catalog
+from contracts.envelope import Actor, ActorKind, Envelope, utcnow
 from contracts.money import Money
 from contracts.v1.disbursement import OpenAward, ReleaseTranche, Tranche
 from services.disbursement import commands
@@ -142,3 +143,18 @@ async def running_rail(var_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = RailSettings(port=port, var_dir=var_dir)
     async with serving(create_rail(settings), port) as client:
         yield client
+
+
+def workflow_command(
+    message_type: str, payload: Any, event_id: uuid.UUID | None = None
+) -> Envelope[Any]:
+    """A ``disbursement.commands`` envelope as the workflow sends it."""
+    return catalog.make_envelope(
+        message_type,
+        payload,
+        subject=payload.application_id,
+        actor=Actor.system("workflow"),
+        producer="workflow",
+        correlation_id=uuid.uuid4(),
+        event_id=event_id,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from services.kit.db import create_engine, create_session_factory
 from services.kit.errors import BusinessRefusal, Conflict
 from services.kit.uow import UnitOfWorkFactory
 from tests.disbursement.helpers import (
+    ADMIN,
     WORKFLOW,
     Db,
     award_command,
@@ -323,3 +325,79 @@ async def test_cancelling_a_waiting_award_takes_it_off_the_waitlist(db: Db) -> N
     await _top_up(db, "500000.00")
     assert await db.rows("SELECT id FROM awards") == []
     assert await db.event_types() == ["budget.exhausted", "award.cancelled"]
+
+
+def _in(year: int) -> datetime:
+    return datetime(year, 1, 2, 9, 0, tzinfo=UTC)
+
+
+async def _fund_at(db: Db, amount: str, year: int, now: datetime) -> None:
+    async with db.uow() as uow:
+        await commands.create_budget(
+            uow,
+            incentive_type="grant",
+            fiscal_year=year,
+            amount=Money.of(amount, "EUR"),
+            origin=ADMIN,
+            now=now,
+        )
+        await uow.commit()
+
+
+async def _open_at(db: Db, award_id: str, total: str, budget_id: str, now: datetime) -> None:
+    async with db.uow() as uow:
+        await commands.open_award(uow, award_command(award_id, total, budget_id), WORKFLOW, now)
+        await uow.commit()
+
+
+async def test_the_new_years_budget_opens_the_awards_last_years_budget_left_waiting(
+    db: Db,
+) -> None:
+    await _fund_at(db, "100000.00", 2027, _in(2027))
+    await _open_at(db, "w1", "250000.00", "grant-2027", _in(2027))  # waits for grant-2027
+    await _open_at(db, "w2", "100000.00", "grant-2026", _in(2027))  # a budget never set
+    async with db.uow() as uow:
+        other = award_command("w3", "50000.00", "loan-2027")  # another incentive type
+        await commands.open_award(uow, other, WORKFLOW, _in(2027))
+        await uow.commit()
+    # Next year's budget set in advance does not take last year's line: not charged to it yet.
+    await _fund_at(db, "300000.00", 2028, _in(2027).replace(month=12))
+    assert await db.rows("SELECT id FROM awards") == []
+    # Once 2028 has begun, its top-up opens them, in arrival order, charged to grant-2028.
+    await _top_up_at(db, "50000.00", "grant-2028", _in(2028))
+    assert await db.rows("SELECT id, budget_id FROM awards ORDER BY id") == [
+        ("w1", "grant-2028"),
+        ("w2", "grant-2028"),
+    ]
+    assert await db.rows("SELECT award_id FROM budget_waitlist") == [("w3",)]
+    assert await db.balance(budget_account("grant-2028", AccountKind.AVAILABLE)) == Decimal("0.00")
+    assert await db.balance(AVAILABLE) == Decimal("100000.00"), "last year's money untouched"
+    opened = [t for t in await db.event_types() if t == "award.opened"]
+    assert len(opened) == 2
+    await _books_balance(db)
+
+
+async def test_a_budget_set_in_advance_opens_last_years_waiting_awards_when_its_year_begins(
+    db: Db,
+) -> None:
+    await _open_at(db, "w1", "250000.00", "grant-2027", _in(2027))
+    await _open_at(db, "w2", "500000.00", "grant-2027", _in(2027))
+    await _fund_at(db, "600000.00", 2028, _in(2027).replace(month=11))
+    async with db.uow() as uow:  # still 2027: nothing may be charged to 2028 yet
+        assert await commands.open_waiting_for_new_year(uow, _in(2027).replace(month=12)) == 0
+        await uow.commit()
+    async with db.uow() as uow:
+        assert await commands.open_waiting_for_new_year(uow, _in(2028)) == 1
+        await uow.commit()
+    async with db.uow() as uow:  # the sweep again: w2 still does not fit, nothing moves
+        assert await commands.open_waiting_for_new_year(uow, _in(2028)) == 0
+        await uow.commit()
+    assert await db.rows("SELECT id, budget_id FROM awards") == [("w1", "grant-2028")]
+    assert await db.rows("SELECT award_id FROM budget_waitlist") == [("w2",)]
+    await _books_balance(db)
+
+
+async def _top_up_at(db: Db, amount: str, budget_id: str, now: datetime) -> None:
+    async with db.uow() as uow:
+        await commands.top_up_budget(uow, budget_id, Money.of(amount, "EUR"), WORKFLOW, now)
+        await uow.commit()

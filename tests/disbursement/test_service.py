@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts import catalog
-from contracts.envelope import Actor
+from contracts.envelope import utcnow
 from contracts.topics import TOPICS
 from contracts.v1.disbursement import ReleaseTranche
 from services.disbursement.main import create_app
@@ -23,7 +23,7 @@ from services.disbursement.settings import Settings
 from services.kit.logging import configure_logging
 from services.kit.messaging import create_producer, ensure_topics
 from tests.applications.helpers import auth
-from tests.disbursement.helpers import award_command, running_rail
+from tests.disbursement.helpers import award_command, running_rail, workflow_command
 from tests.kit.helpers import eventually, fresh_database, read_topic
 from tests.support import free_port, healthy, serving
 
@@ -72,14 +72,7 @@ async def running(
 
 
 async def _send(running: Running, message_type: str, payload: Any) -> uuid.UUID:
-    envelope = catalog.make_envelope(
-        message_type,
-        payload,
-        subject=payload.application_id,
-        actor=Actor.system("workflow"),
-        producer="workflow",
-        correlation_id=uuid.uuid4(),
-    )
+    envelope = workflow_command(message_type, payload)
     await running.producer.send_and_wait(
         "disbursement.commands",
         catalog.encode(envelope),
@@ -175,3 +168,41 @@ async def test_a_release_on_an_unknown_award_is_dead_lettered_with_its_reason(
     await eventually(dead_lettered, timeout=60, interval=0.5)
     assert found["dlq.reason"] == "business_refusal"
     assert "award-nowhere" in found["dlq.error"]
+
+
+async def test_the_new_years_budget_opens_an_award_that_waited_for_last_years(
+    running: Running,
+) -> None:
+    client, admin, auditor = running.client, auth("admin"), auth("auditor")
+    this_year = utcnow().year
+    award_id = f"award-{uuid.uuid4().hex[:8]}"
+    last_year = f"yearend-{this_year - 1}"
+    body = {
+        "incentive_type": "yearend",
+        "fiscal_year": this_year - 1,
+        "amount": {"amount": "1000.00", "currency": "EUR"},
+    }
+    assert (await client.post("/v1/budgets", json=body, headers=admin)).status_code == 201
+    await _send(running, "award.open", award_command(award_id, "250000.00", last_year))
+
+    async def waiting() -> bool:
+        view = await client.get(f"/v1/budgets/{last_year}/ledger", headers=auditor)
+        return view.json()["waitlist"] == [award_id]
+
+    await eventually(waiting, timeout=60, interval=0.25)
+    body = {
+        "incentive_type": "yearend",
+        "fiscal_year": this_year,
+        "amount": {"amount": "300000.00", "currency": "EUR"},
+    }
+    created = await client.post("/v1/budgets", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    view = (await client.get(f"/v1/awards/{award_id}/ledger", headers=auditor)).json()
+    assert view["budget_id"] == f"yearend-{this_year}"
+    assert view["reserved"]["amount"] == "250000.00"
+    budget = (await client.get(f"/v1/budgets/yearend-{this_year}/ledger", headers=auditor)).json()
+    assert budget["free"]["amount"] == "50000.00"
+    assert budget["waitlist"] == []
+    old = (await client.get(f"/v1/budgets/{last_year}/ledger", headers=auditor)).json()
+    assert old["waitlist"] == []
+    assert old["free"]["amount"] == "1000.00", "last year's money untouched"

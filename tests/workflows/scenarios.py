@@ -421,8 +421,10 @@ class Harness:
         )
         return hold
 
-    async def award_opened(self, handle: Handle) -> None:
-        """Disbursement reserved the grant: the award the run asked for is open."""
+    async def award_opened(self, handle: Handle, budget_id: str | None = None) -> None:
+        """Disbursement reserved the grant: the award the run asked for is open, charged to
+        ``budget_id`` (default: the budget the run named; a new fiscal year's budget may open
+        an award that waited for last year's)."""
         (award,) = await self.until_published_type(handle, "award.open")
         a = award.payload
         await self.fact(
@@ -431,7 +433,7 @@ class Harness:
                 award_id=a.award_id,
                 application_id=handle.id,
                 firm_id=a.firm_id,
-                budget_id=a.budget_id,
+                budget_id=budget_id or a.budget_id,
                 total=a.total,
                 tranches=a.tranches,
                 opened_at=datetime.now(UTC),

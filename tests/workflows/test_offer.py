@@ -218,6 +218,37 @@ async def test_a_top_up_that_opens_the_award_holds_the_space_again_and_offers_it
     assert (await h.state(handle)).phase is Phase.AWARDED
 
 
+async def test_an_award_waiting_across_the_year_end_opens_on_the_new_years_budget(
+    h: Harness,
+) -> None:
+    now = await h.env.get_current_time()
+    eve = datetime(now.year, 12, 31, 12, tzinfo=UTC)
+    if now > eve - timedelta(hours=1):
+        eve = datetime(now.year + 1, 12, 31, 12, tzinfo=UTC)
+    await h.env.sleep(eve - now)
+    handle = await start(h)
+    await h.reach_quorum(handle)
+    await h.held(handle)
+    await h.budget_short(handle)
+    (award,) = h.publisher.envelopes(handle.id, "award.open")
+    assert award.payload.budget_id == f"grant-{eve.year}"
+    await h.until(handle, lambda s: s.phase is Phase.UNFUNDED)
+    new_year = datetime(eve.year + 1, 1, 2, 9, tzinfo=UTC)
+    await h.env.sleep(new_year - await h.env.get_current_time())
+    # The new year's budget opened the award that waited for last year's.
+    await h.award_opened(handle, budget_id=f"grant-{new_year.year}")
+    await h.held(handle, 2)
+    (offer,) = await h.until_published_type(handle, "application.offer_made")
+    await h.accept(handle, offer.payload.offer_id, await h.env.get_current_time())
+    (release,) = await h.until_published_type(handle, "tranche.release")
+    assert release.payload.sequence == 1
+    assert h.publisher.envelopes(handle.id, "award.charge") == [], "charged to this year already"
+    state = await h.state(handle)
+    assert state.phase is Phase.AWARDED
+    assert state.offer is not None
+    assert state.offer.budget_id == f"grant-{new_year.year}"
+
+
 async def test_a_withdrawal_while_waiting_for_budget_takes_the_award_off_the_waitlist(
     h: Harness,
 ) -> None:
