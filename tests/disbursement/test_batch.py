@@ -29,7 +29,14 @@ from tests.kit.helpers import fresh_database
 TOPIC = "disbursement.commands"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# The PostgreSQL case is marked by hand: it reaches pg_url through getfixturevalue, which the
+# tier marking (tests.tiers, from the fixtures a test declares) cannot see.
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=[pytest.mark.integration, pytest.mark.postgres]),
+    ]
+)
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db]:
     if request.param == "sqlite":
         async with disbursement_db(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}") as db:
