@@ -57,8 +57,9 @@ def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the tier markers (see ``tests.tiers``)."""
+    """Register the tier markers and the tier's hypothesis profile (see ``tests.tiers``)."""
     tiers.register(config)
+    tiers.load_hypothesis_profile()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -56,6 +56,36 @@ def starts(marker: str) -> Callable[[_F], _F]:
     return declare
 
 
+#: Under ``make test-unit``, property tests try this share of their examples (at least
+#: :data:`UNIT_MIN_EXAMPLES`); ``make test`` tries them all.
+UNIT_EXAMPLES_SHARE = 4
+UNIT_MIN_EXAMPLES = 10
+
+
+def unit_tier() -> bool:
+    """True under ``make test-unit``."""
+    return os.environ.get(TIER_VARIABLE) == "unit"
+
+
+def examples(count: int) -> int:
+    """How many examples a property test with ``count`` of them tries in this tier.
+
+    The unit tier is the loop a developer runs while working, in under a minute; the full suite
+    (``make test``, CI) keeps every property test at full strength.
+    """
+    return max(UNIT_MIN_EXAMPLES, count // UNIT_EXAMPLES_SHARE) if unit_tier() else count
+
+
+def load_hypothesis_profile() -> None:
+    """Fewer examples by default under ``make test-unit`` (see :func:`examples`)."""
+    if not unit_tier():
+        return
+    from hypothesis import settings
+
+    settings.register_profile("unit", max_examples=examples(settings.default.max_examples))
+    settings.load_profile("unit")
+
+
 def refuse_in_unit_tier(what: str) -> None:
     """Fail the test when ``make test-unit`` runs: ``what`` would start a server."""
     if os.environ.get(TIER_VARIABLE) == "unit":

@@ -30,6 +30,7 @@ from services.applications.domain import (
     visible_actor_id,
 )
 from tests.applications.helpers import assessed, content, event, staff
+from tests.tiers import examples
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -244,7 +245,7 @@ _DOWNSTREAM = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(
         st.tuples(

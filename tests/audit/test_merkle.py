@@ -27,6 +27,7 @@ from services.audit.domain.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.tiers import examples
 
 VECTORS = Path(__file__).parent / "testdata" / "merkle"
 
@@ -180,7 +181,7 @@ def test_impossible_proof_requests_are_refused() -> None:
 # --- properties over random trees ---------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.integers(min_value=1, max_value=300).flatmap(
         lambda n: st.tuples(st.just(n), st.integers(min_value=0, max_value=n - 1))
@@ -195,7 +196,7 @@ def test_inclusion_proofs_verify(case: tuple[int, int]) -> None:
     verify_inclusion(leaf_hash(leaves[m]), m, n, proof, root)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.integers(min_value=2, max_value=300).flatmap(
         lambda n: st.tuples(st.just(n), st.integers(min_value=0, max_value=n - 1), st.data())
@@ -226,7 +227,7 @@ def test_tampered_inclusion_fails(case: tuple[int, int, st.DataObject]) -> None:
             verify_inclusion(leaf_hash(leaves[m]), m, n, proof[:-1], root)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.integers(min_value=1, max_value=300).flatmap(
         lambda n: st.tuples(st.integers(min_value=1, max_value=n), st.just(n))
@@ -241,7 +242,7 @@ def test_consistency_proofs_verify(case: tuple[int, int]) -> None:
     verify_consistency(m, n, proof, first_root, store.frontier.root())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.integers(min_value=2, max_value=300).flatmap(
         lambda n: st.tuples(st.integers(min_value=1, max_value=n - 1), st.just(n), st.data())

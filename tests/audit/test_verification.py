@@ -17,6 +17,7 @@ from services.audit.domain.merkle import (
     leaf_hash,
 )
 from services.audit.domain.verification import FindingKind, verify_log
+from tests.tiers import examples
 
 ORIGIN = "incentives.example/audit"
 SIGNER = Signer.from_seed(ORIGIN, bytes(range(32)))
@@ -123,7 +124,7 @@ def test_a_checkpoint_signed_by_another_key_is_refused() -> None:
     assert finding.kind is FindingKind.SIGNATURE
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(st.data())
 def test_any_single_tampering_is_located(data: st.DataObject) -> None:
     n = data.draw(st.integers(min_value=2, max_value=300), label="size")

@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-
 from tests.bench.common import Result
 
 
@@ -59,6 +56,10 @@ CHARTS: dict[str, Chart] = {
 
 def write_charts(results: Sequence[Result], folder: Path) -> list[Path]:
     """One PNG per chart that has points among ``results``; returns the files written."""
+    # matplotlib takes a second to import: only a run that draws pays for it.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     points: dict[str, dict[str, list[Result]]] = defaultdict(lambda: defaultdict(list))
     for result in results:
         if result.point is not None:

@@ -28,6 +28,7 @@ from services.disbursement.domain import (
     split,
     top_up,
 )
+from tests.tiers import examples
 
 SCHEDULE = parse_schedule("signing:40,milestone 1:30,milestone 2:30")
 
@@ -157,4 +158,6 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 TestLedgerMachine = LedgerMachine.TestCase
-TestLedgerMachine.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
+TestLedgerMachine.settings = settings(
+    max_examples=examples(100), stateful_step_count=40, deadline=None
+)

@@ -33,6 +33,7 @@ from services.kit.uow import UnitOfWork
 from tests.disbursement.helpers import ADMIN, WORKFLOW, award_command, stored
 from tests.disbursement.helpers import release as release_tranche
 from tests.stateful import DatabaseMachine, TemplateDatabase
+from tests.tiers import examples
 
 AWARDS = ["w1", "w2", "w3", "w4"]
 BUDGET = "grant-2027"
@@ -159,4 +160,6 @@ class _Db:
 
 
 TestLedgerOnDatabase = LedgerOnDatabase.TestCase
-TestLedgerOnDatabase.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
+TestLedgerOnDatabase.settings = settings(
+    max_examples=examples(30), stateful_step_count=30, deadline=None
+)

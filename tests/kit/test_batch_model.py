@@ -34,6 +34,7 @@ from services.kit.messaging import Record
 from services.kit.retry import RetryPolicy
 from services.kit.uow import UnitOfWorkError
 from tests.kit.helpers import envelope
+from tests.tiers import examples
 
 #: Transient failures a handler may have before it succeeds (any number is waited out).
 ATTEMPTS = 3
@@ -298,7 +299,7 @@ class DeadLetters:
 
 
 @settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

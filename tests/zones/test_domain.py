@@ -21,6 +21,7 @@ from services.zones.domain import (
     candidates,
     parse_catalogue,
 )
+from tests.tiers import examples
 
 NOW = datetime(2027, 1, 2, 9, 0, tzinfo=UTC)
 GPU = UnitType.GPU_RACK_UNIT
@@ -231,4 +232,6 @@ class AllocationMachine(RuleBasedStateMachine):
 
 
 TestAllocationMachine = AllocationMachine.TestCase
-TestAllocationMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestAllocationMachine.settings = settings(
+    max_examples=examples(150), stateful_step_count=40, deadline=None
+)

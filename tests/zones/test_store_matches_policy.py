@@ -16,6 +16,7 @@ from services.zones import commands
 from services.zones.domain import Refused, SpaceRequest, ZoneBook
 from services.zones.main import MIGRATIONS
 from tests.stateful import DatabaseMachine, TemplateDatabase
+from tests.tiers import examples
 from tests.zones.helpers import GPU, SEAT, SMALL, WORKFLOW, hold_command
 
 START = datetime(2027, 1, 2, 9, 0, tzinfo=UTC)
@@ -136,4 +137,6 @@ class StoreAgainstPolicy(DatabaseMachine):
 
 
 TestStoreAgainstPolicy = StoreAgainstPolicy.TestCase
-TestStoreAgainstPolicy.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+TestStoreAgainstPolicy.settings = settings(
+    max_examples=examples(40), stateful_step_count=30, deadline=None
+)
