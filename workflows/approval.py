@@ -49,7 +49,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from contracts.catalog import encode, make_envelope, payload_model
@@ -828,13 +828,23 @@ class IncentiveApproval:
         return planned.assign
 
     async def _candidates(self, role: ReviewerRole) -> list[ReviewerProfile]:
-        return await workflow.execute_activity_method(
-            ReviewDesk.candidate_reviewers,
-            CandidateQuery(role=role, application_id=self._app_id),
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=DESK_SCHEDULE_TO_CLOSE,
-            retry_policy=DESK_RETRY,
-        )
+        """The desk's candidates for ``role``; :class:`ActivityError` when the desk is away.
+
+        A cancellation of the run (the activity cancelled with it) is not the desk being away:
+        it is raised as the cancellation it is, so no caller mistakes it for a reason to wait.
+        """
+        try:
+            return await workflow.execute_activity_method(
+                ReviewDesk.candidate_reviewers,
+                CandidateQuery(role=role, application_id=self._app_id),
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=DESK_SCHEDULE_TO_CLOSE,
+                retry_policy=DESK_RETRY,
+            )
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise asyncio.CancelledError from exc
+            raise
 
     def _assign(
         self, stage: ReviewStage, reviewer: str, now: datetime, *, round_: int | None = None

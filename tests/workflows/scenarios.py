@@ -132,10 +132,14 @@ class FakeDesk:
     profiles: list[ReviewerProfile] = field(default_factory=lambda: list(ROSTER))
     failing: set[R] = field(default_factory=set)
     calls: list[CandidateQuery] = field(default_factory=list)
+    #: While set and not yet released, every call waits on it (a desk that does not answer).
+    answer: asyncio.Event | None = None
 
     @activity.defn(name="candidate_reviewers")
     async def candidate_reviewers(self, query: CandidateQuery) -> list[ReviewerProfile]:
         self.calls.append(query)
+        if self.answer is not None:
+            await self.answer.wait()
         if query.role in self.failing:
             raise ApplicationError("desk refused", type="DeskRefused", non_retryable=True)
         # Unlike the real desk, inactive reviewers are listed too: the workflow must skip them.

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from contracts.envelope import ActorKind, deterministic_event_id
 from contracts.v1.common import Decision, EligibilityOutcome, ReviewStage
@@ -384,6 +389,21 @@ async def test_assignment_waits_and_retries_while_nobody_is_eligible(
     await h.env.sleep(timedelta(minutes=61))
     state = await h.until_open(handle, ReviewStage.TECHNICAL, ReviewStage.SECURITY)
     assert state.assignments == {ReviewStage.TECHNICAL: [TANAKA], ReviewStage.SECURITY: [SILVA]}
+
+
+async def test_a_run_cancelled_while_it_asks_the_desk_ends_cancelled(
+    desk: FakeDesk, h: Harness
+) -> None:
+    # The cancelled activity is the run's cancellation, not the desk being away: the run must
+    # not go back to waiting for reviewers.
+    desk.answer = asyncio.Event()  # never released: the desk is still thinking when it ends
+    handle = await start_eligible(h)
+    await h.until(handle, lambda s: len(h.desk.calls) >= 1)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as caught:
+        await asyncio.wait_for(handle.result(), timeout=30)  # a run that kept waiting: a failure
+    assert isinstance(caught.value.cause, CancelledError)
+    assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
 
 
 async def test_assignment_retries_when_the_desk_fails(desk: FakeDesk, h: Harness) -> None:
