@@ -69,6 +69,23 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted.
+
+    A handler that kept the stream of the moment it was configured would write to a closed
+    file once that stream is replaced and closed (a CLI command run inside a test runner, a
+    redirected stderr): the record would be lost behind a "Logging error".
+    """
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        """StreamHandler sets its stream on construction; the current stderr is always used."""
+
+
 def configure_logging(service: str, level: str = "INFO", *, stream: TextIO | None = None) -> None:
     """Route structlog and stdlib logging to one JSON-lines handler on ``stream`` (stderr).
 
@@ -83,7 +100,7 @@ def configure_logging(service: str, level: str = "INFO", *, stream: TextIO | Non
             structlog.processors.JSONRenderer(default=str),
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(formatter)
     handler.set_name("incentives-json")
     root = logging.getLogger()

@@ -91,3 +91,21 @@ def test_exceptions_are_rendered(stream: io.StringIO) -> None:
         log.exception("failed")
     record = lines(stream)[-1]
     assert "ValueError: boom" in record["exception"]
+
+
+def test_without_a_stream_lines_go_to_the_stderr_of_the_moment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    configure_logging("tests", "INFO")
+    first.close()  # e.g. the stream of a CLI command run by a test runner, now gone
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    try:
+        logging.getLogger("aiokafka").error("broker unreachable")
+        [line] = lines(second)
+        assert line["event"] == "broker unreachable"
+        assert "Logging error" not in second.getvalue()
+    finally:
+        configure_logging("tests", "WARNING")
