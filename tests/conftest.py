@@ -60,6 +60,28 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the tier markers and the tier's hypothesis profile (see ``tests.tiers``)."""
     tiers.register(config)
     tiers.load_hypothesis_profile()
+    _plain_tracebacks_in_logs()
+
+
+def _plain_tracebacks_in_logs() -> None:
+    """structlog's defaults, but exceptions logged as plain tracebacks.
+
+    Code under test that never called ``configure_logging`` logs through structlog's default
+    console renderer, which draws each exception with rich, its source highlighted and every
+    frame's locals: seconds of CPU across the suite for text nobody reads unless a test fails.
+    """
+    import structlog
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.StackInfoRenderer(),
+            structlog.dev.set_exc_info,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+        ]
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
