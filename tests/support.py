@@ -41,7 +41,7 @@ async def serving(
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     )
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(_serve(server))
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=timeout
@@ -50,13 +50,37 @@ async def serving(
             yield client
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait({task}, timeout=30)
+        if not task.done():
+            task.cancel()
+            raise AssertionError("the server did not stop within 30 s")
+        _server_outcome(task)
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    """``server.serve()``, its ``sys.exit`` turned into an ordinary failure.
+
+    asyncio lets a task's ``SystemExit`` out of the event loop itself, and the loop is shared
+    by later tests: one failed start-up would fail every test after it.
+    """
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        raise AssertionError(
+            f"the server exited with {exc.code} (uvicorn: start-up or shutdown failed; "
+            f"its log above says why)"
+        ) from None
+
+
+def _server_outcome(task: asyncio.Task[Any]) -> None:
+    """Re-raise what stopped the server."""
+    task.result()
 
 
 async def _wait_listening(client: httpx.AsyncClient, task: asyncio.Task[Any]) -> None:
     for _ in range(300):
         if task.done():
-            task.result()  # re-raise what stopped the server
+            _server_outcome(task)  # re-raise what stopped the server
             raise AssertionError("the server stopped during start-up")
         with contextlib.suppress(httpx.TransportError):
             await client.get("/health")
