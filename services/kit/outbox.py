@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +45,8 @@ log = get_logger(__name__)
 
 #: Sends records and returns once the broker acknowledged all of them; raises otherwise.
 Publish = Callable[[Sequence[Record]], Awaitable[None]]
+#: Wraps each batch: what must not run between a batch's publish and its mark waits for it.
+Guard = Callable[[], AbstractAsyncContextManager[None]]
 #: Told the commit times of rows the broker just acknowledged (for the relay latency metric).
 OnPublished = Callable[[Sequence[datetime]], None]
 
@@ -117,7 +120,9 @@ class OutboxRelay:
         max_backoff: float = 5.0,
         debounce: float = DEFAULT_DEBOUNCE,
         on_published: OnPublished | None = None,
+        guard: Guard | None = None,
     ) -> None:
+        """``guard``, when given, wraps every batch (select, publish, mark, commit)."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._session_factory = session_factory
@@ -127,6 +132,7 @@ class OutboxRelay:
         self._max_backoff = max_backoff
         self._debounce = debounce
         self._on_published = on_published
+        self._guard = guard
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published_total = 0
@@ -154,6 +160,12 @@ class OutboxRelay:
 
     async def _publish_batch(self) -> int:
         """One cycle: select, publish, mark, commit. Returns the number of rows published."""
+        if self._guard is None:
+            return await self._batch()
+        async with self._guard():
+            return await self._batch()
+
+    async def _batch(self) -> int:
         async with self._session_factory() as session:
             hold = session.get_bind().dialect.name == "postgresql"
             connection = await session.connection()

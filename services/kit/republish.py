@@ -14,18 +14,23 @@ one the service has not published to:
 - at start-up, before its relay runs, the service reads the marker topic; no record with its
   key means a new broker: it republishes the outbox and writes its marker;
 - while it runs, each relay batch first reads the service's marker back at its place (at most
-  every :data:`VERIFY_EVERY` seconds), and so does a check every ``interval`` seconds when it
-  publishes nothing. A missing record, or another token there (another life of the broker,
+  every :data:`VERIFY_EVERY` seconds, with one long-lived reader), and so does a check every
+  ``interval`` seconds. A missing record, or another token there (another life of the broker,
   whose offset someone else's marker took), means the broker was replaced under the service:
   the batch is refused, the outbox is queued again, and the relay starts over from its oldest
   row, so old rows keep their order before new ones.
 
 Either way the service first creates the registry's topics that are missing (a restarted broker
 has none, and Tansu auto-creates a topic a client names, with its default partition count of
-4), and writes its new marker only once the relay has published the whole outbox. A crash in
-between leaves no marker, so the next start republishes again; duplicates are what idempotent
-consumers are for. Replicas of a service share the outbox: each republishes, which duplicates
-and loses nothing.
+4), queues the outbox again in its database, and then writes its new marker. The queued rows
+are durable: a crash before they are out leaves them queued, and the next start publishes
+them. The relay holds the epoch's lock across each batch, from its select to its mark, so the
+outbox is never queued again between a batch's publish (perhaps to the broker that just died)
+and its mark. Because the marker is written before the republish rather than after it, a
+broker replaced again while the outbox goes out is noticed like the first (before, a marker
+written at the end to the third broker vouched for rows the second had taken along).
+Duplicates are what idempotent consumers are for. Replicas of a service share the outbox:
+each republishes, which duplicates and loses nothing.
 
 Not covered: a consumer that stays subscribed across a broker restart names its topics to the
 new broker as soon as it reconnects, and Tansu then creates them with 4 partitions if nobody
@@ -37,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -101,12 +106,18 @@ class Marker:
     token: bytes
 
 
+class BrokerReplaced(DependencyUnavailable):
+    """The broker does not hold this service's marker: the batch in hand is not published."""
+
+
 class BrokerEpoch:
     """Notices a broker this service has not published to, and republishes the outbox to it.
 
-    Give the relay :meth:`publish_outbox` as its publish function (then :meth:`attach` it):
-    every batch first checks the marker, so a new broker gets its topics and the whole outbox,
-    in id order, before any newer row.
+    Give the relay :meth:`publish_outbox` as its publish function and :meth:`batch` as its
+    guard (then :meth:`attach` it): every batch first checks the marker, so a new broker gets
+    its topics and the whole outbox, in id order, before any newer row. The relay holds the
+    lock across each batch (select, publish, mark), so the outbox is never queued again
+    between a batch's publish and its mark, which would mark rows the new broker never got.
     """
 
     def __init__(
@@ -131,83 +142,121 @@ class BrokerEpoch:
         self.marker: Marker | None = None
         #: How many times this process found a new broker and republished its outbox.
         self.republished = 0
-        self._awaiting_marker = False
-        self._lock = asyncio.Lock()
+        #: Held by the relay across each of its batches, and by every check here.
+        self.lock = asyncio.Lock()
         self._verified_at = -float("inf")
         self._needs_requeue = False
-        self._woken = asyncio.Event()
+        self._reader: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
     def attach(self, relay: OutboxRelay) -> None:
-        """The relay whose backlog the marker waits for."""
+        """The relay that publishes what :meth:`ensure` and the checks queue again."""
         self.relay = relay
 
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """One relay batch (the relay's ``guard``): holds :attr:`lock` across it.
+
+        A batch refused because the broker was new queues the outbox again here first, with
+        no batch in flight and (on PostgreSQL) no row locked, so the relay then starts over
+        from its oldest row and old rows keep their order before new ones.
+        """
+        async with self.lock:
+            if self._needs_requeue:
+                await self._queue_again()
+            yield
+
     async def publish_outbox(self, records: Sequence[Record]) -> None:
-        """The relay's publish: checks the broker holds this service's marker, then publishes.
+        """The relay's publish (under :attr:`lock`): checks the broker holds this service's
+        marker, then publishes.
 
         The check comes first (at most every :data:`VERIFY_EVERY` seconds; a broker restarts
         slower than that): after a restart, a publish to a topic the new broker lacks would
         auto-create it with the broker's default partition count, and a producer that waits
         for the broker to come back does not fail, so nothing else tells.
         """
-        async with self._lock:
-            now = asyncio.get_running_loop().time()
-            stale = now - self._verified_at >= VERIFY_EVERY
-            if not self._needs_requeue and not self._awaiting_marker and stale:
-                if await self._known():
-                    self._verified_at = now
-                else:
-                    self._needs_requeue = True
-            if self._needs_requeue:
-                # Queued again by :meth:`check`, outside the relay's transaction (on PostgreSQL
-                # it holds this batch's rows locked); the next cycle starts with the old rows.
-                self._woken.set()
-                raise DependencyUnavailable(f"new broker {self.bootstrap}: outbox to queue again")
+        now = asyncio.get_running_loop().time()
+        if not self._needs_requeue and now - self._verified_at >= VERIFY_EVERY:
+            if await self._known():
+                self._verified_at = now
+            else:
+                self._needs_requeue = True
+        if self._needs_requeue:
+            if self.relay is not None:
+                self.relay.wake()
+            raise BrokerReplaced(f"new broker {self.bootstrap}: outbox to queue again")
         await self.publish(records)
 
     async def _queue_again(self) -> int:
+        """Create the topics, queue the whole outbox again, then write a new marker.
+
+        The rows are queued in the database before the marker is written, so a crash after
+        the marker loses nothing: the next start finds the marker and its relay publishes the
+        rows still queued. Every later batch checks the marker, so a broker replaced again
+        while the outbox goes out is noticed as the first one was.
+        """
         await ensure_topics(self.bootstrap, [(MARKER_TOPIC, 1), *self.topics])
         count = await republish_outbox(self.session_factory)
-        self._awaiting_marker = True
         self.marker = None
+        self._needs_requeue = False
         self.republished += 1
         log.info("new broker: outbox queued again", rows=count, broker=self.bootstrap)
+        await self._write_marker()
+        self._verified_at = asyncio.get_running_loop().time()
         return count
 
     async def _write_marker(self) -> None:
         token = uuid.uuid4().hex.encode()
         await self.publish([Record(MARKER_TOPIC, token, key=self.service.encode())])
-        records = await read_topics(self.bootstrap, [MARKER_TOPIC])
-        mine = [r for r in records if r.key == self.service.encode() and r.value == token]
-        self.marker = Marker(mine[-1].partition, mine[-1].offset, token) if mine else None
-        self._awaiting_marker = False
+        # Read back for its place. Should that fail, the marker stays unknown and the next
+        # check looks for it by key over the whole (one-partition, small) topic.
+        self.marker = await self._find(token)
+
+    async def _find(self, token: bytes | None = None) -> Marker | None:
+        """This service's last marker on the broker (the one holding ``token``, if given)."""
+        records = await read_topics(self.bootstrap, [MARKER_TOPIC], within=CHECK_TIMEOUT)
+        ours = [
+            r
+            for r in records
+            if r.key == self.service.encode() and (token is None or r.value == token)
+        ]
+        if not ours:
+            return None
+        return Marker(ours[-1].partition, ours[-1].offset, bytes(ours[-1].value or b""))
 
     async def _known(self) -> bool:
         """Whether the broker holds this service's marker."""
         if self.marker is None:
             await ensure_topics(self.bootstrap, [(MARKER_TOPIC, 1)])
-            records = await read_topics(self.bootstrap, [MARKER_TOPIC], within=CHECK_TIMEOUT)
-            ours = [r for r in records if r.key == self.service.encode()]
-            if ours:
-                self.marker = Marker(
-                    ours[-1].partition, ours[-1].offset, bytes(ours[-1].value or b"")
-                )
-            return bool(ours)
-        return await self._holds(self.marker)
-
-    async def _holds(self, marker: Marker) -> bool:
-        consumer = topic_reader(self.bootstrap)
+            self.marker = await self._find()
+            return self.marker is not None
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
-                await consumer.start()
-                return await self._read_marker(consumer, marker)
-        finally:
+                return await self._holds(self.marker)
+        except BaseException:
+            # A reader that met a vanished broker may hold stale metadata: start a new one.
+            await self._close_reader()
+            raise
+
+    async def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
             # Stopping a reader whose broker vanished must not hang the check either.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CHECK_TIMEOUT):
-                    await consumer.stop()
+                    await reader.stop()
 
-    async def _read_marker(self, consumer: AIOKafkaConsumer, marker: Marker) -> bool:
+    async def _holds(self, marker: Marker) -> bool:
+        """Whether the marker is at its place: one long-lived reader (no group) reads it.
+
+        A reader per check was a storm of short-lived connections on a loaded broker (a check
+        before nearly every relay batch of every service).
+        """
+        if self._reader is None:
+            reader = topic_reader(self.bootstrap)
+            await reader.start()
+            self._reader = reader
+        consumer = self._reader
         # A marker topic auto-created by some client has several partitions: look where the
         # marker went, not just at partition 0.
         if marker.partition not in await topic_partitions(consumer, MARKER_TOPIC, within=1.0):
@@ -232,31 +281,21 @@ class BrokerEpoch:
 
         Returns True when the broker was new to this service.
         """
-        async with self._lock:
+        async with self.lock:
             if await self._known():
                 return False
             await self._queue_again()
-        if self.relay is not None:  # its publishes take the lock
-            await self.relay.run_once()  # published and acknowledged before the marker
-        async with self._lock:
-            await self._write_marker()
+        if self.relay is not None:  # its batches take the lock
+            await self.relay.run_once()
         return True
 
     async def check(self) -> None:
-        """One periodic check: write the marker once the outbox is out; notice a new broker."""
-        async with self._lock:
-            if self._needs_requeue:
-                await self._queue_again()
-                self._needs_requeue = False
-                if self.relay is not None:
-                    self.relay.wake()
-                return
-            if self._awaiting_marker:
-                if self.relay is None or await self.relay.pending() == 0:
-                    await self._write_marker()
-                return
-            if not await self._known():
-                # Replaced while this service published nothing: no failure told it.
+        """One periodic check: notice a broker replaced while this service published nothing.
+
+        Under :attr:`lock`, so no relay batch is between its publish and its mark meanwhile.
+        """
+        async with self.lock:
+            if self._needs_requeue or not await self._known():
                 await self._queue_again()
                 if self.relay is not None:
                     self.relay.wake()
@@ -265,10 +304,7 @@ class BrokerEpoch:
         """:meth:`check` every ``interval`` seconds; failures (a broker restarting) are retried."""
         failing = False
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.interval):
-                    await self._woken.wait()
-            self._woken.clear()
+            await asyncio.sleep(self.interval)
             try:
                 await self.check()
             except asyncio.CancelledError:
@@ -293,3 +329,4 @@ class BrokerEpoch:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._close_reader()

@@ -154,6 +154,7 @@ class Service:
             self.epoch.publish_outbox,
             poll_interval=relay_poll_interval,
             on_published=self.metrics.observe_published,
+            guard=self.epoch.batch,
         )
         self.epoch.attach(self.relay)
         self.uow = UnitOfWorkFactory(self.session_factory, on_outbox_committed=self.relay.wake)
