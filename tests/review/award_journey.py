@@ -110,6 +110,9 @@ class Journey:
     application_id: str
     #: The ``reason`` of every 409 a decision got (the stage closed a moment before).
     refusals: list[str] = field(default_factory=list)
+    #: Tasks this journey's reviewers decided (200): a reviewer does not decide one twice,
+    #: though the desk may list it as open until the workflow's answer reaches it.
+    decided: set[str] = field(default_factory=set)
 
     @classmethod
     async def submitted(cls, running: Platform) -> Journey:
@@ -133,7 +136,7 @@ class Journey:
         if until(await self.view()):
             return True
         for task in await tasks_of(self.desk, self.application_id):
-            if task["status"] != "open":
+            if task["status"] != "open" or task["task_id"] in self.decided:
                 continue
             response = await self.desk.post(
                 f"/v1/tasks/{task['task_id']}/decision",
@@ -144,6 +147,7 @@ class Journey:
                 self.refusals.append(response.json()["reason"])
                 continue
             assert response.status_code == 200, response.text
+            self.decided.add(task["task_id"])
         return False
 
     async def decide_until(
