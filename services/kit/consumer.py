@@ -51,7 +51,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any, Protocol, TypeVar, Union
 
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter
@@ -576,7 +576,9 @@ def subscribe(
     handle.__annotations__ = {"body": body_type, "message": KafkaMessage, "return": None}
     handle.__name__ = handle.__qualname__ = f"{consumer.name}_handler"
     subscriber = broker.subscriber(
-        *topics,
+        # Created from the registry only, with its partition counts (FastStream would create a
+        # missing one with a single partition at start-up; see `forbid_topic_auto_creation`).
+        *(Topic(topic, declare=False) for topic in topics),
         group_id=group_id,
         batch=True,
         max_records=max_records,

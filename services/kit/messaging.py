@@ -14,8 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import client as aiokafka_client
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import client as aiokafka_admin_client
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from services.kit.logging import get_logger
 from services.kit.retry import wait_until_available
@@ -31,6 +34,41 @@ CONSUMER_HEARTBEAT_INTERVAL_MS = 500
 CONSUMER_MAX_POLL_INTERVAL_MS = 5 * 60 * 1000
 #: Producer batch size per partition (bytes).
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024
+#: How often a service's clients refresh their cluster metadata (the client default is 5
+#: minutes). A broker that comes back empty gets its topics again from whoever notices it first
+#: (the supervisor, a service's :class:`~services.kit.republish.BrokerEpoch`); a consumer group
+#: sees them within this and rebalances onto their partitions.
+METADATA_MAX_AGE_MS = 5_000
+
+
+class _MetadataRequestCreatingNothing(MetadataRequest):  # type: ignore[misc]
+    """aiokafka's metadata request with ``allow_auto_topic_creation`` false by default."""
+
+    def __init__(
+        self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = False
+    ) -> None:
+        super().__init__(topics, allow_auto_topic_creation)
+
+
+def forbid_topic_auto_creation() -> None:
+    """Make every Kafka client of this process name topics without creating them.
+
+    A broker creates a topic any client names in a metadata request, with its default partition
+    count (Tansu: 4), unless the request says not to; aiokafka always says it may, and has no
+    setting for it. A consumer still subscribed across a broker restart names its topics to the
+    new, empty broker as it reconnects: ``disbursement.events`` then came back with 4 partitions
+    instead of the registry's 6, and the partitions the group never read stranded two journeys
+    (Tansu cannot add partitions afterwards). Topics are created from the registry only
+    (``incentives topics create``, the supervisor, :class:`~services.kit.republish.BrokerEpoch`);
+    until they exist a consumer is assigned none of their partitions and a producer waits.
+
+    The service runner calls this before a service is built; it swaps the request class in
+    aiokafka's client and admin modules, where every producer, consumer and admin client of the
+    process builds its metadata requests (Tansu answers such a request for a missing topic with
+    ``UNKNOWN_TOPIC_OR_PARTITION`` and creates nothing).
+    """
+    for module in (aiokafka_client, aiokafka_admin_client):
+        module.MetadataRequest = _MetadataRequestCreatingNothing
 
 
 @dataclass(frozen=True)
@@ -59,6 +97,7 @@ def create_producer(bootstrap: str, *, client_id: str = "incentives") -> AIOKafk
         linger_ms=2,
         max_batch_size=PRODUCER_MAX_BATCH_BYTES,
         request_timeout_ms=10_000,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
 
 

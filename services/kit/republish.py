@@ -32,9 +32,10 @@ written at the end to the third broker vouched for rows the second had taken alo
 Duplicates are what idempotent consumers are for. Replicas of a service share the outbox:
 each republishes, which duplicates and loses nothing.
 
-Not covered: a consumer that stays subscribed across a broker restart names its topics to the
-new broker as soon as it reconnects, and Tansu then creates them with 4 partitions if nobody
-created them first.
+No client of a service creates a topic by naming it
+(:func:`~services.kit.messaging.forbid_topic_auto_creation`): before, a consumer that stayed
+subscribed across a broker restart named its topics to the new broker as it reconnected, and
+Tansu created them with 4 partitions before anyone created them from the registry.
 """
 
 from __future__ import annotations
@@ -187,6 +188,10 @@ class BrokerEpoch:
             raise BrokerReplaced(f"new broker {self.bootstrap}: outbox to queue again")
         await self.publish(records)
 
+    async def create_topics(self) -> None:
+        """Create the marker topic and :attr:`topics` where the broker lacks them."""
+        await ensure_topics(self.bootstrap, [(MARKER_TOPIC, 1), *self.topics])
+
     async def _queue_again(self) -> int:
         """Create the topics, queue the whole outbox again, then write a new marker.
 
@@ -195,7 +200,7 @@ class BrokerEpoch:
         rows still queued. Every later batch checks the marker, so a broker replaced again
         while the outbox goes out is noticed as the first one was.
         """
-        await ensure_topics(self.bootstrap, [(MARKER_TOPIC, 1), *self.topics])
+        await self.create_topics()
         count = await republish_outbox(self.session_factory)
         self.marker = None
         self._needs_requeue = False

@@ -69,7 +69,14 @@ from services.kit.errors import DependencyUnavailable
 from services.kit.health import Check, Waits, health_router
 from services.kit.http import NulGate, RequestGate, install_openapi
 from services.kit.logging import configure_logging, get_logger
-from services.kit.messaging import Record, create_producer, send_all, wait_for_broker
+from services.kit.messaging import (
+    METADATA_MAX_AGE_MS,
+    Record,
+    create_producer,
+    forbid_topic_auto_creation,
+    send_all,
+    wait_for_broker,
+)
 from services.kit.metrics import KafkaGauges, Metrics, observe_app
 from services.kit.migrations import upgrade_to_head
 from services.kit.outbox import OutboxRelay
@@ -163,6 +170,7 @@ class Service:
             client_id=f"incentives-{self.name}",
             acks="all",
             enable_idempotence=False,  # Tansu rejects InitProducerId; the outbox gives safety
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
             # FastStream logs every message at this level; per-message lines are debug material.
             log_level=logging.DEBUG,
             # A plain stdlib logger, so FastStream's lines reach the JSON handler like ours.
@@ -447,6 +455,8 @@ class Service:
             self._producer = producer  # set early so stop() flushes it even mid-start
             try:
                 await producer.start()
+                # Subscribers wait for their topics, and no client here creates one by naming it.
+                await self.epoch.create_topics()
                 await self.broker.start()
             except Exception:
                 # Reachable but not ready (still starting, or restarting): undo, try again.
@@ -536,6 +546,7 @@ def run_service(settings_cls: type[S], create_app: Callable[[S], Any]) -> None:
         log.error(f"invalid configuration for {settings_cls.service_name}: {problems}")
         raise SystemExit(2) from None
     configure_logging(settings.service_name, settings.log_level)
+    forbid_topic_auto_creation()
     sock = _bind(settings.host, settings.port, settings.service_name)
     uses = (
         {}

@@ -17,13 +17,25 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import client as aiokafka_client
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import client as aiokafka_admin_client
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from services.cli.embedded import TansuBroker, free_port
 from services.cli.main import app
 from services.kit.db import create_session_factory
-from services.kit.messaging import create_producer, ensure_topics, send_all
+from services.kit.messaging import (
+    CONSUMER_HEARTBEAT_INTERVAL_MS,
+    CONSUMER_SESSION_TIMEOUT_MS,
+    METADATA_MAX_AGE_MS,
+    create_producer,
+    ensure_topics,
+    forbid_topic_auto_creation,
+    send_all,
+)
 from services.kit.outbox import OutboxRelay
 from services.kit.republish import MARKER_TOPIC, BrokerEpoch, republish_outbox
 from services.kit.uow import UnitOfWorkFactory
@@ -129,6 +141,95 @@ async def test_a_new_empty_broker_gets_the_outbox_and_consumers_apply_it_once(
         await epoch.stop()
         await relay.stop()
         await producer.stop()
+
+
+@pytest.fixture
+def no_topic_auto_creation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the service runner does, undone after the test (it swaps a module attribute)."""
+    for module in (aiokafka_client, aiokafka_admin_client):
+        monkeypatch.setattr(module, "MetadataRequest", module.MetadataRequest)
+    forbid_topic_auto_creation()
+
+
+async def _topics_on(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def test_a_consumer_across_a_broker_restart_does_not_create_its_topics_with_4_partitions(
+    no_topic_auto_creation: None,
+    private_broker: TansuBroker,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    """Before, the consumer named its topic to the new broker and Tansu created it with 4."""
+    bootstrap = private_broker.bootstrap
+    topic = unique_name("six")
+    await ensure_topics(bootstrap, [(topic, 6)])
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=unique_name("g"),
+        auto_offset_reset="earliest",
+        session_timeout_ms=CONSUMER_SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=CONSUMER_HEARTBEAT_INTERVAL_MS,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
+    )
+    await consumer.start()
+    seen: set[tuple[int, bytes]] = set()
+    polling = True
+
+    async def poll() -> None:
+        while polling:
+            batches = await consumer.getmany(timeout_ms=200)
+            seen.update((r.partition, r.value) for rs in batches.values() for r in rs)
+
+    poller = asyncio.create_task(poll())
+    try:
+
+        async def assigned_all() -> bool:
+            return len(consumer.assignment()) == 6
+
+        await eventually(assigned_all, timeout=30)
+        process = private_broker.proc.process if private_broker.proc else None
+        assert process is not None
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        replacement = TansuBroker(port=private_broker.port, log_path=tmp_path / "tansu-2.log")
+        replacement.start()
+        private_broker.proc = replacement.proc  # the fixture stops it
+        await replacement.wait_ready()
+
+        # The consumer has asked the new broker about its topic: it is gone from its metadata.
+        async def lost_the_topic() -> bool:
+            return not consumer.partitions_for_topic(topic)
+
+        await eventually(lost_the_topic, timeout=30)
+        assert topic not in await _topics_on(bootstrap)
+
+        # Created from the registry, as the supervisor and every service's epoch do.
+        await ensure_topics(bootstrap, [(topic, 6)])
+        producer = create_producer(bootstrap)
+        await producer.start()
+        try:
+            for partition in range(6):
+                await producer.send_and_wait(topic, f"p{partition}".encode(), partition=partition)
+        finally:
+            await producer.stop()
+
+        async def read_every_partition() -> bool:
+            return {p for p, _ in seen} == set(range(6))
+
+        await eventually(read_every_partition, timeout=60)
+        assert consumer.assignment() == {TopicPartition(topic, p) for p in range(6)}
+    finally:
+        polling = False
+        await poller
+        await consumer.stop()
 
 
 async def test_republish_queues_rows_since_a_time(pg_engine: AsyncEngine) -> None:
