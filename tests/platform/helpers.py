@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +95,20 @@ class PlatformRun:
                 raise AssertionError(f"up exited with {proc.returncode}:\n{self.up_output()}")
             time.sleep(0.2)
         raise AssertionError(f"platform not ready after {timeout} s")
+
+
+@contextmanager
+def stopped_afterwards(run: PlatformRun) -> Iterator[None]:
+    """``incentives down`` on the way out if a platform still runs in ``run``'s var dir.
+
+    A test that fails between ``up --detach`` and its own ``down`` leaves no platform behind
+    to load the machine under the tests that follow.
+    """
+    try:
+        yield
+    finally:
+        if read_state(run.var_dir) is not None:
+            run.incentives("down", timeout=180)
 
 
 def all_pids(state: PlatformState) -> list[int]:

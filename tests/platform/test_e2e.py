@@ -17,7 +17,13 @@ import pytest
 from services.cli.embedded import port_in_use
 from services.cli.settings import SERVICE_NAMES, WEB_SERVICES
 from services.cli.state import read_state
-from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone, wait_restarted
+from tests.platform.helpers import (
+    PlatformRun,
+    all_pids,
+    stopped_afterwards,
+    wait_all_gone,
+    wait_restarted,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -46,32 +52,33 @@ def _assert_sqlite_defaults(run: PlatformRun) -> None:
 def test_up_detach_status_down(tmp_path: Path) -> None:
     """``up --detach`` returns once healthy; ``status`` exits 0; ``down`` stops every PID."""
     run = PlatformRun.on_free_ports(tmp_path)
-    started = time.monotonic()
-    up = run.incentives("up", "--detach", *run.port_options(), timeout=240)
-    assert up.returncode == 0, up.stdout + up.stderr
-    status = run.incentives("status", "--wait", "60")
-    healthy_after = time.monotonic() - started
-    print(f"up --detach to status healthy: {healthy_after:.1f} s")
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert "All" in status.stdout
+    with stopped_afterwards(run):
+        started = time.monotonic()
+        up = run.incentives("up", "--detach", *run.port_options(), timeout=240)
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = run.incentives("status", "--wait", "60")
+        healthy_after = time.monotonic() - started
+        print(f"up --detach to status healthy: {healthy_after:.1f} s")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "All" in status.stdout
 
-    state = read_state(tmp_path)
-    assert state is not None
-    assert state.status == "ready"
-    pids = all_pids(state)
-    _assert_services_healthy(run)
-    _assert_sqlite_defaults(run)
-    for expected in ("applications", "/docs", "/asyncapi", "Web UI"):
-        assert expected in up.stdout
+        state = read_state(tmp_path)
+        assert state is not None
+        assert state.status == "ready"
+        pids = all_pids(state)
+        _assert_services_healthy(run)
+        _assert_sqlite_defaults(run)
+        for expected in ("applications", "/docs", "/asyncapi", "Web UI"):
+            assert expected in up.stdout
 
-    down = run.incentives("down", timeout=120)
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert wait_all_gone(pids) == []
-    assert read_state(tmp_path) is None
-    _assert_clean_stop((tmp_path / "logs" / "platform.log").read_text())
-    for part, port in run.ports.items():
-        assert not port_in_use(port), f"{part} still listens on {port} after down"
-    assert run.incentives("status").returncode == 1
+        down = run.incentives("down", timeout=120)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert wait_all_gone(pids) == []
+        assert read_state(tmp_path) is None
+        _assert_clean_stop((tmp_path / "logs" / "platform.log").read_text())
+        for part, port in run.ports.items():
+            assert not port_in_use(port), f"{part} still listens on {port} after down"
+        assert run.incentives("status").returncode == 1
 
 
 def test_up_in_foreground_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -111,37 +118,38 @@ def test_a_killed_service_comes_back_and_up_after_down_republishes(tmp_path: Pat
     from services.cli.outbox import OUTBOX_SERVICES
 
     run = PlatformRun.on_free_ports(tmp_path)
-    up = run.incentives("up", "--detach", *run.port_options(), timeout=240)
-    assert up.returncode == 0, up.stdout + up.stderr
-    state = read_state(tmp_path)
-    assert state is not None
-    pids = all_pids(state)
-    assert _publishers(state.kafka_bootstrap) >= set(OUTBOX_SERVICES)
-
-    applications = state.part("applications")
-    assert applications is not None
-    applications_pid = applications.pid
-    os.kill(applications_pid, signal.SIGKILL)
-    record = wait_restarted(tmp_path, "applications")
-    assert record.restarts == 1
-    assert record.last_exit == -signal.SIGKILL
-    assert record.pid != applications_pid
-    pids.append(record.pid)
-    status = run.incentives("status", "--wait", "90")
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert "1 (-9)" in status.stdout
-
-    down = run.incentives("down", timeout=120)
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert wait_all_gone(pids) == []
-
-    up = run.incentives("up", "--detach", *run.port_options(), timeout=240)
-    assert up.returncode == 0, up.stdout + up.stderr
-    state = read_state(tmp_path)
-    assert state is not None
-    try:
+    with stopped_afterwards(run):
+        up = run.incentives("up", "--detach", *run.port_options(), timeout=240)
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = read_state(tmp_path)
+        assert state is not None
+        pids = all_pids(state)
         assert _publishers(state.kafka_bootstrap) >= set(OUTBOX_SERVICES)
-    finally:
+
+        applications = state.part("applications")
+        assert applications is not None
+        applications_pid = applications.pid
+        os.kill(applications_pid, signal.SIGKILL)
+        record = wait_restarted(tmp_path, "applications")
+        assert record.restarts == 1
+        assert record.last_exit == -signal.SIGKILL
+        assert record.pid != applications_pid
+        pids.append(record.pid)
+        status = run.incentives("status", "--wait", "90")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "1 (-9)" in status.stdout
+
         down = run.incentives("down", timeout=120)
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert wait_all_gone(all_pids(state)) == []
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert wait_all_gone(pids) == []
+
+        up = run.incentives("up", "--detach", *run.port_options(), timeout=240)
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = read_state(tmp_path)
+        assert state is not None
+        try:
+            assert _publishers(state.kafka_bootstrap) >= set(OUTBOX_SERVICES)
+        finally:
+            down = run.incentives("down", timeout=120)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert wait_all_gone(all_pids(state)) == []
