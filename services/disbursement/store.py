@@ -15,8 +15,6 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,16 +28,11 @@ from services.disbursement.models import (
     TRANCHES,
     TRANSFERS,
 )
+from services.kit.db import insert_ignore
 
 
 async def _conn(session: AsyncSession) -> AsyncConnection:
     return await session.connection()
-
-
-def _insert_ignore(session: AsyncSession, table: sa.Table) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()
-    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def _locking(statement: sa.Select[Any], session: AsyncSession) -> sa.Select[Any]:
@@ -81,8 +74,11 @@ async def update(session: AsyncSession, table: sa.Table, *where: Any, **values: 
 
 async def ensure_account(session: AsyncSession, account: str, currency: str) -> None:
     await (await _conn(session)).execute(
-        _insert_ignore(session, ACCOUNTS),
-        {"id": account, "kind": kind_of(account).value, "currency": currency, "balance": 0},
+        insert_ignore(
+            session.get_bind().dialect.name,
+            ACCOUNTS,
+            {"id": account, "kind": kind_of(account).value, "currency": currency, "balance": 0},
+        )
     )
 
 

@@ -15,12 +15,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.v1.common import Sector, UnitType
+from services.kit.db import insert_ignore
 from services.zones.domain import HoldState, Zone
 from services.zones.models import CAPACITY, HOLDS, REQUESTS, ZONES
 
@@ -60,12 +59,6 @@ async def load_zones(session: AsyncSession) -> dict[str, Zone]:
     }
 
 
-def _insert_ignore(session: AsyncSession, table: sa.Table) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()
-    return sqlite_insert(table).on_conflict_do_nothing()
-
-
 async def add_zone(session: AsyncSession, zone: Zone, now: datetime, *, seed: bool) -> bool:
     """Insert ``zone`` and its counters; False when its id exists (``seed`` then ignores it)."""
     conn = await _conn(session)
@@ -78,10 +71,14 @@ async def add_zone(session: AsyncSession, zone: Zone, now: datetime, *, seed: bo
         "created_at": now,
         "updated_at": now,
     }
-    statement = _insert_ignore(session, ZONES) if seed else ZONES.insert()
+    statement = (
+        insert_ignore(session.get_bind().dialect.name, ZONES, values)
+        if seed
+        else ZONES.insert().values(values)
+    )
     if not seed and await zone_exists(session, zone.id):
         return False
-    result = await conn.execute(statement, values)
+    result = await conn.execute(statement)
     if seed and not result.rowcount:
         return False
     if zone.capacity:
@@ -249,14 +246,17 @@ async def claim_request(
     """
     conn = await _conn(session)
     result = await conn.execute(
-        _insert_ignore(session, REQUESTS),
-        {
-            "allocation_id": allocation_id,
-            "application_id": application_id,
-            "outcome": "placed",
-            "reason_code": None,
-            "created_at": now,
-        },
+        insert_ignore(
+            session.get_bind().dialect.name,
+            REQUESTS,
+            {
+                "allocation_id": allocation_id,
+                "application_id": application_id,
+                "outcome": "placed",
+                "reason_code": None,
+                "created_at": now,
+            },
+        )
     )
     return bool(result.rowcount)
 
