@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from services.disbursement.metrics import register_metrics
 from services.disbursement.rail import RailClient
 from services.disbursement.settings import Settings
 from services.kit.logging import get_logger
+from services.kit.retry import every
 from services.kit.runtime import Service, run_service
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -29,16 +30,6 @@ log = get_logger(__name__)
 def consumed_topics() -> tuple[str, ...]:
     """The topics this service consumes: ``disbursement.commands``."""
     return (get_topic("disbursement.commands").name,)
-
-
-async def _every(name: str, interval: float, job: Callable[[], Awaitable[int]]) -> None:
-    while True:
-        try:
-            if await job():
-                continue  # more may be waiting: go again at once
-        except Exception as exc:  # the database or the rail may be away; the next round retries
-            log.warning(f"{name} failed", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(interval)
 
 
 def _background(service: Service, settings: Settings) -> APIRouter:
@@ -52,7 +43,7 @@ def _background(service: Service, settings: Settings) -> APIRouter:
         watch = payouts.RailWatch(service.waits)  # /health: degraded, waiting for the rail
         tasks = [
             asyncio.create_task(
-                _every(
+                every(
                     "payouts",
                     settings.payout_interval_seconds,
                     lambda: payouts.pay_due(
@@ -66,7 +57,7 @@ def _background(service: Service, settings: Settings) -> APIRouter:
                 name="disbursement-payouts",
             ),
             asyncio.create_task(
-                _every(
+                every(
                     "reconciliation",
                     settings.reconcile_interval_seconds,
                     lambda: payouts.reconcile(service.uow, rail),
@@ -74,7 +65,7 @@ def _background(service: Service, settings: Settings) -> APIRouter:
                 name="disbursement-reconcile",
             ),
             asyncio.create_task(
-                _every(
+                every(
                     "budget wake",
                     settings.reconcile_interval_seconds,
                     lambda: payouts.wake_for_new_year(service.uow),

@@ -4,6 +4,7 @@ dependencies a process waits on at start-up."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -220,3 +221,19 @@ async def wait_until_available(
     if warned and recovered is not None:
         log.info(f"{name} {recovered}", **context)
     return result
+
+
+async def every(name: str, interval: float, job: Callable[[], Awaitable[int]]) -> None:
+    """Run a background ``job`` forever: again at once while it reports work done (non-zero),
+    else after ``interval`` seconds.
+
+    A failure is logged and the next round retries: the job's dependencies (the database, the
+    rail) may be away for a while. Cancel the task to stop it.
+    """
+    while True:
+        try:
+            if await job():
+                continue  # more may be waiting: go again at once
+        except Exception as exc:
+            log.warning(f"{name} failed", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(interval)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from contracts.envelope import utcnow
 from contracts.topics import get_topic
 from services.kit.logging import get_logger
+from services.kit.retry import every
 from services.kit.runtime import Service, run_service
 from services.zones import commands
 from services.zones.api import router
@@ -51,16 +52,6 @@ async def sweep_once(service: Service) -> int:
     return expired
 
 
-async def _sweep_forever(service: Service, interval: float) -> None:
-    while True:
-        try:
-            if await sweep_once(service):
-                continue  # more may be due: sweep again at once
-        except Exception as exc:  # the database may be away; the next round retries
-            log.warning("hold expiry sweep failed", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(interval)
-
-
 def _background(service: Service, settings: Settings) -> APIRouter:
     """A router whose lifespan seeds the catalogue and runs the expiry sweep.
 
@@ -71,7 +62,12 @@ def _background(service: Service, settings: Settings) -> APIRouter:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await seed_catalogue(service, settings)
         task = asyncio.create_task(
-            _sweep_forever(service, settings.sweep_interval_seconds), name="zones-expiry-sweep"
+            every(
+                "hold expiry sweep",
+                settings.sweep_interval_seconds,
+                lambda: sweep_once(service),
+            ),
+            name="zones-expiry-sweep",
         )
         try:
             yield
