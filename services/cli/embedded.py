@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,25 +72,110 @@ class PortInUseError(EmbeddedError):
 # --------------------------------------------------------------------------------------------
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free right now on ``host``.
+#: Where the kernel takes the local ports of outgoing connections (and the ports of ``bind`` to
+#: port 0) on Linux; its default range, used where the configured one cannot be read.
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+DEFAULT_EPHEMERAL_RANGE = (32768, 60999)
 
-    There is an unavoidable race between closing the probe socket and the real owner binding
-    it; in practice the kernel does not hand the same ephemeral port out again immediately.
+#: The lowest port :func:`free_ports` hands out: below it sit the well-known and many registered
+#: ports (and the platform's own defaults).
+LOWEST_FREE_PORT = 20000
+
+#: The fewest candidates worth drawing from outside the ephemeral range; with fewer (a machine
+#: whose ephemeral range covers nearly every port) the kernel picks, as ``bind`` to port 0 does.
+MIN_CANDIDATES = 1000
+
+#: How many candidates a call tries per port wanted before it gives up.
+ATTEMPTS_PER_PORT = 200
+
+#: The ports this process handed out lately, never handed out again while remembered: two calls
+#: in a row (``free_port(), free_port()``) get distinct ports before either is bound.
+_RECENT_PORTS: deque[int] = deque(maxlen=1024)
+_RECENT_LOCK = threading.Lock()
+_RANDOM = random.SystemRandom()
+
+
+def ephemeral_port_range(path: Path | None = None) -> tuple[int, int]:
+    """The kernel's ephemeral port range (inclusive), or Linux's default where it is unreadable.
+
+    Read from ``path``, by default :data:`EPHEMERAL_RANGE_FILE`.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    try:
+        low, high = (int(part) for part in (path or EPHEMERAL_RANGE_FILE).read_text().split())
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL_RANGE
+    if not 0 < low <= high <= 65535:
+        return DEFAULT_EPHEMERAL_RANGE
+    return low, high
+
+
+def free_port_candidates(ephemeral: tuple[int, int] | None = None) -> range | None:
+    """The ports :func:`free_ports` draws from: the larger span outside the ephemeral range.
+
+    Below it by default (``LOWEST_FREE_PORT`` up to the range's start), above it when that span
+    is larger. None when neither holds ``MIN_CANDIDATES`` ports.
+    """
+    low, high = ephemeral if ephemeral is not None else ephemeral_port_range()
+    below = range(LOWEST_FREE_PORT, max(LOWEST_FREE_PORT, low))
+    above = range(max(LOWEST_FREE_PORT, high + 1), 65536)
+    span = max(below, above, key=len)
+    return span if len(span) >= MIN_CANDIDATES else None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free right now on ``host`` (see :func:`free_ports`)."""
+    return free_ports(1, host)[0]
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Return ``count`` distinct free ports (every probe socket is held until all are found)."""
+    """Return ``count`` distinct TCP ports that are free right now on ``host``.
+
+    The ports lie outside the kernel's ephemeral range: a port from that range (``bind`` to
+    port 0) can be taken by an outgoing connection between this call and the owner's ``bind``.
+    Candidates are drawn at random, so processes (pytest-xdist workers) rarely draw the same;
+    each is checked by binding it, every probe socket being held until all are found, and this
+    process never hands out a port it handed out lately. The race with another process binding
+    the port before its owner remains, as with any probe.
+    """
+    candidates = free_port_candidates()
+    if candidates is None:
+        return _kernel_ports(count, host)
+    sockets: list[socket.socket] = []
+    try:
+        with _RECENT_LOCK:
+            for _ in range(count * ATTEMPTS_PER_PORT):
+                port = _RANDOM.choice(candidates)
+                if port in _RECENT_PORTS:
+                    continue
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    sock.close()
+                    continue
+                sockets.append(sock)
+                _RECENT_PORTS.append(port)
+                if len(sockets) == count:
+                    break
+            if len(sockets) < count:
+                raise EmbeddedError(
+                    f"no {count} free ports found on {host} in "
+                    f"{candidates.start}-{candidates.stop - 1}"
+                )
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _kernel_ports(count: int, host: str) -> list[int]:
+    """``count`` distinct ports the kernel picks (``bind`` to port 0), probes held until all."""
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
             sockets.append(sock)
+            sock.bind((host, 0))
         return [int(s.getsockname()[1]) for s in sockets]
     finally:
         for sock in sockets:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +35,7 @@ from services.kit.dlq import parse_dead_letter
 from services.kit.messaging import create_producer, ensure_topics
 from tests.eligibility.builders import amended, money, new_application_id, submitted
 from tests.kit.helpers import eventually, fresh_database, scalar
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -86,12 +86,6 @@ class Running:
         return int(count)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 async def service(
     kafka_bootstrap: str, pg_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -101,7 +95,7 @@ async def service(
         [(name, topic.partitions) for topic in TOPICS for name in (topic.name, topic.dlq)],
     )
     async with fresh_database(pg_url, "eligibility") as database_url:
-        port = _free_port()
+        port = free_port()
         settings = Settings(
             kafka_bootstrap=kafka_bootstrap,
             database_url=database_url,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from contracts.topics import get_topic
+from services.cli.embedded import free_port
 from services.eligibility.domain import RuleSetError
 from services.eligibility.main import create_app
 from services.eligibility.rulefiles import SHIPPED_RULES_DIR
@@ -54,9 +54,7 @@ def test_create_app_refuses_invalid_rules(tmp_path: Path) -> None:
 
 async def test_main_exits_2_with_one_clear_line_on_invalid_rules(tmp_path: Path) -> None:
     (tmp_path / "broken.toml").write_text('[rule_set]\nid = "x"\nversion = "1"\n')
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCENTIVES_")}
     env.update(
         INCENTIVES_VAR_DIR=str(tmp_path),
