@@ -29,11 +29,7 @@ from typing import Any, TypeVar
 import pytest
 from fastapi import FastAPI
 
-from services.cli.embedded import (
-    TansuBroker,
-    free_port,
-    temporal_test_server_binary,
-)
+from services.cli.embedded import TansuBroker, free_port
 from services.kit.runtime import tune_garbage_collector
 from tests import pg_cluster, tiers
 from tests.asyncapi.documents import OfficialParser, parse_with_official_parser
@@ -216,16 +212,11 @@ async def temporal_time_skipping() -> AsyncIterator[object]:
 
     Shut down explicitly (and before the interpreter exits) to avoid the temporalio exit crash.
     """
-    from temporalio.testing import WorkflowEnvironment
+    from tests.time_skipping import time_skipping_environment
 
     refuse_in_unit_tier("the Temporal time-skipping test server")
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(temporal_test_server_binary()),
-    )
-    try:
+    async with time_skipping_environment() as env:
         yield env
-    finally:
-        await env.shutdown()
 
 
 @starts("postgres")

@@ -15,8 +15,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from services.cli.embedded import temporal_test_server_binary
 from tests.tiers import refuse_in_unit_tier, starts
+from tests.time_skipping import time_skipping_environment
 from tests.workflows.scenarios import TASK_QUEUE, FakeDesk, Harness, harness
 
 
@@ -25,14 +25,8 @@ from tests.workflows.scenarios import TASK_QUEUE, FakeDesk, Harness, harness
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping environment whose client speaks pydantic, shut down after the test."""
     refuse_in_unit_tier("the Temporal time-skipping test server")
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(temporal_test_server_binary()),
-    )
-    try:
+    async with time_skipping_environment(pydantic_data_converter) as environment:
         yield environment
-    finally:
-        await environment.shutdown()
 
 
 @pytest.fixture

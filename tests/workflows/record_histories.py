@@ -18,20 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from services.cli.embedded import temporal_test_server_binary
+from tests.time_skipping import time_skipping_environment
 from tests.workflows.scenarios import SCENARIOS, harness
 
 HISTORIES = Path(__file__).parent / "histories"
 
 
 async def record(names: Sequence[str] = ()) -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(temporal_test_server_binary()),
-    )
-    try:
+    async with time_skipping_environment(pydantic_data_converter) as env:
         client = env.client
         async with harness(client, env) as h:
             for name, scenario in SCENARIOS.items():
@@ -45,8 +40,6 @@ async def record(names: Sequence[str] = ()) -> None:
         for stale in set(HISTORIES.glob("*.json")) - {HISTORIES / f"{n}.json" for n in SCENARIOS}:
             stale.unlink()
             print(f"removed {stale.name}")
-    finally:
-        await env.shutdown()
 
 
 if __name__ == "__main__":
