@@ -14,7 +14,15 @@ import pytest
 from contracts.v1.applications import ApplicationContent
 from services.cli.demo.chaos import DEFAULT_PARTS, Chaos, check_parts
 from services.cli.demo.checks import Report
-from services.cli.demo.load import GRANT, demo_content, quantile, stage_times
+from services.cli.demo.load import (
+    GRANT,
+    LoadRun,
+    Tracked,
+    demo_content,
+    quantile,
+    stage_spans,
+    stage_times,
+)
 from services.cli.state import PartRecord, PlatformState, write_state
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
@@ -46,6 +54,37 @@ def test_stage_times_come_from_the_timeline_and_the_first_tranche() -> None:
     }
     assert stage_times(view) == {"eligible": 1.0, "approved": 9.0, "tranche 1 paid": 12.0}
     assert stage_times({"timeline": []}) == {}
+
+
+def test_spans_run_from_the_first_submission_to_the_last_arrival() -> None:
+    def view(submitted: str, approved: str | None) -> dict[str, object]:
+        timeline = [{"at": f"2026-12-02T10:00:{submitted}Z", "status": "submitted"}]
+        if approved is not None:
+            timeline.append({"at": f"2026-12-02T10:00:{approved}Z", "status": "approved"})
+        return {"timeline": timeline}
+
+    views = [view("02", "07"), view("00", "05"), view("01", None)]
+    assert stage_spans(views) == {"approved": 7.0}
+    assert stage_spans([{"timeline": []}]) == {}
+
+
+def test_an_application_past_the_until_stage_rests() -> None:
+    run = LoadRun(None, 1, auto_review=True, accept_offers=True, until="offer_accepted")  # type: ignore[arg-type]
+    app = Tracked(number=0, firm_id="DEMO-x-000")
+    for status, rests in [("offered", False), ("offer_accepted", True), ("completed", True)]:
+        app.status = status
+        assert run.rests(app) is rests
+    with pytest.raises(ValueError, match="until"):
+        LoadRun(None, 1, until="tranche 1 paid")  # type: ignore[arg-type]
+
+
+def test_a_view_is_read_again_only_when_the_listing_moved() -> None:
+    app = Tracked(number=0, firm_id="DEMO-x-000")
+    assert app.view_is_stale()
+    app.view, app.listed_at = {"updated_at": "2026-12-02T10:00:01Z"}, "2026-12-02T10:00:01Z"
+    assert not app.view_is_stale()
+    app.listed_at = "2026-12-02T10:00:02Z"
+    assert app.view_is_stale()
 
 
 def test_quantiles_are_nearest_rank() -> None:

@@ -100,6 +100,8 @@ async def _load(
     stall_timeout: float,
     chaos: tuple[float, list[str], int | None, bool, int | None] | None = None,
     with_check: bool = False,
+    poll_interval: float = 1.0,
+    until: str | None = None,
 ) -> tuple[Summary, Report | None, dict[str, object]]:
     from services.cli.demo.api import Api, Endpoints
     from services.cli.demo.chaos import Chaos
@@ -118,6 +120,8 @@ async def _load(
             auto_review=auto_review,
             accept_offers=accept_offers,
             stall_timeout=stall_timeout,
+            poll_interval=poll_interval,
+            until=until,
         )
         killer = None
         if chaos is not None:
@@ -192,6 +196,21 @@ def load(
     ] = False,
     rate: Rate = 0.0,
     stall_timeout: StallTimeout = 120.0,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="Stop following an application once it reached this stage (e.g. "
+            "offer_accepted); the run ends when all have."
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="Seconds between two looks at the applications (the reviewers look twice as "
+            "often).",
+        ),
+    ] = 1.0,
     with_check: Annotated[
         bool,
         typer.Option(
@@ -206,7 +225,12 @@ def load(
     Prints progress, then applications per end state and the p50/p99 time from submission to
     each stage. Exits 1 when an application is stuck or a request failed for good.
     """
+    from services.cli.demo.load import UNTIL_STAGES
+
     console = make_console()
+    if until is not None and until not in UNTIL_STAGES:
+        make_console(stderr=True).print(f"[red]--until: one of {', '.join(UNTIL_STAGES)}")
+        raise typer.Exit(2)
     summary, report, _ = asyncio.run(
         _load(
             var_dir,
@@ -217,6 +241,8 @@ def load(
             accept_offers=accept_offers,
             stall_timeout=stall_timeout,
             with_check=with_check,
+            poll_interval=poll_interval,
+            until=until,
         )
     )
     print_summary(console, summary)
@@ -310,9 +336,15 @@ def summary_figures(summary: Summary) -> dict[str, object]:
         "seconds": round(summary.seconds, 2),
         "end_states": dict(summary.end_states),
         "stages": {
-            stage: {"n": n, "p50_s": round(p50, 2), "p99_s": round(p99, 2)}
+            stage: {
+                "n": n,
+                "p50_s": round(p50, 2),
+                "p99_s": round(p99, 2),
+                "last_s": round(summary.spans.get(stage, 0.0), 2),
+            }
             for stage, (n, p50, p99) in summary.stages.items()
         },
+        "driver_cpu_s": round(summary.cpu_s, 2),
         "decisions": summary.decisions,
         "late_decisions": summary.late_decisions,
         "offers_accepted": summary.offers_accepted,

@@ -9,10 +9,15 @@
   tranche before it is paid; the reviewers verify it through the desk and the next tranche is
   paid, until the award completes.
 
-The run ends when every application rests (closed, completed, or waiting for a person the run
-does not play), or when nothing has moved for ``stall_timeout`` seconds: what has not come to
-rest by then is stuck. The summary counts applications per end state and the p50/p99 time from
-submission to each stage, read from each application's timeline.
+The run ends when every application rests (closed, completed, waiting for a person the run
+does not play, or past the ``until`` stage when one is given), or when nothing has moved for
+``stall_timeout`` seconds: what has not come to rest by then is stuck. The summary counts
+applications per end state, the p50/p99 time from submission to each stage and the time from
+the run's first submission to the last application reaching it, read from each application's
+timeline, and the driver's own CPU seconds.
+
+The firm's view of an application (award, tranches, milestones) is read again only when the
+listing says the application changed (its ``updated_at``), not on every poll.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ STAGES: tuple[str, ...] = (
     "tranche 1 paid",
     Status.COMPLETED.value,
 )
+#: Stages a run may stop at (``until``): the statuses among :data:`STAGES`.
+UNTIL_STAGES: tuple[str, ...] = tuple(s for s in STAGES if s in {m.value for m in Status})
 #: Where an application waits for the firm or for nobody.
 _ENDED = frozenset(s.value for s in CLOSED) | {Status.COMPLETED.value}
 #: Where it waits for a reviewer, when the run does not review.
@@ -104,7 +111,8 @@ class Tracked:
     status: str = "unsubmitted"
     #: The firm's last full view of it (award, tranches, milestones, timeline).
     view: dict[str, Any] | None = None
-    viewed_at: float = 0.0
+    #: ``updated_at`` as the admin's listing last gave it.
+    listed_at: str | None = None
     accepted_at: float = 0.0
     reported: set[int] = field(default_factory=set)
 
@@ -112,6 +120,12 @@ class Tracked:
         """What changes while the application moves: status, tranches paid, milestones."""
         tranches = ((self.view or {}).get("award") or {}).get("tranches") or []
         return self.status, sum(t["state"] == "paid" for t in tranches), len(self.reported)
+
+    def view_is_stale(self) -> bool:
+        """Whether the listing shows a change the last view does not hold."""
+        if self.view is None:
+            return True
+        return self.listed_at is not None and self.view.get("updated_at") != self.listed_at
 
 
 @dataclass
@@ -123,6 +137,8 @@ class Summary:
     end_states: Counter[str]
     #: Stage -> (count reached, p50 s, p99 s) from submission.
     stages: dict[str, tuple[int, float, float]]
+    #: Stage -> seconds from the run's first submission to the last application reaching it.
+    spans: dict[str, float]
     decisions: int
     late_decisions: int
     offers_accepted: int
@@ -130,6 +146,8 @@ class Summary:
     stuck: list[str]
     retries: dict[str, int]
     errors: list[str]
+    #: CPU seconds (user + system) of the driver's own process over the run.
+    cpu_s: float = 0.0
 
     def table_rows(self) -> list[tuple[str, str]]:
         """The summary as (figure, value) rows."""
@@ -140,7 +158,10 @@ class Summary:
         ]
         rows += [(f"end state: {state}", str(n)) for state, n in sorted(self.end_states.items())]
         rows += [
-            (f"to {stage} (n={n})", f"p50 {p50:.1f} s, p99 {p99:.1f} s")
+            (
+                f"to {stage} (n={n})",
+                f"p50 {p50:.1f} s, p99 {p99:.1f} s, last {self.spans.get(stage, 0.0):.1f} s",
+            )
             for stage, (n, p50, p99) in self.stages.items()
         ]
         rows += [
@@ -149,6 +170,7 @@ class Summary:
             ("milestones reported", str(self.milestones_reported)),
             ("stuck", str(len(self.stuck))),
             ("requests retried", ", ".join(f"{k} {v}" for k, v in self.retries.items() if v)),
+            ("driver CPU", f"{self.cpu_s:.1f} s"),
         ]
         return rows
 
@@ -165,22 +187,46 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def stage_times(view: dict[str, Any]) -> dict[str, float]:
-    """Seconds from submission to each stage the application reached, from its timeline."""
+def stages_reached(view: dict[str, Any]) -> dict[str, datetime]:
+    """When the application was submitted and first reached each stage, from its timeline."""
     timeline = view.get("timeline") or []
     submitted = next((_at(e["at"]) for e in timeline if e.get("status") == "submitted"), None)
     if submitted is None:
         return {}
-    reached: dict[str, float] = {}
+    reached: dict[str, datetime] = {Status.SUBMITTED.value: submitted}
     for entry in timeline:
         status = entry.get("status")
         if status in STAGES and status not in reached:
-            reached[status] = (_at(entry["at"]) - submitted).total_seconds()
+            reached[status] = _at(entry["at"])
     award = view.get("award") or {}
     tranches = award.get("tranches") or []
     if tranches and tranches[0].get("paid_at"):
-        reached["tranche 1 paid"] = (_at(tranches[0]["paid_at"]) - submitted).total_seconds()
+        reached["tranche 1 paid"] = _at(tranches[0]["paid_at"])
     return reached
+
+
+def stage_times(view: dict[str, Any]) -> dict[str, float]:
+    """Seconds from submission to each stage the application reached, from its timeline."""
+    reached = stages_reached(view)
+    submitted = reached.pop(Status.SUBMITTED.value, None)
+    if submitted is None:
+        return {}
+    return {stage: (at - submitted).total_seconds() for stage, at in reached.items()}
+
+
+def stage_spans(views: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds from the first submission of ``views`` to the last of them reaching each stage."""
+    reached = [stages_reached(view) for view in views]
+    firsts = [r[Status.SUBMITTED.value] for r in reached if r]
+    if not firsts:
+        return {}
+    first = min(firsts)
+    spans: dict[str, float] = {}
+    for stage in STAGES:
+        ats = [r[stage] for r in reached if stage in r]
+        if ats:
+            spans[stage] = (max(ats) - first).total_seconds()
+    return spans
 
 
 class LoadRun:
@@ -196,6 +242,7 @@ class LoadRun:
         accept_offers: bool = False,
         stall_timeout: float = 120.0,
         poll_interval: float = 1.0,
+        until: str | None = None,
         run_id: str | None = None,
     ) -> None:
         self.api = api
@@ -205,6 +252,12 @@ class LoadRun:
         self.accept_offers = accept_offers
         self.stall_timeout = stall_timeout
         self.poll_interval = poll_interval
+        if until is not None and until not in UNTIL_STAGES:
+            raise ValueError(f"until: one of {', '.join(UNTIL_STAGES)}, not {until!r}")
+        #: Statuses at or after ``until`` in journey order: an application there rests.
+        self.past_until: frozenset[str] = frozenset(
+            STAGES[STAGES.index(until) :] if until is not None else ()
+        )
         self.run_id = run_id or uuid.uuid4().hex[:6]
         firms = max(1, -(-applications // PER_FIRM))
         self.tracked = [
@@ -235,7 +288,7 @@ class LoadRun:
         moved for ``stall_timeout``), and the run follows the applications again until they
         rest: the chaos run stops killing there and lets the platform recover.
         """
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         await self.fund()
         submitting = asyncio.create_task(self.submit_all())
         reviewing = asyncio.create_task(self.review_loop()) if self.auto_review else None
@@ -256,7 +309,9 @@ class LoadRun:
         seconds = time.monotonic() - started
         self.stuck = stuck
         await self.refresh_views()
-        return self.summary(seconds, stuck)
+        summary = self.summary(seconds, stuck)
+        summary.cpu_s = time.process_time() - cpu_started
+        return summary
 
     async def fund(self) -> None:
         """This year's grant budget gets enough for every application of the run."""
@@ -342,7 +397,7 @@ class LoadRun:
                     await self.decide(task)
 
             await asyncio.gather(*(decide(t) for t in todo))
-            await self._pause(0.5)
+            await self._pause(self.poll_interval / 2)
 
     async def open_tasks(self) -> list[dict[str, Any]]:
         """Every open task in the desk, page by page."""
@@ -418,7 +473,7 @@ class LoadRun:
 
     def rests(self, app: Tracked) -> bool:
         """Whether ``app`` waits for nobody the run plays."""
-        if app.status == "refused" or app.status in _ENDED:
+        if app.status == "refused" or app.status in _ENDED or app.status in self.past_until:
             return True
         if not self.auto_review and app.status in _AWAITS_REVIEW:
             return True
@@ -447,7 +502,7 @@ class LoadRun:
                 for item in page["items"]:
                     app = by_id.get(item["id"])
                     if app is not None:
-                        app.status = item["status"]
+                        app.status, app.listed_at = item["status"], item["updated_at"]
                 cursor = page.get("next_cursor")
                 if not cursor:
                     return
@@ -467,16 +522,22 @@ class LoadRun:
                     if app.status == Status.OFFERED.value and now - app.accepted_at > 10:
                         app.accepted_at = now
                         await self.firm_posts(app, "offer/accept", None, "accept")
-                    elif app.status == Status.OFFER_ACCEPTED.value and now - app.viewed_at > 2:
+                    elif app.status == Status.OFFER_ACCEPTED.value:
                         await self.report_due_milestone(app)
                 except PartUnavailable as exc:
                     self.errors.append(f"firm {app.firm_id}: {exc}")
 
-        await asyncio.gather(*(act(a) for a in self.tracked if a.application_id))
+        await asyncio.gather(
+            *(act(a) for a in self.tracked if a.application_id and not self.rests(a))
+        )
 
     async def report_due_milestone(self, app: Tracked) -> None:
-        """Report the milestone of the first unpaid tranche once the tranche before is paid."""
-        view = await self.view(app)
+        """Report the milestone of the first unpaid tranche once the tranche before is paid.
+
+        The view is read again only when the listing shows the application changed since.
+        """
+        view = await self.view(app) if app.view_is_stale() else app.view
+        assert view is not None
         tranches = (view.get("award") or {}).get("tranches") or []
         for before, tranche in itertools.pairwise(tranches):
             if tranche["state"] == "paid":
@@ -523,7 +584,7 @@ class LoadRun:
             f"/v1/applications/{app.application_id}",
             headers=self.api.tokens.firm(app.firm_id),
         )
-        app.view, app.viewed_at, app.status = view, time.monotonic(), view["status"]
+        app.view, app.status = view, view["status"]
         return view
 
     async def refresh_views(self) -> None:
@@ -554,6 +615,7 @@ class LoadRun:
         return Summary(
             applications=self.n,
             seconds=seconds,
+            spans=stage_spans([a.view for a in self.tracked if a.view]),
             end_states=Counter(a.status for a in self.tracked),
             stages={
                 stage: (len(v), quantile(v, 0.5), quantile(v, 0.99))
