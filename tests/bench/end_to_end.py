@@ -1,228 +1,203 @@
-"""End to end: applications per second from an HTTP submission to approved, automated reviewers.
+"""End to end: applications per second from an HTTP submission to the firm's accepted offer.
 
-Award opened is not built yet: approved is the last stage that exists, and the figure stops
-there. The platform is the one ``tests/review/test_full_run.py`` runs (applications, eligibility,
-the review desk and the workflow worker, each under uvicorn with its own PostgreSQL database, on
-a broker of its own), here on a Temporal dev server the benchmark starts. :data:`N_DEFAULT`
-applications are submitted at once; automated reviewers decide every open task through the
-desk's API with their own tokens (approve), until every application is approved.
+The whole embedded platform runs as ``incentives up`` does it (every service, the worker, the
+broker, the rail and the Temporal dev server in processes of their own, on free ports, with the
+var dir in the benchmark's work dir). ``incentives demo load --auto-review --accept-offers
+--until offer_accepted``, in a process of its own, submits :data:`N_DEFAULT` applications at
+once (the demo's 8 requests of a kind in flight), decides every review task as its assigned
+reviewer through the desk's API, and accepts each offer as its firm. Every journey passes the
+award opened in disbursement (the grant reserved) before its offer is made; the figure runs
+from the round's first submission to the last application's accepted offer, read from the
+applications' timelines.
 
-The baseline, on the same dev server in the same run: a bare workflow of the same shape
-(:mod:`tests.bench.bare_workflow`), with as many signals, updates and activities as one real
-approval had in its history, driven for as many applications with the same concurrency.
+The baseline, on the platform's own dev server in the same run: a bare workflow of the same
+shape (:mod:`tests.bench.bare_workflow`), the signals, updates and activities of one real
+journey's history up to the offer's acceptance, in the order they came, driven for as many
+applications, all at once, from this process. Rounds of the platform and of the bare workflow
+take turns, so that load changing on a shared machine weighs on both alike.
+
+The note gives the CPU seconds (user + system, from ``/proc``) each part of the platform and
+the demo's driver spent per application over the platform's rounds, and the dev server and
+this process (the bare worker and its clients) over the bare rounds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
-from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from contracts.v1.desk import DecisionRefusal
-from tests.bench.bare_workflow import BareApproval, Shape, no_op
+from services.cli.state import read_state
+from tests.bench.bare_workflow import ACTIVITY, SIGNAL, UPDATE, BareApproval, Shape, no_op
 from tests.bench.common import BenchError, Result
-from tests.pg_cluster import PG_ADMIN_DSN
-from tests.review.helpers import ADMIN, reviewer
-from tests.review.test_full_run import Platform, platform, status_of, submit
-from tests.support import temporal_dev_server
+from tests.platform.chaos_run import DemoRun, embedded_platform, run_demo
+from tests.platform.helpers import PlatformRun
 
-END_TO_END = "end to end (submission -> approved)"
+END_TO_END = "end to end (submission -> offer accepted)"
 BARE_TEMPORAL = "bare temporal workflow (same shape)"
 TARGET = 0.8
-#: Applications per run.
-N_DEFAULT = 8
-#: How often the automated reviewers look at their inboxes (seconds).
-POLL_S = 0.05
+#: Applications per round.
+N_DEFAULT = 20
 #: Rounds of applications, each followed by as many bare workflows.
 ROUNDS = 2
-#: Statuses that end an application other than approved.
-_ENDED_OTHERWISE = frozenset({"rejected", "withdrawn", "ineligible"})
+#: The last stage of the measured journey (a status of the firm's view).
+UNTIL = "offer_accepted"
+#: Seconds between two looks of the demo's driver at the applications (its reviewers look
+#: twice as often): short enough that the driver's reaction adds little to a journey.
+POLL_S = 0.25
+#: The workflow type of a journey, and the event type of the firm's acceptance.
+JOURNEY_WORKFLOW = "IncentiveApproval"
+ACCEPTED = b"application.offer_accepted"
+
+_STEPS = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: SIGNAL,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: UPDATE,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: ACTIVITY,
+}
 
 
-@asynccontextmanager
-async def temporal_dev(workdir: Path) -> AsyncIterator[str]:
-    """A Temporal dev server of our own on free ports; yields its target, stops it after."""
-    server = temporal_dev_server(workdir)
-    server.start()
+# --- CPU of the parts ---------------------------------------------------------------------------
+
+
+def _tree_cpu(pid: int, ticks: int, *, descendants: bool = True) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (0 once it is gone)."""
     try:
-        await server.wait_ready(timeout_s=60.0)
-        yield server.target
-    finally:
-        await asyncio.to_thread(server.stop)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # The fields after the command name, which is in parentheses and may hold spaces.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    total = (int(fields[11]) + int(fields[12])) / ticks
+    if not descendants:
+        return total
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children = task.read_text().split()
+        except OSError:
+            continue
+        total += sum(_tree_cpu(int(child), ticks) for child in children)
+    return total
 
 
-#: Refusals that only say the decision came late: the stage or the application moved on.
-_LATE = frozenset({DecisionRefusal.APPLICATION_CLOSED, DecisionRefusal.DUPLICATE_DECISION})
+def parts_cpu(var_dir: Path) -> dict[str, float]:
+    """CPU seconds so far of each part of the platform in ``var_dir``, and its supervisor.
 
-
-async def _decide_open(
-    desk: httpx.AsyncClient, application_ids: set[str], decided: set[str], late: list[str]
-) -> int:
-    """Approve every open task of these applications, each as its assigned reviewer.
-
-    The inbox is a projection and may still list a task just decided: ``decided`` holds the
-    tasks already answered, which are not decided again.
+    A part the supervisor restarted starts again from 0: :func:`cpu_delta` refuses that.
     """
-    response = await desk.get("/v1/inbox", params={"status": "open", "limit": 200}, headers=ADMIN)
-    if response.status_code != 200:
-        raise BenchError(f"inbox: {response.status_code} {response.text[:300]}")
-    open_tasks = [
-        t
-        for t in response.json()["items"]
-        if t["application_id"] in application_ids and t["task_id"] not in decided
-    ]
-
-    async def decide(task: dict[str, Any]) -> int:
-        who = task["reviewer_id"]
-        decided.add(task["task_id"])
-        answer = await desk.post(
-            f"/v1/tasks/{task['task_id']}/decision",
-            json={"decision": "approve", "comment": f"{task['stage']} review: sound."},
-            headers={**reviewer(who), "Idempotency-Key": str(uuid.uuid4())},
-        )
-        if answer.status_code == 409 and answer.json().get("reason") in _LATE:
-            return 0  # e.g. the committee reached its quorum a moment ago
-        if answer.status_code == 404 and answer.json().get("reason") == "workflow_not_found":
-            # A vote after the quorum closed the run: the desk should answer 409
-            # application_closed here too. Counted and shown in the figure's note.
-            late.append(task["task_id"])
-            return 0
-        if answer.status_code != 200:
-            raise BenchError(f"decision refused: {answer.status_code} {answer.text[:300]}")
-        return 1
-
-    return sum(await asyncio.gather(*(decide(task) for task in open_tasks)))
+    state = read_state(var_dir)
+    if state is None:
+        raise BenchError(f"no platform state in {var_dir}")
+    ticks = os.sysconf("SC_CLK_TCK")
+    # The supervisor's own figure leaves out its children: they are the parts.
+    cpu = {part.name: _tree_cpu(part.pid, ticks) for part in state.parts}
+    cpu["supervisor"] = _tree_cpu(state.supervisor_pid, ticks, descendants=False)
+    cpu["restarts"] = float(sum(part.restarts for part in state.parts))
+    return cpu
 
 
-async def shape_of(target: str, workflow_id: str) -> Shape:
-    """The signals, updates and activities one workflow's history holds."""
-    client = await Client.connect(target)
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    counts = Counter(event.event_type for event in history.events)
-    return Shape(
-        signals=counts[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED],
-        updates=counts[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED],
-        activities=counts[EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED],
-    )
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What each part spent between two :func:`parts_cpu` readings."""
+    if after["restarts"] != before["restarts"]:
+        raise BenchError("a part of the platform died and was restarted during the round")
+    return {name: after[name] - before[name] for name in after if name != "restarts"}
+
+
+# --- the journey's shape ------------------------------------------------------------------------
+
+
+async def journey_shape(client: Client) -> Shape:
+    """The steps of one journey's history, up to and including the firm's acceptance."""
+    async for execution in client.list_workflows(f'WorkflowType="{JOURNEY_WORKFLOW}"'):
+        history = await client.get_workflow_handle(execution.id).fetch_history()
+        steps: list[str] = []
+        for event in history.events:
+            step = _STEPS.get(event.event_type)
+            if step is not None:
+                steps.append(step)
+            if step == SIGNAL and any(
+                ACCEPTED in p.data
+                for p in event.workflow_execution_signaled_event_attributes.input.payloads
+            ):
+                return Shape("".join(steps))
+        raise BenchError(f"journey {execution.id}: no acceptance in its history")
+    raise BenchError("no journey on the platform's dev server")
+
+
+# --- the rounds ---------------------------------------------------------------------------------
 
 
 @dataclass
-class Journeys:
-    """What one batch of applications through the platform took."""
+class PlatformRound:
+    """One round of applications through the platform."""
 
     seconds: float
-    ids: set[str]
-    decisions: int = 0
-    late: list[str] = field(default_factory=list)
+    #: Seconds from the first submission to the last award opened (before the offer).
+    to_award: float
+    cpu: dict[str, float]
+    decisions: int
+    late: int
 
 
-async def approve_all(
-    running: Platform,
-    n: int,
-    *,
-    stall_timeout: float,
-    on_progress: Callable[[int], None] | None = None,
-) -> Journeys:
-    """Submit ``n`` applications at once and approve every task until all are approved."""
-    applications, desk = running.clients["applications"], running.clients["review"]
-    started = time.perf_counter()
-    ids = set(await asyncio.gather(*(submit(applications) for _ in range(n))))
-    journeys = Journeys(seconds=0.0, ids=ids)
-    pending = set(ids)
-    decided: set[str] = set()
-    last_change = time.monotonic()
-    while pending:
-        journeys.decisions += await _decide_open(desk, pending, decided, journeys.late)
-        statuses = await asyncio.gather(*(status_of(applications, a) for a in pending))
-        done = {a for a, s in zip(pending, statuses, strict=True) if s == "approved"}
-        ended = {a: s for a, s in zip(pending, statuses, strict=True) if s in _ENDED_OTHERWISE}
-        if ended:
-            raise BenchError(f"applications ended otherwise: {ended}")
-        if done:
-            pending -= done
-            last_change = time.monotonic()
-            if on_progress is not None:
-                on_progress(n - len(pending))
-        elif time.monotonic() - last_change > stall_timeout:
-            raise BenchError(f"{len(pending)} of {n} not approved for {stall_timeout:.0f}s")
-        await asyncio.sleep(POLL_S)
-    journeys.seconds = time.perf_counter() - started
-    return journeys
+@dataclass
+class BareRound:
+    """One round of bare workflows."""
+
+    seconds: float
+    #: CPU seconds of the dev server and of this process (the worker and the clients).
+    cpu: dict[str, float]
 
 
-async def bench_end_to_end(
-    workdir: Path,
-    n: int,
-    *,
-    stall_timeout: float = 120.0,
-    on_progress: Callable[[int], None] | None = None,
-) -> list[Result]:
-    """The platform's rate to approved and the bare workflow's, in turns on one dev server.
-
-    Two rounds of ``n`` applications each, every round followed by ``n`` bare workflows, so
-    that load changing during the run (a shared machine) weighs on both alike; each figure
-    pools its two rounds.
-    """
-    async with temporal_dev(workdir) as target:
-        task_queue = f"bench-e2e-{uuid.uuid4().hex[:8]}"
-        server = make_url(PG_ADMIN_DSN).set(drivername="postgresql+asyncpg")
-        pg_url = server.render_as_string(hide_password=False)
-        rounds: list[tuple[Journeys, float]] = []
-        async with platform(pg_url, target, workdir, task_queue) as running:
-            shape: Shape | None = None
-            for _ in range(ROUNDS):
-                journeys = await approve_all(
-                    running, n, stall_timeout=stall_timeout, on_progress=on_progress
-                )
-                if shape is None:
-                    shape = await shape_of(target, next(iter(journeys.ids)))
-                rounds.append((journeys, await bench_bare_workflow(target, n, shape)))
-    assert shape is not None
-    decisions = sum(j.decisions for j, _ in rounds)
-    late = sum(len(j.late) for j, _ in rounds)
-    each = ", ".join(f"{n / j.seconds:.2f}/s vs {n / b:.2f}/s" for j, b in rounds)
-    note = (
-        f"{ROUNDS} rounds of {n} applications at once ({each}); automated reviewers through "
-        f"the desk ({decisions} decisions, {late} late votes answered 404 workflow_not_found); "
-        f"all services in this process; award opened is not built yet"
+def _journeys(run: PlatformRun, n: int, stall_timeout: float) -> PlatformRound:
+    before = parts_cpu(run.var_dir)
+    demo: DemoRun = run_demo(
+        run,
+        "load",
+        "--applications",
+        str(n),
+        "--auto-review",
+        "--accept-offers",
+        "--until",
+        UNTIL,
+        "--poll-interval",
+        str(POLL_S),
+        "--stall-timeout",
+        str(stall_timeout),
+        timeout=stall_timeout + 60 * n,
     )
-    return [
-        Result(
-            BARE_TEMPORAL,
-            n * ROUNDS,
-            sum(b for _, b in rounds),
-            note=f"{shape.signals} signals, {shape.updates} updates, {shape.activities} "
-            f"activities per workflow, as the approval had; {n} at once after each round of "
-            f"applications, same dev server",
-        ),
-        Result(
-            END_TO_END,
-            n * ROUNDS,
-            sum(j.seconds for j, _ in rounds),
-            baseline=BARE_TEMPORAL,
-            target=TARGET,
-            note=note,
-        ),
-    ]
+    cpu = cpu_delta(before, parts_cpu(run.var_dir))
+    figures = demo.figures
+    stages = figures.get("stages", {})
+    reached = stages.get(UNTIL, {})
+    if demo.returncode != 0 or reached.get("n") != n or figures.get("stuck"):
+        raise BenchError(
+            f"{reached.get('n', 0)} of {n} reached {UNTIL} (exit {demo.returncode}, "
+            f"end states {figures.get('end_states')}):\n{demo.output[-3000:]}"
+        )
+    cpu["driver"] = float(figures["driver_cpu_s"])
+    return PlatformRound(
+        seconds=float(reached["last_s"]),
+        to_award=float(stages.get("award_opened", {}).get("last_s", 0.0)),
+        cpu=cpu,
+        decisions=int(figures["decisions"]),
+        late=int(figures["late_decisions"]),
+    )
 
 
-async def bench_bare_workflow(target: str, n: int, shape: Shape) -> float:
-    """Seconds for ``n`` bare workflows of ``shape``, all at once, from start to completion."""
-    client = await Client.connect(target)
+async def bench_bare_workflow(client: Client, var_dir: Path, n: int, shape: Shape) -> BareRound:
+    """``n`` bare workflows of ``shape`` at once, from the first start to the last result."""
     task_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[BareApproval], activities=[no_op]):
+        before, own = parts_cpu(var_dir)["temporal"], time.process_time()
         started = time.perf_counter()
         await asyncio.gather(
             *(
@@ -230,4 +205,83 @@ async def bench_bare_workflow(target: str, n: int, shape: Shape) -> float:
                 for _ in range(n)
             )
         )
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        cpu = {
+            "temporal": parts_cpu(var_dir)["temporal"] - before,
+            "bench": time.process_time() - own,
+        }
+    return BareRound(seconds, cpu)
+
+
+def _per_app(rounds: list[dict[str, float]], applications: int) -> str:
+    total: Counter[str] = Counter()
+    for cpu in rounds:
+        total.update(cpu)
+    ordered = sorted(total.items(), key=lambda kv: -kv[1])
+    every = sum(total.values())
+    parts = ", ".join(f"{name} {seconds / applications:.2f}" for name, seconds in ordered)
+    return f"{every / applications:.2f} core-s per application ({parts})"
+
+
+async def bench_end_to_end(
+    workdir: Path,
+    n: int,
+    *,
+    stall_timeout: float = 180.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[Result]:
+    """The platform's rate to an accepted offer and the bare workflow's, in turns.
+
+    :data:`ROUNDS` rounds of ``n`` applications, each followed by ``n`` bare workflows on the
+    platform's dev server; each figure pools its rounds.
+    """
+    platform: AbstractContextManager[PlatformRun] = embedded_platform(workdir / "platform")
+    run = await asyncio.to_thread(platform.__enter__)
+    try:
+        state = read_state(run.var_dir)
+        assert state is not None
+        client = await Client.connect(state.temporal_address)
+        journeys: list[PlatformRound] = []
+        bares: list[BareRound] = []
+        shape: Shape | None = None
+        for done in range(ROUNDS):
+            journeys.append(await asyncio.to_thread(_journeys, run, n, stall_timeout))
+            if shape is None:
+                shape = await journey_shape(client)
+            bares.append(await bench_bare_workflow(client, run.var_dir, n, shape))
+            if on_progress is not None:
+                on_progress(n * (done + 1))
+    finally:
+        await asyncio.to_thread(platform.__exit__, None, None, None)
+    assert shape is not None
+    total = n * ROUNDS
+    each = ", ".join(
+        f"{n / j.seconds:.2f}/s vs {n / b.seconds:.2f}/s"
+        for j, b in zip(journeys, bares, strict=True)
+    )
+    to_award = sum(j.to_award for j in journeys)
+    note = (
+        f"{ROUNDS} rounds of {n} applications at once ({each}); the whole embedded platform "
+        f"(`incentives up`), `incentives demo load --auto-review --accept-offers --until "
+        f"{UNTIL}` in its own process, polling every {POLL_S} s; "
+        f"{sum(j.decisions for j in journeys)} decisions "
+        f"({sum(j.late for j in journeys)} late); to the last award opened "
+        f"{total / to_award:.2f}/s; CPU {_per_app([j.cpu for j in journeys], total)}"
+    )
+    bare_note = (
+        f"{shape.signals} signals, {shape.updates} updates, {shape.activities} activities per "
+        f"workflow, in the order of a journey's history up to the offer's acceptance; {n} at "
+        f"once after each round of applications, on the platform's dev server; CPU "
+        f"{_per_app([b.cpu for b in bares], total)}"
+    )
+    return [
+        Result(BARE_TEMPORAL, total, sum(b.seconds for b in bares), note=bare_note),
+        Result(
+            END_TO_END,
+            total,
+            sum(j.seconds for j in journeys),
+            baseline=BARE_TEMPORAL,
+            target=TARGET,
+            note=note,
+        ),
+    ]

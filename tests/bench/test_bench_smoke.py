@@ -416,8 +416,9 @@ def test_the_command_line_names_the_results_file() -> None:
 
 
 @pytest.mark.integration
-async def test_end_to_end_approves_every_application(tmp_path: Path) -> None:
-    # Its own dev server and broker; fails itself unless every application ends approved.
+async def test_end_to_end_takes_every_application_to_an_accepted_offer(tmp_path: Path) -> None:
+    # The whole embedded platform on free ports; fails itself unless every application's
+    # offer is accepted.
     bare, end_to_end = await bench_end_to_end(tmp_path, 2)
     assert (bare.name, end_to_end.name, end_to_end.baseline) == (
         BARE_TEMPORAL,
@@ -427,3 +428,4 @@ async def test_end_to_end_approves_every_application(tmp_path: Path) -> None:
     _positive(bare, 2 * ROUNDS)
     _positive(end_to_end, 2 * ROUNDS)
     assert "5 updates" in bare.note  # technical, security, finance and a committee of two
+    assert "core-s per application" in end_to_end.note
