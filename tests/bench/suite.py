@@ -36,6 +36,7 @@ from tests.bench.common import Result, fresh_pg_database, tansu
 from tests.bench.eligibility import ELIGIBILITY, bench_eligibility
 from tests.bench.end_to_end import END_TO_END, bench_end_to_end
 from tests.bench.end_to_end import N_DEFAULT as E2E_N
+from tests.bench.end_to_end import TIMEOUT as E2E_TIMEOUT
 from tests.bench.kit_hop import bench_kit_hop
 from tests.bench.payouts import PAYOUTS, bench_payouts
 from tests.bench.raw import RAW_HOP, RAW_PRODUCE, bench_raw
@@ -103,7 +104,7 @@ CAPPED = frozenset({"end-to-end", "chaos"})
 #: Upper bound on one benchmark's wall time (setup and verification included).
 DEFAULT_TIMEOUT = 300.0
 #: Benchmarks that need longer than the default timeout, and how long.
-LONG_RUNNING: dict[str, float] = {"chaos": CHAOS_TIMEOUT}
+LONG_RUNNING: dict[str, float] = {"chaos": CHAOS_TIMEOUT, "end-to-end": E2E_TIMEOUT}
 
 
 @dataclass

@@ -70,7 +70,8 @@ _LATE_ANSWERS: frozenset[tuple[int, str]] = frozenset(
         (409, DecisionRefusal.APPLICATION_CLOSED.value),
         (409, DecisionRefusal.DUPLICATE_DECISION.value),
         (409, DecisionRefusal.STAGE_NOT_OPEN.value),
-        # A vote after the quorum closed the run (see tests/bench/end_to_end.py).
+        # A vote after the quorum closed the run: the desk should answer 409
+        # application_closed here too.
         (404, "workflow_not_found"),
     }
 )
