@@ -13,6 +13,7 @@ retry produces.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
@@ -113,6 +114,9 @@ class ReviewDesk:
         self._token = token
         self._timeout = timeout
         self._transport = transport
+        #: One TLS context for every call: building one loads the CA bundle, which cost more
+        #: CPU than the call itself (the desk is usually plain HTTP, but the client builds it).
+        self._tls: ssl.SSLContext | None = None
 
     @property
     def base_url(self) -> str:
@@ -130,7 +134,9 @@ class ReviewDesk:
         url = f"{self._base_url}{CANDIDATES_PATH}"
         # A fresh short-lived token per call: the worker runs far longer than a token lives.
         headers = {"Authorization": f"Bearer {self._token()}"}
-        http = httpx.AsyncClient(timeout=self._timeout, transport=self._transport)
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        http = httpx.AsyncClient(timeout=self._timeout, transport=self._transport, verify=self._tls)
         async with tracing.instrument_client(http) as client:
             try:
                 response = await client.get(
