@@ -179,3 +179,33 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         await consumer.topics()  # refreshes the cluster metadata
         await asyncio.sleep(0.1)
     raise AssertionError(f"topic {topic} has no partitions")
+
+
+class RecordingLog:
+    """Stands in for a module's structlog logger (``monkeypatch.setattr(module, "log", ...)``).
+
+    structlog caches a logger on first use once logging is configured (as an earlier test in
+    the same process may have done), after which ``structlog.testing.capture_logs`` sees
+    nothing; replacing the module's logger works whatever ran before.
+    """
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def _record(self, level: str, event: str, **fields: Any) -> None:
+        self.entries.append({"level": level, "event": event, **fields})
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._record("debug", event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._record("info", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._record("warning", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._record("error", event, **fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        self._record("exception", event, **fields)

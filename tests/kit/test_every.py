@@ -7,12 +7,18 @@ import asyncio
 import contextlib
 import itertools
 
-from structlog.testing import capture_logs
+import pytest
 
+from services.kit import retry
 from services.kit.retry import every
+from tests.kit.helpers import RecordingLog
 
 
-async def test_a_job_runs_again_at_once_after_work_and_survives_a_failure() -> None:
+async def test_a_job_runs_again_at_once_after_work_and_survives_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logs = RecordingLog()
+    monkeypatch.setattr(retry, "log", logs)
     results: list[int | Exception] = [2, 1, RuntimeError("database away"), 0, 3, 0]
     calls: list[float] = []
     done = asyncio.Event()
@@ -28,17 +34,16 @@ async def test_a_job_runs_again_at_once_after_work_and_survives_a_failure() -> N
         return outcome
 
     # An idle round (0) or a failure waits the interval; a round with work goes on at once.
-    with capture_logs() as logs:
-        task = asyncio.create_task(every("test job", 0.2, job))
-        try:
-            await asyncio.wait_for(done.wait(), timeout=10)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    task = asyncio.create_task(every("test job", 0.2, job))
+    try:
+        await asyncio.wait_for(done.wait(), timeout=10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
     # after 2 and 1: at once; after the failure and after 0: the interval; after 3: at once
     assert [gap >= 0.2 for gap in gaps[:5]] == [False, False, True, True, False]
-    assert [(entry["event"], entry["error"]) for entry in logs] == [
+    assert [(entry["event"], entry["error"]) for entry in logs.entries] == [
         ("test job failed", "RuntimeError: database away")
     ]

@@ -7,8 +7,8 @@ import itertools
 import time
 
 import pytest
-from structlog.testing import capture_logs
 
+from services.kit import retry
 from services.kit.dlq import ConsumedRecord, dead_letter, dlq_topic, parse_dead_letter
 from services.kit.errors import (
     BusinessRefusal,
@@ -18,13 +18,18 @@ from services.kit.errors import (
     StillWaiting,
 )
 from services.kit.retry import Retrier, RetryPolicy, call_with_retries
+from tests.kit.helpers import RecordingLog
 
 FAST = RetryPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.0)
 #: Holds only briefly: a test of the hand-back, not of the patience.
 BRIEF = RetryPolicy(initial_delay=0.01, max_delay=0.02, jitter=0.0, hold=0.3)
 
 
-async def test_transient_failures_are_retried_with_growing_delays() -> None:
+async def test_transient_failures_are_retried_with_growing_delays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logs = RecordingLog()
+    monkeypatch.setattr(retry, "log", logs)
     calls: list[float] = []
 
     async def flaky() -> str:
@@ -33,12 +38,11 @@ async def test_transient_failures_are_retried_with_growing_delays() -> None:
             raise RetryableError("database restarting")
         return "done"
 
-    with capture_logs() as logs:
-        assert await call_with_retries(FAST, flaky) == "done"
+    assert await call_with_retries(FAST, flaky) == "done"
     assert len(calls) == 3
     # The waits the policy asked for double (exponential, not constant); measured gaps are
     # at least those (a loaded machine only lengthens them, so only the floor is checked).
-    delays = [entry["delay_s"] for entry in logs if entry["event"].startswith("transient")]
+    delays = [e["delay_s"] for e in logs.entries if e["event"].startswith("transient")]
     assert delays == [0.05, 0.1]
     gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
     assert all(gap >= delay - 0.005 for gap, delay in zip(gaps, delays, strict=True))
