@@ -85,17 +85,19 @@ def test_up_in_foreground_stops_on_ctrl_c(tmp_path: Path) -> None:
     """The foreground ``up`` becomes healthy and a Ctrl-C (SIGINT) stops every process."""
     run = PlatformRun.on_free_ports(tmp_path)
     proc = run.popen_up()
-    try:
-        state = run.wait_ready(proc, timeout=240)
-        pids = all_pids(state)
-        assert run.incentives("status").returncode == 0
-        _assert_services_healthy(run)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) == 0, run.up_output()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # SIGKILL of the supervisor alone would leave its children running: down stops them too.
+    with stopped_afterwards(run):
+        try:
+            state = run.wait_ready(proc, timeout=240)
+            pids = all_pids(state)
+            assert run.incentives("status").returncode == 0
+            _assert_services_healthy(run)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=120) == 0, run.up_output()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert wait_all_gone(pids) == []
     assert read_state(tmp_path) is None
     _assert_clean_stop(run.up_output())
