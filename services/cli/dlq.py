@@ -10,8 +10,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from services.cli.console import make_console
 
 #: Environment variable naming the operator when ``--operator`` is not given.
 OPERATOR_ENV = "INCENTIVES_OPERATOR"
@@ -42,7 +43,7 @@ def _bootstrap(bootstrap: str | None) -> str:
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[red]{message}")
+    make_console(stderr=True).print(f"[red]{message}")
     return typer.Exit(1)
 
 
@@ -77,7 +78,7 @@ def list_command(topic: TopicOption = None, bootstrap: BootstrapOption = None) -
             letter.failed_at,
             str(redriven.get(str(letter.id), 0)),
         )
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print(f"{len(letters)} dead letter(s).")
 
@@ -163,7 +164,7 @@ def redrive_command(
         events = asyncio.run(redrive(target, letters, operator=who, note=reason))
     except (KeyError, TimeoutError, DeadLetterError) as exc:
         raise _fail(str(exc)) from exc
-    console = Console()
+    console = make_console()
     for letter in letters:
         console.print(f"redriven {letter.id} -> {letter.info.source_topic}")
     console.print(f"[green]{len(events)} dead letter(s) redriven by {who}.")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from services.cli.console import make_console
 
 app = typer.Typer(help="Operate the services' outboxes.", no_args_is_help=True)
 
@@ -72,7 +73,7 @@ def republish(
 
     from services.cli.main import load_settings
 
-    console, err = Console(), Console(stderr=True)
+    console, err = make_console(), make_console(stderr=True)
     if service is not None and service not in OUTBOX_SERVICES:
         err.print(f"[red]Unknown service {service!r}.[/] Valid: {', '.join(OUTBOX_SERVICES)}.")
         raise typer.Exit(2)
