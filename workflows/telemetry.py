@@ -3,14 +3,15 @@
 - **Workflows started, completed and failed** are counted by a workflow interceptor through
   ``workflow.metric_meter()``: the Temporal SDK's meter, which records nothing while a history
   replays, so a worker restart counts no run twice. They reach ``/metrics`` with the SDK's own
-  runtime metrics (``temporal_*``: workflow tasks, activities, pollers, schedule-to-start
-  latency), which the worker appends to its exposition. A run continued as new is not a new
-  start; a run ends once, completed or failed. Completed is every run that returned, whatever
-  the application's outcome (approved, rejected, withdrawn, cancelled by an administrator: the
-  platform cancels an application by signal, and the run ends normally); failed is a run that
-  raised a failure, or that Temporal was asked to cancel. A run terminated or timed out by the
-  server runs no more code, so it is counted by neither (the server's and the SDK's
-  ``temporal_*`` figures show it).
+  runtime metrics (``temporal_*``: workflow tasks, activities, pollers, schedule-to-start latency),
+  which the worker appends to its exposition. A run continued as new is not a new start; a run ends
+  once, completed or failed, but its end is counted at least once: when the workflow task that ended
+  it is retried (its completion never committed, e.g. timed out on a loaded worker), the end runs,
+  and is counted, again. Completed is every run that returned, whatever the application's outcome
+  (approved, rejected, withdrawn, cancelled by an administrator: the platform cancels an application
+  by signal, and the run ends normally); failed is a run that raised a failure, or that Temporal was
+  asked to cancel. A run terminated or timed out by the server runs no more code, so it is counted
+  by neither (the server's and the SDK's ``temporal_*`` figures show it).
 - **Decisions per stage, SLA reminders and escalations, and workflow events by type** are
   counted by the publish activity when the broker acknowledged the event (at least once: a
   retried activity after a lost acknowledgement counts again).
