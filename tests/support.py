@@ -120,3 +120,15 @@ class Attempts:
             while self.count < count:
                 self._called.clear()
                 await self._called.wait()
+
+
+async def topic_names(bootstrap: str) -> set[str]:
+    """The topics the broker at ``bootstrap`` holds now."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()

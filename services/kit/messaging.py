@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -50,7 +50,7 @@ class _MetadataRequestCreatingNothing(MetadataRequest):  # type: ignore[misc]
         super().__init__(topics, allow_auto_topic_creation)
 
 
-def forbid_topic_auto_creation() -> None:
+def forbid_topic_auto_creation() -> Callable[[], None]:
     """Make every Kafka client of this process name topics without creating them.
 
     A broker creates a topic any client names in a metadata request, with its default partition
@@ -65,10 +65,18 @@ def forbid_topic_auto_creation() -> None:
     The service runner calls this before a service is built; it swaps the request class in
     aiokafka's client and admin modules, where every producer, consumer and admin client of the
     process builds its metadata requests (Tansu answers such a request for a missing topic with
-    ``UNKNOWN_TOPIC_OR_PARTITION`` and creates nothing).
+    ``UNKNOWN_TOPIC_OR_PARTITION`` and creates nothing). Returns what undoes it (for tests).
     """
-    for module in (aiokafka_client, aiokafka_admin_client):
+    modules = (aiokafka_client, aiokafka_admin_client)
+    before = [module.MetadataRequest for module in modules]
+    for module in modules:
         module.MetadataRequest = _MetadataRequestCreatingNothing
+
+    def undo() -> None:
+        for module, request in zip(modules, before, strict=True):
+            module.MetadataRequest = request
+
+    return undo
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka import client as aiokafka_client
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin import client as aiokafka_admin_client
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
@@ -41,6 +38,7 @@ from services.kit.republish import MARKER_TOPIC, BrokerEpoch, republish_outbox
 from services.kit.uow import UnitOfWorkFactory
 from tests.kit.helpers import counter, envelope, eventually, read_topic, scalar
 from tests.kit.test_delivery_guarantees import consuming
+from tests.support import topic_names
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +54,22 @@ async def private_broker(tmp_path: Path) -> AsyncIterator[TansuBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+def _sigkill(broker: TansuBroker) -> None:
+    """The broker dies with everything it held."""
+    process = broker.proc.process if broker.proc else None
+    assert process is not None
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+async def _start_empty_on_its_port(broker: TansuBroker, log_path: Path) -> None:
+    """A new, empty broker takes the dead one's port (the fixture stops it)."""
+    replacement = TansuBroker(port=broker.port, log_path=log_path)
+    replacement.start()
+    broker.proc = replacement.proc
+    await replacement.wait_ready()
 
 
 async def test_a_new_empty_broker_gets_the_outbox_and_consumers_apply_it_once(
@@ -105,19 +119,14 @@ async def test_a_new_empty_broker_gets_the_outbox_and_consumers_apply_it_once(
 
         async with consuming(bootstrap, pg_engine, producer, topic, group):
             await eventually(partial(applied, before))
-        # The consumers stop with the platform (a consumer left running would auto-create its
-        # topics on the new broker with Tansu's default partition count: see the README).
+        # The consumers stop with the platform (a consumer left running in a process that allows
+        # topic auto-creation would create its topics on the new broker with Tansu's default
+        # partition count; services forbid it: see the next test).
 
         # The broker dies with everything it held; a new, empty one takes its port.
-        process = private_broker.proc.process if private_broker.proc else None
-        assert process is not None
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
+        _sigkill(private_broker)
         during = await write(10)  # written while there is no broker at all
-        replacement = TansuBroker(port=private_broker.port, log_path=tmp_path / "tansu-2.log")
-        replacement.start()
-        private_broker.proc = replacement.proc  # the fixture stops it
-        await replacement.wait_ready()
+        await _start_empty_on_its_port(private_broker, tmp_path / "tansu-2.log")
 
         async def republished() -> bool:
             return epoch.republished == 2 and epoch.marker is not None
@@ -144,20 +153,13 @@ async def test_a_new_empty_broker_gets_the_outbox_and_consumers_apply_it_once(
 
 
 @pytest.fixture
-def no_topic_auto_creation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the service runner does, undone after the test (it swaps a module attribute)."""
-    for module in (aiokafka_client, aiokafka_admin_client):
-        monkeypatch.setattr(module, "MetadataRequest", module.MetadataRequest)
-    forbid_topic_auto_creation()
-
-
-async def _topics_on(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+def no_topic_auto_creation() -> Iterator[None]:
+    """What the service runner does, undone after the test (it is process-wide)."""
+    undo = forbid_topic_auto_creation()
     try:
-        return set(await admin.list_topics())
+        yield
     finally:
-        await admin.close()
+        undo()
 
 
 async def test_a_consumer_across_a_broker_restart_does_not_create_its_topics_with_4_partitions(
@@ -195,21 +197,15 @@ async def test_a_consumer_across_a_broker_restart_does_not_create_its_topics_wit
             return len(consumer.assignment()) == 6
 
         await eventually(assigned_all, timeout=30)
-        process = private_broker.proc.process if private_broker.proc else None
-        assert process is not None
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
-        replacement = TansuBroker(port=private_broker.port, log_path=tmp_path / "tansu-2.log")
-        replacement.start()
-        private_broker.proc = replacement.proc  # the fixture stops it
-        await replacement.wait_ready()
+        _sigkill(private_broker)
+        await _start_empty_on_its_port(private_broker, tmp_path / "tansu-2.log")
 
         # The consumer has asked the new broker about its topic: it is gone from its metadata.
         async def lost_the_topic() -> bool:
             return not consumer.partitions_for_topic(topic)
 
         await eventually(lost_the_topic, timeout=30)
-        assert topic not in await _topics_on(bootstrap)
+        assert topic not in await topic_names(bootstrap)
 
         # Created from the registry, as the supervisor and every service's epoch do.
         await ensure_topics(bootstrap, [(topic, 6)])

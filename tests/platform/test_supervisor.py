@@ -17,6 +17,7 @@ from services.cli.embedded import port_in_use
 from services.cli.state import read_state
 from services.cli.supervisor import restart_delay
 from tests.platform.helpers import PlatformRun, all_pids, wait_all_gone, wait_restarted
+from tests.support import topic_names
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +110,7 @@ def test_a_killed_broker_comes_back_with_its_topics(tmp_path: Path) -> None:
         assert proc.poll() is None
         assert "broker restarted" in run.up_output()
         # The new, empty broker has every registry topic again.
-        topics = asyncio.run(_topic_names(state.kafka_bootstrap))
+        topics = asyncio.run(topic_names(state.kafka_bootstrap))
         assert set(all_topic_names()) <= topics
 
         proc.send_signal(signal.SIGINT)
@@ -119,14 +120,3 @@ def test_a_killed_broker_comes_back_with_its_topics(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert wait_all_gone(pids) == []
-
-
-async def _topic_names(bootstrap: str) -> set[str]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
