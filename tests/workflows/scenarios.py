@@ -107,6 +107,14 @@ PROFILES = {p.reviewer_id: p for p in ROSTER}
 COMMITTEE = [DUBOIS, KIM, OKAFOR]
 
 
+# How long the harness waits for the workflow to get somewhere. It outlasts the test server's
+# 10 s workflow task timeout, after which a task it lost (around a continue-as-new, or on a
+# loaded host) is handed out again.
+WAIT = 60.0
+# One query attempt of ``Harness.until``: a lost query is asked again, not awaited forever.
+QUERY_ATTEMPT = timedelta(seconds=5)
+
+
 @dataclass
 class RecordingPublisher:
     """Stands in for the Kafka publisher: keeps what the workflow published."""
@@ -266,12 +274,16 @@ class Harness:
         and a query to it would be answered by replaying its history.
         """
         latest = self.client.get_workflow_handle(handle.id)
-        return await latest.query(IncentiveApproval.state)
+        return await latest.query(IncentiveApproval.state, rpc_timeout=QUERY_ATTEMPT)
 
     async def until(
-        self, handle: Handle, check: Callable[[ApprovalState], bool], timeout: float = 20.0
+        self, handle: Handle, check: Callable[[ApprovalState], bool], timeout: float = WAIT
     ) -> ApprovalState:
-        """Poll the ``state`` query until ``check`` holds (the clock stays where it is)."""
+        """Poll the ``state`` query until ``check`` holds (the clock stays where it is).
+
+        Each query is one bounded attempt: a query task the test server lost (the worker's late
+        answer logs "Task not found when completing") is asked again, not awaited forever.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -305,7 +317,7 @@ class Harness:
             return wanted <= seen
 
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
+        deadline = loop.time() + WAIT
         while not await published():
             if loop.time() > deadline:
                 raise AssertionError("assignments were not published")
@@ -368,7 +380,7 @@ class Harness:
     ) -> list[Envelope[Any]]:
         """Wait until ``count`` messages of ``message_type`` about the run are published."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
+        deadline = loop.time() + WAIT
         while True:
             found = self.publisher.envelopes(handle.id, message_type)
             if len(found) >= count:
@@ -381,7 +393,7 @@ class Harness:
         """Wait until the workflow's latest run is no longer ``run_id``; returns the new run id."""
         latest = self.client.get_workflow_handle(handle.id)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
+        deadline = loop.time() + WAIT
         while True:
             current = (await latest.describe()).run_id
             if current is not None and current != run_id:
