@@ -225,6 +225,10 @@ def refusal_problem(cause: BaseException | None, context: dict[str, Any]) -> Des
     )
 
 
+#: How Temporal words the refusal of an update while the run's workflow task is being retried.
+WORKFLOW_TASK_FAILING = "Workflow Task in failed state"
+
+
 def rpc_problem(exc: RPCError, address: str, context: dict[str, Any]) -> Exception:
     """The problem (or retryable error) for a failed RPC to Temporal."""
     application_id = context["application_id"]
@@ -248,6 +252,14 @@ def rpc_problem(exc: RPCError, address: str, context: dict[str, Any]) -> Excepti
             f"no IncentiveApproval workflow runs for application {application_id}",
             reason="workflow_not_found",
             **context,
+        )
+    if exc.status is RPCStatusCode.FAILED_PRECONDITION and WORKFLOW_TASK_FAILING in exc.message:
+        # The run's workflow task failed and the server retries it (a signal that arrived while
+        # a task was completing, a worker killed mid-task): the update goes through once a
+        # retry succeeds, so the reviewer may send the same request again.
+        return DependencyUnavailable(
+            f"the workflow of {application_id} is retrying its last step; retry with the same "
+            "Idempotency-Key"
         )
     if exc.status in {
         RPCStatusCode.UNAVAILABLE,
