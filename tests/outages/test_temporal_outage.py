@@ -25,6 +25,7 @@ from contracts import catalog
 from contracts.envelope import Actor, Envelope
 from contracts.topics import TOPICS, get_topic, topic_for_type
 from contracts.v1.common import EligibilityOutcome
+from services.cli.embedded import TansuBroker
 from services.kit.messaging import Record, create_producer, ensure_topics
 from tests.kit.helpers import fresh_database
 from tests.outages.helpers import (
@@ -90,6 +91,21 @@ def _facts(count: int) -> tuple[list[Record], list[str]]:
 
 
 @pytest.fixture
+async def own_broker(tmp_path: Path) -> AsyncIterator[str]:
+    """A broker of the test's own. The session's holds the records of earlier tests (another
+    outage test's 1,750 submissions, eligible ones among them), and the worker's new consumer
+    groups read every topic from its start: they would be busy with those long before this
+    test's own facts."""
+    broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    try:
+        await broker.wait_ready(timeout_s=20)
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
 async def proxy(temporal_dev: str) -> AsyncIterator[TcpProxy]:
     host, port = temporal_dev.rsplit(":", 1)
     async with tcp_proxy(host, int(port)) as line:
@@ -141,7 +157,7 @@ class Rejections:
 
 
 async def test_temporal_unreachable_for_a_minute_under_load(
-    kafka_bootstrap: str,
+    own_broker: str,
     temporal_dev: str,
     proxy: TcpProxy,
     pg_url: str,
@@ -149,20 +165,20 @@ async def test_temporal_unreachable_for_a_minute_under_load(
     unique_name: Callable[[str], str],
 ) -> None:
     await ensure_topics(
-        kafka_bootstrap,
+        own_broker,
         [(name, t.partitions) for t in TOPICS for name in (t.name, t.dlq)],
     )
     total = int(RATE * (BEFORE_SECONDS + OUTAGE_SECONDS + AFTER_SECONDS))
     records, subjects = _facts(total)
-    rejections = Rejections(kafka_bootstrap, subjects)
-    producer = create_producer(kafka_bootstrap)
+    rejections = Rejections(own_broker, subjects)
+    producer = create_producer(own_broker)
     await producer.start()
     await rejections.start()
     load = Load(producer, records, RATE * 2)
     try:
         async with fresh_database(pg_url, "worker") as database_url:
             settings = Settings(
-                kafka_bootstrap=kafka_bootstrap,
+                kafka_bootstrap=own_broker,
                 temporal_address=proxy.address,
                 database_url=database_url,
                 port=free_port(),
@@ -218,8 +234,8 @@ async def test_temporal_unreachable_for_a_minute_under_load(
     assert all(len(ids) == 1 for ids in rejections.event_ids.values())
     keys = {subject.encode() for subject in subjects}
     for topic in ("applications.events", "eligibility.events"):
-        assert await records_with_keys(kafka_bootstrap, get_topic(topic).dlq, keys) == []
-    published = await records_with_keys(kafka_bootstrap, get_topic("approvals.events").name, keys)
+        assert await records_with_keys(own_broker, get_topic(topic).dlq, keys) == []
+    published = await records_with_keys(own_broker, get_topic("approvals.events").name, keys)
     by_subject = event_ids_by_subject([v for _k, v in published], "application.rejected")
     assert all(len(ids) == 1 for ids in by_subject.values())
 
