@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.cli.embedded import TemporalDevServer, free_port, free_ports
+from services.kit.runtime import server_config
 
 __all__ = ["Attempts", "free_port", "healthy", "serving", "temporal_dev_server"]
 
@@ -38,9 +39,7 @@ async def serving(
 
     Returns once the server listens; a server that stops during start-up re-raises its error.
     """
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port))
     task = asyncio.create_task(_serve(server))
     try:
         async with httpx.AsyncClient(

@@ -583,16 +583,32 @@ def _serve(settings: S, create_app: Callable[[S], Any], sock: socket.socket) -> 
             tracer_provider.shutdown()  # flushes the last spans
 
 
+#: How long a server keeps an idle connection open (uvicorn's default is 5 s). It outlasts the
+#: pools of the clients (an httpx client keeps an idle connection for 5 s): with equal timeouts,
+#: a client sends on a connection the server is closing at that moment and gets a reset
+#: (``httpx.ReadError``) for a request the server never read.
+KEEP_ALIVE_SECONDS = 75
+
+
+def server_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration of a service's ``app``: our logging, no access log, the lifespan
+    run, and idle connections kept past the clients' pools. ``options`` adds or overrides."""
+    return uvicorn.Config(
+        app,
+        **{
+            "log_config": None,  # keep our JSON handler; uvicorn's loggers propagate to it
+            "access_log": False,
+            "lifespan": "on",
+            "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+            **options,
+        },
+    )
+
+
 def _serve_app(settings: S, create_app: Callable[[S], Any], sock: socket.socket) -> int:
     app = create_app(settings)
     tune_garbage_collector()
-    config = uvicorn.Config(
-        app,
-        log_config=None,  # keep our JSON handler; uvicorn's loggers propagate to it
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
+    config = server_config(app, timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal for the handler
     # that was installed before it: by default that kills the process (exit -15) or raises

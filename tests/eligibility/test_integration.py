@@ -33,6 +33,7 @@ from services.eligibility.settings import Settings
 from services.kit.db import create_engine
 from services.kit.dlq import parse_dead_letter
 from services.kit.messaging import create_producer, ensure_topics
+from services.kit.runtime import server_config
 from tests.eligibility.builders import amended, money, new_application_id, submitted
 from tests.kit.helpers import eventually, fresh_database, scalar
 from tests.support import free_port
@@ -102,11 +103,7 @@ async def service(
             port=port,
             var_dir=tmp_path_factory.mktemp("eligibility"),
         )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-            )
-        )
+        server = uvicorn.Server(server_config(create_app(settings), host="127.0.0.1", port=port))
         task = asyncio.create_task(server.serve())
         engine = create_engine(database_url)
         producer = create_producer(kafka_bootstrap)

@@ -34,6 +34,7 @@ from services.kit.auth import Role, TokenService
 from services.kit.dlq import ConsumedRecord, dead_letter
 from services.kit.errors import Reason
 from services.kit.messaging import create_producer, ensure_topics
+from services.kit.runtime import server_config
 from tests.kit.helpers import eventually, fresh_database
 from tests.workflows.scenarios import COMMITTEE, HADDAD, ROSTER, SILVA, TANAKA, assessment
 from workflows.approval import IncentiveApproval
@@ -119,9 +120,7 @@ async def stub_desk(tokens: TokenService) -> AsyncIterator[tuple[str, list[str]]
         return [p.model_dump(mode="json") for p in ROSTER if stage in p.roles and p.active]
 
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    )
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, lifespan="off"))
     task = asyncio.create_task(server.serve())
     base = f"http://127.0.0.1:{port}"
     try:
