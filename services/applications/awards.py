@@ -39,6 +39,8 @@ from contracts.v1.offers import (
 from contracts.v1.zones import ZoneAllocated, ZoneReleased
 
 _VIEW = ConfigDict(extra="forbid")
+#: Award view fields worked out when the view is shown, never stored.
+_SHOWN_ONLY = {"milestone_due"}
 _MONEY = {"amount": "250000.00", "currency": "EUR"}
 _UNITS = {"zone_id": "zone-north-tech-park", "unit_type": "gpu_rack_unit", "quantity": 4}
 _TRANCHE = {
@@ -239,6 +241,14 @@ class AwardView(BaseModel):
     milestones: list[MilestoneLine] = Field(
         default_factory=list, description="Milestones reported.", examples=[[]]
     )
+    milestone_due: int | None = Field(
+        default=None,
+        description=(
+            "The tranche whose milestone the firm may report now; null while a report waits "
+            "for its verification, and once every tranche has been released."
+        ),
+        examples=[2, None],
+    )
     compensations: list[CompensationLine] = Field(
         default_factory=list, description="What the program undid.", examples=[[]]
     )
@@ -247,9 +257,26 @@ class AwardView(BaseModel):
         """Whether the offer can no longer be accepted at ``now``."""
         return self.offer_state is not OfferState.OPEN or now >= self.expires_at
 
+    def pending_milestone(self) -> MilestoneLine | None:
+        """The reported milestone that waits for its verification, or None.
+
+        A tranche that was released (or paid, or failed at the rail) had its milestone
+        verified, even while the verification's own event has not reached this view: the two
+        come on different topics, and a broker's restart can deliver the payment first.
+        """
+        waiting = {t.sequence for t in self.tranches if t.state is TrancheState.SCHEDULED}
+        return next(
+            (
+                m
+                for m in self.milestones
+                if m.state is MilestoneState.REPORTED and m.sequence in waiting
+            ),
+            None,
+        )
+
     def next_milestone(self) -> int | None:
         """The tranche whose milestone the firm may report now, or None."""
-        if any(m.state is MilestoneState.REPORTED for m in self.milestones):
+        if self.pending_milestone() is not None:
             return None
         return next(
             (
@@ -293,7 +320,7 @@ def apply(
         )
         if stored is not None:  # a redelivery: keep what happened since
             return stored
-        return view.model_dump(mode="json")
+        return view.model_dump(mode="json", exclude=_SHOWN_ONLY)
     if stored is None:
         return None
     view = AwardView.model_validate(stored)
@@ -381,7 +408,7 @@ def apply(
                 )
         case _:
             return stored
-    return view.model_dump(mode="json")
+    return view.model_dump(mode="json", exclude=_SHOWN_ONLY)
 
 
 def compensation_summary(payload: ApplicationCompensated) -> str:

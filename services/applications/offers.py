@@ -161,7 +161,7 @@ def report(record: ApplicationRecord, body: MilestoneRequest, now: datetime) -> 
     view = _view(record, Action.REPORT_MILESTONE)
     due = view.next_milestone()
     if due != body.sequence:
-        pending = next((m for m in view.milestones if m.state.value == "reported"), None)
+        pending = view.pending_milestone()
         if pending is not None:
             message = f"the milestone of tranche {pending.sequence} is being verified"
         elif due is None:

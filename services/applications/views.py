@@ -98,7 +98,7 @@ def to_view(
         if status is Status.DRAFT
         else []
     )
-    return ApplicationView.model_validate(
+    view = ApplicationView.model_validate(
         {
             **_summary_fields(record),
             "journey_id": record.correlation_id,
@@ -119,3 +119,6 @@ def to_view(
             ],
         }
     )
+    if view.award is not None:
+        view.award.milestone_due = view.award.next_milestone()
+    return view

@@ -40,6 +40,22 @@ def test_a_redelivered_event_changes_nothing() -> None:
     assert once.next_milestone() is None, "one milestone is being verified"
 
 
+def test_a_paid_tranche_frees_the_next_milestone_before_its_verification_arrives() -> None:
+    """The payment and the verification come on different topics, in either order."""
+    reported = event("application.milestone_reported", APP, sequence=2)
+    paid_first = fold(offer(), event("tranche.paid", APP, sequence=1), reported)
+    assert paid_first.next_milestone() is None
+    paid_first = fold(
+        offer(),
+        event("tranche.paid", APP, sequence=1),
+        reported,
+        event("tranche.paid", APP, sequence=2),
+    )
+    assert [m.state for m in paid_first.milestones] == ["reported"]
+    assert paid_first.pending_milestone() is None
+    assert paid_first.next_milestone() == 3
+
+
 def test_a_cancelled_award_cancels_what_was_not_paid() -> None:
     view = fold(
         offer(),

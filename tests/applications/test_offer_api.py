@@ -140,6 +140,7 @@ async def test_milestones_tranches_and_compensation_in_plain_language(
     )
     await publish(producer, paid)
     await firm.until_recorded(app_id, paid)
+    assert (await firm.view(app_id))["award"]["milestone_due"] == 2
 
     bad = await post(firm, f"{app_id}/milestones", {"sequence": 2, "summary": "x", "evidence": []})
     assert bad.status_code == 422
@@ -154,6 +155,7 @@ async def test_milestones_tranches_and_compensation_in_plain_language(
     assert reported.status_code == 200, reported.text
     (milestone,) = reported.json()["award"]["milestones"]
     assert milestone["state"] == "reported"
+    assert reported.json()["award"]["milestone_due"] is None, "it waits for its verification"
 
     verdict = event(
         "application.milestone_verified",
@@ -170,6 +172,7 @@ async def test_milestones_tranches_and_compensation_in_plain_language(
     assert view["award"]["tranches"][0]["state"] == "paid"
     assert view["award"]["milestones"][0]["state"] == "rejected"
     assert view["award"]["milestones"][0]["reason"] == "The lease is not signed yet."
+    assert view["award"]["milestone_due"] == 2, "a rejected milestone is reported again"
     entry = next(e for e in view["timeline"] if e["event"] == "application.milestone_verified")
     assert entry["summary"] == "Milestone for tranche 2 not verified; please report it again."
     assert entry["actor"]["id"] == "program reviewer", "reviewers stay anonymous to firms"

@@ -96,14 +96,21 @@ def award(**changes: object) -> dict[str, object]:
             {"sequence": 3, "milestone": "milestone 2", "state": "scheduled"},
         ],
         "milestones": [],
+        "milestone_due": 2,
     }
     return {**base, **changes}
 
 
-def test_the_milestone_form_offers_the_next_scheduled_tranche_while_reporting_is_allowed() -> None:
+def test_the_milestone_form_offers_the_tranche_due_while_reporting_is_allowed() -> None:
     view = {"allowed_actions": ["report_milestone", "withdraw"], "award": award()}
     assert milestone_form(view) == {"sequence": 2, "milestone": "milestone 1", "state": "scheduled"}
-    waiting = award(milestones=[{"sequence": 2, "state": "reported"}])
+    later = {**view, "award": award(milestone_due=3)}
+    assert milestone_form(later) == {
+        "sequence": 3,
+        "milestone": "milestone 2",
+        "state": "scheduled",
+    }
+    waiting = award(milestones=[{"sequence": 2, "state": "reported"}], milestone_due=None)
     assert milestone_form({**view, "award": waiting}) is None
     assert milestone_form({**view, "allowed_actions": ["withdraw"]}) is None
     assert milestone_form({**view, "award": None}) is None

@@ -315,23 +315,15 @@ async def report_milestone(
 def milestone_form(view: dict[str, Any]) -> dict[str, Any] | None:
     """The tranche the milestone form offers to report, or None for no form.
 
-    Shown while the application allows reporting and no report waits for a reviewer: the
-    earliest tranche still scheduled after the signing one. The applications service has the
-    last word (409 when that milestone is not the one due), shown on the page.
+    Shown while the application allows reporting, for the tranche the applications service
+    names as due (``milestone_due``). That service has the last word (409 when that milestone
+    is no longer the one due), shown on the page.
     """
     award = view.get("award")
     if "report_milestone" not in view.get("allowed_actions", []) or not award:
         return None
-    if any(m.get("state") == "reported" for m in award.get("milestones", [])):
-        return None
-    return next(
-        (
-            t
-            for t in award.get("tranches", [])
-            if t.get("sequence", 0) > 1 and t.get("state") == "scheduled"
-        ),
-        None,
-    )
+    due = award.get("milestone_due")
+    return next((t for t in award.get("tranches", []) if t.get("sequence") == due), None)
 
 
 __all__ = ["NotAFirm", "router"]
