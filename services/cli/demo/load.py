@@ -547,22 +547,27 @@ class LoadRun:
             if before["state"] != "paid" or sequence in app.reported:
                 return
             reported = {m["sequence"] for m in view["award"].get("milestones") or []}
-            if sequence not in reported:
-                await self.firm_posts(
-                    app,
-                    "milestones",
-                    {
-                        "sequence": sequence,
-                        "summary": f"Milestone {sequence} met.",
-                        "evidence": [f"doc_demo_{app.number}_{sequence}"],
-                    },
-                    f"milestone-{sequence}",
-                )
-            app.reported.add(sequence)
+            if sequence in reported or await self.firm_posts(
+                app,
+                "milestones",
+                {
+                    "sequence": sequence,
+                    "summary": f"Milestone {sequence} met.",
+                    "evidence": [f"doc_demo_{app.number}_{sequence}"],
+                },
+                f"milestone-{sequence}",
+            ):
+                app.reported.add(sequence)
+            else:
+                app.view = None  # read it again, and report again, on the next round
             return
 
-    async def firm_posts(self, app: Tracked, path: str, body: Any, act: str) -> None:
-        """The firm acts on its application with a key of its own for the act."""
+    async def firm_posts(self, app: Tracked, path: str, body: Any, act: str) -> bool:
+        """The firm acts on its application with a key of its own for the act.
+
+        True when the act took (200); a 409 (it moved on meanwhile, or it is not yet due) and
+        any other answer, which is counted as an error, are False.
+        """
         response = await self.api.request(
             "applications",
             "POST",
@@ -573,10 +578,11 @@ class LoadRun:
             },
             json=body,
         )
-        if response.status_code == 409:
-            return  # it moved on meanwhile (e.g. the offer was accepted a moment ago)
-        if response.status_code != 200:
+        if response.status_code == 200:
+            return True
+        if response.status_code != 409:
             self.errors.append(f"{act} {app.application_id}: {response.status_code}")
+        return False
 
     async def view(self, app: Tracked) -> dict[str, Any]:
         """The firm's view of the application (kept in ``app.view``)."""
