@@ -127,6 +127,8 @@ REFUSAL_PATCH = "command-refusal"
 CHARGE_PATCH = "charge-at-acceptance"
 #: Patch marker: after a budget shortfall the run waits for a top-up to open its award.
 BUDGET_WAIT_PATCH = "budget-wait"
+#: Patch marker: a tranche's release (or failure) that arrives after its payment leaves it paid.
+TRANCHE_ORDER_PATCH = "tranche-facts-in-any-order"
 
 PUBLISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -1443,7 +1445,9 @@ class IncentiveApproval:
                     Actor.system(WORKFLOW_ACTOR),
                 )
             case TrancheReleased() if payload.award_id == offer.award_id:
-                self._tranche(payload.sequence).status = TrancheStatus.RELEASED
+                tranche = self._tranche(payload.sequence)
+                if not self._paid_already(tranche):
+                    tranche.status = TrancheStatus.RELEASED
             case TranchePaid() if payload.award_id == offer.award_id:
                 tranche = self._tranche(payload.sequence)
                 tranche.status = TrancheStatus.PAID
@@ -1458,13 +1462,24 @@ class IncentiveApproval:
                     )
                     self._phase = Phase.COMPLETED
             case TrancheFailed() if payload.award_id == offer.award_id:
-                if not payload.retryable:
-                    self._tranche(payload.sequence).status = TrancheStatus.FAILED
+                tranche = self._tranche(payload.sequence)
+                if not payload.retryable and not self._paid_already(tranche):
+                    tranche.status = TrancheStatus.FAILED
             case OfferAccepted() | OfferDeclined() if payload.offer_id == offer.offer_id:
                 if self._answer is None and self._phase is Phase.OFFERED:
                     self._answer = fact
             case MilestoneReported():
                 self._reported(fact, payload)
+
+    @staticmethod
+    def _paid_already(tranche: TrancheView) -> bool:
+        """Whether a fact about ``tranche`` came after its payment, and so changes nothing.
+
+        Facts reach the run in the order the bridge forwards them, which a broker's restart
+        or a redelivery can change: a release seen after the payment once left a paid tranche
+        ``released``, and the award never completed.
+        """
+        return tranche.status is TrancheStatus.PAID and workflow.patched(TRANCHE_ORDER_PATCH)
 
     def _tranche(self, sequence: int) -> TrancheView:
         return next(t for t in self._offer_or_fail().tranches if t.sequence == sequence)

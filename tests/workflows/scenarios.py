@@ -43,7 +43,13 @@ from contracts.v1.desk import (
     TaskReassignment,
 )
 from contracts.v1.desk import ReviewerRole as R
-from contracts.v1.disbursement import AwardCharged, AwardOpened, BudgetExhausted, TranchePaid
+from contracts.v1.disbursement import (
+    AwardCharged,
+    AwardOpened,
+    BudgetExhausted,
+    TranchePaid,
+    TrancheReleased,
+)
 from contracts.v1.eligibility import EligibilityAssessed, RuleResult
 from contracts.v1.offers import MilestoneReported, OfferAccepted
 from contracts.v1.zones import ZoneHeld
@@ -540,6 +546,23 @@ class Harness:
                 idempotency_key=f"{release.award_id}:tranche:{sequence}",
                 payment_reference=f"PAY-{sequence}",
                 paid_at=datetime.now(UTC),
+            ),
+            actor_id="system:disbursement",
+        )
+
+    async def released(self, handle: Handle, sequence: int) -> None:
+        """Disbursement reports the tranche released (sent to the rail)."""
+        award = self.publisher.envelopes(handle.id, "award.open")[0].payload
+        amount = next(t.amount for t in award.tranches if t.sequence == sequence)
+        await self.fact(
+            handle,
+            TrancheReleased(
+                award_id=award.award_id,
+                application_id=handle.id,
+                sequence=sequence,
+                amount=amount,
+                idempotency_key=f"{award.award_id}:tranche:{sequence}",
+                released_at=datetime.now(UTC),
             ),
             actor_id="system:disbursement",
         )

@@ -393,6 +393,24 @@ async def test_last_tranche_paid_closes_the_award(h: Harness) -> None:
     assert all(t.status is TrancheStatus.PAID for t in final.offer.tranches)
 
 
+async def test_a_release_seen_after_its_payment_leaves_the_tranche_paid(h: Harness) -> None:
+    """A broker's restart can make the bridge forward a tranche's release after its payment."""
+    handle = await start(h)
+    await accepted(h, handle)
+    await verify(h, handle, 2)
+    await h.paid(handle, 2)
+    for sequence in (1, 2):
+        await h.released(handle, sequence)
+    state = await h.state(handle)
+    assert state.offer is not None
+    assert [t.status for t in state.offer.tranches][:2] == [TrancheStatus.PAID] * 2
+    await verify(h, handle, 3)
+    await h.paid(handle, 3)
+    final = await handle.result()
+    assert final.phase is Phase.COMPLETED
+    assert len(h.publisher.envelopes(handle.id, "application.award_completed")) == 1
+
+
 async def test_long_milestone_waits_continue_as_new(h: Harness) -> None:
     handle = await start(h, policy=ApprovalPolicy(history_fact_limit=10))
     await accepted(h, handle)
