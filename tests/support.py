@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,10 +14,40 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from services.cli.embedded import TemporalDevServer, free_port, free_ports
+from services.cli.embedded import TansuBroker, TemporalDevServer, free_port, free_ports
 from services.kit.runtime import server_config
 
-__all__ = ["Attempts", "free_port", "healthy", "serving", "temporal_dev_server"]
+__all__ = [
+    "Attempts",
+    "free_port",
+    "healthy",
+    "running_broker",
+    "serving",
+    "temporal_dev_server",
+]
+
+
+@asynccontextmanager
+async def running_broker(log_path: Path) -> AsyncIterator[TansuBroker]:
+    """A Tansu broker of the caller's own on a free port, answering; stopped on the way out.
+
+    The readiness probe's refused connections are expected; aiokafka logs each as an error, so
+    its logger is quiet while the probe runs. Stopping (SIGTERM, wait, SIGKILL) runs off the
+    event loop, which stays responsive.
+    """
+    broker = TansuBroker(port=free_port(), log_path=log_path)
+    broker.start()
+    try:
+        quiet = logging.getLogger("aiokafka")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            await broker.wait_ready(timeout_s=20.0)
+        finally:
+            quiet.setLevel(level)
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.stop)
 
 
 def temporal_dev_server(folder: Path) -> TemporalDevServer:

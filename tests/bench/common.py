@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import uuid
 from collections import Counter
@@ -21,7 +20,6 @@ from sqlalchemy.engine import make_url
 from contracts import catalog
 from contracts.envelope import Actor, Envelope
 from contracts.topics import DEFAULT_PARTITIONS
-from services.cli.embedded import TansuBroker, free_port
 from services.kit.messaging import (
     CONSUMER_HEARTBEAT_INTERVAL_MS,
     CONSUMER_SESSION_TIMEOUT_MS,
@@ -29,6 +27,7 @@ from services.kit.messaging import (
     ensure_topics,
 )
 from tests.pg_cluster import PG_ADMIN_DSN
+from tests.support import running_broker
 
 #: Partitions of every benchmark topic: what the real domain topics have.
 PARTITIONS = DEFAULT_PARTITIONS
@@ -85,21 +84,8 @@ class Result:
 @asynccontextmanager
 async def tansu(workdir: Path) -> AsyncIterator[str]:
     """A Tansu broker of our own on a free port; yields its bootstrap, stops it by PID after."""
-    broker = TansuBroker(port=free_port(), log_path=workdir / "tansu.log")
-    broker.start()
-    try:
-        # The readiness probe's refused connections are expected; aiokafka logs each as an error.
-        quiet = logging.getLogger("aiokafka")
-        level = quiet.level
-        quiet.setLevel(logging.CRITICAL)
-        try:
-            await broker.wait_ready(timeout_s=20.0)
-        finally:
-            quiet.setLevel(level)
+    async with running_broker(workdir / "tansu.log") as broker:
         yield broker.bootstrap
-    finally:
-        # Blocking (SIGTERM, wait, SIGKILL) but short; run off the loop so it stays responsive.
-        await asyncio.to_thread(broker.stop)
 
 
 def _admin_dsn(server_url: str | None) -> str:

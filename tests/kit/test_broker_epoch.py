@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from services.cli.embedded import TansuBroker, free_port
+from services.cli.embedded import TansuBroker
 from services.cli.main import app
 from services.kit.db import create_session_factory
 from services.kit.messaging import (
@@ -38,7 +38,7 @@ from services.kit.republish import MARKER_TOPIC, BrokerEpoch, republish_outbox
 from services.kit.uow import UnitOfWorkFactory
 from tests.kit.helpers import counter, envelope, eventually, read_topic, scalar
 from tests.kit.test_delivery_guarantees import consuming
-from tests.support import topic_names
+from tests.support import running_broker, topic_names
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def private_broker(tmp_path: Path) -> AsyncIterator[TansuBroker]:
-    broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu-1.log")
-    broker.start()
-    await broker.wait_ready()
-    try:
+    async with running_broker(tmp_path / "tansu-1.log") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 def _sigkill(broker: TansuBroker) -> None:

@@ -25,7 +25,6 @@ from contracts import catalog
 from contracts.envelope import Actor, Envelope
 from contracts.topics import TOPICS, get_topic, topic_for_type
 from contracts.v1.common import EligibilityOutcome
-from services.cli.embedded import TansuBroker
 from services.kit.messaging import Record, create_producer, ensure_topics
 from tests.kit.helpers import fresh_database
 from tests.outages.helpers import (
@@ -41,7 +40,7 @@ from tests.outages.helpers import (
     wait_for,
     waits_for,
 )
-from tests.support import free_port, serving
+from tests.support import free_port, running_broker, serving
 from tests.tcp_proxy import TcpProxy, tcp_proxy
 from tests.workflows.scenarios import assessment
 from workflows.settings import Settings
@@ -96,13 +95,8 @@ async def own_broker(tmp_path: Path) -> AsyncIterator[str]:
     outage test's 1,750 submissions, eligible ones among them), and the worker's new consumer
     groups read every topic from its start: they would be busy with those long before this
     test's own facts."""
-    broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log")
-    broker.start()
-    try:
-        await broker.wait_ready(timeout_s=20)
+    async with running_broker(tmp_path / "tansu.log") as broker:
         yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

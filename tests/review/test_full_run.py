@@ -26,7 +26,6 @@ from contracts import catalog
 from contracts.topics import TOPICS
 from services.applications.main import create_app as create_applications
 from services.applications.settings import Settings as ApplicationsSettings
-from services.cli.embedded import TansuBroker
 from services.eligibility.main import create_app as create_eligibility
 from services.eligibility.settings import Settings as EligibilitySettings
 from services.kit.logging import configure_logging
@@ -41,7 +40,7 @@ from tests.review.helpers import (
     auth,
     reviewer,
 )
-from tests.support import free_port, healthy, serving
+from tests.support import free_port, healthy, running_broker, serving
 from workflows.settings import Settings as WorkerSettings
 from workflows.worker import create_app as create_worker
 
@@ -73,10 +72,7 @@ async def platform(
 
     ``worker`` adds settings of the workflow worker (its SLA timers, say).
     """
-    broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log")
-    broker.start()
-    try:
-        await broker.wait_ready(timeout_s=20)
+    async with running_broker(tmp_path / "tansu.log") as broker:
         await ensure_topics(
             broker.bootstrap,
             [(name, t.partitions) for t in TOPICS for name in (t.name, t.dlq)],
@@ -117,8 +113,6 @@ async def platform(
             for client in clients.values():
                 await eventually(functools.partial(healthy, client), timeout=120)
             yield Platform(clients=clients, bootstrap=broker.bootstrap)
-    finally:
-        broker.stop()
 
 
 async def submit(applications: httpx.AsyncClient) -> str:
