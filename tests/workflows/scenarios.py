@@ -532,40 +532,36 @@ class Harness:
 
     async def paid(self, handle: Handle, sequence: int) -> None:
         """Disbursement reports the tranche paid, after its release command went out."""
-        releases = await self.until_published_type(handle, "tranche.release", sequence)
-        release = next(e.payload for e in releases if e.payload.sequence == sequence)
-        award = self.publisher.envelopes(handle.id, "award.open")[0].payload
-        amount = next(t.amount for t in award.tranches if t.sequence == sequence)
-        await self.fact(
+        await self.until_published_type(handle, "tranche.release", sequence)
+        await self._tranche_fact(
             handle,
-            TranchePaid(
-                award_id=release.award_id,
-                application_id=handle.id,
-                sequence=sequence,
-                amount=amount,
-                idempotency_key=f"{release.award_id}:tranche:{sequence}",
-                payment_reference=f"PAY-{sequence}",
-                paid_at=datetime.now(UTC),
-            ),
-            actor_id="system:disbursement",
+            sequence,
+            TranchePaid,
+            payment_reference=f"PAY-{sequence}",
+            paid_at=datetime.now(UTC),
         )
 
     async def released(self, handle: Handle, sequence: int) -> None:
         """Disbursement reports the tranche released (sent to the rail)."""
+        await self._tranche_fact(handle, sequence, TrancheReleased, released_at=datetime.now(UTC))
+
+    async def _tranche_fact(
+        self, handle: Handle, sequence: int, fact: type[BaseModel], **fields: Any
+    ) -> None:
+        """A fact of disbursement about tranche ``sequence`` of the application's award."""
         award = self.publisher.envelopes(handle.id, "award.open")[0].payload
         amount = next(t.amount for t in award.tranches if t.sequence == sequence)
-        await self.fact(
-            handle,
-            TrancheReleased(
-                award_id=award.award_id,
-                application_id=handle.id,
-                sequence=sequence,
-                amount=amount,
-                idempotency_key=f"{award.award_id}:tranche:{sequence}",
-                released_at=datetime.now(UTC),
-            ),
-            actor_id="system:disbursement",
+        payload = fact.model_validate(
+            {
+                "award_id": award.award_id,
+                "application_id": handle.id,
+                "sequence": sequence,
+                "amount": amount,
+                "idempotency_key": f"{award.award_id}:tranche:{sequence}",
+                **fields,
+            }
         )
+        await self.fact(handle, payload, actor_id="system:disbursement")
 
     async def report(self, handle: Handle, sequence: int, report_id: str | None = None) -> str:
         """The firm reports the milestone of tranche ``sequence`` with one document."""
