@@ -187,9 +187,14 @@ def _journeys(run: PlatformRun, n: int, stall_timeout: float) -> PlatformRound:
             f"end states {figures.get('end_states')}):\n{demo.output[-3000:]}"
         )
     cpu["driver"] = float(figures["driver_cpu_s"])
+    # An award opened a moment before its offer can miss the timeline's statuses (the offer came
+    # first, on another topic); the award opens before its offer, so the offer is the bound then.
+    opened = stages.get("award_opened") or {}
+    if opened.get("n") != n:
+        opened = stages["offered"]
     return PlatformRound(
         seconds=float(reached["last_s"]),
-        to_award=float(stages.get("award_opened", {}).get("last_s", 0.0)),
+        to_award=float(opened["last_s"]),
         cpu=cpu,
         decisions=int(figures["decisions"]),
         late=int(figures["late_decisions"]),
