@@ -119,10 +119,14 @@ async def test_state_as_of_each_moment_is_what_the_firm_saw(
                 headers=AUDITOR,
             )
 
-        # The log catches up with the end of the journey.
+        # The log catches up with the end of the journey. Its topics are consumed apart, so the
+        # approval can be logged before the last task assignments: wait for those too.
         async def logged_approval() -> bool:
             response = await state(datetime.now(UTC))
-            return response.status_code == 200 and response.json()["status"] == "approved"
+            if response.status_code != 200 or response.json()["status"] != "approved":
+                return False
+            logged = {a["task_id"] for a in response.json()["assignments"]}
+            return {t["task_id"] for t in await tasks_of(desk, application_id)} <= logged
 
         await eventually(logged_approval, timeout=60)
 
