@@ -112,19 +112,26 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-def insert_ignore(dialect: str, table: Table, values: dict[str, Any] | list[dict[str, Any]]) -> Any:
+def insert_ignore(
+    dialect: str, table: Table, values: dict[str, Any] | list[dict[str, Any]] | None = None
+) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` of ``values`` into ``table``, for ``dialect``.
 
     Insert-or-ignore rather than select-then-insert: two writers racing on one key serialise
     on its lock, and the second inserts nothing (its result's ``rowcount`` is 0), where a
     select first would let both insert. ``dialect`` is the session's
-    (``session.get_bind().dialect.name``): ``postgresql`` or ``sqlite``.
+    (``session.get_bind().dialect.name``): ``postgresql`` or ``sqlite``. Without ``values``,
+    the statement takes them as execution parameters, so a hot path can build it once.
     """
     if dialect == "postgresql":
-        return pg_insert(table).values(values).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite_insert(table).values(values).on_conflict_do_nothing()
-    raise ValueError(f"unsupported database dialect {dialect!r}")
+        statement: Any = pg_insert(table)
+    elif dialect == "sqlite":
+        statement = sqlite_insert(table)
+    else:
+        raise ValueError(f"unsupported database dialect {dialect!r}")
+    if values is not None:
+        statement = statement.values(values)
+    return statement.on_conflict_do_nothing()
 
 
 async def ping(engine: AsyncEngine, within: float = 2.0) -> None:

@@ -38,6 +38,7 @@ from services.kit.uow import UnitOfWork
 from services.zones import store
 from services.zones.domain import (
     UNIT_LABELS,
+    Counter,
     HoldState,
     Refusal,
     SpaceRequest,
@@ -63,8 +64,81 @@ def _units(rows: Iterable[Any]) -> list[ZoneUnits]:
     return [ZoneUnits(zone_id=z, unit_type=u, quantity=q) for z, u, q in store.units_of(list(rows))]
 
 
+# --- the counters of a batch ------------------------------------------------------------------
+
+#: ``uow.memo`` key of the counter rows a batch of hold commands locked (:func:`preload`).
+COUNTERS_MEMO = "zones.counters"
+#: ``uow.memo`` key of the batch's allocation ids and those it claimed (:func:`preload`).
+CLAIMS_MEMO = "zones.claims"
+
+
+@dataclass
+class _Claims:
+    asked: set[str]
+    claimed: set[str]
+
+
+async def preload(
+    uow: UnitOfWork, batch: Sequence[HoldZoneSpace | AllocateZoneSpace], now: datetime
+) -> None:
+    """Claim the allocation ids of ``batch`` and lock the counter rows of every unit type it
+    asks for, in two statements, keeping both in the memo.
+
+    The claims are :func:`store.claim_request` for the whole batch: a repeated allocation id
+    finds its claim, a concurrent one waits on it. A request then tries only the zones the
+    locked counters show room in, so a zone without room costs no statement (a full catalogue
+    cost one UPDATE per zone and request). The conditional UPDATE of the zone it takes, and the
+    counters' CHECK constraint, still decide. The memo stays exact because the rows are locked
+    until the commit and every counter change of this unit of work goes through
+    :func:`_shift`, :func:`_took` or :func:`_take_first`.
+    """
+    if not batch:
+        return
+    asked = [(command.allocation_id, command.application_id) for command in batch]
+    claimed = await store.claim_requests(uow.session, asked, now)
+    uow.memo[CLAIMS_MEMO] = _Claims({a for a, _ in asked}, claimed)
+    unit_types = {r.unit_type for command in batch for r in command.requests}
+    if unit_types:
+        uow.memo[COUNTERS_MEMO] = await store.lock_counters(uow.session, unit_types)
+
+
+async def _claim(
+    uow: UnitOfWork, command: HoldZoneSpace | AllocateZoneSpace, now: datetime
+) -> bool:
+    """Whether this command answers its allocation id (False: it was answered already)."""
+    claims: _Claims | None = uow.memo.get(CLAIMS_MEMO)
+    if claims is not None and command.allocation_id in claims.asked:
+        if command.allocation_id not in claims.claimed:
+            return False
+        claims.claimed.discard(command.allocation_id)  # a repeat later in the batch: answered
+        return True
+    return await store.claim_request(
+        uow.session, command.allocation_id, command.application_id, now
+    )
+
+
+def _counter(uow: UnitOfWork, zone_id: str, unit_type: UnitType) -> Counter | None:
+    counters: dict[tuple[str, UnitType], Counter] | None = uow.memo.get(COUNTERS_MEMO)
+    return counters.get((zone_id, unit_type)) if counters is not None else None
+
+
+def _took(uow: UnitOfWork, zone_id: str, unit_type: UnitType, held: int, allocated: int) -> None:
+    """Tell the batch's counters (if it locked this one) what the database just changed."""
+    counter = _counter(uow, zone_id, unit_type)
+    if counter is not None:
+        counter.held += held
+        counter.allocated += allocated
+
+
+async def _shift(
+    uow: UnitOfWork, zone_id: str, unit_type: UnitType, held: int, allocated: int
+) -> None:
+    await store.shift(uow.session, zone_id, unit_type, held, allocated)
+    _took(uow, zone_id, unit_type, held, allocated)
+
+
 async def _count(
-    session: Any,
+    uow: UnitOfWork,
     zone_id: str,
     unit_type: UnitType,
     current: HoldState | None,
@@ -72,7 +146,7 @@ async def _count(
     quantity: int,
 ) -> None:
     """Change the counters as a record of ``quantity`` units moves ``current`` → ``target``."""
-    await store.shift(session, zone_id, unit_type, *counter_change(current, target, quantity))
+    await _shift(uow, zone_id, unit_type, *counter_change(current, target, quantity))
 
 
 # --- holds and allocations ---------------------------------------------------------------------
@@ -108,7 +182,7 @@ async def hold(
     ]
     if len({r.unit_type for r in requests}) != len(requests):
         raise BusinessRefusal("a command asks for each unit type once")
-    if not await store.claim_request(session, command.allocation_id, command.application_id, now):
+    if not await _claim(uow, command, now):
         return  # the same allocation id again: it was answered when it was first applied
 
     zones = await catalogue(uow)
@@ -119,7 +193,7 @@ async def hold(
         if isinstance(choice, Refusal):
             refusal = choice
             break
-        taken = await _take_first(session, request, choice, priority)
+        taken = await _take_first(uow, request, choice, priority)
         if taken is not None:
             placed.append(_Placed(request, taken, HoldState.HELD))
         elif command.allow_waitlist:
@@ -130,9 +204,7 @@ async def hold(
     if refusal is not None:
         for done in placed:  # all or nothing: give back what this command took
             if done.state is HoldState.HELD:
-                await store.shift(
-                    session, done.zone_id, done.request.unit_type, -done.request.quantity, 0
-                )
+                await _shift(uow, done.zone_id, done.request.unit_type, -done.request.quantity, 0)
         await store.mark_refused(session, command.allocation_id, refusal.code.value)
         _stage(
             uow,
@@ -156,7 +228,7 @@ async def hold(
         state = done.state
         if state is HoldState.HELD and confirm_now:
             await _count(
-                session, done.zone_id, done.request.unit_type, HoldState.HELD,
+                uow, done.zone_id, done.request.unit_type, HoldState.HELD,
                 HoldState.ALLOCATED, done.request.quantity,
             )  # fmt: skip
             state = HoldState.ALLOCATED
@@ -235,14 +307,18 @@ async def hold(
 
 
 async def _take_first(
-    session: Any, request: SpaceRequest, zone_ids: Sequence[str], priority: int
+    uow: UnitOfWork, request: SpaceRequest, zone_ids: Sequence[str], priority: int
 ) -> str | None:
     """The first candidate zone that gives the units (nobody ahead waiting), or None: one
-    conditional UPDATE per zone tried (the waitlist rule is ``domain.may_take_before``)."""
+    conditional UPDATE per zone tried (the waitlist rule is ``domain.may_take_before``), past
+    the zones the batch's locked counters show without room."""
+    unit_type, quantity = request.unit_type, request.quantity
     for zone_id in zone_ids:
-        if await store.take_ahead_of_waitlist(
-            session, zone_id, request.unit_type, request.quantity, priority
-        ):
+        counter = _counter(uow, zone_id, unit_type)
+        if counter is not None and counter.free < quantity:
+            continue
+        if await store.take_ahead_of_waitlist(uow.session, zone_id, unit_type, quantity, priority):
+            _took(uow, zone_id, unit_type, quantity, 0)
             return zone_id
     return None
 
@@ -278,7 +354,7 @@ async def confirm(uow: UnitOfWork, command: ConfirmZoneHold, origin: Origin, now
     for row in live:
         if not await store.move(session, row.id, HoldState.HELD, HoldState.ALLOCATED, now):
             raise BusinessRefusal(f"allocation {command.allocation_id} changed while confirming")
-        await _count(session, row.zone_id, UnitType(row.unit_type), HoldState.HELD,
+        await _count(uow, row.zone_id, UnitType(row.unit_type), HoldState.HELD,
                      HoldState.ALLOCATED, row.quantity)  # fmt: skip
     waiting = any(r.state == HoldState.WAITLISTED.value for r in rows)
     _stage(
@@ -310,7 +386,7 @@ async def release(
             continue
         if not await store.move(session, row.id, state, HoldState.RELEASED, now):
             raise BusinessRefusal(f"allocation {command.allocation_id} changed while releasing")
-        await _count(session, row.zone_id, UnitType(row.unit_type), state,
+        await _count(uow, row.zone_id, UnitType(row.unit_type), state,
                      HoldState.RELEASED, row.quantity)  # fmt: skip
         if state is not HoldState.WAITLISTED:
             freed.append(row)
@@ -341,7 +417,7 @@ async def expire_due(uow: UnitOfWork, now: datetime, *, limit: int = 200) -> int
     for row in await store.due(session, now, limit=limit):
         if not await store.move(session, row.id, HoldState.HELD, HoldState.EXPIRED, now):
             continue  # confirmed or released meanwhile
-        await store.shift(session, row.zone_id, UnitType(row.unit_type), -row.quantity, 0)
+        await _shift(uow, row.zone_id, UnitType(row.unit_type), -row.quantity, 0)
         expired.setdefault(row.allocation_id, []).append(row)
     for allocation_id, rows in expired.items():
         _stage(
@@ -374,11 +450,12 @@ async def wake(
         for row in waiting[: waking([r.quantity for r in waiting], free)]:
             if not await store.take(session, zone_id, unit_type, row.quantity):
                 break  # taken concurrently: the head waits for the next release
+            _took(uow, zone_id, unit_type, row.quantity, 0)
             expires_at = expiry(now, row.hold_seconds)
             if not await store.move(
                 session, row.id, HoldState.WAITLISTED, HoldState.HELD, now, expires_at=expires_at
             ):
-                await store.shift(session, zone_id, unit_type, -row.quantity, 0)
+                await _shift(uow, zone_id, unit_type, -row.quantity, 0)
                 continue
             woken += 1
             _stage(
@@ -420,6 +497,7 @@ async def resize(
     uow: UnitOfWork, zone_id: str, unit_type: UnitType, capacity: int, origin: Origin, now: datetime
 ) -> None:
     """Set a unit type's capacity; :class:`Conflict` below what is held and allocated."""
+    uow.memo.pop(COUNTERS_MEMO, None)  # a capacity changes: later holds read the rows again
     outcome = await store.resize(uow.session, zone_id, unit_type, capacity)
     if not outcome.exists:
         raise NotFound(f"zone {zone_id} not found")

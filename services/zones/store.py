@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.v1.common import Sector, UnitType
 from services.kit.db import insert_ignore
-from services.zones.domain import HoldState, Zone
+from services.zones.domain import Counter, HoldState, Zone
 from services.zones.models import CAPACITY, HOLDS, REQUESTS, ZONES
 
 
@@ -126,30 +126,62 @@ async def take(session: AsyncSession, zone_id: str, unit_type: UnitType, quantit
     return bool(result.rowcount)
 
 
+# Built once, with bound parameters: a hold decides many messages a second, and building
+# these expressions for each one cost more CPU than executing them.
+_TAKE_AHEAD = (
+    CAPACITY.update()
+    .where(
+        CAPACITY.c.zone_id == sa.bindparam("z"),
+        CAPACITY.c.unit_type == sa.bindparam("u"),
+        CAPACITY.c.held + CAPACITY.c.allocated + sa.bindparam("q") <= CAPACITY.c.capacity,
+        ~sa.exists().where(
+            HOLDS.c.zone_id == sa.bindparam("z"),
+            HOLDS.c.unit_type == sa.bindparam("u"),
+            HOLDS.c.state == HoldState.WAITLISTED.value,
+            HOLDS.c.priority >= sa.bindparam("p"),
+        ),
+    )
+    .values(held=CAPACITY.c.held + sa.bindparam("q"))
+)
+_SHIFT = (
+    CAPACITY.update()
+    .where(CAPACITY.c.zone_id == sa.bindparam("z"), CAPACITY.c.unit_type == sa.bindparam("u"))
+    .values(
+        held=CAPACITY.c.held + sa.bindparam("dh"),
+        allocated=CAPACITY.c.allocated + sa.bindparam("da"),
+    )
+)
+
+
 async def take_ahead_of_waitlist(
     session: AsyncSession, zone_id: str, unit_type: UnitType, quantity: int, priority: int
 ) -> bool:
     """Hold ``quantity`` units if they are free and nobody waits for them at ``priority`` or
     above (:func:`~services.zones.domain.may_take_before`): one conditional UPDATE."""
     conn = await _conn(session)
-    c, h = CAPACITY.c, HOLDS.c
-    nobody_ahead = ~sa.exists().where(
-        h.zone_id == zone_id,
-        h.unit_type == unit_type.value,
-        h.state == HoldState.WAITLISTED.value,
-        h.priority >= priority,
-    )
     result = await conn.execute(
-        CAPACITY.update()
-        .where(
-            c.zone_id == zone_id,
-            c.unit_type == unit_type.value,
-            c.held + c.allocated + quantity <= c.capacity,
-            nobody_ahead,
-        )
-        .values(held=c.held + quantity)
+        _TAKE_AHEAD, {"z": zone_id, "u": unit_type.value, "q": quantity, "p": priority}
     )
     return bool(result.rowcount)
+
+
+async def lock_counters(
+    session: AsyncSession, unit_types: Iterable[UnitType]
+) -> dict[tuple[str, UnitType], Counter]:
+    """The counter rows of ``unit_types`` in every zone, locked until the transaction ends
+    (in key order, so concurrent batches lock alike; SQLite has one writer and no row locks)."""
+    conn = await _conn(session)
+    c = CAPACITY.c
+    statement = (
+        sa.select(c.zone_id, c.unit_type, c.capacity, c.held, c.allocated)
+        .where(c.unit_type.in_(sorted(u.value for u in unit_types)))
+        .order_by(c.zone_id, c.unit_type)
+    )
+    rows = await conn.execute(_locking(statement, session))
+    return {
+        (row.zone_id, UnitType(row.unit_type)): Counter(row.capacity, row.held, row.allocated)
+        for row in rows
+    }
 
 
 async def shift(
@@ -159,11 +191,8 @@ async def shift(
     if held == 0 and allocated == 0:
         return
     conn = await _conn(session)
-    c = CAPACITY.c
     result = await conn.execute(
-        CAPACITY.update()
-        .where(c.zone_id == zone_id, c.unit_type == unit_type.value)
-        .values(held=c.held + held, allocated=c.allocated + allocated)
+        _SHIFT, {"z": zone_id, "u": unit_type.value, "dh": held, "da": allocated}
     )
     if result.rowcount != 1:
         raise LookupError(f"no counter for {zone_id}/{unit_type}")
@@ -236,6 +265,9 @@ async def free_units(session: AsyncSession, zone_id: str, unit_type: UnitType) -
 # --- holds ---------------------------------------------------------------------------------------
 
 
+_CLAIMS = {dialect: insert_ignore(dialect, REQUESTS) for dialect in ("postgresql", "sqlite")}
+
+
 async def claim_request(
     session: AsyncSession, allocation_id: str, application_id: str, now: datetime
 ) -> bool:
@@ -246,19 +278,38 @@ async def claim_request(
     """
     conn = await _conn(session)
     result = await conn.execute(
-        insert_ignore(
-            session.get_bind().dialect.name,
-            REQUESTS,
-            {
-                "allocation_id": allocation_id,
-                "application_id": application_id,
-                "outcome": "placed",
-                "reason_code": None,
-                "created_at": now,
-            },
-        )
+        _CLAIMS[conn.dialect.name],
+        {
+            "allocation_id": allocation_id,
+            "application_id": application_id,
+            "outcome": "placed",
+            "reason_code": None,
+            "created_at": now,
+        },
     )
     return bool(result.rowcount)
+
+
+async def claim_requests(
+    session: AsyncSession, claims: Sequence[tuple[str, str]], now: datetime
+) -> set[str]:
+    """:func:`claim_request` for many (allocation id, application id) at once: one statement;
+    returns the allocation ids claimed now (the others were answered already)."""
+    conn = await _conn(session)
+    rows = [
+        {
+            "allocation_id": allocation_id,
+            "application_id": application_id,
+            "outcome": "placed",
+            "reason_code": None,
+            "created_at": now,
+        }
+        for allocation_id, application_id in dict(claims).items()
+    ]
+    if not rows:
+        return set()
+    statement = insert_ignore(conn.dialect.name, REQUESTS, rows).returning(REQUESTS.c.allocation_id)
+    return set((await conn.execute(statement)).scalars())
 
 
 async def mark_refused(session: AsyncSession, allocation_id: str, reason_code: str) -> None:
@@ -277,6 +328,9 @@ async def holds_of(session: AsyncSession, allocation_id: str, *, lock: bool = Fa
     if lock:
         statement = _locking(statement, session)
     return list((await conn.execute(statement.order_by(HOLDS.c.id))).all())
+
+
+_INSERT_HOLD = HOLDS.insert().returning(HOLDS.c.id)
 
 
 async def insert_hold(
@@ -298,7 +352,7 @@ async def insert_hold(
     """Insert one record; the unique (allocation id, unit type) refuses a second one."""
     conn = await _conn(session)
     result = await conn.execute(
-        HOLDS.insert().returning(HOLDS.c.id),
+        _INSERT_HOLD,
         {
             "allocation_id": allocation_id,
             "unit_type": unit_type.value,
@@ -356,21 +410,28 @@ async def waitlist(
     return list((await conn.execute(_locking(statement, session))).all())
 
 
+_AHEAD = (
+    sa.select(sa.func.count())
+    .select_from(HOLDS)
+    .where(
+        HOLDS.c.zone_id == sa.bindparam("z"),
+        HOLDS.c.unit_type == sa.bindparam("u"),
+        HOLDS.c.state == HoldState.WAITLISTED.value,
+        sa.or_(
+            HOLDS.c.priority > sa.bindparam("p"),
+            sa.and_(HOLDS.c.priority == sa.bindparam("p"), HOLDS.c.id < sa.bindparam("id")),
+        ),
+    )
+)
+
+
 async def position(
     session: AsyncSession, hold_id: int, zone_id: str, unit_type: UnitType, priority: int
 ) -> int:
     """A waitlisted record's position in its zone's waitlist, 1 = next (one count)."""
     conn = await _conn(session)
-    h = HOLDS.c
     ahead = await conn.execute(
-        sa.select(sa.func.count())
-        .select_from(HOLDS)
-        .where(
-            h.zone_id == zone_id,
-            h.unit_type == unit_type.value,
-            h.state == HoldState.WAITLISTED.value,
-            sa.or_(h.priority > priority, sa.and_(h.priority == priority, h.id < hold_id)),
-        )
+        _AHEAD, {"z": zone_id, "u": unit_type.value, "p": priority, "id": hold_id}
     )
     return int(ahead.scalar_one()) + 1
 
