@@ -1,11 +1,12 @@
 """The payout worker and reconciliation.
 
 A payment row exists (committed, id generated) before the rail is ever called. The worker then
-takes a round of due ``pending`` payments, sends them to the rail concurrently (at most
-``concurrency`` calls in flight), each with its id as the ``Idempotency-Key``, and records the
-round's answers in one unit of work. A crash between the rail's payment and that record leaves
-the rows ``pending`` (or ``unknown`` after a timeout); sending them again returns the payments
-the rail already made, and :func:`reconcile` settles every ``unknown`` one by asking the rail.
+takes a round of due ``pending`` payments, sends them to the rail's batch endpoint in requests
+of up to ``per_call`` payments (at most ``concurrency`` requests in flight), each payment with
+its id as its idempotency key, and records the round's answers in one unit of work. A crash
+between the rail's payment and that record leaves the rows ``pending`` (or ``unknown`` after a
+timeout); sending them again returns the payments the rail already made, and :func:`reconcile`
+settles every ``unknown`` one by asking the rail.
 So a tranche is paid once, whatever fails when.
 
 While the rail does not answer, the payout loop reports that it waits for the ``rail`` (in
@@ -24,7 +25,7 @@ from contracts.envelope import utcnow
 from services.disbursement import commands, store
 from services.disbursement.commands import RailAnswer
 from services.disbursement.domain import PaymentState
-from services.disbursement.rail import RailClient
+from services.disbursement.rail import RailClient, RailPayment
 from services.kit.health import Waits
 from services.kit.logging import get_logger
 from services.kit.uow import UnitOfWorkFactory
@@ -35,6 +36,9 @@ log = get_logger(__name__)
 RAIL_WAIT = "payouts"
 #: While the rail is away, it is probed at most this often (seconds).
 RAIL_PROBE_SECONDS = 2.0
+#: Payments in one rail request (its batch endpoint takes up to 500). One request per payment
+#: cost both sides more CPU in HTTP than in the payment itself.
+PAYMENTS_PER_CALL = 50
 
 
 class RailWatch:
@@ -70,9 +74,11 @@ async def pay_due(
     *,
     limit: int = 200,
     concurrency: int = 16,
+    per_call: int = PAYMENTS_PER_CALL,
     watch: RailWatch | None = None,
 ) -> int:
-    """Send the due pending payments; returns how many got a final answer."""
+    """Send the due pending payments, ``per_call`` in one rail request and at most
+    ``concurrency`` requests at once; returns how many got a final answer."""
     pending = [PaymentState.PENDING.value]
     async with uow_factory() as uow:
         if watch is not None and watch.away_since is not None:
@@ -85,17 +91,23 @@ async def pay_due(
         return 0
     gate = asyncio.Semaphore(concurrency)
 
-    async def send(payment: Any) -> RailAnswer:
+    async def send(chunk: list[Any]) -> list[RailAnswer]:
         async with gate:
-            return await rail.pay(
-                payment.id,
-                payment.amount,
-                payment.currency,
-                payment.beneficiary,
-                reference=f"{payment.award_id}/tranche-{payment.sequence}",
+            return await rail.pay_many(
+                [
+                    RailPayment(
+                        p.id,
+                        p.amount,
+                        p.currency,
+                        p.beneficiary,
+                        reference=f"{p.award_id}/tranche-{p.sequence}",
+                    )
+                    for p in chunk
+                ]
             )
 
-    answers = await asyncio.gather(*(send(p) for p in due))
+    chunks = [due[i : i + per_call] for i in range(0, len(due), per_call)]
+    answers = [a for answered in await asyncio.gather(*map(send, chunks)) for a in answered]
     try:
         async with uow_factory() as uow:
             now = utcnow()

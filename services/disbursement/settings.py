@@ -51,7 +51,7 @@ class Settings(ServiceSettings):
         default=16,
         ge=1,
         le=256,
-        description="Rail calls of one round in flight at once.",
+        description="Rail requests of one round in flight at once (50 payments each).",
     )
     reconcile_interval_seconds: float = Field(
         default=30.0,

@@ -213,6 +213,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         Endpoint("rail", method, path, access=Access.NETWORK)
         for method, path in (
             ("POST", "/v1/payments"),
+            ("POST", "/v1/payment-batches"),
             ("GET", "/v1/payments"),
             ("GET", "/v1/payments/{idempotency_key}"),
             ("POST", "/v1/control"),

@@ -3,12 +3,16 @@
 - ``POST /v1/payments`` with an ``Idempotency-Key`` header pays once per key: the same key
   again answers with the payment already made (200), never a second one. A key reused for a
   different payment is refused (422).
+- ``POST /v1/payment-batches`` makes up to 500 payments in one request, each with its own
+  idempotency key, as a bank's bulk payment file does; each gets its own outcome (made now,
+  made before, temporarily unavailable, or a key reused for a different payment).
 - ``GET /v1/payments/{idempotency_key}`` looks a payment up (404 when the rail never made it).
 - ``GET /v1/payments?since=...`` lists payments made since a time, for reconciliation.
 - ``POST /v1/control`` (dev mode only) sets the behaviour of the next N payment requests:
   ``fail_transiently`` (503, nothing paid), ``reject`` (a permanent refusal, recorded),
   ``timeout_after_paying`` (paid and recorded, then the answer is withheld for
-  ``delay_seconds``) and ``slow`` (answers after ``delay_seconds``).
+  ``delay_seconds``) and ``slow`` (answers after ``delay_seconds``). In a batch, each payment
+  counts as one request: its own mode, and the answer withheld or delayed when any asks it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.envelope import UtcDatetime, utcnow
 from contracts.iso import CurrencyCode
@@ -80,6 +84,47 @@ class PaymentRequest(BaseModel):
     reference: str = Field(min_length=1, max_length=200, description="The payer's reference.")
 
 
+#: Payments in one batch request at most.
+BATCH_LIMIT = 500
+
+
+class BatchedPayment(PaymentRequest):
+    """A payment of a batch, with its own idempotency key."""
+
+    idempotency_key: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^\S+$",
+        description="One key per intended payment; a retry with it never pays twice.",
+    )
+
+
+class PaymentBatch(BaseModel):
+    """Payments to make, each once per key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payments: list[BatchedPayment] = Field(
+        min_length=1, max_length=BATCH_LIMIT, description="Each key at most once."
+    )
+
+    @model_validator(mode="after")
+    def _keys_once(self) -> PaymentBatch:
+        keys = [p.idempotency_key for p in self.payments]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each idempotency key may appear once in a batch")
+        return self
+
+
+class Outcome(StrEnum):
+    """What became of one payment of a batch."""
+
+    CREATED = "created"
+    EXISTING = "existing"
+    UNAVAILABLE = "unavailable"
+    CONFLICT = "conflict"
+
+
 class PaymentView(BaseModel):
     """A payment the rail made (or refused)."""
 
@@ -96,6 +141,25 @@ class PaymentView(BaseModel):
 
 class PaymentList(BaseModel):
     payments: list[PaymentView]
+
+
+class BatchResult(BaseModel):
+    """The outcome of one payment of a batch, in the batch's order."""
+
+    idempotency_key: str
+    outcome: Outcome = Field(
+        description=(
+            "`created` (made now), `existing` (made before with this key), `unavailable` "
+            "(not made; retry with the same key) or `conflict` (the key was used for a "
+            "different payment)."
+        )
+    )
+    payment: PaymentView | None = Field(default=None, description="Created or existing.")
+    detail: str | None = None
+
+
+class BatchAnswer(BaseModel):
+    results: list[BatchResult]
 
 
 class Control(BaseModel):
@@ -186,34 +250,90 @@ async def create_payment(
             )
         ).first()
         if existing is not None:
-            same = (
-                Decimal(existing.amount) == body.amount
-                and existing.currency == body.currency
-                and existing.beneficiary == body.beneficiary
-            )
-            if not same:
+            if not _same(existing, body):
                 raise ValidationFailed(
                     f"Idempotency-Key {idempotency_key} was used for a different payment"
                 )
             response.status_code = 200
             return _view(existing)
-        rejected = mode is Mode.REJECT
-        values = {
-            "id": f"rail_{uuid.uuid4().hex[:20]}",
-            "idempotency_key": idempotency_key,
-            "amount": body.amount,
-            "currency": body.currency,
-            "beneficiary": body.beneficiary,
-            "reference": body.reference,
-            "status": (Status.REJECTED if rejected else Status.PAID).value,
-            "reason": "The beneficiary account is closed." if rejected else None,
-            "created_at": utcnow(),
-        }
+        values = _new_payment(idempotency_key, body, rejected=mode is Mode.REJECT)
         await conn.execute(PAYMENTS.insert(), values)
     if mode is Mode.TIMEOUT_AFTER_PAYING:
         # Paid and durable; the answer is withheld until the caller gives up (or the delay ends).
         await _withhold(request, delay)
     return PaymentView.model_validate(values)
+
+
+@router.post("/payment-batches", responses=problem_responses(422))
+async def create_payments(request: Request, body: PaymentBatch) -> BatchAnswer:
+    """Make each payment of the batch once per its key, in one transaction."""
+    behaviour: Behaviour = request.app.state.behaviour
+    modes = [behaviour.next() for _ in body.payments]
+    slow = [delay for mode, delay in modes if mode is Mode.SLOW]
+    if slow:
+        await asyncio.sleep(max(slow))
+    keys = [p.idempotency_key for p in body.payments]
+    results: list[BatchResult] = []
+    async with _engine(request).begin() as conn:
+        found = await conn.execute(sa.select(PAYMENTS).where(PAYMENTS.c.idempotency_key.in_(keys)))
+        existing = {row.idempotency_key: row for row in found}
+        made: list[dict[str, Any]] = []
+        for payment, (mode, _delay) in zip(body.payments, modes, strict=True):
+            key = payment.idempotency_key
+            row = existing.get(key)
+            if mode is Mode.FAIL_TRANSIENTLY:
+                results.append(BatchResult(idempotency_key=key, outcome=Outcome.UNAVAILABLE))
+            elif row is None:
+                values = _new_payment(key, payment, rejected=mode is Mode.REJECT)
+                made.append(values)
+                results.append(
+                    BatchResult(
+                        idempotency_key=key,
+                        outcome=Outcome.CREATED,
+                        payment=PaymentView.model_validate(values),
+                    )
+                )
+            elif _same(row, payment):
+                results.append(
+                    BatchResult(idempotency_key=key, outcome=Outcome.EXISTING, payment=_view(row))
+                )
+            else:
+                results.append(
+                    BatchResult(
+                        idempotency_key=key,
+                        outcome=Outcome.CONFLICT,
+                        detail=f"Idempotency-Key {key} was used for a different payment",
+                    )
+                )
+        if made:
+            await conn.execute(PAYMENTS.insert(), made)
+    withheld = [delay for mode, delay in modes if mode is Mode.TIMEOUT_AFTER_PAYING]
+    if withheld:
+        await _withhold(request, max(withheld))
+    return BatchAnswer(results=results)
+
+
+def _same(row: Any, body: PaymentRequest) -> bool:
+    """Whether a payment already made with a key is the one asked for again."""
+    return (
+        Decimal(row.amount) == body.amount
+        and row.currency == body.currency
+        and row.beneficiary == body.beneficiary
+    )
+
+
+def _new_payment(key: str, body: PaymentRequest, *, rejected: bool) -> dict[str, Any]:
+    return {
+        "id": f"rail_{uuid.uuid4().hex[:20]}",
+        "idempotency_key": key,
+        "amount": body.amount,
+        "currency": body.currency,
+        "beneficiary": body.beneficiary,
+        "reference": body.reference,
+        "status": (Status.REJECTED if rejected else Status.PAID).value,
+        "reason": "The beneficiary account is closed." if rejected else None,
+        "created_at": utcnow(),
+    }
 
 
 async def _withhold(request: Request, seconds: float) -> None:

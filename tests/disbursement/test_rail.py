@@ -16,12 +16,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from contracts.v1.common import TrancheFailureReason
 from services.disbursement import payouts
-from services.disbursement.domain import AccountKind, award_account
+from services.disbursement.domain import AccountKind, PaymentState, award_account
 from services.disbursement.payouts import pay_due, reconcile
 from services.disbursement.rail import RailClient
 from tests.disbursement.helpers import Db, disbursement_db, fund, open_award, release, running_rail
 from tests.kit.helpers import eventually
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PAID = award_account("w1", AccountKind.PAID)
@@ -274,3 +276,73 @@ async def test_incentives_payments_reconcile_settles_an_unknown_payment(tmp_path
         assert "0 still open" in out.decode()
         assert await _state(setup, payment_id) == "paid"
         assert await _rail_payments(setup, payment_id) == 1
+
+
+def _batched(key: str, amount: str = "10.00") -> dict[str, str]:
+    return {
+        "idempotency_key": key,
+        "amount": amount,
+        "currency": "EUR",
+        "beneficiary": "ACME",
+        "reference": f"ref-{key}",
+    }
+
+
+async def test_a_batch_makes_each_payment_once_per_key_and_answers_each_on_its_own(
+    setup: Setup,
+) -> None:
+    first = await setup.rail.post(
+        "/v1/payment-batches", json={"payments": [_batched("k1"), _batched("k2")]}
+    )
+    assert first.status_code == 200, first.text
+    assert [(r["idempotency_key"], r["outcome"]) for r in first.json()["results"]] == [
+        ("k1", "created"),
+        ("k2", "created"),
+    ]
+    made = {r["idempotency_key"]: r["payment"]["id"] for r in first.json()["results"]}
+
+    await _control(setup, "fail_transiently", count=1)
+    again = await setup.rail.post(
+        "/v1/payment-batches",
+        json={"payments": [_batched("k3"), _batched("k1"), _batched("k2", "11.00")]},
+    )
+    results = again.json()["results"]
+    assert [(r["idempotency_key"], r["outcome"]) for r in results] == [
+        ("k3", "unavailable"),  # the rail failed this one: nothing made, retry with its key
+        ("k1", "existing"),
+        ("k2", "conflict"),  # the key was used for another amount: refused, nothing made
+    ]
+    assert results[1]["payment"]["id"] == made["k1"]
+    assert results[2]["payment"] is None
+    for key, count in (("k1", 1), ("k2", 1), ("k3", 0)):
+        assert await _rail_payments(setup, key) == count
+
+
+async def test_a_batch_naming_a_key_twice_is_refused_whole(setup: Setup) -> None:
+    response = await setup.rail.post(
+        "/v1/payment-batches", json={"payments": [_batched("k1"), _batched("k1")]}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert await _rail_payments(setup, "k1") == 0
+
+
+async def test_the_client_maps_each_batch_answer_and_an_unreachable_rail(setup: Setup) -> None:
+    from services.disbursement.rail import RailPayment
+
+    def payment(key: str, amount: str = "10.00") -> RailPayment:
+        return RailPayment(key, Decimal(amount), "EUR", "ACME", f"ref-{key}")
+
+    await _control(setup, "reject", count=1)
+    async with _client(setup.url) as rail:
+        rejected, paid = await rail.pay_many([payment("c1"), payment("c2")])
+        assert rejected.state is PaymentState.REJECTED
+        assert rejected.reason_code is TrancheFailureReason.BENEFICIARY_INVALID
+        assert paid.state is PaymentState.PAID
+        assert paid.reference
+        (conflict,) = await rail.pay_many([payment("c2", "99.00")])
+        assert conflict.state is PaymentState.REJECTED
+        assert conflict.reason_code is TrancheFailureReason.RAIL_REJECTED
+    async with _client(f"http://127.0.0.1:{free_port()}") as nowhere:
+        answers = await nowhere.pay_many([payment("c3"), payment("c4")])
+    assert [(a.state, a.maybe_sent) for a in answers] == [(None, False), (None, False)]

@@ -358,6 +358,20 @@ REQUESTS: dict[tuple[str, str, str], Recipe] = {
         json={"amount": "1.00", "currency": "EUR", "beneficiary": "ACME", "reference": "matrix"},
         headers=_key(),
     ),
+    ("rail", "POST", "/v1/payment-batches"): lambda w, o: Call(
+        "/v1/payment-batches",
+        json={
+            "payments": [
+                {
+                    "idempotency_key": f"matrix-{uuid.uuid4().hex}",
+                    "amount": "1.00",
+                    "currency": "EUR",
+                    "beneficiary": "ACME",
+                    "reference": "matrix",
+                }
+            ]
+        },
+    ),
     ("rail", "GET", "/v1/payments"): lambda w, o: Call(
         "/v1/payments", params={"since": "2026-01-01T00:00:00Z"}
     ),
