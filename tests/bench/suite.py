@@ -88,7 +88,7 @@ DEFAULT_N: dict[str, int] = {
     "eligibility": 5_000,
     # Each a hold of one office seat: most are held, the rest wait (well within 40 s).
     "zones": 3_000,
-    # Signing tranches paid through the simulated rail, one HTTP call each.
+    # Signing tranches paid through the simulated rail (its batch endpoint, 50 to a request).
     "payouts": 1_000,
     # Applications through the whole platform (about a minute on two cores).
     "end-to-end": E2E_N,
