@@ -16,6 +16,11 @@ the same rules, so the two cannot disagree. Pure: plain values and contract mode
     other open status and only move forward;
   - *approved_unfunded* waits for budget between the approval and the award: a top-up that
     opens the award moves it on (award opened, offered, ...), and a closure ends it;
+  - review follows eligibility: once a review has begun (under review, or information
+    requested), a passing assessment of the same content does not move the application back
+    to *eligible*, and the review's facts replace *eligible* whatever the clocks say. An
+    amendment's assessment and its new review tasks are produced apart, so either can happen
+    first;
   - between the other open statuses the later fact (``occurred_at``) wins;
   - a fact about a superseded revision of the content (an assessment of revision 1 arriving
     after the firm amended to revision 2) does not change the status;
@@ -101,6 +106,9 @@ SETTLED_RANK: Final[Mapping[Status, int]] = {
     Status.COMPLETED: 6,
 }
 
+#: Open statuses of a review under way: a passing assessment does not move them back.
+REVIEWING: Final = frozenset({Status.UNDER_REVIEW, Status.INFORMATION_REQUESTED})
+
 #: Where a compensation leaves the application (the workflow's outcome names).
 COMPENSATION_STATUS: Final[Mapping[str, Status]] = {
     "approved_unfunded": Status.UNFUNDED,
@@ -156,6 +164,10 @@ def transition(current: StatusState, change: StatusChange) -> bool:
         and change.revision is not None
         and change.revision == current.revision
     ):
+        return True
+    if change.status is Status.ELIGIBLE and current.status in REVIEWING:
+        return False
+    if current.status is Status.ELIGIBLE and change.status in REVIEWING:
         return True
     return change.at >= current.changed_at
 

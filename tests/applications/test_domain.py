@@ -197,6 +197,23 @@ def test_a_late_older_fact_does_not_move_the_status_back() -> None:
     assert not transition(state, StatusChange(Status.ELIGIBLE, at(1), revision=1))
 
 
+def test_an_assessment_after_the_review_began_does_not_move_the_status_back() -> None:
+    # An amendment is assessed again while the review's tasks reopen: either comes first.
+    reviewing = apply(submitted(), StatusChange(Status.UNDER_REVIEW, at(5)))
+    assert not transition(reviewing, StatusChange(Status.ELIGIBLE, at(9), revision=1))
+    asked = apply(submitted(), StatusChange(Status.INFORMATION_REQUESTED, at(5)))
+    assert not transition(asked, StatusChange(Status.ELIGIBLE, at(9), revision=1))
+    eligible = apply(submitted(), StatusChange(Status.ELIGIBLE, at(9), revision=1))
+    assert transition(eligible, StatusChange(Status.UNDER_REVIEW, at(5)))
+    journey = [
+        StatusChange(Status.UNDER_REVIEW, at(2)),
+        StatusChange(Status.UNDER_REVIEW, at(3)),
+        StatusChange(Status.ELIGIBLE, at(4), revision=1),
+    ]
+    results = {apply(submitted(), *order).status for order in itertools.permutations(journey)}
+    assert results == {Status.UNDER_REVIEW}
+
+
 def test_an_assessment_of_the_submitted_revision_follows_whatever_the_clocks() -> None:
     # Eligibility's clock runs behind the applications service's: the fact is still later.
     assert transition(submitted(), StatusChange(Status.ELIGIBLE, at(-1), revision=1))
