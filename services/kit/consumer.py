@@ -5,7 +5,10 @@ one). For a batch:
 
 1. decode every record (``contracts.catalog.decode``). Undecodable, schema-invalid or
    unknown-type records become dead letters at once; types this consumer does not handle are
-   skipped (not errors: topics carry several types);
+   skipped (not errors: topics carry several types). A record whose ``type`` header (the
+   envelope's own type, see :meth:`Envelope.headers`) names a catalogued type this consumer
+   does not handle is skipped before its body is decoded: a service pays nothing for the
+   types it ignores on a shared topic;
 2. in ONE :class:`~services.kit.uow.UnitOfWork`: mark every remaining ``(consumer, event_id)``
    processed with one statement (the ids already marked, and repeats inside the batch, are
    duplicates and change nothing), call a batch handler's ``preload`` with the new messages
@@ -178,6 +181,19 @@ class _HandlerFailed(Exception):
         self.error = error
 
 
+def _names_another_type(record: ConsumedRecord, types: frozenset[str]) -> bool:
+    """Whether ``record``'s ``type`` header names a catalogued type outside ``types``.
+
+    A record without the header, or with a type the catalogue does not know, is decoded as
+    usual, so an unknown type is still dead-lettered with its reason.
+    """
+    for name, value in record.headers:
+        if name == "type":
+            named = value.decode("utf-8", "replace")
+            return named not in types and named in catalog.MESSAGE_TYPES
+    return False
+
+
 def _batch_failure_is_transient(exc: BaseException) -> bool:
     # A handler failure is resolved by splitting the batch, not by retrying all of it.
     return is_transient(exc) and not isinstance(exc, _HandlerFailed)
@@ -265,6 +281,8 @@ class IdempotentConsumer:
         decode, types = self._decode, self.types
         with bind_context(consumer=self.name):
             for index, record in enumerate(records):
+                if types is not None and _names_another_type(record, types):
+                    continue  # IGNORED without decoding its body
                 try:
                     envelope = decode(record.value)
                 except FinalError as exc:

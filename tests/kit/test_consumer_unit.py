@@ -11,7 +11,14 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import catalog
-from services.kit.consumer import Handler, IdempotentConsumer, Incoming, Outcome, subscribe
+from services.kit.consumer import (
+    Handler,
+    IdempotentConsumer,
+    Incoming,
+    Outcome,
+    decode_envelope,
+    subscribe,
+)
 from services.kit.db import create_session_factory
 from services.kit.dlq import ConsumedRecord, parse_dead_letter
 from services.kit.errors import (
@@ -231,6 +238,39 @@ async def test_types_filter_skips_other_types(
     assert await consumer.process(record(catalog.encode(env))) is Outcome.IGNORED
     assert await counter(sqlite_engine, env.subject) == 0
     assert dead_letters.records == []
+
+
+async def test_a_type_header_of_another_type_skips_the_record_without_decoding_it(
+    sqlite_engine: AsyncEngine, dead_letters: DeadLetters
+) -> None:
+    decoded: list[bytes] = []
+
+    def decode(raw: bytes) -> Any:
+        decoded.append(raw)
+        return decode_envelope(raw)
+
+    consumer = make_consumer(
+        sqlite_engine, dead_letters, types={"application.amended"}, decode=decode
+    )
+    other, mine = envelope(), envelope(message_type="application.amended")
+    outcomes = await consumer.process_batch(
+        [
+            record(catalog.encode(other), 0, tuple(other.headers())),
+            record(catalog.encode(mine), 1, tuple(mine.headers())),
+            # No header: decoded, then skipped by its body's type, as before.
+            record(catalog.encode(other), 2),
+            # A type the catalogue does not know: decoded, and dead-lettered with its reason.
+            record(b"{not json", 3, (("type", b"application.unheard_of"),)),
+        ]
+    )
+    assert outcomes == [
+        Outcome.IGNORED,
+        Outcome.PROCESSED,
+        Outcome.IGNORED,
+        Outcome.DEAD_LETTERED,
+    ]
+    assert decoded == [catalog.encode(mine), catalog.encode(other), b"{not json"]
+    assert len(dead_letters.records) == 1
 
 
 async def test_failing_dead_letter_publish_propagates(sqlite_engine: AsyncEngine) -> None:
