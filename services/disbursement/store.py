@@ -95,11 +95,6 @@ def _account(account: str, currency: str) -> dict[str, Any]:
     return {"id": account, "kind": kind_of(account).value, "currency": currency, "balance": 0}
 
 
-async def ensure_account(session: AsyncSession, account: str, currency: str) -> None:
-    conn = await _conn(session)
-    await conn.execute(_ENSURE_ACCOUNT[conn.dialect.name], _account(account, currency))
-
-
 async def apply(
     session: AsyncSession,
     transfer: Transfer,

@@ -84,6 +84,13 @@ class PaymentRequest(BaseModel):
     reference: str = Field(min_length=1, max_length=200, description="The payer's reference.")
 
 
+#: What an idempotency key must be, in the header of one payment and in a batch's entries.
+_KEY_RULES: dict[str, Any] = {
+    "min_length": 1,
+    "max_length": 200,
+    "pattern": r"^\S+$",
+    "description": "One key per intended payment; a retry with it never pays twice.",
+}
 #: Payments in one batch request at most.
 BATCH_LIMIT = 500
 
@@ -91,12 +98,7 @@ BATCH_LIMIT = 500
 class BatchedPayment(PaymentRequest):
     """A payment of a batch, with its own idempotency key."""
 
-    idempotency_key: str = Field(
-        min_length=1,
-        max_length=200,
-        pattern=r"^\S+$",
-        description="One key per intended payment; a retry with it never pays twice.",
-    )
+    idempotency_key: str = Field(**_KEY_RULES)
 
 
 class PaymentBatch(BaseModel):
@@ -207,16 +209,7 @@ def _view(row: Any) -> PaymentView:
 
 
 router = APIRouter(prefix="/v1", tags=["rail"])
-Key = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^\S+$",
-        description="One key per intended payment; a retry with it never pays twice.",
-    ),
-]
+Key = Annotated[str, Header(alias="Idempotency-Key", **_KEY_RULES)]
 
 
 def _engine(request: Request) -> Any:

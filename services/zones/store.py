@@ -265,9 +265,6 @@ async def free_units(session: AsyncSession, zone_id: str, unit_type: UnitType) -
 # --- holds ---------------------------------------------------------------------------------------
 
 
-_CLAIMS = {dialect: insert_ignore(dialect, REQUESTS) for dialect in ("postgresql", "sqlite")}
-
-
 async def claim_request(
     session: AsyncSession, allocation_id: str, application_id: str, now: datetime
 ) -> bool:
@@ -276,18 +273,7 @@ async def claim_request(
     Insert-or-ignore: a concurrent duplicate waits on the key until this transaction ends,
     then sees the conflict.
     """
-    conn = await _conn(session)
-    result = await conn.execute(
-        _CLAIMS[conn.dialect.name],
-        {
-            "allocation_id": allocation_id,
-            "application_id": application_id,
-            "outcome": "placed",
-            "reason_code": None,
-            "created_at": now,
-        },
-    )
-    return bool(result.rowcount)
+    return allocation_id in await claim_requests(session, [(allocation_id, application_id)], now)
 
 
 async def claim_requests(
