@@ -42,7 +42,9 @@ _MARK_MANY_PG = sa.text(
     "FROM unnest(CAST(:event_ids AS UUID[])) AS ids(event_id) "
     "ON CONFLICT DO NOTHING RETURNING event_id"
 ).bindparams(sa.bindparam("processed_at", type_=UTCDateTime))
-#: SQLite has no arrays: a multi-row VALUES list, in chunks well under its variable limit.
+#: SQLite has no arrays: an executemany, which SQLAlchemy pages into multi-row VALUES.
+_MARK_MANY_SQLITE = insert_ignore("sqlite", PROCESSED).returning(PROCESSED.c.event_id)
+#: SQLite's IN lists are read in chunks well under its variable limit.
 _SQLITE_CHUNK = 300
 #: Largest multi-row insert-or-ignore statement (the one staged write that needs RETURNING, so
 #: multi-row VALUES rather than executemany). Larger sets are written in several statements,
@@ -317,14 +319,11 @@ class UnitOfWork:
             return {row[0] for row in result}
         if dialect != "sqlite":  # pragma: no cover - only the two supported backends reach here
             raise UnitOfWorkError(f"unsupported database dialect {dialect!r}")
+        # Executemany with RETURNING: SQLAlchemy writes it as multi-row VALUES pages of one
+        # cached statement ("insertmanyvalues"); `.values(rows)` would compile every batch.
         connection = await session.connection()
-        new: set[uuid.UUID] = set()
-        for start in range(0, len(ordered), _SQLITE_CHUNK):
-            chunk = ordered[start : start + _SQLITE_CHUNK]
-            rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in chunk]
-            stmt = insert_ignore(dialect, PROCESSED, rows).returning(PROCESSED.c.event_id)
-            new.update(row[0] for row in await connection.execute(stmt))
-        return new
+        rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in ordered]
+        return {row[0] for row in await connection.execute(_MARK_MANY_SQLITE, rows)}
 
     async def load_many(
         self, table: sa.Table, column: str, keys: Collection[Any], *, lock: bool = False

@@ -248,16 +248,18 @@ async def test_failing_dead_letter_publish_fails_the_batch(sqlite_engine: AsyncE
 
 async def test_mark_processed_many_returns_only_new_ids(sqlite_engine: AsyncEngine) -> None:
     uow_factory = UnitOfWorkFactory(create_session_factory(sqlite_engine))
-    ids = [uuid.uuid4() for _ in range(700)]  # more than one SQLite chunk
+    # More than one page of SQLAlchemy's multi-row VALUES (1,000 rows), old ids on both pages.
+    ids = [uuid.uuid4() for _ in range(2500)]
     async with uow_factory() as uow:
         assert await uow.mark_processed_many("c", ids[:400]) == set(ids[:400])
+        assert await uow.mark_processed_many("c", ids[1200:1400]) == set(ids[1200:1400])
         assert await uow.mark_processed_many("c", []) == set()
         await uow.commit()
     async with uow_factory() as uow:
-        assert await uow.mark_processed_many("c", ids) == set(ids[400:])
+        assert await uow.mark_processed_many("c", ids) == set(ids[400:1200] + ids[1400:])
         assert await uow.mark_processed_many("other", ids[:3]) == set(ids[:3])
         await uow.commit()
-    assert await scalar(sqlite_engine, "SELECT count(*) FROM processed_messages") == 703
+    assert await scalar(sqlite_engine, "SELECT count(*) FROM processed_messages") == 2503
 
 
 def test_lanes_must_be_positive() -> None:
