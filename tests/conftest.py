@@ -68,9 +68,12 @@ def _plain_tracebacks_in_logs() -> None:
     """
     import structlog
 
+    from services.kit.logging import merge_bound_context
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            merge_bound_context,
             structlog.processors.add_log_level,
             structlog.processors.StackInfoRenderer(),
             structlog.dev.set_exc_info,

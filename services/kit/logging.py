@@ -13,6 +13,8 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any, TextIO
 
 import structlog
@@ -59,9 +61,28 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     return event_dict
 
 
+#: What :func:`bind_context` bound, as given: values are turned into text only when a line is
+#: written, and a block costs one context-variable change whatever it binds. Binding each key
+#: through structlog's own context variables cost about 13 us per consumed message.
+_BOUND: ContextVar[Mapping[str, Any]] = ContextVar(
+    "incentives_log_context", default=MappingProxyType({})
+)
+
+
+def merge_bound_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: add what :func:`bind_context` bound (a line's own keys win)."""
+    bound = _BOUND.get()
+    if not bound:
+        return event_dict
+    context = {k: (str(v) if v is not None else None) for k, v in bound.items()}
+    context.update(event_dict)
+    return context
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        merge_bound_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -145,10 +166,9 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
 @contextmanager
 def bind_context(**values: Any) -> Iterator[None]:
     """Bind context for the duration of a block (one message, one request), then restore it."""
-    tokens = structlog.contextvars.bind_contextvars(
-        **{k: (str(v) if v is not None else None) for k, v in values.items()}
-    )
+    outer = _BOUND.get()
+    token = _BOUND.set({**outer, **values} if outer else values)
     try:
         yield
     finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+        _BOUND.reset(token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +43,21 @@ def test_lines_are_json_with_service_and_bound_context(stream: io.StringIO) -> N
     )
     assert "timestamp" in first
     assert "correlation_id" not in second  # context is scoped to the block
+
+
+def test_nested_contexts_add_to_each_other_and_a_lines_own_keys_win(stream: io.StringIO) -> None:
+    log = get_logger("tests.logging")
+    with bind_context(consumer="eligibility", event_id=None):
+        with bind_context(event_id=uuid.UUID(int=7), offset=12):
+            log.info("inner", offset="own")
+        log.info("outer")
+    inner, outer = lines(stream)[-2:]
+    assert inner["consumer"] == "eligibility"
+    assert inner["event_id"] == str(uuid.UUID(int=7))
+    assert inner["offset"] == "own"
+    assert outer["consumer"] == "eligibility"
+    assert outer["event_id"] is None
+    assert "offset" not in outer
 
 
 def test_secrets_are_redacted(stream: io.StringIO) -> None:
