@@ -208,8 +208,13 @@ _UNDECODABLE_ERRORS: Final = frozenset(
 )
 
 
-def decode(raw: bytes) -> Envelope[Any]:
+def decode(raw: bytes, type_hint: str | None = None) -> Envelope[Any]:
     """Parse and validate wire bytes into an envelope whose payload is the registered model.
+
+    ``type_hint`` is the type the record's ``type`` header names, if any. When the bytes
+    validate as that type's envelope, name it themselves and have a supported schema version,
+    they decode in one pass; otherwise (no hint, a wrong one, invalid bytes) the envelope's
+    own fields pick the model and report the error, so a hint never changes the outcome.
 
     Raises:
         DecodeError: not UTF-8 JSON, or not a JSON object.
@@ -217,6 +222,23 @@ def decode(raw: bytes) -> Envelope[Any]:
         UnsupportedSchemaVersion: an unknown schema major version (a ``DecodeError``).
         UnknownMessageType: the type is not in the catalog.
     """
+    if type_hint is not None and type_hint in MESSAGE_TYPES:
+        try:
+            envelope = envelope_model(type_hint).model_validate_json(raw)
+        except ValidationError:
+            pass
+        else:
+            if (
+                envelope.type == type_hint
+                and envelope.schema_version in SUPPORTED_SCHEMA_VERSIONS
+                and getattr(envelope.payload, "application_id", envelope.subject)
+                == envelope.subject
+            ):
+                return envelope
+    return _decode(raw)
+
+
+def _decode(raw: bytes) -> Envelope[Any]:
     # Reading the header first costs little (unused values are skipped, not built) and picks
     # the model, so the full validation runs once, in JSON mode, exactly as the schema says.
     try:

@@ -140,7 +140,7 @@ class BatchHandler(Protocol):
 
 
 #: Turns record bytes into an envelope; raises the kit's InvalidMessage family on bad input.
-Decoder = Callable[[bytes], Envelope[Any]]
+Decoder = Callable[[bytes, str | None], Envelope[Any]]
 
 
 class Outcome(StrEnum):
@@ -152,10 +152,13 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"
 
 
-def decode_envelope(raw: bytes) -> Envelope[Any]:
-    """Decode with the contracts catalog, mapping its errors onto the kit's final errors."""
+def decode_envelope(raw: bytes, type_hint: str | None = None) -> Envelope[Any]:
+    """Decode with the contracts catalog, mapping its errors onto the kit's final errors.
+
+    ``type_hint`` is the record's ``type`` header (see :func:`contracts.catalog.decode`).
+    """
     try:
-        return catalog.decode(raw)
+        return catalog.decode(raw, type_hint)
     except contract_errors.UnknownMessageType as exc:
         raise UnknownType(str(exc)) from exc
     except contract_errors.UnsupportedSchemaVersion as exc:
@@ -181,17 +184,21 @@ class _HandlerFailed(Exception):
         self.error = error
 
 
-def _names_another_type(record: ConsumedRecord, types: frozenset[str]) -> bool:
-    """Whether ``record``'s ``type`` header names a catalogued type outside ``types``.
+def _type_header(record: ConsumedRecord) -> str | None:
+    """The message type ``record``'s ``type`` header names, if it has one."""
+    for name, value in record.headers:
+        if name == "type":
+            return value.decode("utf-8", "replace")
+    return None
+
+
+def _names_another_type(named: str | None, types: frozenset[str]) -> bool:
+    """Whether a ``type`` header naming ``named`` names a catalogued type outside ``types``.
 
     A record without the header, or with a type the catalogue does not know, is decoded as
     usual, so an unknown type is still dead-lettered with its reason.
     """
-    for name, value in record.headers:
-        if name == "type":
-            named = value.decode("utf-8", "replace")
-            return named not in types and named in catalog.MESSAGE_TYPES
-    return False
+    return named is not None and named not in types and named in catalog.MESSAGE_TYPES
 
 
 def _batch_failure_is_transient(exc: BaseException) -> bool:
@@ -281,10 +288,11 @@ class IdempotentConsumer:
         decode, types = self._decode, self.types
         with bind_context(consumer=self.name):
             for index, record in enumerate(records):
-                if types is not None and _names_another_type(record, types):
+                named = _type_header(record)
+                if types is not None and _names_another_type(named, types):
                     continue  # IGNORED without decoding its body
                 try:
-                    envelope = decode(record.value)
+                    envelope = decode(record.value, named)
                 except FinalError as exc:
                     dead.append((index, self._dead_letter(record, exc, attempts=1)))
                     outcomes[index] = Outcome.DEAD_LETTERED

@@ -268,3 +268,53 @@ def test_decoded_payload_values_are_typed() -> None:
     assert payload.content.incentives.grant is not None
     assert payload.content.incentives.grant.amount == Money.of("250000.00", "EUR")
     assert decoded.actor == FIRM_ACTOR
+
+
+@pytest.mark.parametrize(("message_type", "index"), EXAMPLES)
+def test_a_type_hint_decodes_the_same_envelope_whatever_it_names(
+    message_type: str, index: int
+) -> None:
+    raw = encode(_envelope(message_type, example_payloads(message_type)[index]))
+    other = "zone.hold" if message_type != "zone.hold" else "application.submitted"
+
+    for hint in (message_type, other, "no.such_type"):
+        assert decode(raw, hint) == decode(raw)
+
+
+def _hinted_failures() -> list[Any]:
+    def unsupported(d: dict[str, Any]) -> None:
+        d["schema_version"] = 2
+
+    def unknown(d: dict[str, Any]) -> None:
+        d["type"] = "application.teleported"
+
+    def other_subject(d: dict[str, Any]) -> None:
+        d["subject"] = "app_OTHER"
+
+    def bad_amount(d: dict[str, Any]) -> None:
+        d["payload"]["content"]["incentives"]["grant"]["amount"].update(amount="-5.00")
+
+    def other_type(d: dict[str, Any]) -> None:
+        d["type"] = "application.amended"
+
+    return [
+        pytest.param(mutate, id=mutate.__name__)
+        for mutate in (unsupported, unknown, other_subject, bad_amount, other_type)
+    ]
+
+
+@pytest.mark.parametrize("mutate", _hinted_failures())
+def test_a_type_hint_never_changes_an_error(mutate: Any) -> None:
+    """The record's header says `application.submitted`; the bytes say otherwise."""
+    document = _wire()
+    mutate(document)
+    raw = json.dumps(document).encode()
+
+    with pytest.raises(ContractError) as unhinted:
+        decode(raw)
+    with pytest.raises(ContractError) as hinted:
+        decode(raw, "application.submitted")
+
+    assert type(hinted.value) is type(unhinted.value)
+    assert str(hinted.value) == str(unhinted.value)
+    assert getattr(hinted.value, "errors", None) == getattr(unhinted.value, "errors", None)

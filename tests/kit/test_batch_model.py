@@ -65,7 +65,7 @@ class Behaviour:
     refuse_in_preload: bool = False
 
 
-def decode(raw: bytes) -> Envelope[Any]:
+def decode(raw: bytes, _type_hint: str | None = None) -> Envelope[Any]:
     """``b"event:<i>"`` -> the i-th prepared envelope; ``b"other"`` -> an ignored type."""
     if raw == b"other":
         return _IGNORED

@@ -245,9 +245,9 @@ async def test_a_type_header_of_another_type_skips_the_record_without_decoding_i
 ) -> None:
     decoded: list[bytes] = []
 
-    def decode(raw: bytes) -> Any:
+    def decode(raw: bytes, type_hint: str | None) -> Any:
         decoded.append(raw)
-        return decode_envelope(raw)
+        return decode_envelope(raw, type_hint)
 
     consumer = make_consumer(
         sqlite_engine, dead_letters, types={"application.amended"}, decode=decode
