@@ -239,10 +239,27 @@ class Rule:
     steps: tuple[tuple[tuple[str, int | None], ...], ...] = field(
         default=(), compare=False, repr=False
     )
+    #: The outcomes of a ``true`` and of a ``false`` result, built once: they depend on the
+    #: rule alone, and outcomes are immutable, so every evaluation shares them.
+    on_true: RuleOutcome = field(init=False, compare=False, repr=False)
+    on_false: RuleOutcome = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.steps and self.requires:
             object.__setattr__(self, "steps", tuple(_path_steps(p) for p in self.requires))
+        object.__setattr__(
+            self, "on_true", RuleOutcome(self.id, RuleStatus.PASSED, self.passed_text())
+        )
+        if self.failure is RuleFailure.NEEDS_INFORMATION:
+            on_false = RuleOutcome(
+                self.id,
+                RuleStatus.NEEDS_INFORMATION,
+                self.missing_text(self.requires),
+                self.requires,
+            )
+        else:
+            on_false = RuleOutcome(self.id, RuleStatus.FAILED, self.explanation)
+        object.__setattr__(self, "on_false", on_false)
 
     def passed_text(self) -> str:
         """The explanation of a pass."""
@@ -909,31 +926,25 @@ class Decision:
 
 
 def _evaluate_rule(rule: Rule, content: ApplicationContent, context: cel.Context) -> RuleOutcome:
-    missing = tuple(
-        path
-        for path, steps in zip(rule.requires, rule.steps, strict=True)
-        if _is_missing(content, steps)
-    )
-    if missing:
-        return RuleOutcome(
-            rule.id, RuleStatus.NEEDS_INFORMATION, rule.missing_text(missing), missing
+    if rule.steps:
+        missing = tuple(
+            path
+            for path, steps in zip(rule.requires, rule.steps, strict=True)
+            if _is_missing(content, steps)
         )
+        if missing:
+            return RuleOutcome(
+                rule.id, RuleStatus.NEEDS_INFORMATION, rule.missing_text(missing), missing
+            )
     assert rule.program is not None
     try:
         result = rule.program.execute(context)
     except Exception as exc:  # any CEL failure is a rule outcome, not a crash
         return _errored(rule, f"{type(exc).__name__}: {exc}")
     if result is True:
-        return RuleOutcome(rule.id, RuleStatus.PASSED, rule.passed_text())
+        return rule.on_true
     if result is False:
-        if rule.failure is RuleFailure.NEEDS_INFORMATION:
-            return RuleOutcome(
-                rule.id,
-                RuleStatus.NEEDS_INFORMATION,
-                rule.missing_text(rule.requires),
-                rule.requires,
-            )
-        return RuleOutcome(rule.id, RuleStatus.FAILED, rule.explanation)
+        return rule.on_false
     return _errored(rule, f"the expression gave {type(result).__name__} {result!r}, not a bool")
 
 
