@@ -5,18 +5,23 @@ held, waitlisted or refused exactly once, duplicates included."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from contracts.envelope import utcnow
 from contracts.v1.common import Sector
 from services.kit.db import create_engine, create_session_factory
 from services.kit.uow import UnitOfWorkFactory
-from services.zones import commands
+from services.zones import commands, store
 from services.zones.domain import Zone
+from services.zones.models import REQUESTS
 from tests.kit.helpers import fresh_database
 from tests.zones.helpers import GPU, Db, hold_command, origin, zones_db
 
@@ -84,3 +89,39 @@ async def _check(db: Db, requests: list[tuple[str, bool]]) -> None:
             assert per_request[allocation_id] != "zone.waitlisted"
     states = Counter((await db.states()).values())
     assert states == {"held": CAPACITY, "waitlisted": waiting}
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+async def test_a_batch_claims_only_the_allocation_ids_not_answered_before(
+    backend: str, pg_url: str, tmp_path: Path
+) -> None:
+    now = datetime(2027, 1, 2, 9, 0, tzinfo=UTC)
+    pairs = [(f"al-{i}", f"app-{i}") for i in range(40)]
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "postgresql":
+            url = await stack.enter_async_context(fresh_database(pg_url, "zones_claims"))
+        else:
+            url = f"sqlite+aiosqlite:///{tmp_path / 'zones.db'}"
+        db = await stack.enter_async_context(zones_db(url, TINY))
+        async with db.uow() as uow:
+            assert await store.claim_requests(uow.session, pairs[:10], now) == {
+                a for a, _ in pairs[:10]
+            }
+            assert await store.claim_requests(uow.session, [], now) == set()
+            await uow.commit()
+        async with db.uow() as uow:
+            # Old and new ids mixed, one of them named twice.
+            again = pairs[5:30] + pairs[20:21]
+            assert await store.claim_requests(uow.session, again, now) == {
+                a for a, _ in pairs[10:30]
+            }
+            await uow.commit()
+        async with db.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        REQUESTS.c.allocation_id, REQUESTS.c.application_id, REQUESTS.c.outcome
+                    )
+                )
+            ).all()
+        assert sorted(rows) == sorted((a, app, "placed") for a, app in pairs[:30])
