@@ -15,7 +15,7 @@ few statements in all, instead of a few per message: that is what makes a consum
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -111,6 +111,7 @@ class UnitOfWork:
         #: its handlers: a handler committing mid-batch would make the batch's processed marks
         #: durable before the later handlers ran, and a retry would then skip (lose) them.
         self.commit_refused: str | None = None
+        self._before_commit: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def session(self) -> AsyncSession:
@@ -169,6 +170,17 @@ class UnitOfWork:
             "created_at": utcnow(),
             "published_at": None,
         }
+
+    def before_commit(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Run ``write`` at :meth:`commit`, before the staged rows and the outbox are written.
+
+        For a batch handler that decides in memory what its messages change (from rows its
+        ``preload`` locked) and writes the result once: ``write`` runs in this transaction,
+        once, in the order registered, and a rolled-back unit forgets it.
+        """
+        if self._session is None:
+            raise UnitOfWorkError("use the unit of work inside `async with`")
+        self._before_commit.append(write)
 
     # --- staged writes --------------------------------------------------------------------------
 
@@ -375,6 +387,9 @@ class UnitOfWork:
         if self.commit_refused is not None:
             raise UnitOfWorkError(self.commit_refused)
         session = self.session
+        writes, self._before_commit = self._before_commit, []
+        for write in writes:
+            await write()
         await self._flush_staged()
         if self._outbox:
             # One executemany for every staged row; asyncpg pipelines it in one round trip.
@@ -389,6 +404,7 @@ class UnitOfWork:
     async def rollback(self) -> None:
         """Discard everything staged so far; the unit can no longer commit."""
         self._rolled_back = True
+        self._before_commit.clear()
         self._outbox.clear()
         self._outbox_conditions.clear()
         self._staged.clear()

@@ -85,6 +85,36 @@ async def test_staged_rows_are_written_at_commit_with_one_statement_per_table(
     assert len(_writes_to(sent, "test_counters")) == 1
 
 
+async def test_writes_registered_before_commit_run_once_at_commit_before_the_staged_rows(
+    engine: AsyncEngine,
+) -> None:
+    uow_factory = UnitOfWorkFactory(create_session_factory(engine))
+    ran: list[str] = []
+    async with uow_factory() as uow:
+        decided = {"a": 1}
+
+        async def write() -> None:
+            ran.append("write")
+            # What the batch decided in memory, staged last: it is still written at commit.
+            for subject, value in decided.items():
+                uow.insert(COUNTERS, {"subject": subject, "value": value})
+
+        uow.before_commit(write)
+        uow.insert(COUNTERS, {"subject": "staged", "value": 2})
+        decided["b"] = 3  # decided after the registration: the write sees it
+        assert ran == []
+        await uow.commit()
+    assert ran == ["write"]
+    assert await _values(engine) == {"staged": 2, "a": 1, "b": 3}
+
+    async with uow_factory() as uow:
+        uow.before_commit(write)
+        await uow.rollback()
+    with pytest.raises(UnitOfWorkError):
+        await uow.commit()
+    assert ran == ["write"]  # a rolled-back unit forgets its writes
+
+
 async def test_upsert_keeps_the_last_row_per_key_and_updates_existing_rows(
     engine: AsyncEngine,
 ) -> None:
