@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +47,9 @@ from services.zones.domain import (
     candidates,
     counter_change,
     expiry,
+    may_take_before,
     no_capacity,
+    waitlist_position,
     waking,
 )
 
@@ -70,6 +72,8 @@ def _units(rows: Iterable[Any]) -> list[ZoneUnits]:
 COUNTERS_MEMO = "zones.counters"
 #: ``uow.memo`` key of the batch's allocation ids and those it claimed (:func:`preload`).
 CLAIMS_MEMO = "zones.claims"
+#: ``uow.memo`` key of what the batch decided in memory and has not written yet (:func:`preload`).
+DECIDED_MEMO = "zones.decided"
 
 
 @dataclass
@@ -78,19 +82,33 @@ class _Claims:
     claimed: set[str]
 
 
+@dataclass
+class _Decided:
+    """A batch's decisions on the counters it locked, written at commit (:func:`write_decided`)
+    or before any statement that reads what they change."""
+
+    #: Per (zone, unit type) of the locked counters: how many wait, by priority.
+    waiting: dict[tuple[str, UnitType], dict[int, int]]
+    #: Per counter: the change of (held, allocated) not written yet.
+    shifts: dict[tuple[str, UnitType], list[int]] = field(default_factory=dict)
+    #: New records not inserted yet (:func:`store.hold_row`).
+    holds: list[dict[str, Any]] = field(default_factory=list)
+
+
 async def preload(
     uow: UnitOfWork, batch: Sequence[HoldZoneSpace | AllocateZoneSpace], now: datetime
 ) -> None:
-    """Claim the allocation ids of ``batch`` and lock the counter rows of every unit type it
-    asks for, in two statements, keeping both in the memo.
+    """Claim the allocation ids of ``batch``, lock the counter rows of every unit type it asks
+    for and count their waitlists, in three statements, keeping all in the memo.
 
     The claims are :func:`store.claim_request` for the whole batch: a repeated allocation id
-    finds its claim, a concurrent one waits on it. A request then tries only the zones the
-    locked counters show room in, so a zone without room costs no statement (a full catalogue
-    cost one UPDATE per zone and request). The conditional UPDATE of the zone it takes, and the
-    counters' CHECK constraint, still decide. The memo stays exact because the rows are locked
-    until the commit and every counter change of this unit of work goes through
-    :func:`_shift`, :func:`_took` or :func:`_take_first`.
+    finds its claim, a concurrent one waits on it. With the counters locked until the commit,
+    nothing else changes them or their waitlists, so the batch's holds are decided in memory,
+    by the same rules (``domain.may_take_before``, ``waitlist_position``), and written once at
+    commit (:func:`write_decided`), where the counters' CHECK constraint still decides. The memo
+    stays exact because every counter change of this unit of work goes through :func:`_shift`
+    or :func:`_took`, and every change of a waitlist through :func:`_left_waitlist` or the
+    holds' own path; a statement that reads what the batch changed writes it first.
     """
     if not batch:
         return
@@ -100,6 +118,38 @@ async def preload(
     unit_types = {r.unit_type for command in batch for r in command.requests}
     if unit_types:
         uow.memo[COUNTERS_MEMO] = await store.lock_counters(uow.session, unit_types)
+        waiting = await store.waiting_by_priority(uow.session, unit_types)
+        if DECIDED_MEMO not in uow.memo:
+            uow.before_commit(lambda: write_decided(uow))
+        uow.memo[DECIDED_MEMO] = _Decided(waiting)
+
+
+async def write_decided(uow: UnitOfWork) -> None:
+    """Write what the batch decided in memory and has not written yet (nothing otherwise)."""
+    decided: _Decided | None = uow.memo.get(DECIDED_MEMO)
+    if decided is None or not (decided.shifts or decided.holds):
+        return
+    shifts = [(z, u, dh, da) for (z, u), (dh, da) in sorted(decided.shifts.items())]
+    holds = list(decided.holds)
+    decided.shifts.clear()
+    decided.holds.clear()
+    await store.write_decided(uow.session, shifts, holds)
+
+
+def _decided(uow: UnitOfWork, zone_id: str, unit_type: UnitType) -> _Decided | None:
+    """The batch's in-memory decisions, if this counter is one the batch locked."""
+    decided: _Decided | None = uow.memo.get(DECIDED_MEMO)
+    if decided is None or _counter(uow, zone_id, unit_type) is None:
+        return None
+    return decided
+
+
+def _left_waitlist(uow: UnitOfWork, zone_id: str, unit_type: UnitType, priority: int) -> None:
+    """Tell the batch's waitlist counts (if it counted this one) that an entry left it."""
+    decided = _decided(uow, zone_id, unit_type)
+    if decided is not None:
+        waiting = decided.waiting.get((zone_id, unit_type), {})
+        waiting[priority] = waiting.get(priority, 0) - 1
 
 
 async def _claim(
@@ -133,7 +183,13 @@ def _took(uow: UnitOfWork, zone_id: str, unit_type: UnitType, held: int, allocat
 async def _shift(
     uow: UnitOfWork, zone_id: str, unit_type: UnitType, held: int, allocated: int
 ) -> None:
-    await store.shift(uow.session, zone_id, unit_type, held, allocated)
+    decided = _decided(uow, zone_id, unit_type)
+    if decided is None:
+        await store.shift(uow.session, zone_id, unit_type, held, allocated)
+    else:
+        change = decided.shifts.setdefault((zone_id, unit_type), [0, 0])
+        change[0] += held
+        change[1] += allocated
     _took(uow, zone_id, unit_type, held, allocated)
 
 
@@ -232,8 +288,7 @@ async def hold(
                 HoldState.ALLOCATED, done.request.quantity,
             )  # fmt: skip
             state = HoldState.ALLOCATED
-        hold_id = await store.insert_hold(
-            session,
+        row = store.hold_row(
             allocation_id=command.allocation_id,
             unit_type=done.request.unit_type,
             application_id=command.application_id,
@@ -253,12 +308,11 @@ async def hold(
                     zone_id=done.zone_id,
                     unit_type=done.request.unit_type,
                     quantity=done.request.quantity,
-                    position=await store.position(
-                        session, hold_id, done.zone_id, done.request.unit_type, priority
-                    ),
+                    position=await _insert_waiting(uow, row, done, priority),
                 )
             )
         else:
+            await _insert(uow, row, done.zone_id, done.request.unit_type)
             held_rows.append((done.zone_id, done.request.unit_type, done.request.quantity))
 
     units = [ZoneUnits(zone_id=z, unit_type=u, quantity=q) for z, u, q in held_rows]
@@ -306,17 +360,53 @@ async def hold(
         )
 
 
+async def _insert(uow: UnitOfWork, row: dict[str, Any], zone_id: str, unit_type: UnitType) -> int:
+    """Insert a new record, or add it to the batch's (then its id is not known: 0)."""
+    decided = _decided(uow, zone_id, unit_type)
+    if decided is not None:
+        decided.holds.append(row)
+        return 0
+    await write_decided(uow)
+    return await store.insert_hold(uow.session, row)
+
+
+async def _insert_waiting(
+    uow: UnitOfWork, row: dict[str, Any], done: _Placed, priority: int
+) -> int:
+    """Insert a waitlisted record; returns its position in the zone's waitlist."""
+    zone_id, unit_type = done.zone_id, done.request.unit_type
+    decided = _decided(uow, zone_id, unit_type)
+    if decided is not None:
+        waiting = decided.waiting.setdefault((zone_id, unit_type), {})
+        position = waitlist_position(priority, waiting)
+        waiting[priority] = waiting.get(priority, 0) + 1
+        decided.holds.append(row)
+        return position
+    hold_id = await _insert(uow, row, zone_id, unit_type)
+    return await store.position(uow.session, hold_id, zone_id, unit_type, priority)
+
+
 async def _take_first(
     uow: UnitOfWork, request: SpaceRequest, zone_ids: Sequence[str], priority: int
 ) -> str | None:
-    """The first candidate zone that gives the units (nobody ahead waiting), or None: one
-    conditional UPDATE per zone tried (the waitlist rule is ``domain.may_take_before``), past
-    the zones the batch's locked counters show without room."""
+    """The first candidate zone that gives the units (nobody ahead waiting), or None.
+
+    On a counter the batch locked, decided in memory (``domain.may_take_before`` on the
+    waitlist's counts); otherwise one conditional UPDATE per zone tried, which carries the
+    same rule, past the zones the batch's locked counters show without room."""
     unit_type, quantity = request.unit_type, request.quantity
     for zone_id in zone_ids:
         counter = _counter(uow, zone_id, unit_type)
         if counter is not None and counter.free < quantity:
             continue
+        decided = _decided(uow, zone_id, unit_type)
+        if decided is not None:
+            waiting = decided.waiting.get((zone_id, unit_type), {})
+            if not may_take_before(priority, (p for p, n in waiting.items() if n > 0)):
+                continue
+            await _shift(uow, zone_id, unit_type, quantity, 0)
+            return zone_id
+        await write_decided(uow)
         if await store.take_ahead_of_waitlist(uow.session, zone_id, unit_type, quantity, priority):
             _took(uow, zone_id, unit_type, quantity, 0)
             return zone_id
@@ -340,6 +430,7 @@ async def catalogue(uow: UnitOfWork) -> dict[str, Zone]:
 async def confirm(uow: UnitOfWork, command: ConfirmZoneHold, origin: Origin, now: datetime) -> None:
     """Turn the allocation's live holds into allocations; refused when none is live."""
     session = uow.session
+    await write_decided(uow)
     rows = await store.holds_of(session, command.allocation_id, lock=True)
     live = [
         r
@@ -378,6 +469,7 @@ async def release(
 ) -> None:
     """Give back everything of the allocation (a compensation) and wake the freed waitlists."""
     session = uow.session
+    await write_decided(uow)
     rows = await store.holds_of(session, command.allocation_id, lock=True)
     freed: list[Any] = []
     for row in rows:
@@ -388,7 +480,9 @@ async def release(
             raise BusinessRefusal(f"allocation {command.allocation_id} changed while releasing")
         await _count(uow, row.zone_id, UnitType(row.unit_type), state,
                      HoldState.RELEASED, row.quantity)  # fmt: skip
-        if state is not HoldState.WAITLISTED:
+        if state is HoldState.WAITLISTED:
+            _left_waitlist(uow, row.zone_id, UnitType(row.unit_type), row.priority)
+        else:
             freed.append(row)
     correlation_id = origin.correlation_id or (rows[0].correlation_id if rows else uuid.uuid4())
     _stage(
@@ -412,6 +506,7 @@ async def release(
 async def expire_due(uow: UnitOfWork, now: datetime, *, limit: int = 200) -> int:
     """Expire the holds whose time has come (the sweep); returns how many expired."""
     session = uow.session
+    await write_decided(uow)
     origin = Origin(SYSTEM)
     expired: dict[str, list[Any]] = {}
     for row in await store.due(session, now, limit=limit):
@@ -443,6 +538,7 @@ async def wake(
 ) -> int:
     """Offer freed units to the head of each waitlist as new holds; returns how many woke."""
     session = uow.session
+    await write_decided(uow)
     woken = 0
     for zone_id, unit_type in sorted(freed):
         waiting = await store.waitlist(session, zone_id, unit_type)
@@ -457,6 +553,7 @@ async def wake(
             ):
                 await _shift(uow, zone_id, unit_type, -row.quantity, 0)
                 continue
+            _left_waitlist(uow, zone_id, unit_type, row.priority)
             woken += 1
             _stage(
                 uow,
@@ -497,7 +594,9 @@ async def resize(
     uow: UnitOfWork, zone_id: str, unit_type: UnitType, capacity: int, origin: Origin, now: datetime
 ) -> None:
     """Set a unit type's capacity; :class:`Conflict` below what is held and allocated."""
+    await write_decided(uow)
     uow.memo.pop(COUNTERS_MEMO, None)  # a capacity changes: later holds read the rows again
+    uow.memo.pop(DECIDED_MEMO, None)
     outcome = await store.resize(uow.session, zone_id, unit_type, capacity)
     if not outcome.exists:
         raise NotFound(f"zone {zone_id} not found")

@@ -101,6 +101,13 @@ def may_take_before(priority: int, waiting: Iterable[int]) -> bool:
     return all(other < priority for other in waiting)
 
 
+def waitlist_position(priority: int, waiting: Mapping[int, int]) -> int:
+    """The position (1 = next) of a newcomer of ``priority`` joining a waitlist that holds
+    ``waiting[p]`` entries of each priority ``p``: behind every entry of its priority or above
+    (:func:`waitlist_order`: they all arrived earlier)."""
+    return 1 + sum(count for other, count in waiting.items() if other >= priority)
+
+
 def expiry(now: datetime, hold_seconds: int) -> datetime:
     """When a hold taken at ``now`` lapses."""
     return now + timedelta(seconds=hold_seconds)

@@ -184,6 +184,48 @@ async def lock_counters(
     }
 
 
+async def waiting_by_priority(
+    session: AsyncSession, unit_types: Iterable[UnitType]
+) -> dict[tuple[str, UnitType], dict[int, int]]:
+    """How many records wait in each zone's waitlist of ``unit_types``, by priority (one
+    grouped count). With the counters of those unit types locked, a waitlist changes only in
+    this transaction: every change of one also changes, or locks, its counter."""
+    conn = await _conn(session)
+    h = HOLDS.c
+    rows = await conn.execute(
+        sa.select(h.zone_id, h.unit_type, h.priority, sa.func.count())
+        .where(
+            h.state == HoldState.WAITLISTED.value,
+            h.unit_type.in_(sorted(u.value for u in unit_types)),
+        )
+        .group_by(h.zone_id, h.unit_type, h.priority)
+    )
+    waiting: dict[tuple[str, UnitType], dict[int, int]] = {}
+    for zone_id, unit_type, priority, count in rows:
+        waiting.setdefault((zone_id, UnitType(unit_type)), {})[priority] = count
+    return waiting
+
+
+async def write_decided(
+    session: AsyncSession,
+    shifts: Sequence[tuple[str, UnitType, int, int]],
+    holds: Sequence[dict[str, Any]],
+) -> None:
+    """Write what a batch decided in memory: the counters' changes (zone, unit type, held,
+    allocated) and the new records (rows of :func:`hold_row`), one executemany each. The
+    counters' CHECK constraint still refuses a capacity exceeded or a negative count."""
+    conn = await _conn(session)
+    changes = [
+        {"z": zone_id, "u": unit_type.value, "dh": held, "da": allocated}
+        for zone_id, unit_type, held, allocated in shifts
+        if held or allocated
+    ]
+    if changes:
+        await conn.execute(_SHIFT, changes)
+    if holds:
+        await conn.execute(HOLDS.insert(), list(holds))
+
+
 async def shift(
     session: AsyncSession, zone_id: str, unit_type: UnitType, held: int, allocated: int
 ) -> None:
@@ -344,8 +386,7 @@ async def holds_of(session: AsyncSession, allocation_id: str, *, lock: bool = Fa
 _INSERT_HOLD = HOLDS.insert().returning(HOLDS.c.id)
 
 
-async def insert_hold(
-    session: AsyncSession,
+def hold_row(
     *,
     allocation_id: str,
     unit_type: UnitType,
@@ -359,27 +400,30 @@ async def insert_hold(
     expires_at: datetime | None,
     correlation_id: uuid.UUID,
     now: datetime,
-) -> int:
-    """Insert one record; the unique (allocation id, unit type) refuses a second one."""
+) -> dict[str, Any]:
+    """The columns of a new record (its id is the database's)."""
+    return {
+        "allocation_id": allocation_id,
+        "unit_type": unit_type.value,
+        "application_id": application_id,
+        "firm_id": firm_id,
+        "zone_id": zone_id,
+        "quantity": quantity,
+        "state": state.value,
+        "priority": priority,
+        "hold_seconds": hold_seconds,
+        "expires_at": expires_at,
+        "correlation_id": correlation_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def insert_hold(session: AsyncSession, row: dict[str, Any]) -> int:
+    """Insert one record (a :func:`hold_row`), returning its id; the unique (allocation id,
+    unit type) refuses a second one."""
     conn = await _conn(session)
-    result = await conn.execute(
-        _INSERT_HOLD,
-        {
-            "allocation_id": allocation_id,
-            "unit_type": unit_type.value,
-            "application_id": application_id,
-            "firm_id": firm_id,
-            "zone_id": zone_id,
-            "quantity": quantity,
-            "state": state.value,
-            "priority": priority,
-            "hold_seconds": hold_seconds,
-            "expires_at": expires_at,
-            "correlation_id": correlation_id,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    result = await conn.execute(_INSERT_HOLD, row)
     return int(result.scalar_one())
 
 

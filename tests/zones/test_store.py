@@ -11,7 +11,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from contracts.v1.zones import AllocateZoneSpace, ConfirmZoneHold, ReleaseZoneSpace
+from contracts.v1.zones import (
+    AllocateZoneSpace,
+    ConfirmZoneHold,
+    HoldZoneSpace,
+    ReleaseZoneSpace,
+)
 from services.kit.errors import BusinessRefusal, Conflict, NotFound
 from services.zones import commands
 from tests.zones.helpers import GPU, SEAT, WORKFLOW, Db, hold_command, origin, zones_db
@@ -179,3 +184,70 @@ async def test_the_database_itself_refuses_over_allocation(db: Db) -> None:
             await conn.execute(
                 sa.text("UPDATE zone_capacity SET allocated = capacity + 1 WHERE zone_id = 'z-b'")
             )
+
+
+async def _batch(db: Db, *steps: HoldZoneSpace | ReleaseZoneSpace) -> None:
+    """Commands applied as the consumer applies a batch: the holds preloaded, then in order."""
+    async with db.uow() as uow:
+        await commands.preload(uow, [c for c in steps if isinstance(c, HoldZoneSpace)], NOW)
+        for command in steps:
+            if isinstance(command, HoldZoneSpace):
+                await commands.hold(uow, command, origin(), NOW, default_hold_seconds=60)
+            else:
+                await commands.release(uow, command, origin(), NOW)
+        await uow.commit()
+
+
+def _release(allocation_id: str) -> ReleaseZoneSpace:
+    return ReleaseZoneSpace(
+        allocation_id=allocation_id,
+        application_id=f"app-{allocation_id}",
+        reason_code="administrative",
+        reason="Released.",
+    )
+
+
+async def test_a_batch_gives_the_same_positions_as_one_command_at_a_time(tmp_path: Path) -> None:
+    steps = [
+        hold_command("a1", (GPU, 2, ["z-b"])),
+        hold_command("late", (GPU, 1, ["z-b"])),
+        hold_command("vip", (GPU, 1, ["z-b"]), priority=5),
+        hold_command("later", (GPU, 1, ["z-b"])),
+        hold_command("vip2", (GPU, 1, ["z-b"]), priority=5),
+        hold_command("mid", (GPU, 1, ["z-b"]), priority=2),
+        hold_command("last", (GPU, 1, ["z-b"])),
+    ]
+    seen = []
+    for name, batched in (("one", False), ("batch", True)):
+        async with zones_db(f"sqlite+aiosqlite:///{tmp_path / name}.db") as db:
+            if batched:
+                await _batch(db, *steps)
+            else:
+                for command in steps:
+                    async with db.uow() as uow:
+                        await commands.hold(uow, command, origin(), NOW, default_hold_seconds=60)
+                        await uow.commit()
+            positions = {
+                p["allocation_id"]: p["entries"][0]["position"]
+                for k, p in await db.events()
+                if k == "zone.waitlisted"
+            }
+            seen.append((positions, await db.states(), await db.counter("z-b", GPU)))
+    assert seen[0] == seen[1]
+    positions, states, counter = seen[1]
+    assert positions == {"late": 1, "vip": 1, "later": 3, "vip2": 2, "mid": 3, "last": 6}
+    assert counter == (2, 2, 0)
+
+
+async def test_a_hold_after_a_release_in_one_batch_sees_the_waitlist_the_release_woke(
+    db: Db,
+) -> None:
+    await _hold(db, "a1", (GPU, 2, ["z-b"]))
+    await _hold(db, "waiting", (GPU, 1, ["z-b"]))
+    # The release wakes `waiting` (1 of the 2 units); nobody waits now, so `next` takes the
+    # other unit rather than queueing behind an entry that left the waitlist.
+    await _batch(db, _release("a1"), hold_command("next", (GPU, 1, ["z-b"])))
+    states = await db.states()
+    assert states["waiting/gpu_rack_unit"] == "held"
+    assert states["next/gpu_rack_unit"] == "held"
+    assert await db.counter("z-b", GPU) == (2, 2, 0)
