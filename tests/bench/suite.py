@@ -86,8 +86,10 @@ DEFAULT_N: dict[str, int] = {
     "relay": 20_000,
     "submissions": 3_000,
     "eligibility": 5_000,
-    # Each a hold of one office seat: most are held, the rest wait (well within 40 s).
-    "zones": 3_000,
+    # Each a hold of one office seat: the catalogue's 1,770 seats are held, the rest wait. The
+    # service answers a batch in a few statements, so at 3,000 (six batches) the outputs came
+    # in two or three fetches, too coarse a window to time: 12,000 take some 25 batches.
+    "zones": 12_000,
     # Signing tranches paid through the simulated rail (its batch endpoint, 50 to a request).
     "payouts": 1_000,
     # Applications through the whole platform (about a minute on two cores).
