@@ -237,6 +237,8 @@ async def test_a_batch_gives_the_same_positions_as_one_command_at_a_time(tmp_pat
     positions, states, counter = seen[1]
     assert positions == {"late": 1, "vip": 1, "later": 3, "vip2": 2, "mid": 3, "last": 6}
     assert counter == (2, 2, 0)
+    assert states["a1/gpu_rack_unit"] == "held"
+    assert sum(state == "waitlisted" for state in states.values()) == 6
 
 
 async def test_a_hold_after_a_release_in_one_batch_sees_the_waitlist_the_release_woke(
