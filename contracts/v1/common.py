@@ -16,7 +16,7 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-from contracts.money import AS_JSON_STRING, CANONICAL_ZERO, REFUSE_FLOAT
+from contracts.money import AS_JSON_STRING, CANONICAL_ZERO, REFUSE_FLOAT, decimal_digits
 
 # --- configuration -------------------------------------------------------------------------------
 
@@ -51,7 +51,8 @@ Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Percentage = Annotated[
     Decimal,
     REFUSE_FLOAT,
-    Field(ge=0, le=100, max_digits=5, decimal_places=2, allow_inf_nan=False),
+    Field(ge=0, le=100, allow_inf_nan=False),
+    decimal_digits(5, 2),
     CANONICAL_ZERO,
     AS_JSON_STRING,
     WithJsonSchema(

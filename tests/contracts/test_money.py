@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Annotated
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from contracts.iso import (
     ACCEPTED_CURRENCIES,
@@ -17,8 +18,9 @@ from contracts.iso import (
     CountryCode,
     minor_units,
 )
-from contracts.money import Balance, Money, NonNegativeDecimal
+from contracts.money import Balance, Money, NonNegativeDecimal, decimal_digits
 from contracts.v1.common import Percentage
+from tests.tiers import examples
 
 
 class _Holder(BaseModel):
@@ -200,3 +202,36 @@ def test_any_valid_amount_round_trips_exactly_through_json(valid: tuple[Decimal,
 
     assert again.amount == amount
     assert again.currency == currency
+
+
+@pytest.mark.parametrize(("max_digits", "places"), [(22, 4), (5, 2), (3, 0), (2, 4)])
+@settings(max_examples=examples(400), deadline=None)
+@given(
+    value=st.one_of(
+        st.decimals(allow_nan=False, allow_infinity=False, places=None),
+        st.builds(
+            lambda digits, exponent, sign: Decimal((sign, digits, exponent)),
+            st.lists(st.integers(0, 9), min_size=1, max_size=26).map(tuple),
+            st.integers(-12, 8),
+            st.integers(0, 1),
+        ),
+    )
+)
+def test_decimal_digits_decides_as_pydantic_does(
+    max_digits: int, places: int, value: Decimal
+) -> None:
+    """The one-pass check gives pydantic's own outcome and error for every finite decimal."""
+    ours = TypeAdapter(
+        Annotated[Decimal, Field(allow_inf_nan=False), decimal_digits(max_digits, places)]
+    )
+    theirs = TypeAdapter(
+        Annotated[Decimal, Field(allow_inf_nan=False, max_digits=max_digits, decimal_places=places)]
+    )
+
+    def outcome(adapter: TypeAdapter[Decimal]) -> object:
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            return [(e["type"], e["msg"], e.get("ctx")) for e in exc.errors()]
+
+    assert outcome(ours) == outcome(theirs)
