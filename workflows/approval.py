@@ -52,6 +52,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    # One module per statement: `from workflows import events` would take the sandbox's own
+    # `workflows` package and import the submodules into the sandbox again for every run.
+    import workflows.events as events
+    import workflows.offering as offering
+    import workflows.policy as policy
+    import workflows.staffing as staffing
     from contracts.catalog import encode, make_envelope, payload_model
     from contracts.conflicts import Organisation, firm_organisations
     from contracts.envelope import Actor, ActorKind, Envelope, deterministic_event_id
@@ -84,7 +90,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.v1.offers import MilestoneReported, OfferAccepted, OfferDeclined
     from contracts.v1.zones import ZoneAllocated, ZoneHeld, ZoneRefused, ZoneWaitlisted
-    from workflows import events, offering, policy, staffing
     from workflows.activities import CandidateQuery, OutgoingMessage, Publisher, ReviewDesk
     from workflows.inputs import (
         AmendedSignal,
