@@ -25,8 +25,9 @@ from contracts import catalog
 from contracts.envelope import Actor, Envelope
 from contracts.topics import TOPICS, get_topic, topic_for_type
 from contracts.v1.common import EligibilityOutcome
+from services.kit.db import create_engine
 from services.kit.messaging import Record, create_producer, ensure_topics
-from tests.kit.helpers import fresh_database
+from tests.kit.helpers import fresh_database, scalar
 from tests.outages.helpers import (
     OUTAGE_SECONDS,
     RECOVERY_TIMEOUT,
@@ -106,6 +107,25 @@ async def proxy(temporal_dev: str) -> AsyncIterator[TcpProxy]:
         yield line
 
 
+async def free_activity_slots(client: Any) -> float:
+    """The worker's free activity slots, from the Temporal SDK's gauge on ``/metrics``."""
+    for line in (await client.get("/metrics")).text.splitlines():
+        if line.startswith("temporal_worker_task_slots_available{") and (
+            'worker_type="ActivityWorker"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("the worker's /metrics has no activity slots gauge")
+
+
+async def unpublished(database_url: str) -> int:
+    """Rows of the worker's outbox not yet on the broker."""
+    engine = create_engine(database_url)
+    try:
+        return int(await scalar(engine, "SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+    finally:
+        await engine.dispose()
+
+
 class Rejections:
     """Counts ``application.rejected`` per application on ``approvals.events``, live.
 
@@ -142,6 +162,16 @@ class Rejections:
 
     def count(self) -> int:
         return len(self.event_ids)
+
+    async def caught_up(self) -> bool:
+        """Whether every record on the topic so far has been read and counted (the counting
+        runs right after each fetch, with no await in between)."""
+        partitions = [TopicPartition(self._topic.name, p) for p in range(self._topic.partitions)]
+        ends = await self._consumer.end_offsets(partitions)
+        for partition in partitions:
+            if await self._consumer.position(partition) < ends[partition]:
+                return False
+        return True
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -184,6 +214,7 @@ async def test_temporal_unreachable_for_a_minute_under_load(
             app = create_app(settings)
             async with serving(app, settings.port) as client:
                 await wait_for(lambda: is_ok(client), timeout=90)
+                idle_slots = await free_activity_slots(client)
                 load.start()
                 await wait_for(lambda: at_least(rejections.count, 1), timeout=60)
                 await wait_for(
@@ -195,6 +226,19 @@ async def test_temporal_unreachable_for_a_minute_under_load(
                 cut_at = time.monotonic()
                 await wait_for(lambda: waits_for(client, "temporal"), timeout=OUTAGE_SECONDS / 2)
                 waiting = (await client.get("/health")).json()
+
+                # An activity the worker was running at the cut still finishes, and its
+                # rejection is published without Temporal: what counts is what happens after
+                # it. So the count starts once no activity runs, the worker's outbox is empty
+                # and every rejection on the topic has been read.
+                async def settled() -> bool:
+                    return (
+                        await free_activity_slots(client) == idle_slots
+                        and await unpublished(database_url) == 0
+                        and await rejections.caught_up()
+                    )
+
+                await wait_for(settled, timeout=OUTAGE_SECONDS / 2)
                 rejected_soon_after_cut = rejections.count()
                 await wait_for(
                     lambda: at_least(lambda: time.monotonic() - cut_at, OUTAGE_SECONDS),
